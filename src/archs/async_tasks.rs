@@ -1,0 +1,111 @@
+//! `async`: one tokio task per connection.
+//!
+//! 1. Start a tokio runtime with N worker threads (`--threads`).
+//! 2. A task per listener accepts connections and spawns a task for each.
+//! 3. Each connection task runs the session as sequential code, awaiting
+//!    readiness; tokio's scheduler multiplexes the tasks over the workers
+//!    and moves them between threads when one is busy.
+//! 4. On shutdown, the accept tasks end and the runtime waits for the
+//!    connection tasks, up to the deadline.
+//!
+//! Trade-off: the cost of a reactor (a task is a few hundred bytes) with the
+//! programming model of a thread, and work stealing balances load across
+//! CPUs; but the runtime's machinery (wakers, queues, cross-thread steals)
+//! costs some throughput against a hand-rolled reactor, and a task that
+//! blocks still stalls its worker thread. Goroutines, green threads,
+//! eventlet.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use crate::drivers::{task, Ctx};
+use crate::net::{AcceptError, Listeners, EXHAUSTED_BACKOFF};
+
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Runs the runtime until the server drains.
+pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("async")
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let result = runtime.block_on(async {
+        let (tx, rx) = watch::channel(false);
+        for l in listeners.iter() {
+            // SAFETY: the AsyncFd owns this duplicate of the listener.
+            let listener = unsafe { AsyncFd::register(l.try_clone()?) }.map_err(io::Error::from)?;
+            tokio::spawn(accept_loop(listener, ctx.clone(), rx.clone()));
+        }
+        // SAFETY: the switch's pipe lives as long as `ctx`, which outlives
+        // this registration (dropped below).
+        let switch = unsafe {
+            AsyncFd::register_with_interest(
+                Fd(ctx.shutdown.wake_fd()),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(io::Error::from)?;
+        drop(switch.readable().await?);
+        let _ = tx.send(true);
+        while ctx.board.open() > 0 && !ctx.shutdown.is_expired(Instant::now()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(switch);
+        Ok(())
+    });
+    runtime.shutdown_timeout(Duration::ZERO);
+    result
+}
+
+async fn accept_loop(
+    listener: AsyncFd<std::net::TcpListener>,
+    ctx: Ctx,
+    mut draining: watch::Receiver<bool>,
+) {
+    loop {
+        let mut guard = tokio::select! {
+            g = listener.readable() => match g {
+                Ok(g) => g,
+                Err(_) => return,
+            },
+            _ = draining.changed() => return,
+        };
+        loop {
+            match crate::net::accept_from(listener.get_ref(), true) {
+                Ok((stream, _)) => match ctx.admit() {
+                    Some(ticket) => {
+                        tokio::spawn(task::serve(stream, ticket, ctx.clone(), draining.clone()));
+                    }
+                    None => ctx.refuse(stream),
+                },
+                Err(AcceptError::WouldBlock) => {
+                    guard.clear_ready();
+                    break;
+                }
+                Err(AcceptError::Exhausted(e)) => {
+                    crate::log::warn(format_args!(
+                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
+                    ));
+                    tokio::time::sleep(EXHAUSTED_BACKOFF).await;
+                    break;
+                }
+                Err(AcceptError::Other(e)) => {
+                    crate::log::warn(format_args!("accept: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+}

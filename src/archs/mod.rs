@@ -1,0 +1,220 @@
+//! The architectures: who runs a driver, where. One file each; this module
+//! holds their names and one-line descriptions (what `muse archs` prints),
+//! their defaults, and the two loops several of them share.
+
+pub mod async_tasks;
+pub mod multi_reactor;
+pub mod prefork;
+pub mod prefork_reactor;
+pub mod prefork_threads;
+pub mod process_per_connection;
+pub mod reactor;
+pub mod reactor_pool;
+pub mod serial;
+pub mod thread_per_connection;
+pub mod thread_pool;
+
+use std::net::TcpStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::drivers::{blocking, Ctx};
+use crate::net::{AcceptError, Listeners, EXHAUSTED_BACKOFF};
+use crate::scoreboard::Ticket;
+use crate::session::Placement;
+use crate::sys;
+
+/// An architecture, by its `--arch` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// `serial`
+    Serial,
+    /// `process-per-connection`
+    ProcessPerConnection,
+    /// `thread-per-connection`
+    ThreadPerConnection,
+    /// `prefork`
+    Prefork,
+    /// `thread-pool`
+    ThreadPool,
+    /// `prefork-threads`
+    PreforkThreads,
+    /// `reactor`
+    Reactor,
+    /// `prefork-reactor`
+    PreforkReactor,
+    /// `multi-reactor`
+    MultiReactor,
+    /// `reactor-pool`
+    ReactorPool,
+    /// `async`
+    Async,
+}
+
+impl Arch {
+    /// Every architecture, in the order DESIGN.md §3 lists them.
+    pub const ALL: [Arch; 11] = [
+        Arch::Serial,
+        Arch::ProcessPerConnection,
+        Arch::ThreadPerConnection,
+        Arch::Prefork,
+        Arch::ThreadPool,
+        Arch::PreforkThreads,
+        Arch::Reactor,
+        Arch::PreforkReactor,
+        Arch::MultiReactor,
+        Arch::ReactorPool,
+        Arch::Async,
+    ];
+
+    /// The `--arch` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Serial => "serial",
+            Arch::ProcessPerConnection => "process-per-connection",
+            Arch::ThreadPerConnection => "thread-per-connection",
+            Arch::Prefork => "prefork",
+            Arch::ThreadPool => "thread-pool",
+            Arch::PreforkThreads => "prefork-threads",
+            Arch::Reactor => "reactor",
+            Arch::PreforkReactor => "prefork-reactor",
+            Arch::MultiReactor => "multi-reactor",
+            Arch::ReactorPool => "reactor-pool",
+            Arch::Async => "async",
+        }
+    }
+
+    /// The architecture with this `--arch` name.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The flow in one line (the file's numbered steps, condensed).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Arch::Serial => "accept, serve until close, accept again; one client at a time (baseline)",
+            Arch::ProcessPerConnection => "accept, fork a child that serves and exits; the parent reaps (inetd)",
+            Arch::ThreadPerConnection => "accept, spawn a thread that serves (WEBrick, Mongrel)",
+            Arch::Prefork => "fork N workers that each accept and serve one client at a time; a master supervises (Unicorn, Apache prefork)",
+            Arch::ThreadPool => "N threads that each accept and serve one client at a time (Puma threads)",
+            Arch::PreforkThreads => "fork N workers, each with a pool of threads that accept and serve (Puma cluster, Gunicorn gthread)",
+            Arch::Reactor => "one thread, epoll over the listeners and every connection (Node, EventMachine, Twisted)",
+            Arch::PreforkReactor => "fork N workers, each running its own reactor; a master supervises (nginx)",
+            Arch::MultiReactor => "N threads, each running its own reactor over the shared listeners (thread-per-core)",
+            Arch::ReactorPool => "a reactor watches every connection; sessions with work run on a thread pool (Puma's reactor)",
+            Arch::Async => "one tokio task per connection: sequential code, evented underneath (goroutines, green threads)",
+        }
+    }
+
+    /// Whether the architecture forks, which decides how shared state is
+    /// reached.
+    pub fn placement(self) -> Placement {
+        match self {
+            Arch::ProcessPerConnection
+            | Arch::Prefork
+            | Arch::PreforkThreads
+            | Arch::PreforkReactor => Placement::ManyProcesses,
+            _ => Placement::OneProcess,
+        }
+    }
+
+    /// Whether a master supervises forked workers (`--workers`, TTIN/TTOU).
+    pub fn is_prefork(self) -> bool {
+        matches!(
+            self,
+            Arch::Prefork | Arch::PreforkThreads | Arch::PreforkReactor
+        )
+    }
+
+    /// The default `--workers` on a machine with `cpus` CPUs.
+    pub fn default_workers(self, cpus: usize) -> usize {
+        match self {
+            // Each worker serves one client at a time: Gunicorn's 2×CPU+1.
+            Arch::Prefork => 2 * cpus + 1,
+            // Each worker has threads or a reactor: one per CPU.
+            _ => cpus,
+        }
+    }
+
+    /// The default `--threads` on a machine with `cpus` CPUs.
+    pub fn default_threads(self, cpus: usize) -> usize {
+        match self {
+            // Threads that each hold one client: enough to overlap I/O.
+            Arch::ThreadPool => 16.max(4 * cpus),
+            Arch::PreforkThreads => 8,
+            // Reactors and tokio workers: one per CPU.
+            Arch::MultiReactor | Arch::Async => cpus,
+            // Pool threads behind one reactor.
+            Arch::ReactorPool => 2 * cpus,
+            _ => 1,
+        }
+    }
+}
+
+/// How often a blocking accept loop looks at the shutdown switch and updates
+/// its heartbeat even when nobody connects.
+pub const ACCEPT_TICK: Duration = Duration::from_secs(1);
+
+/// Accepts admitted connections and hands each to `serve`, until the server
+/// drains. Used by every architecture whose threads block.
+pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(TcpStream, Ticket)) {
+    let mut ready = Vec::with_capacity(listeners.len());
+    let wake = [ctx.shutdown.wake_fd()];
+    while !ctx.shutdown.is_draining() {
+        if let Err(e) = listeners.wait(&wake, Some(ACCEPT_TICK), &mut ready) {
+            crate::log::warn(format_args!("poll: {e}"));
+            std::thread::sleep(EXHAUSTED_BACKOFF);
+        }
+        ctx.tick();
+        for &i in &ready {
+            if ctx.shutdown.is_draining() {
+                return;
+            }
+            match listeners.accept(i, false) {
+                Ok((stream, _)) => match ctx.admit() {
+                    Some(ticket) => serve(stream, ticket),
+                    None => ctx.refuse(stream),
+                },
+                Err(AcceptError::WouldBlock) => {}
+                Err(AcceptError::Exhausted(e)) => {
+                    crate::log::warn(format_args!(
+                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
+                    ));
+                    // Wait on the shutdown switch alone: the listeners are
+                    // still ready, which is why we pause.
+                    let mut fds = [sys::poll_fd(ctx.shutdown.wake_fd(), sys::POLLIN)];
+                    let _ = sys::poll(&mut fds, Some(EXHAUSTED_BACKOFF));
+                }
+                Err(AcceptError::Other(e)) => crate::log::warn(format_args!("accept: {e}")),
+            }
+        }
+    }
+}
+
+/// Serves one connection with the blocking driver, containing a panic in
+/// the session to this connection.
+pub fn serve_contained(stream: TcpStream, ticket: Option<Ticket>, ctx: &Ctx) {
+    if catch_unwind(AssertUnwindSafe(|| blocking::serve(stream, ticket, ctx))).is_err() {
+        crate::log::warn(format_args!("a session panicked; its connection is closed"));
+    }
+}
+
+/// Waits until every connection of this process has closed, or the drain
+/// deadline passes. For architectures whose connections run on threads the
+/// caller does not join.
+pub fn wait_drained(ctx: &Ctx) {
+    loop {
+        let now = Instant::now();
+        if ctx
+            .board
+            .slot(ctx.slot)
+            .open
+            .load(std::sync::atomic::Ordering::Acquire)
+            == 0
+            || ctx.shutdown.is_expired(now)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

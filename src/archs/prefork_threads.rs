@@ -1,0 +1,28 @@
+//! `prefork-threads`: a master and N worker processes, each with a pool of
+//! threads.
+//!
+//! 1. The master binds the listeners, then forks N workers (`--workers`).
+//! 2. Each worker starts M threads (`--threads`) (threads only after the
+//!    fork) that each accept on the shared listeners and serve one client at
+//!    a time with the blocking driver.
+//! 3. The master supervises the workers (see `supervisor.rs`).
+//!
+//! Trade-off: N×M clients at once on N processes, with a crash costing one
+//! worker's clients instead of the server; but threads in a worker share its
+//! fate, and memory grows with N×M stacks. Puma's cluster mode, Gunicorn's
+//! `gthread` worker.
+
+use std::io;
+
+use crate::drivers::Ctx;
+use crate::server::Server;
+use crate::supervisor::Master;
+
+/// Runs the master until it stops.
+pub fn serve(server: &Server) -> io::Result<()> {
+    Master::new(server, worker).run()
+}
+
+fn worker(server: &Server, ctx: &Ctx) -> io::Result<()> {
+    crate::archs::thread_pool::serve(&server.listeners, ctx, server.config.threads)
+}

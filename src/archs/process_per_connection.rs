@@ -1,0 +1,115 @@
+//! `process-per-connection`: a new process for every client.
+//!
+//! 1. Wait for a connection (or a signal) in the single-threaded parent.
+//! 2. Fork; the child serves the connection with the blocking driver and
+//!    exits.
+//! 3. The parent closes its copy of the connection, reaps children that
+//!    have exited, and goes back to 1.
+//!
+//! Trade-off: the strongest isolation there is (a crash, a leak or a hang
+//! dies with its client's process) and plain blocking code; but a `fork` per
+//! connection is the most expensive way to start serving, and each client
+//! costs a whole process. inetd, "shotgun" servers, early CGI.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use crate::net::{AcceptError, EXHAUSTED_BACKOFF};
+use crate::server::{serve_with_signals, Server};
+use crate::supervisor::KILL_GRACE;
+use crate::sys::{self, Forked};
+use crate::{log, signals};
+
+/// Runs the parent until a signal stops it and every child is gone.
+pub fn serve(server: &Server) -> io::Result<()> {
+    let parent = sys::getpid();
+    let mut children: HashSet<libc::pid_t> = HashSet::new();
+    let mut stopping: Option<Option<Instant>> = None;
+    let mut ready = Vec::new();
+    let wake = [signals::wake_fd()];
+    loop {
+        // Reap every child that has exited.
+        while let Some((pid, _)) = sys::reap_any() {
+            children.remove(&pid);
+        }
+        let got = signals::take();
+        let now = Instant::now();
+        if got.has(libc::SIGTERM) || got.has(libc::SIGINT) {
+            stopping = Some(Some(now + server.config.shutdown_timeout + KILL_GRACE));
+            children
+                .iter()
+                .for_each(|&pid| sys::kill(pid, libc::SIGTERM));
+        } else if got.has(libc::SIGQUIT) && stopping.is_none() {
+            stopping = Some(None);
+            children
+                .iter()
+                .for_each(|&pid| sys::kill(pid, libc::SIGQUIT));
+        }
+        if let Some(deadline) = stopping {
+            if children.is_empty() {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                children
+                    .iter()
+                    .for_each(|&pid| sys::kill(pid, libc::SIGKILL));
+            }
+            signals::wait(Some(crate::archs::ACCEPT_TICK))?;
+            continue;
+        }
+        server
+            .listeners
+            .wait(&wake, Some(crate::archs::ACCEPT_TICK), &mut ready)?;
+        for &i in &ready {
+            let stream = match server.listeners.accept(i, false) {
+                Ok((stream, _)) => stream,
+                Err(AcceptError::WouldBlock) => continue,
+                Err(AcceptError::Exhausted(e)) => {
+                    log::warn(format_args!(
+                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
+                    ));
+                    signals::wait(Some(EXHAUSTED_BACKOFF))?;
+                    continue;
+                }
+                Err(AcceptError::Other(e)) => {
+                    log::warn(format_args!("accept: {e}"));
+                    continue;
+                }
+            };
+            if children.len() >= server.config.max_connections {
+                crate::net::refuse(stream, server.protocol.refusal());
+                continue;
+            }
+            match sys::fork() {
+                Err(e) => log::warn(format_args!("cannot fork: {e}")),
+                Ok(Forked::Parent(pid)) => {
+                    children.insert(pid);
+                }
+                Ok(Forked::Child) => sys::exit_now(serve_child(server, stream, parent)),
+            }
+        }
+    }
+}
+
+/// The child's whole life: serve one connection, return the exit code.
+fn serve_child(server: &Server, stream: std::net::TcpStream, parent: libc::pid_t) -> i32 {
+    // The listeners belong to the parent: close this process's copies so that
+    // a child serving a long connection does not keep the port open.
+    for l in server.listeners.iter() {
+        // SAFETY: closes this process's duplicate; the parent's copy is
+        // untouched, and this child never uses the listener (and exits with
+        // `_exit`, so no destructor closes it twice).
+        unsafe { libc::close(l.as_raw_fd()) };
+    }
+    if signals::reinstall_after_fork().is_err() || !sys::die_with_parent(libc::SIGTERM, parent) {
+        return 1;
+    }
+    server.protocol.enter_worker(0);
+    let served = serve_with_signals(server, 0, |ctx| {
+        crate::archs::serve_contained(stream, None, ctx);
+        Ok(())
+    });
+    i32::from(served.is_err())
+}

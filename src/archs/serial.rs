@@ -1,0 +1,24 @@
+//! `serial`: one client at a time.
+//!
+//! 1. Wait for a connection on any listener.
+//! 2. Serve it with the blocking driver until it closes.
+//! 3. Go back to 1.
+//!
+//! Trade-off: the simplest server there is, with no concurrency bugs to
+//! have; but every other client waits in the kernel's backlog while one is
+//! served, so one slow or idle client stalls everyone. The baseline the
+//! others are measured against.
+
+use std::io;
+
+use crate::archs::{accept_loop, serve_contained};
+use crate::drivers::Ctx;
+use crate::net::Listeners;
+
+/// Runs until the server drains.
+pub fn serve(listeners: &Listeners, ctx: &Ctx) -> io::Result<()> {
+    accept_loop(listeners, ctx, |stream, ticket| {
+        serve_contained(stream, Some(ticket), ctx)
+    });
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The command line (DESIGN.md §5): flags are parsed by clap into plain
+//! structs ([`Cli`]), then checked and turned into a [`Config`] and a
+//! protocol. Bad arguments exit 2 (clap's convention); run-time failures
+//! (a port in use) exit 1 with the reason.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::archs::Arch;
+use crate::protocols;
+use crate::scoreboard::MAX_WORKERS;
+use crate::server::{Config, Server};
+
+/// One protocol, every server architecture.
+#[derive(Parser, Debug)]
+#[command(name = "muse", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a protocol under one architecture.
+    Serve(ServeArgs),
+    /// List the architectures, one per line: name, then what it does.
+    Archs,
+}
+
+/// `muse serve` flags, as typed.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The protocol to serve.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(protocols::NAMES))]
+    protocol: String,
+    /// The concurrency architecture (see `muse archs`).
+    #[arg(long, default_value = "multi-reactor", value_parser = arch_names())]
+    arch: String,
+    /// Address to listen on; repeat for several. Port 0 picks a free port.
+    /// [default: 127.0.0.1 on the protocol's port: echo 7007]
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Worker processes for the prefork family [default: per architecture,
+    /// from the CPU count].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
+    workers: Option<u32>,
+    /// Threads: pool size, reactors or tokio workers [default: per
+    /// architecture, from the CPU count].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    threads: Option<u32>,
+    /// Connections open at once; more are refused with the protocol's own
+    /// refusal.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Close a connection idle this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    idle_timeout: Duration,
+    /// On SIGTERM/SIGINT, wait this many seconds for open connections.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    shutdown_timeout: Duration,
+    /// Kill a prefork worker that shows no sign of life for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    worker_timeout: Duration,
+}
+
+fn arch_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Arch::ALL.map(Arch::name))
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("{s:?} is not a number of seconds from 0 to 1e9"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The protocol's default port (DESIGN.md §5).
+fn default_port(protocol: &str) -> u16 {
+    match protocol {
+        "kv" => 6380,
+        "ftp" => 2121,
+        "http" => 8080,
+        _ => 7007,
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Archs => {
+            print_archs();
+            Ok(())
+        }
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("muse: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_archs() {
+    let width = Arch::ALL.iter().map(|a| a.name().len()).max().unwrap_or(0);
+    for a in Arch::ALL {
+        println!("{:width$}  {}", a.name(), a.describe());
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let arch = Arch::from_name(&args.arch).expect("clap checked the name");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listen = if args.listen.is_empty() {
+        vec![SocketAddr::from((
+            [127, 0, 0, 1],
+            default_port(&args.protocol),
+        ))]
+    } else {
+        args.listen
+    };
+    let config = Config {
+        arch,
+        listen,
+        workers: args
+            .workers
+            .map_or(arch.default_workers(cpus), |n| n as usize),
+        threads: args
+            .threads
+            .map_or(arch.default_threads(cpus), |n| n as usize),
+        max_connections: args.max_connections as usize,
+        shutdown_timeout: args.shutdown_timeout,
+        worker_timeout: args.worker_timeout,
+    };
+    let common = protocols::Common {
+        idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
+    };
+    let protocol = protocols::build(&args.protocol, &common).expect("clap checked the name");
+    let server = Server::bind(config, protocol).context("cannot start the server")?;
+    server.run().context("server failed")
+}

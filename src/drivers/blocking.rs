@@ -1,0 +1,115 @@
+//! The blocking driver: one session on one blocking socket, in the thread
+//! or process the architecture gives it.
+//!
+//! The common case costs a `read` and a `write` per request: the thread
+//! blocks in `read` with `SO_RCVTIMEO` set to the session's next deadline
+//! (at most [`TICK`], so that a shutdown is noticed). Only while the session
+//! has side channels (an FTP transfer) does it wait with `poll(2)` over the
+//! control socket and the channel sockets together, so that an `ABOR` on the
+//! control connection is seen during a transfer.
+
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use crate::drivers::channel::Wait;
+use crate::drivers::conn::{Connection, Status};
+use crate::drivers::{earliest, wait_for, with_scratch, Ctx};
+use crate::scoreboard::Ticket;
+use crate::sys;
+
+/// The longest a blocking driver sleeps without looking at the shutdown
+/// switch and updating its heartbeat.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// A read timeout within this much of the one wanted is close enough: the
+/// deadline fires at most this late, and the socket option is not reset on
+/// every request.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
+
+/// Serves one accepted connection to its end. The socket must be blocking.
+pub fn serve(stream: TcpStream, ticket: Option<Ticket>, ctx: &Ctx) {
+    let now = Instant::now();
+    let Ok(mut conn) = Connection::accept(stream, &*ctx.protocol, true, ticket, now) else {
+        return;
+    };
+    with_scratch(|scratch| run(&mut conn, ctx, scratch));
+}
+
+fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
+    // The SO_RCVTIMEO currently set on the control socket (None: none).
+    let mut read_timeout: Option<Duration> = None;
+    loop {
+        let now = Instant::now();
+        if ctx.shutdown.is_expired(now) {
+            return;
+        }
+        if conn.process(ctx.env(now), scratch) == Status::Closed {
+            return;
+        }
+        conn.take_retired().for_each(drop);
+        ctx.tick();
+        if conn.has_more() {
+            continue;
+        }
+        let wake = earliest([conn.deadline(), ctx.shutdown.deadline()]);
+        let wait = wait_for(wake, now, TICK);
+        if !conn.has_channels() && conn.would_read() {
+            // Block in read itself: one system call per request.
+            let fits = read_timeout.is_some_and(|t| t <= wait + TIMEOUT_SLACK && t * 2 >= wait);
+            if !fits {
+                if sys::set_read_timeout(conn.stream(), Some(wait)).is_err() {
+                    return;
+                }
+                read_timeout = Some(wait);
+            }
+            conn.readable = true;
+        } else if wait_poll(conn, ctx, wait).is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits with `poll` for the control socket, the channels and the shutdown
+/// switch, and records what became ready.
+fn wait_poll(conn: &mut Connection, ctx: &Ctx, wait: Duration) -> std::io::Result<()> {
+    let mut fds: Vec<sys::PollFd> = Vec::with_capacity(2 + crate::session::MAX_CHANNELS);
+    // A control socket the session will not read from is left out (fd -1),
+    // or a pending hang-up or urgent mark would wake this loop forever.
+    let control = if conn.would_read() {
+        conn.stream().as_raw_fd()
+    } else {
+        -1
+    };
+    fds.push(sys::poll_fd(control, sys::POLLIN | sys::POLLPRI));
+    let mut slots = Vec::with_capacity(crate::session::MAX_CHANNELS);
+    for (i, c) in conn.channels() {
+        let events = match c.wait() {
+            Wait::Nothing => continue,
+            Wait::Read => sys::POLLIN,
+            Wait::Write => sys::POLLOUT,
+        };
+        fds.push(sys::poll_fd(c.fd(), events));
+        slots.push(i);
+    }
+    if !ctx.shutdown.is_draining() {
+        // Once draining, the switch stays readable: leave it out or spin.
+        fds.push(sys::poll_fd(ctx.shutdown.wake_fd(), sys::POLLIN));
+    }
+    if sys::poll(&mut fds, Some(wait))? == 0 {
+        return Ok(());
+    }
+    let r = fds[0].revents;
+    if r & sys::POLLPRI != 0 {
+        conn.urgent = true;
+    }
+    if r & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0 && conn.would_read() {
+        conn.readable = true;
+    }
+    for (k, i) in slots.into_iter().enumerate() {
+        if fds[1 + k].revents != 0 {
+            conn.set_channel_ready(i);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! The connection core every driver shares: one control socket, its
+//! session, and the session's side channels.
+//!
+//! A driver's only job is waiting: it records what the kernel reported
+//! (`readable`, `writable`, `urgent`, a channel's `ready`) and calls
+//! [`Connection::process`], which moves bytes between the sockets and the
+//! session until nothing more can happen without waiting again. Then the
+//! driver asks what to wait for ([`Connection::wants_read`],
+//! [`Connection::wants_write`], [`Connection::channels`],
+//! [`Connection::deadline`]) and waits. Because the flags, not the kernel,
+//! are the record of readiness, the same code is right under level-triggered
+//! `poll`, edge-triggered epoll and tokio's readiness.
+//!
+//! In *blocking* mode (the blocking driver) the control socket is a blocking
+//! socket: a read is attempted once per readiness and may block, and writes
+//! block until done. In non-blocking mode, reads and writes go on until the
+//! socket would block.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use crate::drivers::channel::{Channel, Pump, Retired, Wait};
+use crate::scoreboard::Ticket;
+use crate::session::{ChannelEvent, ConnInfo, Request, Session, MAX_CHANNELS};
+
+/// What the driver knows of the world when it calls `process`.
+#[derive(Clone, Copy, Debug)]
+pub struct Env {
+    /// The time, read once per turn of the driver's loop.
+    pub now: Instant,
+    /// Whether the server is shutting down gracefully.
+    pub draining: bool,
+}
+
+/// Whether the connection is still open after a `process` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Status {
+    /// Still open: wait for what it wants.
+    Open,
+    /// Finished: drop it.
+    Closed,
+}
+
+/// One control connection and everything it owns.
+pub struct Connection {
+    stream: TcpStream,
+    session: Box<dyn Session>,
+    channels: [Option<Channel>; MAX_CHANNELS],
+    next_serial: u64,
+    blocking: bool,
+    /// The control socket may have bytes to read (or an end of stream).
+    pub readable: bool,
+    /// The control socket may accept more bytes.
+    pub writable: bool,
+    /// Urgent data was signalled on the control socket.
+    pub urgent: bool,
+    read_closed: bool,
+    told_shutdown: bool,
+    failed: bool,
+    events: Vec<ChannelEvent>,
+    retired: Vec<Retired>,
+    _ticket: Option<Ticket>,
+}
+
+impl Connection {
+    /// Wraps an accepted control connection. `blocking` must match the
+    /// socket's mode. The ticket, if any, is held until the connection drops.
+    pub fn new(
+        stream: TcpStream,
+        session: Box<dyn Session>,
+        blocking: bool,
+        ticket: Option<Ticket>,
+    ) -> Connection {
+        Connection {
+            stream,
+            session,
+            channels: Default::default(),
+            next_serial: 1,
+            blocking,
+            readable: false,
+            writable: true,
+            urgent: false,
+            read_closed: false,
+            told_shutdown: false,
+            failed: false,
+            events: Vec::new(),
+            retired: Vec::new(),
+            _ticket: ticket,
+        }
+    }
+
+    /// Creates the session for an accepted socket and wraps both.
+    pub fn accept(
+        stream: TcpStream,
+        protocol: &dyn crate::session::Protocol,
+        blocking: bool,
+        ticket: Option<Ticket>,
+        now: Instant,
+    ) -> io::Result<Connection> {
+        let info = ConnInfo {
+            peer: stream.peer_addr()?,
+            local: stream.local_addr()?,
+        };
+        let session = protocol.new_session(&info, now);
+        Ok(Connection::new(stream, session, blocking, ticket))
+    }
+
+    /// The control socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Whether the driver should wait for the control socket to be readable.
+    pub fn wants_read(&self) -> bool {
+        !self.readable && !self.read_closed && !self.failed && self.session.wants_read()
+    }
+
+    /// Whether the driver should wait for the control socket to be writable.
+    pub fn wants_write(&self) -> bool {
+        !self.writable && !self.failed && !self.session.poll_output().is_empty()
+    }
+
+    /// Whether the session would read now if bytes were there (used by the
+    /// blocking driver to decide whether to block in `read`).
+    pub fn would_read(&self) -> bool {
+        !self.read_closed && !self.failed && self.session.wants_read()
+    }
+
+    /// The open side channels.
+    pub fn channels(&self) -> impl Iterator<Item = (usize, &Channel)> {
+        self.channels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+    }
+
+    /// Whether any side channel is open.
+    pub fn has_channels(&self) -> bool {
+        self.channels.iter().any(Option::is_some)
+    }
+
+    /// Marks channel slot `i` as ready (its socket reported readiness).
+    pub fn set_channel_ready(&mut self, i: usize) {
+        if let Some(c) = self.channels.get_mut(i).and_then(Option::as_mut) {
+            c.ready = true;
+        }
+    }
+
+    /// Whether a channel spent its budget while still ready: the driver
+    /// should call `process` again soon without waiting.
+    pub fn has_more(&self) -> bool {
+        self.channels
+            .iter()
+            .flatten()
+            .any(|c| c.ready && c.wait() != Wait::Nothing)
+    }
+
+    /// The instant at which the session wants to be woken.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+
+    /// Sockets the channels stopped using since the last call. Drivers that
+    /// registered them drop their registrations before dropping these.
+    pub fn take_retired(&mut self) -> std::vec::Drain<'_, Retired> {
+        self.retired.drain(..)
+    }
+
+    /// Moves bytes and events until nothing more can happen without
+    /// waiting. `scratch` is the driver's read buffer.
+    pub fn process(&mut self, env: Env, scratch: &mut [u8]) -> Status {
+        if env.draining && !self.told_shutdown {
+            self.told_shutdown = true;
+            self.session.handle_shutdown(env.now);
+        }
+        if self.session.poll_timeout().is_some_and(|d| d <= env.now) {
+            self.session.handle_timeout(env.now);
+        }
+        loop {
+            let mut progressed = false;
+            if self.urgent {
+                self.urgent = false;
+                self.session.handle_urgent(env.now);
+                progressed = true;
+            }
+            while let Some(request) = self.session.poll_request() {
+                self.carry_out(request, env.now);
+                progressed = true;
+            }
+            progressed |= self.pump_channels(env.now, scratch);
+            if self.failed {
+                return Status::Closed;
+            }
+            self.flush();
+            if self.failed {
+                return Status::Closed;
+            }
+            if self.readable && !self.read_closed && self.session.wants_read() {
+                self.read_once(env.now, scratch);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if self.failed || (self.session.wants_close() && self.session.poll_output().is_empty()) {
+            Status::Closed
+        } else {
+            Status::Open
+        }
+    }
+
+    fn read_once(&mut self, now: Instant, scratch: &mut [u8]) {
+        match (&self.stream).read(scratch) {
+            Ok(0) => {
+                self.read_closed = true;
+                self.readable = false;
+                self.session.handle_eof(now);
+            }
+            Ok(n) => {
+                // A short read means the socket is drained (a new arrival
+                // raises a new edge); a blocking socket is read once per
+                // readiness so that the driver can look at its timers.
+                if self.blocking || n < scratch.len() {
+                    self.readable = false;
+                }
+                self.session.handle_input(&scratch[..n], now);
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => self.readable = false,
+                io::ErrorKind::Interrupted => {}
+                _ => {
+                    // The connection broke: nothing more can be read or sent.
+                    self.read_closed = true;
+                    self.readable = false;
+                    self.failed = true;
+                    self.session.handle_eof(now);
+                }
+            },
+        }
+    }
+
+    fn flush(&mut self) {
+        while self.writable {
+            let out = self.session.poll_output();
+            if out.is_empty() {
+                return;
+            }
+            match (&self.stream).write(out) {
+                Ok(0) => self.failed = true,
+                Ok(n) => self.session.consume_output(n),
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => self.writable = false,
+                    io::ErrorKind::Interrupted => {}
+                    _ => self.failed = true,
+                },
+            }
+            if self.failed {
+                return;
+            }
+        }
+    }
+
+    fn slot_of(&self, id: u32) -> Option<usize> {
+        self.channels
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.id == id))
+    }
+
+    fn deliver(&mut self, now: Instant) {
+        for event in std::mem::take(&mut self.events) {
+            self.session.handle_channel(event, now);
+        }
+    }
+
+    fn serial(&mut self) -> u64 {
+        self.next_serial += 1;
+        self.next_serial
+    }
+
+    fn carry_out(&mut self, request: Request, now: Instant) {
+        let failed = |id, error| ChannelEvent::Failed {
+            id,
+            bytes: 0,
+            error,
+        };
+        match request {
+            Request::Connect { id, addr } => match self.free_slot(id) {
+                Err(e) => self.events.push(failed(id, e)),
+                Ok(i) => {
+                    let serial = self.serial();
+                    match Channel::connect(id, serial, addr) {
+                        Ok(c) => self.channels[i] = Some(c),
+                        Err(e) => self.events.push(failed(id, e.kind())),
+                    }
+                }
+            },
+            Request::Listen {
+                id,
+                ip,
+                ports,
+                allow_from,
+            } => match self.free_slot(id) {
+                Err(e) => self.events.push(failed(id, e)),
+                Ok(i) => {
+                    let serial = self.serial();
+                    match Channel::listen(id, serial, ip, ports, allow_from) {
+                        Ok((c, addr)) => {
+                            self.channels[i] = Some(c);
+                            self.events.push(ChannelEvent::Listening { id, addr });
+                        }
+                        Err(e) => self.events.push(failed(id, e.kind())),
+                    }
+                }
+            },
+            Request::SendFile {
+                id,
+                file,
+                offset,
+                transform,
+            } => {
+                let given = self
+                    .channel_mut(id)
+                    .map(|c| c.send_file(file, offset, transform).is_ok());
+                self.report_job(id, given);
+            }
+            Request::SendBytes { id, data } => {
+                let given = self.channel_mut(id).map(|c| c.send_bytes(data).is_ok());
+                self.report_job(id, given);
+            }
+            Request::ReceiveFile {
+                id,
+                file,
+                transform,
+            } => {
+                let given = self
+                    .channel_mut(id)
+                    .map(|c| c.receive_file(file, transform).is_ok());
+                self.report_job(id, given);
+            }
+            Request::Abort { id } => match self.slot_of(id) {
+                Some(i) => {
+                    let c = self.channels[i].take().expect("slot_of found it");
+                    self.events.push(c.abort_event());
+                    c.retire(&mut self.retired);
+                }
+                None => self.events.push(ChannelEvent::Closed { id }),
+            },
+        }
+        self.deliver(now);
+    }
+
+    fn channel_mut(&mut self, id: u32) -> Option<&mut Channel> {
+        let i = self.slot_of(id)?;
+        self.channels[i].as_mut()
+    }
+
+    fn report_job(&mut self, id: u32, given: Option<bool>) {
+        let error = match given {
+            Some(true) => return,
+            Some(false) => io::ErrorKind::ResourceBusy,
+            None => io::ErrorKind::NotConnected,
+        };
+        self.events.push(ChannelEvent::Failed {
+            id,
+            bytes: 0,
+            error,
+        });
+    }
+
+    fn free_slot(&self, id: u32) -> Result<usize, io::ErrorKind> {
+        if self.slot_of(id).is_some() {
+            return Err(io::ErrorKind::AlreadyExists);
+        }
+        self.channels
+            .iter()
+            .position(Option::is_none)
+            .ok_or(io::ErrorKind::OutOfMemory)
+    }
+
+    fn pump_channels(&mut self, now: Instant, scratch: &mut [u8]) -> bool {
+        let mut progressed = false;
+        for i in 0..MAX_CHANNELS {
+            let Some(c) = self.channels[i].as_mut() else {
+                continue;
+            };
+            if !c.ready {
+                continue;
+            }
+            let before = self.events.len();
+            match c.pump(scratch, &mut self.events, &mut self.retired) {
+                Pump::Finished => {
+                    let c = self.channels[i].take().expect("pumped it");
+                    c.retire(&mut self.retired);
+                }
+                Pump::Blocked | Pump::Again => {}
+            }
+            if self.events.len() > before {
+                progressed = true;
+                self.deliver(now);
+            }
+        }
+        progressed
+    }
+}

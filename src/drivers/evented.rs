@@ -1,0 +1,539 @@
+//! The evented driver: many sessions on one epoll loop (mio), never
+//! blocking. Used by `reactor`, `prefork-reactor`, `multi-reactor` (one per
+//! thread or process) and `reactor-pool` (with [`Offload`]).
+//!
+//! One turn of the loop: wait for readiness or the nearest timer; for each
+//! event, record the readiness on its connection and let the connection
+//! move bytes until it would block; accept until the listener would block;
+//! fire due timers. Every socket is registered once, edge-triggered, for
+//! both directions, so steady-state traffic costs no `epoll_ctl` at all:
+//! a request/response is one `epoll_wait`, one `read` and one `write`.
+//!
+//! Tokens name `(slot, sub)`: sub 0 is the control socket, sub `1 + i` the
+//! session's side channel `i`. Only this loop changes registrations.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::drivers::conn::{Connection, Status};
+use crate::drivers::{earliest, wait_for, with_scratch, Ctx, SCRATCH_SIZE};
+use crate::net::{AcceptError, Listeners, EXHAUSTED_BACKOFF};
+use crate::scoreboard::Ticket;
+use crate::session::MAX_CHANNELS;
+
+/// The longest the loop sleeps without updating its heartbeat.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Accepts per listener event before the loop serves its connections again,
+/// so that a connection storm cannot starve established clients.
+const ACCEPT_BATCH: usize = 128;
+
+const SUBS: usize = 1 + MAX_CHANNELS;
+const SHUTDOWN: Token = Token(usize::MAX);
+const POOL: Token = Token(usize::MAX - 1);
+const LISTENER_BASE: usize = usize::MAX - 2;
+
+// Readiness recorded on an entry while its connection is away on the pool.
+const READ: u32 = 1;
+const WRITE: u32 = 2;
+const URGENT: u32 = 4;
+const WAKE: u32 = 8;
+const CHANNEL0: u32 = 16;
+
+struct Entry {
+    /// `None` while the connection is on the pool.
+    conn: Option<Box<Connection>>,
+    gen: u64,
+    /// The serial of the socket registered for each channel slot (0: none).
+    regs: [u64; MAX_CHANNELS],
+    /// The deadline this entry has in the timer heap, if any.
+    timer_at: Option<Instant>,
+    /// Readiness not yet given to the connection.
+    pending: u32,
+    queued: bool,
+}
+
+/// A reactor: one epoll set, its connections and its timers.
+pub struct Reactor<'a> {
+    poll: Poll,
+    ctx: Ctx,
+    listeners: &'a Listeners,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    live: usize,
+    next_gen: u64,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Slots to process again without waiting (a transfer spent its budget).
+    again: VecDeque<usize>,
+    scratch: Vec<u8>,
+    accept_paused_until: Option<Instant>,
+    listeners_pending: bool,
+    draining: bool,
+    offload: Option<Offload>,
+}
+
+fn token(slot: usize, sub: usize) -> Token {
+    Token(slot * SUBS + sub)
+}
+
+impl<'a> Reactor<'a> {
+    /// A reactor over `listeners` (registered here, so several reactors may
+    /// share them). With `pool_threads > 0`, sessions run on that many pool
+    /// threads instead of on the loop (`reactor-pool`).
+    pub fn new(listeners: &'a Listeners, ctx: Ctx, pool_threads: usize) -> io::Result<Reactor<'a>> {
+        let poll = Poll::new()?;
+        for (i, l) in listeners.iter().enumerate() {
+            poll.registry().register(
+                &mut SourceFd(&l.as_raw_fd()),
+                Token(LISTENER_BASE - i),
+                Interest::READABLE,
+            )?;
+        }
+        poll.registry().register(
+            &mut SourceFd(&ctx.shutdown.wake_fd()),
+            SHUTDOWN,
+            Interest::READABLE,
+        )?;
+        let offload = if pool_threads > 0 {
+            let waker = Waker::new(poll.registry(), POOL)?;
+            Some(Offload::start(pool_threads, &ctx, waker)?)
+        } else {
+            None
+        };
+        Ok(Reactor {
+            poll,
+            ctx,
+            listeners,
+            entries: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            next_gen: 0,
+            timers: BinaryHeap::new(),
+            again: VecDeque::new(),
+            scratch: vec![0; SCRATCH_SIZE],
+            accept_paused_until: None,
+            listeners_pending: false,
+            draining: false,
+            offload,
+        })
+    }
+
+    /// Runs until shutdown has drained every connection or its deadline
+    /// passed. Connections still open then are closed when the reactor drops.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if self.ctx.shutdown.is_draining() {
+                if !self.draining {
+                    self.start_drain(now);
+                }
+                if self.live == 0 || self.ctx.shutdown.is_expired(now) {
+                    return Ok(());
+                }
+            }
+            let timeout = if !self.again.is_empty() || self.listeners_pending {
+                Duration::ZERO
+            } else {
+                let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+                let drain = if self.draining {
+                    self.ctx.shutdown.deadline()
+                } else {
+                    None
+                };
+                wait_for(
+                    earliest([next_timer, self.accept_paused_until, drain]),
+                    now,
+                    TICK,
+                )
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.dispatch(event, now);
+            }
+            self.serve_again(now);
+            self.fire_timers(now);
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+                self.listeners_pending = true;
+            }
+            if self.listeners_pending && self.accept_paused_until.is_none() && !self.draining {
+                self.listeners_pending = false;
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
+                }
+            }
+            self.ctx.tick();
+        }
+    }
+
+    fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
+        match event.token() {
+            SHUTDOWN => {}
+            POOL => self.take_back_from_pool(now),
+            Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
+                if self.draining {
+                    return;
+                }
+                if self.accept_paused_until.is_some() {
+                    self.listeners_pending = true;
+                    return;
+                }
+                self.accept(LISTENER_BASE - t, now);
+            }
+            Token(t) => {
+                let (slot, sub) = (t / SUBS, t % SUBS);
+                let Some(Some(entry)) = self.entries.get_mut(slot) else {
+                    return;
+                };
+                let mut bits = 0;
+                if sub == 0 {
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        bits |= READ;
+                    }
+                    if event.is_writable() || event.is_write_closed() || event.is_error() {
+                        bits |= WRITE;
+                    }
+                    if event.is_priority() {
+                        bits |= URGENT;
+                    }
+                } else {
+                    bits |= CHANNEL0 << (sub - 1);
+                }
+                entry.pending |= bits;
+                self.serve(slot, now);
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize, now: Instant) {
+        for _ in 0..ACCEPT_BATCH {
+            match self.listeners.accept(i, true) {
+                Ok((stream, _peer)) => match self.ctx.admit() {
+                    Some(ticket) => self.add(stream, ticket, now),
+                    None => self.ctx.refuse(stream),
+                },
+                Err(AcceptError::WouldBlock) => return,
+                Err(AcceptError::Exhausted(e)) => {
+                    crate::log::warn(format_args!(
+                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
+                    ));
+                    self.accept_paused_until = Some(now + EXHAUSTED_BACKOFF);
+                    return;
+                }
+                Err(AcceptError::Other(e)) => {
+                    crate::log::warn(format_args!("accept: {e}"));
+                    return;
+                }
+            }
+        }
+        // Still more waiting: come back after serving the others.
+        self.listeners_pending = true;
+    }
+
+    fn add(&mut self, stream: TcpStream, ticket: Ticket, now: Instant) {
+        let fd = stream.as_raw_fd();
+        let Ok(conn) = Connection::accept(stream, &*self.ctx.protocol, false, Some(ticket), now)
+        else {
+            return;
+        };
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.entries.push(None);
+            self.entries.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
+        if self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), token(slot, 0), interest)
+            .is_err()
+        {
+            self.free.push(slot);
+            return;
+        }
+        self.next_gen += 1;
+        self.entries[slot] = Some(Entry {
+            conn: Some(Box::new(conn)),
+            gen: self.next_gen,
+            regs: [0; MAX_CHANNELS],
+            timer_at: None,
+            pending: WAKE,
+            queued: false,
+        });
+        self.live += 1;
+        self.serve(slot, now);
+    }
+
+    /// Gives the connection in `slot` its recorded readiness and lets it run,
+    /// here or on the pool.
+    fn serve(&mut self, slot: usize, now: Instant) {
+        let Some(Some(entry)) = self.entries.get_mut(slot) else {
+            return;
+        };
+        let Some(conn) = entry.conn.as_mut() else {
+            // On the pool: the readiness waits in `pending` for its return.
+            return;
+        };
+        let bits = std::mem::take(&mut entry.pending);
+        conn.readable |= bits & READ != 0;
+        conn.writable |= bits & WRITE != 0;
+        conn.urgent |= bits & URGENT != 0;
+        for i in 0..MAX_CHANNELS {
+            if bits & (CHANNEL0 << i) != 0 {
+                conn.set_channel_ready(i);
+            }
+        }
+        let env = self.ctx.env(now);
+        if let Some(offload) = &self.offload {
+            let conn = entry.conn.take().expect("checked above");
+            offload.send(Job {
+                slot,
+                gen: entry.gen,
+                conn,
+            });
+            return;
+        }
+        let scratch = &mut self.scratch;
+        let status = catch_unwind(AssertUnwindSafe(|| conn.process(env, scratch)));
+        match status {
+            Ok(Status::Open) => self.after(slot),
+            Ok(Status::Closed) => self.remove(slot),
+            Err(_) => {
+                crate::log::warn(format_args!("a session panicked; its connection is closed"));
+                self.remove(slot);
+            }
+        }
+    }
+
+    /// Brings registrations, the again-queue and the timer heap up to date
+    /// with what the connection in `slot` now wants.
+    fn after(&mut self, slot: usize) {
+        let Some(Some(entry)) = self.entries.get_mut(slot) else {
+            return;
+        };
+        let Some(conn) = entry.conn.as_mut() else {
+            return;
+        };
+        conn.take_retired().for_each(drop);
+        let mut seen = [false; MAX_CHANNELS];
+        for (i, c) in conn.channels() {
+            seen[i] = true;
+            if entry.regs[i] != c.serial {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if self
+                    .poll
+                    .registry()
+                    .register(&mut SourceFd(&c.fd()), token(slot, 1 + i), interest)
+                    .is_ok()
+                {
+                    entry.regs[i] = c.serial;
+                }
+            }
+        }
+        for (i, reg) in entry.regs.iter_mut().enumerate() {
+            if !seen[i] {
+                *reg = 0;
+            }
+        }
+        if conn.has_more() && !entry.queued {
+            entry.queued = true;
+            self.again.push_back(slot);
+        }
+        if let Some(d) = conn.deadline() {
+            if entry.timer_at.is_none_or(|t| d < t) {
+                entry.timer_at = Some(d);
+                self.timers.push(Reverse((d, slot, entry.gen)));
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if self.entries[slot].take().is_some() {
+            self.free.push(slot);
+            self.live -= 1;
+        }
+    }
+
+    fn serve_again(&mut self, now: Instant) {
+        for _ in 0..self.again.len() {
+            let Some(slot) = self.again.pop_front() else {
+                break;
+            };
+            if let Some(Some(entry)) = self.entries.get_mut(slot) {
+                entry.queued = false;
+                entry.pending |= WAKE;
+                self.serve(slot, now);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, slot, gen))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(entry)) = self.entries.get_mut(slot) else {
+                continue;
+            };
+            if entry.gen != gen || entry.timer_at != Some(at) {
+                continue;
+            }
+            entry.timer_at = None;
+            entry.pending |= WAKE;
+            // The connection checks its own deadline; if it moved later
+            // (new input), `after` files the new one.
+            self.serve(slot, now);
+        }
+    }
+
+    fn start_drain(&mut self, now: Instant) {
+        self.draining = true;
+        for l in self.listeners.iter() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.as_raw_fd()));
+        }
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&self.ctx.shutdown.wake_fd()));
+        for slot in 0..self.entries.len() {
+            if let Some(Some(entry)) = self.entries.get_mut(slot) {
+                entry.pending |= WAKE;
+                self.serve(slot, now);
+            }
+        }
+    }
+
+    fn take_back_from_pool(&mut self, now: Instant) {
+        let Some(offload) = &self.offload else { return };
+        let done = std::mem::take(&mut *offload.shared.done.lock().expect("pool lock"));
+        for d in done {
+            let Some(Some(entry)) = self.entries.get_mut(d.slot) else {
+                continue;
+            };
+            if entry.gen != d.gen {
+                continue;
+            }
+            match d.conn {
+                None => self.remove(d.slot),
+                Some(conn) => {
+                    entry.conn = Some(conn);
+                    self.after(d.slot);
+                    let Some(Some(entry)) = self.entries.get_mut(d.slot) else {
+                        continue;
+                    };
+                    if entry.pending != 0 {
+                        self.serve(d.slot, now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A connection handed to the pool, and handed back.
+struct Job {
+    slot: usize,
+    gen: u64,
+    conn: Box<Connection>,
+}
+
+struct Done {
+    slot: usize,
+    gen: u64,
+    /// `None`: closed (or its session panicked) on the pool.
+    conn: Option<Box<Connection>>,
+}
+
+struct PoolShared {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    done: Mutex<Vec<Done>>,
+}
+
+/// The thread pool of `reactor-pool`: the loop hands it connections that
+/// have work; a pool thread runs the session (reading what is ready,
+/// computing, writing the answer) and hands the connection back.
+pub struct Offload {
+    shared: Arc<PoolShared>,
+}
+
+impl Offload {
+    fn start(threads: usize, ctx: &Ctx, waker: Waker) -> io::Result<Offload> {
+        let shared = Arc::new(PoolShared {
+            jobs: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            done: Mutex::new(Vec::new()),
+        });
+        let waker = Arc::new(waker);
+        for i in 0..threads {
+            let shared = Arc::clone(&shared);
+            let waker = Arc::clone(&waker);
+            let ctx = ctx.clone();
+            std::thread::Builder::new()
+                .name(format!("pool-{i}"))
+                .spawn(move || pool_thread(&shared, &waker, &ctx))?;
+        }
+        Ok(Offload { shared })
+    }
+
+    fn send(&self, job: Job) {
+        self.shared.jobs.lock().expect("pool lock").push_back(job);
+        self.shared.ready.notify_one();
+    }
+}
+
+fn pool_thread(shared: &PoolShared, waker: &Waker, ctx: &Ctx) {
+    loop {
+        let job = {
+            let mut jobs = shared.jobs.lock().expect("pool lock");
+            loop {
+                if let Some(job) = jobs.pop_front() {
+                    break job;
+                }
+                jobs = shared.ready.wait(jobs).expect("pool lock");
+            }
+        };
+        let Job {
+            slot,
+            gen,
+            mut conn,
+        } = job;
+        let env = ctx.env(Instant::now());
+        let status =
+            with_scratch(|scratch| catch_unwind(AssertUnwindSafe(|| conn.process(env, scratch))));
+        let conn = match status {
+            Ok(Status::Open) => Some(conn),
+            Ok(Status::Closed) => None,
+            Err(_) => {
+                crate::log::warn(format_args!(
+                    "a session panicked on the pool; its connection is closed"
+                ));
+                None
+            }
+        };
+        shared
+            .done
+            .lock()
+            .expect("pool lock")
+            .push(Done { slot, gen, conn });
+        let _ = waker.wake();
+    }
+}

@@ -1,0 +1,198 @@
+//! The async driver: one tokio task per connection. The task runs the same
+//! [`Connection`] as the other drivers and waits with tokio's readiness
+//! (`AsyncFd`) on the control socket and the channel sockets, the session's
+//! deadline and the shutdown switch, all in one `select!`.
+//!
+//! Readiness is recorded in the connection's flags and tokio's copy is
+//! cleared at once; the connection then moves bytes until the socket would
+//! block, so nothing is lost between the two records.
+
+use std::future::poll_fn;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::task::Poll;
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::watch;
+
+use crate::drivers::channel::Wait;
+use crate::drivers::conn::{Connection, Status};
+use crate::drivers::{earliest, with_scratch, Ctx};
+use crate::scoreboard::Ticket;
+use crate::session::MAX_CHANNELS;
+
+/// A descriptor owned elsewhere (by the connection), as tokio wants it.
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+enum Woke {
+    Control {
+        read: bool,
+        write: bool,
+        urgent: bool,
+    },
+    Channel(usize),
+    Other,
+}
+
+/// Serves one accepted connection (a non-blocking socket) to its end.
+pub async fn serve(
+    stream: std::net::TcpStream,
+    ticket: Ticket,
+    ctx: Ctx,
+    mut draining: watch::Receiver<bool>,
+) {
+    let now = Instant::now();
+    let Ok(mut conn) = Connection::accept(stream, &*ctx.protocol, false, Some(ticket), now) else {
+        return;
+    };
+    let interest = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
+    // SAFETY: the descriptor belongs to `conn`, which outlives `control`
+    // (dropped explicitly at the end, before `conn`).
+    let Ok(control) =
+        (unsafe { AsyncFd::register_with_interest(Fd(conn.stream().as_raw_fd()), interest) })
+    else {
+        return;
+    };
+    let mut chans: [Option<(u64, AsyncFd<Fd>)>; MAX_CHANNELS] = Default::default();
+    loop {
+        let now = Instant::now();
+        if ctx.shutdown.is_expired(now) {
+            break;
+        }
+        let env = ctx.env(now);
+        let status = with_scratch(|s| catch_unwind(AssertUnwindSafe(|| conn.process(env, s))));
+        match status {
+            Ok(Status::Open) => {}
+            Ok(Status::Closed) => break,
+            Err(_) => {
+                crate::log::warn(format_args!("a session panicked; its connection is closed"));
+                break;
+            }
+        }
+        sync_channels(&conn, &mut chans);
+        // Registrations of replaced sockets are gone now; the sockets may go.
+        conn.take_retired().for_each(drop);
+        if conn.has_more() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let mut waits = [Wait::Nothing; MAX_CHANNELS];
+        for (i, c) in conn.channels() {
+            waits[i] = c.wait();
+        }
+        let (want_read, want_write) = (conn.wants_read(), conn.wants_write());
+        let control_interest = match (want_read, want_write) {
+            (true, true) => Some(Interest::READABLE | Interest::PRIORITY | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE | Interest::PRIORITY),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        };
+        let is_draining = ctx.shutdown.is_draining();
+        let wake_at = earliest([
+            conn.deadline(),
+            if is_draining {
+                ctx.shutdown.deadline()
+            } else {
+                None
+            },
+        ]);
+        let woke = tokio::select! {
+            r = control.ready(control_interest.unwrap_or(Interest::READABLE)), if control_interest.is_some() => match r {
+                Ok(mut guard) => {
+                    let r = guard.ready();
+                    guard.clear_ready();
+                    Woke::Control {
+                        read: r.is_readable() || r.is_read_closed() || r.is_error(),
+                        write: r.is_writable() || r.is_write_closed() || r.is_error(),
+                        urgent: r.is_priority(),
+                    }
+                }
+                Err(_) => break,
+            },
+            i = channel_ready(&chans, &waits) => Woke::Channel(i),
+            _ = sleep_until(wake_at), if wake_at.is_some() => Woke::Other,
+            _ = draining.changed(), if !is_draining => Woke::Other,
+        };
+        match woke {
+            Woke::Control {
+                read,
+                write,
+                urgent,
+            } => {
+                conn.readable |= read;
+                conn.writable |= write;
+                conn.urgent |= urgent;
+            }
+            Woke::Channel(i) => conn.set_channel_ready(i),
+            Woke::Other => {}
+        }
+    }
+    // Deregister before the connection closes the descriptors.
+    drop(chans);
+    drop(control);
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// Registers each channel's current socket with tokio (and drops the
+/// registrations of sockets the channels no longer use).
+fn sync_channels(conn: &Connection, chans: &mut [Option<(u64, AsyncFd<Fd>)>; MAX_CHANNELS]) {
+    let mut current = [None; MAX_CHANNELS];
+    for (i, c) in conn.channels() {
+        current[i] = Some((c.serial, c.fd()));
+    }
+    for (slot, cur) in chans.iter_mut().zip(current) {
+        match (slot.as_ref().map(|(serial, _)| *serial), cur) {
+            (Some(have), Some((want, _))) if have == want => {}
+            (_, Some((serial, fd))) => {
+                *slot = None;
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                // SAFETY: the channel's socket stays open until its
+                // registration here is dropped: replaced sockets go to the
+                // connection's retired list, emptied only after this sync.
+                *slot = unsafe { AsyncFd::register_with_interest(Fd(fd), interest) }
+                    .ok()
+                    .map(|a| (serial, a));
+            }
+            (_, None) => *slot = None,
+        }
+    }
+}
+
+/// Resolves with the index of the first channel ready for what it waits for.
+async fn channel_ready(
+    chans: &[Option<(u64, AsyncFd<Fd>)>; MAX_CHANNELS],
+    waits: &[Wait; MAX_CHANNELS],
+) -> usize {
+    poll_fn(|cx| {
+        for (i, slot) in chans.iter().enumerate() {
+            let Some((_, afd)) = slot else { continue };
+            let ready = match waits[i] {
+                Wait::Nothing => continue,
+                Wait::Read => afd
+                    .poll_read_ready(cx)
+                    .map(|r| r.map(|mut g| g.clear_ready())),
+                Wait::Write => afd
+                    .poll_write_ready(cx)
+                    .map(|r| r.map(|mut g| g.clear_ready())),
+            };
+            if ready.is_ready() {
+                return Poll::Ready(i);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}

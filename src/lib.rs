@@ -1,0 +1,36 @@
+//! muse: one protocol, every server architecture.
+//!
+//! muse runs a network protocol under any classic server concurrency
+//! architecture and measures them side by side. It is three layers, each
+//! ignorant of the ones above it:
+//!
+//! # Layout
+//!
+//! - [`session`]: the sans-IO seam. A protocol is a state machine fed bytes,
+//!   events and the time; it answers with bytes and requests.
+//! - [`protocols`]: the protocols (`echo` so far), each a [`session::Session`].
+//! - [`drivers`]: move bytes between sockets and sessions: [`drivers::blocking`]
+//!   (a thread or process per session), [`drivers::evented`] (an epoll
+//!   reactor) and [`drivers::task`] (tokio tasks), all on the shared
+//!   [`drivers::conn::Connection`] core and [`drivers::channel`] transfers.
+//! - [`archs`]: one file per architecture, saying who runs a driver where.
+//! - [`supervisor`]: the prefork master shared by the prefork family.
+//! - [`server`], [`net`], [`signals`], [`shutdown`], [`scoreboard`]: binding,
+//!   accepting, signals, graceful shutdown, and the memory shared across
+//!   worker processes.
+//! - [`cli`]: the `muse` command line.
+//! - [`sys`]: the few POSIX calls made directly.
+
+pub mod archs;
+pub mod cli;
+pub mod drivers;
+pub mod log;
+pub mod net;
+pub mod protocols;
+pub mod scoreboard;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod signals;
+pub mod supervisor;
+pub mod sys;

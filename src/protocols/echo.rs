@@ -1,0 +1,160 @@
+//! `echo`: every byte received is sent back, in order (DESIGN.md §4.1).
+//!
+//! The smallest honest protocol: it proves a driver moves bytes both ways
+//! without loss, applies back-pressure, and closes cleanly after a
+//! half-close. When the client shuts its sending side, the session finishes
+//! echoing what it has and then asks to close.
+
+use std::time::{Duration, Instant};
+
+use crate::session::{ConnInfo, Protocol, Session};
+
+/// Output bytes an echo session holds before it stops reading: a client that
+/// sends without reading is throttled by TCP, not by server memory.
+pub const MAX_BUFFERED: usize = 256 * 1024;
+
+/// The echo protocol's per-server settings.
+#[derive(Clone, Debug)]
+pub struct Echo {
+    /// Close a connection that sent nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Protocol for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn new_session(&self, _info: &ConnInfo, now: Instant) -> Box<dyn Session> {
+        Box::new(EchoSession {
+            out: Vec::new(),
+            sent: 0,
+            eof: false,
+            timed_out: false,
+            idle_timeout: self.idle_timeout,
+            last_input: now,
+        })
+    }
+}
+
+/// One echo connection.
+pub struct EchoSession {
+    /// Bytes to send back are `out[sent..]`.
+    out: Vec<u8>,
+    sent: usize,
+    eof: bool,
+    timed_out: bool,
+    idle_timeout: Option<Duration>,
+    last_input: Instant,
+}
+
+impl Session for EchoSession {
+    fn handle_input(&mut self, data: &[u8], now: Instant) {
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        self.out.extend_from_slice(data);
+        self.last_input = now;
+    }
+
+    fn handle_eof(&mut self, _now: Instant) {
+        self.eof = true;
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .idle_timeout
+            .is_some_and(|t| now >= self.last_input + t)
+        {
+            self.timed_out = true;
+        }
+    }
+
+    fn poll_output(&self) -> &[u8] {
+        &self.out[self.sent..]
+    }
+
+    fn consume_output(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.idle_timeout.map(|t| self.last_input + t)
+    }
+
+    fn wants_read(&self) -> bool {
+        !self.eof && !self.timed_out && self.out.len() - self.sent < MAX_BUFFERED
+    }
+
+    fn wants_close(&self) -> bool {
+        self.timed_out || (self.eof && self.sent == self.out.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(idle: Option<Duration>) -> (Box<dyn Session>, Instant) {
+        let now = Instant::now();
+        let info = ConnInfo {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:2".parse().unwrap(),
+        };
+        (Echo { idle_timeout: idle }.new_session(&info, now), now)
+    }
+
+    #[test]
+    fn echoes_in_order_across_partial_writes() {
+        let (mut s, now) = session(None);
+        s.handle_input(b"hello ", now);
+        s.handle_input(b"world", now);
+        assert_eq!(s.poll_output(), b"hello world");
+        s.consume_output(3);
+        assert_eq!(s.poll_output(), b"lo world");
+        s.consume_output(8);
+        assert!(s.poll_output().is_empty());
+    }
+
+    #[test]
+    fn stops_reading_when_the_client_does_not() {
+        let (mut s, now) = session(None);
+        let chunk = vec![7u8; 64 * 1024];
+        while s.wants_read() {
+            s.handle_input(&chunk, now);
+        }
+        assert!(s.poll_output().len() >= MAX_BUFFERED);
+        let n = s.poll_output().len();
+        s.consume_output(n);
+        assert!(s.wants_read());
+    }
+
+    #[test]
+    fn closes_after_eof_only_once_flushed() {
+        let (mut s, now) = session(None);
+        s.handle_input(b"abc", now);
+        s.handle_eof(now);
+        assert!(!s.wants_read());
+        assert!(!s.wants_close());
+        s.consume_output(3);
+        assert!(s.wants_close());
+    }
+
+    #[test]
+    fn idle_timeout_moves_with_input_and_fires_on_the_fake_clock() {
+        let (mut s, t0) = session(Some(Duration::from_secs(10)));
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        let t1 = t0 + Duration::from_secs(5);
+        s.handle_input(b"x", t1);
+        s.consume_output(1);
+        s.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(!s.wants_close(), "input at t+5 moved the deadline");
+        s.handle_timeout(t1 + Duration::from_secs(10));
+        assert!(s.wants_close());
+    }
+}

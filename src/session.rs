@@ -1,0 +1,306 @@
+//! The sans-IO seam between protocols and drivers.
+//!
+//! A protocol implements [`Protocol`] (one value per server, created before any
+//! fork or thread) and [`Session`] (one value per control connection). A session
+//! never touches a socket, a thread or the clock: the driver feeds it bytes and
+//! events together with `now`, and the session answers with bytes for the
+//! control connection, requests for side channels ([`Request`]), and the next
+//! instant at which it wants to be woken ([`Session::poll_timeout`]).
+//!
+//! # Driver contract
+//!
+//! A driver owns the sockets. For each connection it:
+//!
+//! 1. creates the session with [`Protocol::new_session`];
+//! 2. whenever the control connection is readable and [`Session::wants_read`]
+//!    is true, reads bytes and calls [`Session::handle_input`]; on end of
+//!    stream it calls [`Session::handle_eof`]; on TCP urgent data it calls
+//!    [`Session::handle_urgent`];
+//! 3. reports side-channel progress with [`Session::handle_channel`], the
+//!    session's own deadline with [`Session::handle_timeout`], and a server
+//!    shutdown with [`Session::handle_shutdown`];
+//! 4. after any `handle_*` call, drains the outputs in this order:
+//!    [`Session::poll_request`] until `None` (carrying each one out),
+//!    [`Session::poll_output`] (writing what it can and calling
+//!    [`Session::consume_output`] with the count written), then
+//!    [`Session::poll_timeout`];
+//! 5. closes the connection once [`Session::wants_close`] is true and the
+//!    output has been flushed (a session that wants to close has no more
+//!    requests to make).
+//!
+//! The session buffers its own output and says, through `wants_read`, when it
+//! has buffered enough: that is the back-pressure that keeps a client which
+//! sends without reading from growing the server's memory.
+
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+/// What a session knows about its control connection when it is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The server's address for this connection (the address the client
+    /// reached; FTP advertises it in passive replies).
+    pub local: SocketAddr,
+}
+
+/// How an architecture places sessions. Protocols with shared state (the kv
+/// store) use it to choose between memory shared by threads and a service that
+/// separate processes can reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Every session lives in this one process (threads, reactors, tasks).
+    OneProcess,
+    /// Sessions live in several processes forked from this one.
+    ManyProcesses,
+}
+
+/// A protocol: the per-server half. One value is built before the server
+/// forks or starts threads and is shared (by `Arc`, or by inheritance across
+/// `fork`) by every session of the server.
+pub trait Protocol: Send + Sync + 'static {
+    /// The protocol's name as the command line spells it (`echo`, `ftp`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Called once in the first process, before any fork and before any
+    /// thread is started. A per-server shared service (such as a store that
+    /// every worker process must see) is created here, while its descriptors
+    /// can still be inherited by every worker.
+    fn start(&mut self, placement: Placement) -> std::io::Result<()> {
+        let _ = placement;
+        Ok(())
+    }
+
+    /// Called in every worker process right after it is forked, before it
+    /// serves anything: the place to pick this worker's end of a shared
+    /// service.
+    fn enter_worker(&self, worker: usize) {
+        let _ = worker;
+    }
+
+    /// A new session for an accepted control connection.
+    fn new_session(&self, info: &ConnInfo, now: Instant) -> Box<dyn Session>;
+
+    /// The bytes sent to a connection refused because the server is at its
+    /// connection limit, before it is closed (FTP `421`, HTTP `503`, ...).
+    /// Empty for protocols that simply close.
+    fn refusal(&self) -> &[u8] {
+        b""
+    }
+}
+
+/// One connection's protocol state machine. See the module documentation for
+/// the order in which a driver calls these methods.
+pub trait Session: Send {
+    /// Bytes read from the control connection. The session keeps or answers
+    /// all of them; a driver only calls this while [`Session::wants_read`].
+    fn handle_input(&mut self, data: &[u8], now: Instant);
+
+    /// The client closed its sending side (or the connection broke while
+    /// reading). The session finishes what it owes and asks to close.
+    fn handle_eof(&mut self, now: Instant);
+
+    /// TCP urgent data arrived on the control connection (FTP's Telnet
+    /// "Synch" that precedes `ABOR`). The urgent byte itself is delivered
+    /// in line through `handle_input`.
+    fn handle_urgent(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// Progress on a side channel this session asked for.
+    fn handle_channel(&mut self, event: ChannelEvent, now: Instant) {
+        let _ = (event, now);
+    }
+
+    /// `now` has reached the instant last returned by
+    /// [`Session::poll_timeout`] (or passed it). Spurious calls are allowed:
+    /// the session compares `now` with its own deadlines.
+    fn handle_timeout(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// The server is shutting down gracefully: finish what is in flight and
+    /// close at the next clean boundary. The default keeps serving until the
+    /// client closes or the driver's shutdown deadline passes.
+    fn handle_shutdown(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// The next side-channel request, if any.
+    #[must_use]
+    fn poll_request(&mut self) -> Option<Request> {
+        None
+    }
+
+    /// Bytes waiting to be written to the control connection.
+    #[must_use]
+    fn poll_output(&self) -> &[u8];
+
+    /// The driver wrote the first `n` bytes of [`Session::poll_output`].
+    fn consume_output(&mut self, n: usize);
+
+    /// The instant at which the session wants [`Session::handle_timeout`].
+    #[must_use]
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Whether the driver may read and deliver more input now. False while
+    /// the session has buffered as much as it is willing to (back-pressure),
+    /// after end of stream, or while it waits for a channel to finish.
+    #[must_use]
+    fn wants_read(&self) -> bool;
+
+    /// Whether the connection should be closed once the output is flushed.
+    #[must_use]
+    fn wants_close(&self) -> bool;
+}
+
+/// Names a side channel within one session. Chosen by the session; a driver
+/// keeps at most [`MAX_CHANNELS`] open per session at once.
+pub type ChannelId = u32;
+
+/// How many side channels a driver keeps open for one session at once (FTP
+/// needs one data connection, plus a passive listener while it waits).
+pub const MAX_CHANNELS: usize = 4;
+
+/// A request from a session to its driver. Every request that names a
+/// channel is answered by one or more [`ChannelEvent`]s for that channel.
+#[derive(Debug)]
+pub enum Request {
+    /// Open an outbound data connection to `addr` (FTP active mode). Answered
+    /// by `Connected` or `Failed`.
+    Connect {
+        /// The channel to open.
+        id: ChannelId,
+        /// Where to connect.
+        addr: SocketAddr,
+    },
+    /// Listen on `ip`, on a free port within `ports` (inclusive; `0..=0` for
+    /// any port), for one inbound data connection (FTP passive mode). Answered
+    /// by `Listening` with the bound address, then `Connected` once a peer
+    /// whose address is `allow_from` (if set) connects. Connections from other
+    /// addresses are refused and waiting goes on.
+    Listen {
+        /// The channel to open.
+        id: ChannelId,
+        /// The local address to bind.
+        ip: IpAddr,
+        /// The ports to choose from.
+        ports: (u16, u16),
+        /// The only peer address accepted, if any.
+        allow_from: Option<IpAddr>,
+    },
+    /// Send a file over the channel from `offset` to its end, then close the
+    /// channel's sending side. Answered by `Done` (or `Failed`/`Aborted`).
+    /// Queued until the channel is connected.
+    SendFile {
+        /// The channel to send on.
+        id: ChannelId,
+        /// The open file.
+        file: File,
+        /// Where to start reading.
+        offset: u64,
+        /// How bytes are converted on the way.
+        transform: Transform,
+    },
+    /// Send these bytes over the channel, then close it (an FTP listing).
+    SendBytes {
+        /// The channel to send on.
+        id: ChannelId,
+        /// What to send.
+        data: Vec<u8>,
+    },
+    /// Write everything the peer sends on the channel into `file`, until the
+    /// peer closes. Answered by `Done` with the byte count written.
+    ReceiveFile {
+        /// The channel to read from.
+        id: ChannelId,
+        /// Where the bytes go (already positioned).
+        file: File,
+        /// How bytes are converted on the way.
+        transform: Transform,
+    },
+    /// Stop whatever the channel is doing and close it. Answered by `Aborted`
+    /// if a transfer was under way, otherwise by `Closed`.
+    Abort {
+        /// The channel to stop.
+        id: ChannelId,
+    },
+}
+
+/// A conversion applied to a file transfer's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    /// Bytes unchanged (FTP `TYPE I`); lets the driver use `sendfile`.
+    None,
+    /// Sending: `\n` becomes `\r\n` (FTP `TYPE A`).
+    LfToCrlf,
+    /// Receiving: `\r\n` becomes `\n` (FTP `TYPE A`).
+    CrlfToLf,
+}
+
+/// What happened on a side channel.
+#[derive(Debug)]
+pub enum ChannelEvent {
+    /// A `Listen` request is bound and waiting at `addr`.
+    Listening {
+        /// The channel.
+        id: ChannelId,
+        /// The bound address.
+        addr: SocketAddr,
+    },
+    /// The data connection is established.
+    Connected {
+        /// The channel.
+        id: ChannelId,
+        /// The other end.
+        peer: SocketAddr,
+    },
+    /// The transfer finished: every byte was handed to the kernel (sending)
+    /// or written to the file (receiving). The channel is closed.
+    Done {
+        /// The channel.
+        id: ChannelId,
+        /// Bytes moved, counted on the wire.
+        bytes: u64,
+    },
+    /// The channel could not be opened, or the transfer failed. The channel
+    /// is closed.
+    Failed {
+        /// The channel.
+        id: ChannelId,
+        /// Bytes moved before the failure.
+        bytes: u64,
+        /// What went wrong.
+        error: std::io::ErrorKind,
+    },
+    /// An `Abort` stopped a transfer under way. The channel is closed.
+    Aborted {
+        /// The channel.
+        id: ChannelId,
+        /// Bytes moved before the abort.
+        bytes: u64,
+    },
+    /// An `Abort` closed a channel that had no transfer under way.
+    Closed {
+        /// The channel.
+        id: ChannelId,
+    },
+}
+
+impl ChannelEvent {
+    /// The channel the event is about.
+    pub fn id(&self) -> ChannelId {
+        match *self {
+            ChannelEvent::Listening { id, .. }
+            | ChannelEvent::Connected { id, .. }
+            | ChannelEvent::Done { id, .. }
+            | ChannelEvent::Failed { id, .. }
+            | ChannelEvent::Aborted { id, .. }
+            | ChannelEvent::Closed { id } => id,
+        }
+    }
+}

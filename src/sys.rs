@@ -1,0 +1,229 @@
+//! Thin, checked wrappers over the few POSIX calls muse makes directly:
+//! `poll`, pipes, `fork`, `waitpid`, `kill`, the parent-death signal,
+//! `sendfile`, shared anonymous memory and resource limits. Everything else
+//! goes through std, mio, socket2 or tokio. Each wrapper turns `-1` into an
+//! `io::Error` and retries `EINTR` where retrying is always right.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A pipe whose both ends are non-blocking and close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid two-element array for pipe2 to fill.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes one byte to a non-blocking descriptor, ignoring a full pipe (a
+/// wake-up byte already waiting is as good as a second one).
+pub fn poke(fd: RawFd) {
+    let b = 1u8;
+    // SAFETY: writes one byte from a valid buffer; errors are deliberately ignored.
+    unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+}
+
+/// Reads and discards everything waiting on a non-blocking descriptor.
+pub fn drain(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    // SAFETY: reads into a valid local buffer of the given length.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// `poll(2)` readiness flags, re-exported so callers need not name libc.
+pub use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI};
+
+/// One descriptor to wait on.
+pub type PollFd = libc::pollfd;
+
+/// A `pollfd` asking for `events` on `fd`.
+pub fn poll_fd(fd: RawFd, events: libc::c_short) -> PollFd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes (`None`: forever).
+/// Returns how many are ready; `EINTR` counts as zero ready, so that callers
+/// look at their signal flags.
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        // Round up so that a sub-millisecond wait does not become a busy loop.
+        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: `fds` is a valid slice of pollfd structures.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if n == -1 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+/// Time left until `deadline`, or zero.
+pub fn until(deadline: Instant, now: Instant) -> Duration {
+    deadline.saturating_duration_since(now)
+}
+
+/// What `fork` returned in this process.
+pub enum Forked {
+    /// This is the parent; the child has this pid.
+    Parent(libc::pid_t),
+    /// This is the child.
+    Child,
+}
+
+/// Forks. The caller must be single-threaded (muse forks before it starts
+/// any thread or runtime), so the child may run ordinary Rust code.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: muse only forks from single-threaded processes, so the child
+    // inherits no lock held by another thread.
+    match check(unsafe { libc::fork() })? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Ends the process at once, without running destructors or flushing
+/// std's buffers (a forked child must not flush its parent's buffers twice).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildExit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// Reaps one child that has ended, without waiting. `None`: none has.
+pub fn reap_any() -> Option<(libc::pid_t, ChildExit)> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid <= 0 {
+        return None;
+    }
+    let exit = if libc::WIFSIGNALED(status) {
+        ChildExit::Signal(libc::WTERMSIG(status))
+    } else {
+        ChildExit::Code(libc::WEXITSTATUS(status))
+    };
+    Some((pid, exit))
+}
+
+/// Sends `sig` to `pid`. A process that is already gone is not an error.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// This process's id.
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: always safe.
+    unsafe { libc::getpid() }
+}
+
+/// Asks the kernel to send `sig` to this process when its parent dies, then
+/// checks that the parent is still `parent` (it may have died before the
+/// request was made). Returns false if it already has.
+pub fn die_with_parent(sig: libc::c_int, parent: libc::pid_t) -> bool {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number by value.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    // SAFETY: always safe.
+    unsafe { libc::getppid() == parent }
+}
+
+/// `sendfile(2)` from `file` at `*offset` to `sock`, at most `count` bytes.
+pub fn sendfile(sock: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
+    let mut off = *offset as libc::off_t;
+    // SAFETY: `off` is a valid in/out pointer; the descriptors are the caller's.
+    let n = unsafe { libc::sendfile(sock, file, &mut off, count) };
+    if n == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    *offset = off as u64;
+    Ok(n as usize)
+}
+
+/// Memory shared by this process and every process it forks afterwards,
+/// zero-filled, never unmapped (it lives as long as the server).
+pub fn shared_memory(len: usize) -> io::Result<&'static mut [u8]> {
+    // SAFETY: an anonymous shared mapping with no address hint.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the mapping is `len` bytes, zeroed, and is never unmapped.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
+}
+
+/// `CLOCK_MONOTONIC` in milliseconds: comparable between processes, unlike
+/// `Instant`, which cannot cross a process boundary.
+pub fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Sets `SO_RCVTIMEO` (`None`: block forever).
+pub fn set_read_timeout(fd: &impl AsRawFd, timeout: Option<Duration>) -> io::Result<()> {
+    let tv = match timeout {
+        None => libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        Some(d) => {
+            // A zero timeval means "forever"; the smallest real wait is 1 µs.
+            let d = d.max(Duration::from_micros(1));
+            libc::timeval {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_usec: d.subsec_micros() as libc::suseconds_t,
+            }
+        }
+    };
+    // SAFETY: passes a valid timeval of the right size.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
