@@ -57,6 +57,10 @@ pub struct Connection {
     /// Urgent data was signalled on the control socket.
     pub urgent: bool,
     read_closed: bool,
+    /// Urgent data has been signalled on this connection: a read stops
+    /// short at the urgent mark, so a short read no longer proves the
+    /// socket drained.
+    urgent_seen: bool,
     told_shutdown: bool,
     failed: bool,
     events: Vec<ChannelEvent>,
@@ -83,6 +87,7 @@ impl Connection {
             writable: true,
             urgent: false,
             read_closed: false,
+            urgent_seen: false,
             told_shutdown: false,
             failed: false,
             events: Vec::new(),
@@ -182,6 +187,7 @@ impl Connection {
             let mut progressed = false;
             if self.urgent {
                 self.urgent = false;
+                self.urgent_seen = true;
                 self.session.handle_urgent(env.now);
                 progressed = true;
             }
@@ -223,7 +229,7 @@ impl Connection {
                 // A short read means the socket is drained (a new arrival
                 // raises a new edge); a blocking socket is read once per
                 // readiness so that the driver can look at its timers.
-                if self.blocking || n < scratch.len() {
+                if self.blocking || (n < scratch.len() && !self.urgent_seen) {
                     self.readable = false;
                 }
                 self.session.handle_input(&scratch[..n], now);

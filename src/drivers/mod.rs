@@ -16,6 +16,9 @@ pub mod conn;
 pub mod evented;
 pub mod task;
 
+#[cfg(test)]
+mod tests;
+
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,425 @@
+//! Tests of the session/driver seam under every driver: a fake protocol
+//! ("courier") asks its driver for side channels, active and passive, and
+//! streams files through them (plain, converted, received, aborted), and
+//! panics on request. Each test runs the real architectures in this
+//! process, on 127.0.0.1:0, with a shutdown switch the test flips itself.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::archs::Arch;
+use crate::server::{Config, Server};
+use crate::session::{ChannelEvent, ConnInfo, Protocol, Request, Session, Transform};
+use crate::shutdown::Shutdown;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The fake protocol: line commands on the control connection.
+///
+/// - `SEND PORT` / `SENDA PORT`: connect to the client's PORT and send the
+///   source file (as is / LF→CRLF); reply `DONE n`.
+/// - `PASV`: listen; reply `PORT p`; send the source file once connected.
+/// - `RECV`: listen; reply `PORT p`; receive into `received`; reply `GOT n`.
+/// - `BIG`: listen; reply `PORT p`; send the (large) big file.
+/// - `ABORT`: abort the channel; reply `ABORTED n urgent=BOOL` or `CLOSED`.
+/// - `PANIC`: panic inside the session.
+struct Courier {
+    source: PathBuf,
+    big: PathBuf,
+    received: PathBuf,
+}
+
+struct CourierSession {
+    source: PathBuf,
+    big: PathBuf,
+    received: PathBuf,
+    peer: SocketAddr,
+    input: Vec<u8>,
+    out: Vec<u8>,
+    requests: Vec<Request>,
+    /// What to do once the channel connects.
+    pending: Option<Request>,
+    urgent: bool,
+    eof: bool,
+}
+
+impl Protocol for Courier {
+    fn name(&self) -> &'static str {
+        "courier"
+    }
+
+    fn new_session(&self, info: &ConnInfo, _now: Instant) -> Box<dyn Session> {
+        Box::new(CourierSession {
+            source: self.source.clone(),
+            big: self.big.clone(),
+            received: self.received.clone(),
+            peer: info.peer,
+            input: Vec::new(),
+            out: Vec::new(),
+            requests: Vec::new(),
+            pending: None,
+            urgent: false,
+            eof: false,
+        })
+    }
+}
+
+impl CourierSession {
+    fn command(&mut self, line: &str) {
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        let arg = words.next();
+        let open = |p: &PathBuf| File::open(p).expect("test file");
+        match verb {
+            "SEND" | "SENDA" => {
+                let port: u16 = arg.unwrap().parse().unwrap();
+                let transform = if verb == "SENDA" {
+                    Transform::LfToCrlf
+                } else {
+                    Transform::None
+                };
+                self.requests.push(Request::Connect {
+                    id: 1,
+                    addr: SocketAddr::new(self.peer.ip(), port),
+                });
+                self.requests.push(Request::SendFile {
+                    id: 1,
+                    file: open(&self.source),
+                    offset: 0,
+                    transform,
+                });
+            }
+            "PASV" | "BIG" | "RECV" => {
+                self.requests.push(Request::Listen {
+                    id: 1,
+                    ip: LOCALHOST,
+                    ports: (0, 0),
+                    allow_from: Some(self.peer.ip()),
+                });
+                self.pending = Some(match verb {
+                    "PASV" => Request::SendFile {
+                        id: 1,
+                        file: open(&self.source),
+                        offset: 0,
+                        transform: Transform::None,
+                    },
+                    "BIG" => Request::SendFile {
+                        id: 1,
+                        file: open(&self.big),
+                        offset: 0,
+                        transform: Transform::None,
+                    },
+                    _ => Request::ReceiveFile {
+                        id: 1,
+                        file: File::create(&self.received).expect("test file"),
+                        transform: Transform::None,
+                    },
+                });
+            }
+            "ABORT" => self.requests.push(Request::Abort { id: 1 }),
+            "PANIC" => panic!("the courier was asked to panic"),
+            _ => self.out.extend_from_slice(b"ERR\n"),
+        }
+    }
+}
+
+impl Session for CourierSession {
+    fn handle_input(&mut self, data: &[u8], _now: Instant) {
+        self.input.extend_from_slice(data);
+        while let Some(end) = self.input.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.input.drain(..=end).collect();
+            // The urgent byte arrives in line; keep only printable text.
+            let line: String = String::from_utf8_lossy(&line)
+                .chars()
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .collect();
+            self.command(&line);
+        }
+    }
+
+    fn handle_eof(&mut self, _now: Instant) {
+        self.eof = true;
+    }
+
+    fn handle_urgent(&mut self, _now: Instant) {
+        self.urgent = true;
+    }
+
+    fn handle_channel(&mut self, event: ChannelEvent, _now: Instant) {
+        let line = match event {
+            ChannelEvent::Listening { addr, .. } => format!("PORT {}\n", addr.port()),
+            ChannelEvent::Connected { .. } => {
+                if let Some(r) = self.pending.take() {
+                    self.requests.push(r);
+                }
+                return;
+            }
+            ChannelEvent::Done { bytes, .. } => format!("DONE {bytes}\n"),
+            ChannelEvent::Failed { error, .. } => format!("FAILED {error:?}\n"),
+            ChannelEvent::Aborted { bytes, .. } => format!("ABORTED {bytes} urgent={}\n", self.urgent),
+            ChannelEvent::Closed { .. } => "CLOSED\n".to_string(),
+        };
+        self.out.extend_from_slice(line.as_bytes());
+    }
+
+    fn poll_request(&mut self) -> Option<Request> {
+        if self.requests.is_empty() {
+            None
+        } else {
+            Some(self.requests.remove(0))
+        }
+    }
+
+    fn poll_output(&self) -> &[u8] {
+        &self.out
+    }
+
+    fn consume_output(&mut self, n: usize) {
+        self.out.drain(..n);
+    }
+
+    fn wants_read(&self) -> bool {
+        !self.eof
+    }
+
+    fn wants_close(&self) -> bool {
+        self.eof
+    }
+}
+
+/// A server running in a background thread, stopped on drop.
+struct Running {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    dir: PathBuf,
+    source: Vec<u8>,
+    big_len: u64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.begin(Some(Instant::now()));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(arch: Arch) -> Running {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("muse-courier-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Text with bare LFs and one CRLF, long enough to take several reads.
+    let mut source = Vec::new();
+    for i in 0..40_000 {
+        source.extend_from_slice(format!("line {i}\n").as_bytes());
+    }
+    source.extend_from_slice(b"windows line\r\nend");
+    std::fs::write(dir.join("source"), &source).unwrap();
+    let big_len = 512 << 20;
+    File::create(dir.join("big")).unwrap().set_len(big_len).unwrap();
+    let protocol = Courier {
+        source: dir.join("source"),
+        big: dir.join("big"),
+        received: dir.join("received"),
+    };
+    let config = Config {
+        arch,
+        listen: vec![SocketAddr::new(LOCALHOST, 0)],
+        workers: 1,
+        threads: 2,
+        max_connections: 64,
+        shutdown_timeout: Duration::from_secs(5),
+        worker_timeout: Duration::from_secs(60),
+    };
+    let server = Arc::new(Server::bind(config, Box::new(protocol)).unwrap());
+    let addr = server.listeners.iter().next().unwrap().local_addr().unwrap();
+    let shutdown = Shutdown::new().unwrap();
+    let ctx = server.ctx(0, shutdown.clone());
+    let thread = std::thread::spawn(move || server.serve_in_process(&ctx));
+    Running {
+        addr,
+        shutdown,
+        thread: Some(thread),
+        dir,
+        source,
+        big_len,
+    }
+}
+
+struct Control {
+    stream: TcpStream,
+    lines: BufReader<TcpStream>,
+}
+
+impl Control {
+    fn connect(addr: SocketAddr) -> Control {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let lines = BufReader::new(stream.try_clone().unwrap());
+        Control { stream, lines }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        let mut s = String::new();
+        self.lines.read_line(&mut s).unwrap();
+        s.trim_end().to_string()
+    }
+
+    fn port(&mut self) -> u16 {
+        let l = self.line();
+        l.strip_prefix("PORT ").unwrap_or_else(|| panic!("wanted PORT, got {l:?}")).parse().unwrap()
+    }
+}
+
+fn read_all(mut s: TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    v
+}
+
+fn to_crlf(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::drivers::channel::lf_to_crlf(b, &mut out);
+    out
+}
+
+fn active_send(arch: Arch) {
+    let server = start(arch);
+    let mut c = Control::connect(server.addr);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    c.send(&format!("SEND {}", listener.local_addr().unwrap().port()));
+    let (data, _) = listener.accept().unwrap();
+    let got = read_all(data);
+    assert_eq!(got.len(), server.source.len());
+    assert!(got == server.source, "active download differs");
+    assert_eq!(c.line(), format!("DONE {}", server.source.len()));
+    // The same in ASCII mode: LF becomes CRLF, the CRLF stays.
+    c.send(&format!("SENDA {}", listener.local_addr().unwrap().port()));
+    let (data, _) = listener.accept().unwrap();
+    let want = to_crlf(&server.source);
+    let got = read_all(data);
+    assert!(got == want, "ASCII download differs");
+    assert_eq!(c.line(), format!("DONE {}", want.len()));
+}
+
+fn passive_send_and_receive(arch: Arch) {
+    let server = start(arch);
+    let mut c = Control::connect(server.addr);
+    c.send("PASV");
+    let port = c.port();
+    let got = read_all(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert!(got == server.source, "passive download differs");
+    assert_eq!(c.line(), format!("DONE {}", server.source.len()));
+
+    c.send("RECV");
+    let port = c.port();
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    data.write_all(&upload).unwrap();
+    drop(data);
+    assert_eq!(c.line(), format!("DONE {}", upload.len()));
+    let stored = std::fs::read(server.dir.join("received")).unwrap();
+    assert!(stored == upload, "upload stored differs");
+}
+
+fn abort_with_urgent_data(arch: Arch) {
+    let server = start(arch);
+    let mut c = Control::connect(server.addr);
+    c.send("BIG");
+    let port = c.port();
+    // Connect and read a little, then stop reading: the transfer stalls.
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    data.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut first = [0u8; 1024];
+    data.read_exact(&mut first).unwrap();
+    // Telnet IP, then the Synch as urgent data, then the command (RFC 959 ABOR).
+    c.stream.write_all(&[255, 244]).unwrap();
+    socket2::SockRef::from(&c.stream).send_out_of_band(&[255]).unwrap();
+    c.send("ABORT");
+    let reply = c.line();
+    let rest: Vec<&str> = reply.split_whitespace().collect();
+    assert_eq!(rest.first(), Some(&"ABORTED"), "reply {reply:?}");
+    let sent: u64 = rest[1].parse().unwrap();
+    assert!(sent >= 1024 && sent < server.big_len, "sent {sent} of {}", server.big_len);
+    assert_eq!(rest[2], "urgent=true", "the driver reported the urgent data");
+    // The control connection goes on working after the abort.
+    c.send("ABORT");
+    assert_eq!(c.line(), "CLOSED");
+}
+
+fn panics_are_contained(arch: Arch) {
+    let server = start(arch);
+    // More panics than the pool has threads: a pool that lost a thread per
+    // panic would have none left.
+    for _ in 0..3 {
+        let mut c = Control::connect(server.addr);
+        c.send("PANIC");
+        let mut rest = Vec::new();
+        let n = c.stream.read_to_end(&mut rest).unwrap_or(0);
+        assert_eq!(n, 0, "a panicking session's connection is closed");
+    }
+    // Two clients at once (the pool has two threads) are both served.
+    let mut a = Control::connect(server.addr);
+    let mut b = Control::connect(server.addr);
+    for c in [&mut a, &mut b] {
+        c.send("ABORT");
+    }
+    assert_eq!(a.line(), "CLOSED");
+    assert_eq!(b.line(), "CLOSED");
+}
+
+macro_rules! for_each_in_process_arch {
+    ($($test:ident),*) => {
+        $(
+            mod $test {
+                use super::*;
+                #[test] fn serial() { $test(Arch::Serial) }
+                #[test] fn thread_per_connection() { $test(Arch::ThreadPerConnection) }
+                #[test] fn thread_pool() { $test(Arch::ThreadPool) }
+                #[test] fn reactor() { $test(Arch::Reactor) }
+                #[test] fn multi_reactor() { $test(Arch::MultiReactor) }
+                #[test] fn reactor_pool() { $test(Arch::ReactorPool) }
+                #[test] fn async_tasks() { $test(Arch::Async) }
+            }
+        )*
+    };
+}
+
+for_each_in_process_arch!(active_send, passive_send_and_receive, abort_with_urgent_data);
+
+mod panics {
+    use super::*;
+    #[test]
+    fn thread_pool() {
+        panics_are_contained(Arch::ThreadPool)
+    }
+    #[test]
+    fn thread_per_connection() {
+        panics_are_contained(Arch::ThreadPerConnection)
+    }
+    #[test]
+    fn reactor() {
+        panics_are_contained(Arch::Reactor)
+    }
+    #[test]
+    fn reactor_pool() {
+        panics_are_contained(Arch::ReactorPool)
+    }
+    #[test]
+    fn async_tasks() {
+        panics_are_contained(Arch::Async)
+    }
+}
