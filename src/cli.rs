@@ -75,7 +75,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !(0.0..=1e9).contains(&secs) {
         return Err(format!("{s:?} is not a number of seconds from 0 to 1e9"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -45,14 +45,30 @@ pub enum AcceptError {
 }
 
 impl Listeners {
-    /// Binds every address, in order.
-    pub fn bind(addrs: &[SocketAddr]) -> io::Result<Listeners> {
+    /// Binds every address, in order. With `reuse_port`, the sockets allow
+    /// [`Listeners::sibling`] groups on the same addresses.
+    pub fn bind(addrs: &[SocketAddr], reuse_port: bool) -> io::Result<Listeners> {
         let list = addrs
             .iter()
             .map(|a| {
-                bind_one(*a)
+                bind_one(*a, reuse_port)
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
             })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Listeners { list })
+    }
+
+    /// Another group of listeners on the very addresses these are bound to
+    /// (ports chosen by the kernel included), sharing them with
+    /// `SO_REUSEPORT`: the kernel then spreads new connections evenly over
+    /// the groups, instead of waking every thread for each one and letting
+    /// the fastest take them all. These listeners must have been bound with
+    /// `reuse_port`.
+    pub fn sibling(&self) -> io::Result<Listeners> {
+        let list = self
+            .list
+            .iter()
+            .map(|l| bind_one(l.local_addr()?, true))
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Listeners { list })
     }
@@ -113,9 +129,12 @@ impl Listeners {
     }
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         // `[::]` means IPv6 only; a separate `--listen 0.0.0.0:P` covers IPv4.
         socket.set_only_v6(true)?;

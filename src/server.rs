@@ -51,7 +51,10 @@ impl Server {
     /// Binds the listeners and starts the protocol's shared services. Nothing
     /// listens (no `listening on` line) until [`Server::run`].
     pub fn bind(config: Config, mut protocol: Box<dyn Protocol>) -> std::io::Result<Server> {
-        let listeners = Listeners::bind(&config.listen)?;
+        // A multi-reactor gives each thread its own listeners (see
+        // `archs/multi_reactor.rs`), which must share the addresses.
+        let reuse_port = config.arch == Arch::MultiReactor;
+        let listeners = Listeners::bind(&config.listen, reuse_port)?;
         protocol.start(config.arch.placement())?;
         Ok(Server {
             config,

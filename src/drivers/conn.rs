@@ -56,6 +56,10 @@ pub struct Connection {
     pub writable: bool,
     /// Urgent data was signalled on the control socket.
     pub urgent: bool,
+    /// The kernel reported that the peer closed its sending side: the end of
+    /// stream waits behind the data, so read until it, even after a short
+    /// read.
+    pub peer_closed: bool,
     read_closed: bool,
     /// Urgent data has been signalled on this connection: a read stops
     /// short at the urgent mark, so a short read no longer proves the
@@ -86,6 +90,7 @@ impl Connection {
             readable: false,
             writable: true,
             urgent: false,
+            peer_closed: false,
             read_closed: false,
             urgent_seen: false,
             told_shutdown: false,
@@ -229,7 +234,8 @@ impl Connection {
                 // A short read means the socket is drained (a new arrival
                 // raises a new edge); a blocking socket is read once per
                 // readiness so that the driver can look at its timers.
-                if self.blocking || (n < scratch.len() && !self.urgent_seen) {
+                let drained = n < scratch.len() && !self.urgent_seen && !self.peer_closed;
+                if self.blocking || drained {
                     self.readable = false;
                 }
                 self.session.handle_input(&scratch[..n], now);

@@ -47,7 +47,8 @@ const READ: u32 = 1;
 const WRITE: u32 = 2;
 const URGENT: u32 = 4;
 const WAKE: u32 = 8;
-const CHANNEL0: u32 = 16;
+const PEER_CLOSED: u32 = 16;
+const CHANNEL0: u32 = 32;
 
 struct Entry {
     /// `None` while the connection is on the pool.
@@ -205,6 +206,9 @@ impl<'a> Reactor<'a> {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         bits |= READ;
                     }
+                    if event.is_read_closed() || event.is_error() {
+                        bits |= PEER_CLOSED;
+                    }
                     if event.is_writable() || event.is_write_closed() || event.is_error() {
                         bits |= WRITE;
                     }
@@ -292,6 +296,7 @@ impl<'a> Reactor<'a> {
         conn.readable |= bits & READ != 0;
         conn.writable |= bits & WRITE != 0;
         conn.urgent |= bits & URGENT != 0;
+        conn.peer_closed |= bits & PEER_CLOSED != 0;
         for i in 0..MAX_CHANNELS {
             if bits & (CHANNEL0 << i) != 0 {
                 conn.set_channel_ready(i);

@@ -37,6 +37,7 @@ enum Woke {
         read: bool,
         write: bool,
         urgent: bool,
+        closed: bool,
     },
     Channel(usize),
     Other,
@@ -113,6 +114,7 @@ pub async fn serve(
                         read: r.is_readable() || r.is_read_closed() || r.is_error(),
                         write: r.is_writable() || r.is_write_closed() || r.is_error(),
                         urgent: r.is_priority(),
+                        closed: r.is_read_closed() || r.is_error(),
                     }
                 }
                 Err(_) => break,
@@ -126,7 +128,9 @@ pub async fn serve(
                 read,
                 write,
                 urgent,
+                closed,
             } => {
+                conn.peer_closed |= closed;
                 conn.readable |= read;
                 conn.writable |= write;
                 conn.urgent |= urgent;

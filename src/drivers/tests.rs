@@ -160,7 +160,9 @@ impl Session for CourierSession {
             }
             ChannelEvent::Done { bytes, .. } => format!("DONE {bytes}\n"),
             ChannelEvent::Failed { error, .. } => format!("FAILED {error:?}\n"),
-            ChannelEvent::Aborted { bytes, .. } => format!("ABORTED {bytes} urgent={}\n", self.urgent),
+            ChannelEvent::Aborted { bytes, .. } => {
+                format!("ABORTED {bytes} urgent={}\n", self.urgent)
+            }
             ChannelEvent::Closed { .. } => "CLOSED\n".to_string(),
         };
         self.out.extend_from_slice(line.as_bytes());
@@ -224,7 +226,10 @@ fn start(arch: Arch) -> Running {
     source.extend_from_slice(b"windows line\r\nend");
     std::fs::write(dir.join("source"), &source).unwrap();
     let big_len = 512 << 20;
-    File::create(dir.join("big")).unwrap().set_len(big_len).unwrap();
+    File::create(dir.join("big"))
+        .unwrap()
+        .set_len(big_len)
+        .unwrap();
     let protocol = Courier {
         source: dir.join("source"),
         big: dir.join("big"),
@@ -240,7 +245,13 @@ fn start(arch: Arch) -> Running {
         worker_timeout: Duration::from_secs(60),
     };
     let server = Arc::new(Server::bind(config, Box::new(protocol)).unwrap());
-    let addr = server.listeners.iter().next().unwrap().local_addr().unwrap();
+    let addr = server
+        .listeners
+        .iter()
+        .next()
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let shutdown = Shutdown::new().unwrap();
     let ctx = server.ctx(0, shutdown.clone());
     let thread = std::thread::spawn(move || server.serve_in_process(&ctx));
@@ -262,13 +273,17 @@ struct Control {
 impl Control {
     fn connect(addr: SocketAddr) -> Control {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let lines = BufReader::new(stream.try_clone().unwrap());
         Control { stream, lines }
     }
 
     fn send(&mut self, line: &str) {
-        self.stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        self.stream
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
     }
 
     fn line(&mut self) -> String {
@@ -279,7 +294,10 @@ impl Control {
 
     fn port(&mut self) -> u16 {
         let l = self.line();
-        l.strip_prefix("PORT ").unwrap_or_else(|| panic!("wanted PORT, got {l:?}")).parse().unwrap()
+        l.strip_prefix("PORT ")
+            .unwrap_or_else(|| panic!("wanted PORT, got {l:?}"))
+            .parse()
+            .unwrap()
     }
 }
 
@@ -342,19 +360,29 @@ fn abort_with_urgent_data(arch: Arch) {
     let port = c.port();
     // Connect and read a little, then stop reading: the transfer stalls.
     let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    data.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    data.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut first = [0u8; 1024];
     data.read_exact(&mut first).unwrap();
     // Telnet IP, then the Synch as urgent data, then the command (RFC 959 ABOR).
     c.stream.write_all(&[255, 244]).unwrap();
-    socket2::SockRef::from(&c.stream).send_out_of_band(&[255]).unwrap();
+    socket2::SockRef::from(&c.stream)
+        .send_out_of_band(&[255])
+        .unwrap();
     c.send("ABORT");
     let reply = c.line();
     let rest: Vec<&str> = reply.split_whitespace().collect();
     assert_eq!(rest.first(), Some(&"ABORTED"), "reply {reply:?}");
     let sent: u64 = rest[1].parse().unwrap();
-    assert!(sent >= 1024 && sent < server.big_len, "sent {sent} of {}", server.big_len);
-    assert_eq!(rest[2], "urgent=true", "the driver reported the urgent data");
+    assert!(
+        sent >= 1024 && sent < server.big_len,
+        "sent {sent} of {}",
+        server.big_len
+    );
+    assert_eq!(
+        rest[2], "urgent=true",
+        "the driver reported the urgent data"
+    );
     // The control connection goes on working after the abort.
     c.send("ABORT");
     assert_eq!(c.line(), "CLOSED");
@@ -398,7 +426,11 @@ macro_rules! for_each_in_process_arch {
     };
 }
 
-for_each_in_process_arch!(active_send, passive_send_and_receive, abort_with_urgent_data);
+for_each_in_process_arch!(
+    active_send,
+    passive_send_and_receive,
+    abort_with_urgent_data
+);
 
 mod panics {
     use super::*;
