@@ -27,6 +27,8 @@ pub struct Cli {
 enum Command {
     /// Serve a protocol under one architecture.
     Serve(ServeArgs),
+    /// Measure architectures (and other servers) side by side under load.
+    Bench(crate::bench::BenchArgs),
     /// List the architectures, one per line: name, then what it does.
     Archs,
 }
@@ -91,6 +93,12 @@ fn default_port(protocol: &str) -> u16 {
     }
 }
 
+/// A mistake in the command line found after parsing (a name that must be
+/// looked up, a combination of flags): reported like clap's errors, exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -100,12 +108,17 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => crate::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("muse: {e:#}");
-            ExitCode::from(1)
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -22,6 +22,7 @@
 //! - [`sys`]: the few POSIX calls made directly.
 
 pub mod archs;
+pub mod bench;
 pub mod cli;
 pub mod drivers;
 pub mod log;

@@ -77,9 +77,46 @@ pub fn install() -> io::Result<()> {
 
 /// Gives a freshly forked child its own self-pipe and forgets the signals
 /// its parent had pending.
-pub fn reinstall_after_fork() -> io::Result<()> {
+fn reinstall_after_fork() -> io::Result<()> {
     PENDING.store(0, Ordering::SeqCst);
     new_pipe()
+}
+
+fn mask(how: libc::c_int, set: &libc::sigset_t) -> libc::sigset_t {
+    // SAFETY: valid sigset pointers; sigprocmask only reads `set` and
+    // writes `old`.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(how, set, &mut old);
+        old
+    }
+}
+
+/// Forks with the handled signals held back across the fork, so that a
+/// signal sent to the new child before it has its own self-pipe is not
+/// lost (the handler would poke the parent's pipe, and the child would then
+/// forget the flag): the child installs its pipe first, then lets them in.
+/// The caller must be single-threaded (see `sys::fork`).
+pub fn fork() -> io::Result<sys::Forked> {
+    // SAFETY: sigemptyset/sigaddset initialise a local set.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in HANDLED {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    };
+    let old = mask(libc::SIG_BLOCK, &set);
+    let forked = sys::fork();
+    if let Ok(sys::Forked::Child) = forked {
+        if let Err(e) = reinstall_after_fork() {
+            mask(libc::SIG_SETMASK, &old);
+            return Err(e);
+        }
+    }
+    mask(libc::SIG_SETMASK, &old);
+    forked
 }
 
 /// The read end of the self-pipe: readable when a signal has arrived.

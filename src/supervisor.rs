@@ -225,7 +225,7 @@ impl<'a> Master<'a> {
     fn spawn_worker(&mut self, nr: usize) {
         let board = self.server.board;
         board.slot(nr).tick_ms.store(0, Ordering::Relaxed);
-        match sys::fork() {
+        match signals::fork() {
             Err(e) => log::warn(format_args!("cannot fork worker {nr}: {e}")),
             Ok(Forked::Parent(pid)) => {
                 board.slot(nr).pid.store(pid, Ordering::Relaxed);
@@ -268,7 +268,7 @@ impl<'a> Master<'a> {
 
 /// The life of a worker process, from just after `fork` to its exit code.
 fn run_worker(server: &Server, body: WorkerBody, nr: usize, master: libc::pid_t) -> i32 {
-    if signals::reinstall_after_fork().is_err() || !sys::die_with_parent(libc::SIGTERM, master) {
+    if !sys::die_with_parent(libc::SIGTERM, master) {
         return 1;
     }
     server.board.tick(nr);

@@ -82,7 +82,7 @@ pub fn serve(server: &Server) -> io::Result<()> {
                 crate::net::refuse(stream, server.protocol.refusal());
                 continue;
             }
-            match sys::fork() {
+            match signals::fork() {
                 Err(e) => log::warn(format_args!("cannot fork: {e}")),
                 Ok(Forked::Parent(pid)) => {
                     children.insert(pid);
@@ -103,7 +103,7 @@ fn serve_child(server: &Server, stream: std::net::TcpStream, parent: libc::pid_t
         // `_exit`, so no destructor closes it twice).
         unsafe { libc::close(l.as_raw_fd()) };
     }
-    if signals::reinstall_after_fork().is_err() || !sys::die_with_parent(libc::SIGTERM, parent) {
+    if !sys::die_with_parent(libc::SIGTERM, parent) {
         return 1;
     }
     server.protocol.enter_worker(0);

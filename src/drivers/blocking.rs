@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::drivers::channel::Wait;
 use crate::drivers::conn::{Connection, Status};
-use crate::drivers::{earliest, wait_for, with_scratch, Ctx};
+use crate::drivers::{earliest, wait_for, with_scratch, Ctx, Heartbeat};
 use crate::scoreboard::Ticket;
 use crate::sys;
 
@@ -39,6 +39,7 @@ pub fn serve(stream: TcpStream, ticket: Option<Ticket>, ctx: &Ctx) {
 fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
     // The SO_RCVTIMEO currently set on the control socket (None: none).
     let mut read_timeout: Option<Duration> = None;
+    let mut heartbeat = Heartbeat::new();
     loop {
         let now = Instant::now();
         if ctx.shutdown.is_expired(now) {
@@ -48,7 +49,7 @@ fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
             return;
         }
         conn.take_retired().for_each(drop);
-        ctx.tick();
+        heartbeat.beat(ctx, now);
         if conn.has_more() {
             continue;
         }

@@ -25,7 +25,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::drivers::conn::{Connection, Status};
-use crate::drivers::{earliest, wait_for, with_scratch, Ctx, SCRATCH_SIZE};
+use crate::drivers::{earliest, wait_for, with_scratch, Ctx, Heartbeat, SCRATCH_SIZE};
 use crate::net::{AcceptError, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::Ticket;
 use crate::session::MAX_CHANNELS;
@@ -132,6 +132,7 @@ impl<'a> Reactor<'a> {
     /// passed. Connections still open then are closed when the reactor drops.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let mut heartbeat = Heartbeat::new();
         loop {
             let now = Instant::now();
             if self.ctx.shutdown.is_draining() {
@@ -178,7 +179,7 @@ impl<'a> Reactor<'a> {
                     self.accept(i, now);
                 }
             }
-            self.ctx.tick();
+            heartbeat.beat(&self.ctx, now);
         }
     }
 

@@ -82,6 +82,40 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
+/// How often a busy loop stamps its heartbeat: often enough for a
+/// `--worker-timeout` of seconds, rarely enough that threads sharing a
+/// worker's slot do not fight over its cache line on every request.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
+
+/// A loop's heartbeat, stamped at most every [`HEARTBEAT_EVERY`].
+#[derive(Debug)]
+pub struct Heartbeat {
+    next: Instant,
+}
+
+impl Heartbeat {
+    /// A heartbeat due at once.
+    pub fn new() -> Heartbeat {
+        Heartbeat {
+            next: Instant::now(),
+        }
+    }
+
+    /// Stamps the worker's heartbeat if it is due at `now`.
+    pub fn beat(&mut self, ctx: &Ctx, now: Instant) {
+        if now >= self.next {
+            ctx.tick();
+            self.next = now + HEARTBEAT_EVERY;
+        }
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Heartbeat {
+        Heartbeat::new()
+    }
+}
+
 /// The earliest of some optional instants.
 pub fn earliest(instants: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
     instants.into_iter().flatten().min()

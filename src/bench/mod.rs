@@ -1,0 +1,363 @@
+//! `muse bench`: every architecture measured side by side under the same
+//! load, next to the servers people run today (DESIGN.md §6).
+//!
+//! For each repetition, in alternating order (A B C, then C B A, ...), for
+//! each server: start it (`muse serve` for an architecture, `--spawn` for a
+//! command, nothing for `--against`), run the scenario's load (warm-up, then
+//! the timed phase) while sampling the server's processes, stop it. Then
+//! rank the servers and print the table, and write `--json` / `--svg`.
+//!
+//! - [`scenario`]: scenarios as data;
+//! - [`load`]: the load generator;
+//! - [`target`]: starting, sampling and stopping servers;
+//! - [`model`]: the results; [`report`]: the table, JSON and SVG.
+
+pub mod load;
+pub mod model;
+pub mod report;
+pub mod scenario;
+pub mod target;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::archs::Arch;
+use crate::bench::model::{Family, Report, Run, SCHEMA_VERSION};
+use crate::bench::target::{Kind, Sampler, Target};
+use crate::cli::Usage;
+use crate::signals;
+
+/// `muse bench` flags, as typed.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The protocol to load.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::protocols::NAMES))]
+    protocol: String,
+    /// Architectures to run, comma-separated, or `all`.
+    #[arg(long, value_name = "LIST|all", default_value = "all")]
+    arch: String,
+    /// Also drive a server already running: NAME=HOST:PORT (repeatable).
+    #[arg(long, value_name = "NAME=HOST:PORT")]
+    against: Vec<String>,
+    /// Also start a server for each run: NAME=COMMAND, where the command
+    /// prints `listening on ADDR` once it serves (repeatable).
+    #[arg(long, value_name = "NAME=CMD")]
+    spawn: Vec<String>,
+    /// The scenario (echo: rr, pipeline, stream, connect, idle, slow).
+    #[arg(long, default_value = "rr")]
+    scenario: String,
+    /// Measuring connections [default: the scenario's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    clients: Option<u32>,
+    /// Timed phase per run, in seconds [default: the scenario's].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<Duration>,
+    /// Warm-up per run, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    warmup: Duration,
+    /// Open loop: send this many requests per second in all, on a schedule,
+    /// and measure latency from the intended send time.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Runs per server, interleaved across servers.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Load generator threads [default: the CPU count].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    load_threads: Option<u32>,
+    /// An argument for every `muse serve` started (repeatable), e.g.
+    /// `--serve-arg=--workers=4`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    serve_arg: Vec<String>,
+    /// Write the report as JSON (schema in `bench/report.rs`).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the chart as SVG.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err(format!("{s:?} is not a number of seconds from 0 to 3600"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn split_named(spec: &str, flag: &str) -> anyhow::Result<(String, String)> {
+    match spec.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => {
+            Ok((name.to_string(), value.to_string()))
+        }
+        _ => Err(Usage(format!("{flag} wants NAME=VALUE, not {spec:?}")).into()),
+    }
+}
+
+/// The servers to measure, in the order of the first repetition.
+fn targets(args: &BenchArgs) -> anyhow::Result<Vec<Target>> {
+    let mut list = Vec::new();
+    if args.arch != "none" {
+        let archs: Vec<Arch> = if args.arch == "all" {
+            Arch::ALL.to_vec()
+        } else {
+            args.arch
+                .split(',')
+                .map(|n| {
+                    Arch::from_name(n.trim()).ok_or_else(|| {
+                        Usage(format!("unknown architecture {n:?} (see `muse archs`)")).into()
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        list.extend(archs.into_iter().map(Target::muse));
+    }
+    for s in &args.spawn {
+        let (name, cmd) = split_named(s, "--spawn")?;
+        list.push(Target {
+            name,
+            family: Family::Baseline,
+            kind: Kind::Spawn(cmd),
+        });
+    }
+    for a in &args.against {
+        let (name, addr) = split_named(a, "--against")?;
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| Usage(format!("--against {name}: {addr:?} is not HOST:PORT")))?;
+        if !addr.ip().is_loopback() {
+            return Err(Usage(format!(
+                "--against {name}: {addr} is not a loopback address; muse only loads 127.0.0.0/8 and ::1"
+            ))
+            .into());
+        }
+        list.push(Target {
+            name,
+            family: Family::Baseline,
+            kind: Kind::Against(addr),
+        });
+    }
+    if list.is_empty() {
+        return Err(Usage("nothing to measure: give --arch, --spawn or --against".into()).into());
+    }
+    Ok(list)
+}
+
+/// Runs `muse bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let scenario = scenario::find(&args.protocol, &args.scenario).ok_or_else(|| {
+        Usage(format!(
+            "no scenario {:?} for {} (there are: {})",
+            args.scenario,
+            args.protocol,
+            scenario::names(&args.protocol).join(", ")
+        ))
+    })?;
+    if let Some(r) = args.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(
+                Usage("--rate wants a positive number of requests per second".into()).into(),
+            );
+        }
+    }
+    let targets = targets(&args)?;
+    let exe = std::env::current_exe().context("cannot find the muse executable")?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let clients = args.clients.map_or(scenario.clients, |n| n as usize);
+    let duration = args.duration.unwrap_or(scenario.duration);
+    let repeat = args.repeat as usize;
+    // Before any server starts, so that they inherit it too: the idle
+    // scenario holds thousands of connections on both sides.
+    load::raise_fd_limit(65_536);
+    watch_for_interrupt()?;
+
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+    let mut notes = Vec::new();
+    for r in 0..repeat {
+        let order: Vec<usize> = if r % 2 == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
+        for i in order {
+            let target = &targets[i];
+            let label = format!("[{}/{}] {}", r + 1, repeat, target.name);
+            match measure(
+                target, &exe, &args, &scenario, clients, duration, cpus, &label,
+            ) {
+                Ok(mut run) => {
+                    run.repeat = r;
+                    runs[i].push(run);
+                }
+                Err(e) => {
+                    let note = format!("{}: {e:#}", target.name);
+                    eprintln!("muse bench: {note}");
+                    notes.push(note);
+                }
+            }
+        }
+    }
+
+    let servers = targets
+        .iter()
+        .zip(runs)
+        .filter(|(_, runs)| !runs.is_empty())
+        .map(|(t, runs)| report::server_result(t.name.clone(), t.family, runs))
+        .collect();
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        protocol: args.protocol.clone(),
+        scenario: scenario.name.to_string(),
+        summary: scenario.summary.to_string(),
+        clients,
+        duration_seconds: duration.as_secs_f64(),
+        rate: args.rate,
+        repeat,
+        cpus,
+        noise: 0.0,
+        servers,
+        notes,
+        extra: BTreeMap::new(),
+    };
+    report::rank(&mut report);
+    println!("{}", report::table(&report));
+    if let Some(path) = &args.json {
+        report::write_json(&report, path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        report::write_svg(&report, path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One run of one server: start, load while sampling, stop.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    target: &Target,
+    exe: &std::path::Path,
+    args: &BenchArgs,
+    scenario: &scenario::Scenario,
+    clients: usize,
+    duration: Duration,
+    cpus: usize,
+    label: &str,
+) -> anyhow::Result<Run> {
+    let mut server = target.start(exe, &args.protocol, &args.serve_arg)?;
+    let spec = load::LoadSpec {
+        addr: server.addr,
+        workload: scenario.workload.clone(),
+        clients,
+        threads: args.load_threads.map_or(cpus, |n| n as usize),
+        warmup: args.warmup,
+        duration,
+        rate: args.rate,
+        progress: Some(Arc::new(AtomicU64::new(0))),
+    };
+    let sampler = server.pid().map(Sampler::start);
+    let bar = Progress::start(label, args.warmup + duration, spec.progress.clone());
+    let result = load::run(&spec);
+    bar.finish();
+    let stats = sampler.map(Sampler::finish).transpose()?;
+    let crashed = server.has_exited();
+    let tail = server.stderr_tail();
+    server.stop();
+    let load = result.with_context(|| format!("load on {}", target.name))?;
+    if crashed {
+        bail!(
+            "{} exited during the run{}",
+            target.name,
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        );
+    }
+    Ok(Run {
+        repeat: 0,
+        load,
+        server: stats,
+    })
+}
+
+/// A progress bar for one run on stderr, showing elapsed time and the rate
+/// so far. Hidden when stderr is not a terminal.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: Option<std::thread::JoinHandle<()>>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Progress {
+    fn start(label: &str, total: Duration, counter: Option<Arc<AtomicU64>>) -> Progress {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total.as_millis() as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{prefix:32} [{bar:30}] {elapsed:>3} {msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_string());
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (b, d) = (bar.clone(), Arc::clone(&done));
+        let ticker = std::thread::spawn(move || {
+            let start = Instant::now();
+            while !d.load(Ordering::Relaxed) {
+                let elapsed = start.elapsed();
+                b.set_position(elapsed.as_millis() as u64);
+                if let Some(c) = &counter {
+                    let n = c.load(Ordering::Relaxed);
+                    b.set_message(format!(
+                        "{:.0} req/s",
+                        n as f64 / elapsed.as_secs_f64().max(1e-3)
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Progress {
+            bar,
+            ticker: Some(ticker),
+            done,
+        }
+    }
+
+    fn finish(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+/// On Ctrl-C (or `TERM`), stop every server started and exit 130.
+fn watch_for_interrupt() -> anyhow::Result<()> {
+    signals::install().context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(|| loop {
+            if signals::wait(None).is_err() {
+                return;
+            }
+            let got = signals::take();
+            if got.has(libc::SIGINT) || got.has(libc::SIGTERM) {
+                eprintln!("muse bench: interrupted; stopping the servers");
+                target::stop_all_and_exit(130);
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! Servers under test: starting them (`muse serve` for an architecture, or
+//! a user's command), reading their `listening on` line, watching their
+//! processes in /proc while the load runs, and stopping them.
+//!
+//! Every server muse starts runs in its own process group, recorded in a
+//! registry so that an interrupted bench (Ctrl-C) can still stop and reap
+//! every one of them ([`stop_all_and_exit`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::archs::Arch;
+use crate::bench::model::{Family, ProcessShare, ServerStats};
+use crate::sys;
+
+/// How long a server may take to print its `listening on` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a server may take to exit after `SIGTERM` before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the server's processes are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// What is measured.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// `muse serve PROTOCOL --arch ARCH`.
+    Muse(Arch),
+    /// A command that prints `listening on ADDR` once it serves.
+    Spawn(String),
+    /// A server already running, that muse neither starts nor sees.
+    Against(SocketAddr),
+}
+
+/// A server to measure.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// How the report names it.
+    pub name: String,
+    /// Its family (colour and grouping).
+    pub family: Family,
+    /// How to reach it.
+    pub kind: Kind,
+}
+
+/// The family of an architecture.
+pub fn family(arch: Arch) -> Family {
+    match arch {
+        Arch::Serial => Family::Serial,
+        Arch::ProcessPerConnection | Arch::Prefork => Family::Processes,
+        Arch::ThreadPerConnection | Arch::ThreadPool => Family::Threads,
+        Arch::PreforkThreads => Family::Hybrid,
+        Arch::Reactor | Arch::PreforkReactor | Arch::MultiReactor | Arch::ReactorPool => {
+            Family::Evented
+        }
+        Arch::Async => Family::Async,
+    }
+}
+
+impl Target {
+    /// The target for a muse architecture.
+    pub fn muse(arch: Arch) -> Target {
+        Target {
+            name: format!("muse/{}", arch.name()),
+            family: family(arch),
+            kind: Kind::Muse(arch),
+        }
+    }
+
+    /// Starts the server (or, for `Against`, only checks nothing needs
+    /// starting) and waits for its address.
+    pub fn start(
+        &self,
+        exe: &Path,
+        protocol: &str,
+        serve_args: &[String],
+    ) -> anyhow::Result<Started> {
+        let mut cmd = match &self.kind {
+            Kind::Against(addr) => {
+                return Ok(Started {
+                    addr: *addr,
+                    child: None,
+                    stderr: Arc::default(),
+                })
+            }
+            Kind::Muse(arch) => {
+                let mut c = Command::new(exe);
+                c.args([
+                    "serve",
+                    protocol,
+                    "--arch",
+                    arch.name(),
+                    "--listen",
+                    "127.0.0.1:0",
+                ]);
+                c.args(serve_args);
+                c
+            }
+            Kind::Spawn(line) => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(format!("exec {line}"));
+                c
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.name))?;
+        register(child.id() as i32);
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        keep_tail(child.stderr.take().expect("piped"), Arc::clone(&stderr));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            // Report the first `listening on` line, then keep draining so
+            // the server never blocks on a full pipe.
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(addr) = parse_listening(&line) {
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let mut started = Started {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child: Some(child),
+            stderr,
+        };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => {
+                started.addr = addr;
+                Ok(started)
+            }
+            Err(_) => {
+                let tail = started.stderr_tail();
+                started.stop();
+                bail!(
+                    "{} printed no `listening on ADDR` line within {START_TIMEOUT:?}{}",
+                    self.name,
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; it said: {tail}")
+                    }
+                )
+            }
+        }
+    }
+}
+
+/// Reads `listening on ADDR ...` (ADDR may be `[::1]:P`).
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("listening on ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn keep_tail(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut tail = into.lock().expect("tail lock");
+            tail.extend_from_slice(&buf[..n]);
+            let excess = tail.len().saturating_sub(4096);
+            tail.drain(..excess);
+        }
+    });
+}
+
+/// A running server.
+pub struct Started {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Started {
+    /// Its pid (and process group), if muse started it.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// The last few lines it wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock().expect("tail lock");
+        String::from_utf8_lossy(&tail)
+            .trim()
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// Whether it has exited already (it crashed under load).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// Stops it: `SIGTERM` to its process group, then `SIGKILL` after
+    /// [`STOP_TIMEOUT`]; reaps it. Returns how it ended (`None` if muse did
+    /// not start it).
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pgid = child.id() as i32;
+        sys::kill(-pgid, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    sys::kill(-pgid, libc::SIGKILL);
+                    break child.wait().ok();
+                }
+            }
+        };
+        // Whatever of its group is left (a worker that outlived its master).
+        sys::kill(-pgid, libc::SIGKILL);
+        unregister(pgid);
+        status
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn register(pgid: i32) {
+    LIVE.lock().expect("registry").push(pgid);
+}
+
+fn unregister(pgid: i32) {
+    LIVE.lock().expect("registry").retain(|p| *p != pgid);
+}
+
+/// Stops every server still running (`SIGKILL` to each group, then reaps
+/// each leader) and exits with `code`. For Ctrl-C.
+pub fn stop_all_and_exit(code: i32) -> ! {
+    let groups = std::mem::take(&mut *LIVE.lock().expect("registry"));
+    for &pgid in &groups {
+        sys::kill(-pgid, libc::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for &pgid in &groups {
+        sys::kill(-pgid, libc::SIGKILL);
+        // SAFETY: waitpid on our own child's pid with a valid status pointer.
+        unsafe { libc::waitpid(pgid, std::ptr::null_mut(), 0) };
+    }
+    std::process::exit(code)
+}
+
+/// One process as /proc shows it.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcStat {
+    ppid: i32,
+    /// utime + stime, in clock ticks.
+    cpu: u64,
+    /// cutime + cstime (reaped children), in clock ticks.
+    children_cpu: u64,
+    threads: u64,
+    rss_pages: u64,
+}
+
+fn read_stat(pid: i32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after it.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields from 3 (state) on: ppid is 4, utime 14, stime 15, cutime 16,
+    // cstime 17, num_threads 20, rss 24 (proc(5), 1-based).
+    let at = |n: usize| f.get(n - 3).and_then(|s| s.parse::<i64>().ok());
+    Some(ProcStat {
+        ppid: at(4)? as i32,
+        cpu: (at(14)? + at(15)?) as u64,
+        children_cpu: (at(16)? + at(17)?) as u64,
+        threads: at(20)? as u64,
+        rss_pages: at(24)?.max(0) as u64,
+    })
+}
+
+/// The processes of the tree rooted at `root`, with their stats.
+fn process_tree(root: i32) -> HashMap<i32, ProcStat> {
+    let mut all = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Some(stat) = read_stat(pid) {
+                all.insert(pid, stat);
+            }
+        }
+    }
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (&pid, s) in &all {
+        children.entry(s.ppid).or_default().push(pid);
+    }
+    let mut tree = HashMap::new();
+    let mut queue = VecDeque::from([root]);
+    let mut seen = HashSet::new();
+    while let Some(pid) = queue.pop_front() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        if let Some(s) = all.get(&pid) {
+            tree.insert(pid, *s);
+            queue.extend(children.get(&pid).into_iter().flatten());
+        }
+    }
+    tree
+}
+
+fn total_cpu(tree: &HashMap<i32, ProcStat>) -> u64 {
+    tree.values().map(|s| s.cpu + s.children_cpu).sum()
+}
+
+/// Samples a server's process tree in the background until stopped.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<ServerStats>,
+}
+
+impl Sampler {
+    /// Starts sampling the tree rooted at `root`.
+    pub fn start(root: i32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || sample(root, &flag));
+        Sampler { stop, handle }
+    }
+
+    /// Stops sampling and returns what was seen.
+    pub fn finish(self) -> anyhow::Result<ServerStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .join()
+            .map_err(|_| anyhow!("the sampler panicked"))
+    }
+}
+
+fn sample(root: i32, stop: &AtomicBool) -> ServerStats {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // SAFETY: as above.
+    let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
+    let first = process_tree(root);
+    let mut last = first.clone();
+    let mut stats = ServerStats::default();
+    loop {
+        let tree = process_tree(root);
+        if !tree.is_empty() {
+            let rss = tree.values().map(|s| s.rss_pages * page_kib).sum();
+            stats.peak_rss_kib = stats.peak_rss_kib.max(rss);
+            stats.peak_processes = stats.peak_processes.max(tree.len());
+            stats.peak_threads = stats
+                .peak_threads
+                .max(tree.values().map(|s| s.threads as usize).sum());
+            last = tree;
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    stats.cpu_seconds = total_cpu(&last).saturating_sub(total_cpu(&first)) as f64 / ticks;
+    // Workers: the root's direct children alive at the end. One born after
+    // the first sample (a master forks after it announces) used all its CPU
+    // during the run.
+    let mut workers: Vec<ProcessShare> = last
+        .iter()
+        .filter(|(_, s)| s.ppid == root)
+        .map(|(&pid, s)| {
+            let before = first.get(&pid).map_or(0, |b| b.cpu);
+            ProcessShare {
+                pid,
+                cpu_seconds: s.cpu.saturating_sub(before) as f64 / ticks,
+            }
+        })
+        .collect();
+    workers.sort_by_key(|w| w.pid);
+    stats.workers = workers;
+    stats
+}

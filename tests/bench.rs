@@ -1,0 +1,276 @@
+//! `muse bench` end to end: a short run produces a complete, well-formed
+//! report (table, JSON, SVG); `--spawn` and `--against` drive servers that
+//! are not muse's architectures; a server that corrupts bytes or drops them
+//! is reported with errors, not with a rate. No assertion is about speed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output};
+
+fn muse() -> &'static str {
+    env!("CARGO_BIN_EXE_muse")
+}
+
+/// A scratch directory removed at drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("muse-bench-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bench(args: &[&str]) -> Output {
+    let out = Command::new(muse())
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run muse bench");
+    if !out.status.success() {
+        panic!(
+            "muse bench {args:?} failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+fn json(path: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("json written")).expect("valid JSON")
+}
+
+fn server<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["servers"]
+        .as_array()
+        .expect("servers array")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no server {name} in {report:#}"))
+}
+
+/// A tiny server in this test process, one thread per connection, that
+/// answers each read with `answer(bytes)`. Threads end when the test
+/// process does.
+fn tiny_server(answer: fn(&mut [u8], u64)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut count = 0u64;
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    count += 1;
+                    answer(&mut buf[..n], count);
+                    if stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+const SHORT: &[&str] = &[
+    "--duration",
+    "0.5",
+    "--warmup",
+    "0.2",
+    "--load-threads",
+    "1",
+];
+
+#[test]
+fn a_short_run_makes_a_complete_report() {
+    let dir = Scratch::new("report");
+    let (json_path, svg_path) = (dir.path("r.json"), dir.path("r.svg"));
+    let mut args = vec![
+        "echo",
+        "--arch",
+        "reactor,thread-pool,prefork-reactor",
+        "--repeat",
+        "2",
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--json", &json_path, "--svg", &svg_path]);
+    let out = bench(&args);
+    let table = String::from_utf8_lossy(&out.stdout);
+    for name in ["muse/reactor", "muse/thread-pool", "muse/prefork-reactor"] {
+        assert!(table.contains(name), "table names {name}:\n{table}");
+    }
+    let report = json(&json_path);
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["protocol"], "echo");
+    assert_eq!(report["scenario"], "rr");
+    assert_eq!(report["servers"].as_array().unwrap().len(), 3);
+    for name in ["muse/reactor", "muse/thread-pool", "muse/prefork-reactor"] {
+        let s = server(&report, name);
+        let runs = s["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{name} ran twice");
+        for run in runs {
+            assert!(
+                run["load"]["requests"].as_u64().unwrap() > 0,
+                "{name} answered"
+            );
+            assert_eq!(run["load"]["errors"]["mismatch"], 0);
+            let server = &run["server"];
+            assert!(
+                server["peak_rss_kib"].as_u64().unwrap() > 0,
+                "{name} RSS sampled"
+            );
+            assert!(server["peak_processes"].as_u64().unwrap() >= 1);
+            assert!(server["peak_threads"].as_u64().unwrap() >= 1);
+        }
+        assert!(s["median_rate"].as_f64().unwrap() > 0.0);
+    }
+    // The prefork master's workers are reported one by one.
+    let workers = &server(&report, "muse/prefork-reactor")["runs"][0]["server"]["workers"];
+    assert!(
+        !workers.as_array().unwrap().is_empty(),
+        "worker shares: {workers}"
+    );
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.contains("<svg"), "an SVG document");
+    assert!(svg.contains("muse/reactor"));
+}
+
+#[test]
+fn spawn_and_against_drive_other_servers() {
+    let dir = Scratch::new("peers");
+    let json_path = dir.path("r.json");
+    let against = tiny_server(|_, _| {});
+    let spawn = format!(
+        "peer={} serve echo --arch serial --listen 127.0.0.1:0",
+        muse()
+    );
+    let against_arg = format!("tiny={against}");
+    let mut args = vec![
+        "echo",
+        "--arch",
+        "none",
+        "--spawn",
+        &spawn,
+        "--against",
+        &against_arg,
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--clients", "1", "--json", &json_path]);
+    bench(&args);
+    let report = json(&json_path);
+    for name in ["peer", "tiny"] {
+        let s = server(&report, name);
+        assert_eq!(s["family"], "baseline");
+        let load = &s["runs"][0]["load"];
+        assert!(
+            load["requests"].as_u64().unwrap() > 0,
+            "{name} answered: {load}"
+        );
+        assert_eq!(load["errors"]["mismatch"], 0);
+    }
+    // muse started `peer`, so it sampled it; it cannot see `tiny`.
+    assert!(server(&report, "peer")["runs"][0]["server"].is_object());
+    assert!(server(&report, "tiny")["runs"][0]["server"].is_null());
+}
+
+#[test]
+fn corrupting_and_silent_servers_are_reported_with_errors() {
+    let dir = Scratch::new("bad");
+    let json_path = dir.path("r.json");
+    // Flips a byte in every third answer.
+    let corrupt = tiny_server(|buf, n| {
+        if n % 3 == 0 {
+            buf[0] ^= 0xff;
+        }
+    });
+    // Accepts and reads, but never answers.
+    let silent = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            for s in listener.incoming().flatten() {
+                held.push(s);
+            }
+        });
+        addr
+    };
+    let (a, b) = (format!("corrupt={corrupt}"), format!("silent={silent}"));
+    let mut args = vec![
+        "echo",
+        "--arch",
+        "reactor",
+        "--against",
+        &a,
+        "--against",
+        &b,
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--clients", "4", "--json", &json_path]);
+    let out = bench(&args);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let report = json(&json_path);
+    let corrupt = &server(&report, "corrupt")["runs"][0]["load"]["errors"];
+    assert!(
+        corrupt["mismatch"].as_u64().unwrap() > 0,
+        "mismatches counted: {corrupt}"
+    );
+    let silent = &server(&report, "silent")["runs"][0]["load"]["errors"];
+    assert!(
+        silent["stalled"].as_u64().unwrap() > 0,
+        "stalls counted: {silent}"
+    );
+    // Erroring servers rank after the clean one, and the table says errors.
+    let names: Vec<&str> = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "muse/reactor", "ranking: {names:?}");
+    assert!(table.contains("errors"), "the table marks errors:\n{table}");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for args in [
+        &["bench", "echo", "--scenario", "nonsense"][..],
+        &["bench", "echo", "--arch", "nonsense", "--duration", "0.1"],
+        &[
+            "bench",
+            "echo",
+            "--against",
+            "x=10.1.2.3:7",
+            "--arch",
+            "none",
+        ],
+        &["bench", "echo", "--repeat", "0"],
+    ] {
+        let out = Command::new(muse()).args(args).output().unwrap();
+        assert!(
+            out.status.code() == Some(2),
+            "{args:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty(), "{args:?} explains itself");
+    }
+}

@@ -1,0 +1,171 @@
+//! The command-line contract: `muse archs` lists the eleven architectures,
+//! `--help` works for `serve` and `archs`, and bad arguments exit with code 2
+//! and a message on stderr (before anything listens).
+
+#[macro_use]
+#[allow(unused_macros)]
+mod common;
+
+use common::*;
+
+#[test]
+fn archs_lists_the_eleven_architectures() {
+    let run = run_cli(&["archs"]);
+    assert_eq!(run.status.code(), Some(0), "muse archs failed: {run:?}");
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut listed = names.clone();
+    listed.sort_unstable();
+    let mut expected = ARCHS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "muse archs printed:\n{}", run.stdout);
+    for line in &lines {
+        assert!(
+            line.split_whitespace().count() > 1,
+            "no description after the name in {line:?}"
+        );
+    }
+}
+
+#[test]
+fn serve_help_exits_zero() {
+    let run = run_cli(&["serve", "--help"]);
+    assert_eq!(run.status.code(), Some(0), "muse serve --help: {run:?}");
+    assert!(
+        run.stdout.contains("--arch"),
+        "serve help does not mention --arch:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("--listen"),
+        "serve help does not mention --listen:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn archs_help_exits_zero() {
+    let run = run_cli(&["archs", "--help"]);
+    assert_eq!(run.status.code(), Some(0), "muse archs --help: {run:?}");
+    assert!(
+        !run.stdout.trim().is_empty(),
+        "muse archs --help printed nothing"
+    );
+}
+
+/// Every bad invocation still names a loopback port-0 listener, so that a
+/// server that wrongly accepted it binds nothing anyone else uses.
+fn assert_usage_error(args: &[&str]) {
+    let run = run_cli(args);
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "`muse {}` should exit 2; got {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        !run.stderr.trim().is_empty(),
+        "`muse {}` exited 2 without a message on stderr",
+        args.join(" ")
+    );
+    assert!(
+        !run.stdout.contains("listening on"),
+        "`muse {}` started listening: {}",
+        args.join(" "),
+        run.stdout
+    );
+}
+
+#[test]
+fn unknown_arch_is_a_usage_error() {
+    assert_usage_error(&[
+        "serve",
+        "echo",
+        "--arch",
+        "carrier-pigeon",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+}
+
+#[test]
+fn unknown_protocol_is_a_usage_error() {
+    assert_usage_error(&[
+        "serve",
+        "gopher",
+        "--arch",
+        "serial",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    assert_usage_error(&[
+        "serve",
+        "echo",
+        "--arch",
+        "serial",
+        "--listen",
+        "127.0.0.1:0",
+        "--frobnicate",
+    ]);
+}
+
+#[test]
+fn zero_workers_is_a_usage_error() {
+    assert_usage_error(&[
+        "serve",
+        "echo",
+        "--arch",
+        "prefork",
+        "--workers",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+}
+
+#[test]
+fn non_numeric_workers_is_a_usage_error() {
+    assert_usage_error(&[
+        "serve",
+        "echo",
+        "--arch",
+        "prefork",
+        "--workers",
+        "many",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+}
+
+#[test]
+fn zero_threads_is_a_usage_error() {
+    assert_usage_error(&[
+        "serve",
+        "echo",
+        "--arch",
+        "thread-pool",
+        "--threads",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+}
+
+#[test]
+fn bad_listen_address_is_a_usage_error() {
+    assert_usage_error(&["serve", "echo", "--arch", "serial", "--listen", "nonsense"]);
+}
