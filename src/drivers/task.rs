@@ -10,7 +10,7 @@
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
@@ -63,6 +63,17 @@ pub async fn serve(
         return;
     };
     let mut chans: [Option<(u64, AsyncFd<Fd>)>; MAX_CHANNELS] = Default::default();
+    // One timer and one shutdown waiter for the connection's whole life:
+    // making them afresh on every turn would take tokio's timer and watch
+    // locks on every request. The timer is re-armed only when the wanted
+    // instant comes before the armed one; if it fires early (the deadline
+    // moved later), the connection checks its own deadline and re-arms.
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    let mut sleep_at: Option<Instant> = None;
+    let drain_started = draining.changed();
+    tokio::pin!(drain_started);
+    let mut drain_seen = ctx.shutdown.is_draining();
     loop {
         let now = Instant::now();
         if ctx.shutdown.is_expired(now) {
@@ -90,12 +101,9 @@ pub async fn serve(
             waits[i] = c.wait();
         }
         let (want_read, want_write) = (conn.wants_read(), conn.wants_write());
-        let control_interest = match (want_read, want_write) {
-            (true, true) => Some(Interest::READABLE | Interest::PRIORITY | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE | Interest::PRIORITY),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
-        };
+        // Urgent data matters only while a transfer runs (FTP's ABOR); the
+        // urgent byte itself arrives in line either way.
+        let want_urgent = want_read && conn.has_channels();
         let is_draining = ctx.shutdown.is_draining();
         let wake_at = earliest([
             conn.deadline(),
@@ -105,23 +113,33 @@ pub async fn serve(
                 None
             },
         ]);
+        if let Some(at) = wake_at {
+            if sleep_at.is_none_or(|armed| at < armed) {
+                sleep.as_mut().reset(at.into());
+                sleep_at = Some(at);
+            }
+        }
         let woke = tokio::select! {
-            r = control.ready(control_interest.unwrap_or(Interest::READABLE)), if control_interest.is_some() => match r {
+            r = poll_fn(|cx| poll_control(&control, cx, want_read, want_write)), if want_read || want_write => match r {
+                Ok(woke) => woke,
+                Err(_) => break,
+            },
+            r = control.ready(Interest::PRIORITY), if want_urgent => match r {
                 Ok(mut guard) => {
-                    let r = guard.ready();
                     guard.clear_ready();
-                    Woke::Control {
-                        read: r.is_readable() || r.is_read_closed() || r.is_error(),
-                        write: r.is_writable() || r.is_write_closed() || r.is_error(),
-                        urgent: r.is_priority(),
-                        closed: r.is_read_closed() || r.is_error(),
-                    }
+                    Woke::Control { read: true, write: false, urgent: true, closed: false }
                 }
                 Err(_) => break,
             },
             i = channel_ready(&chans, &waits) => Woke::Channel(i),
-            _ = sleep_until(wake_at), if wake_at.is_some() => Woke::Other,
-            _ = draining.changed(), if !is_draining => Woke::Other,
+            _ = &mut sleep, if sleep_at.is_some() => {
+                sleep_at = None;
+                Woke::Other
+            }
+            _ = &mut drain_started, if !drain_seen => {
+                drain_seen = true;
+                Woke::Other
+            }
         };
         match woke {
             Woke::Control {
@@ -144,9 +162,40 @@ pub async fn serve(
     drop(control);
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at.into()).await;
+/// Waits for the control socket to be readable (if `read`) or writable (if
+/// `write`), through tokio's per-direction waker slots (no lock, unlike a
+/// combined-interest `ready()` future).
+fn poll_control(
+    control: &AsyncFd<Fd>,
+    cx: &mut Context<'_>,
+    read: bool,
+    write: bool,
+) -> Poll<std::io::Result<Woke>> {
+    let (mut readable, mut writable, mut closed) = (false, false, false);
+    if read {
+        if let Poll::Ready(r) = control.poll_read_ready(cx) {
+            let mut guard = r?;
+            let ready = guard.ready();
+            guard.clear_ready();
+            readable = true;
+            closed = ready.is_read_closed() || ready.is_error();
+        }
+    }
+    if write {
+        if let Poll::Ready(r) = control.poll_write_ready(cx) {
+            r?.clear_ready();
+            writable = true;
+        }
+    }
+    if readable || writable {
+        Poll::Ready(Ok(Woke::Control {
+            read: readable,
+            write: writable,
+            urgent: false,
+            closed,
+        }))
+    } else {
+        Poll::Pending
     }
 }
 
