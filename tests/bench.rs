@@ -274,3 +274,88 @@ fn bad_arguments_exit_2() {
         assert!(!out.stderr.is_empty(), "{args:?} explains itself");
     }
 }
+
+/// The state letter of `pid` in /proc (`None`: gone).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// The pids whose parent is `ppid`.
+fn children_of(ppid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(ppid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn ctrl_c_stops_and_reaps_every_server() {
+    use std::os::unix::process::CommandExt;
+    let mut bench = Command::new(muse())
+        .args([
+            "bench",
+            "echo",
+            "--arch",
+            "prefork-reactor",
+            "--duration",
+            "30",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = bench.id() as i32;
+    // Wait for the server (a master with workers) to be up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (master, workers) = loop {
+        let servers = children_of(pid);
+        if let Some(&m) = servers.first() {
+            let w = children_of(m);
+            if w.len() >= 2 {
+                break (m, w);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: kill takes plain integers; the group is the bench's own.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = bench.wait();
+            panic!("no server with workers appeared under the bench");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Let the load run get under way, so the interrupt lands mid-run.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: as above; SIGINT is what Ctrl-C sends.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted bench exits 130");
+    // The master stopped gracefully (reaping its workers) and the bench
+    // reaped the master: nothing is left, not even a zombie.
+    assert_eq!(
+        proc_state(master),
+        None,
+        "master {master} stopped and reaped"
+    );
+    for w in workers {
+        assert_eq!(proc_state(w), None, "worker {w} stopped and reaped");
+    }
+}

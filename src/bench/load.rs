@@ -103,6 +103,11 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(10);
 /// even when nothing happens.
 const POLL_TICK: Duration = Duration::from_millis(100);
 
+/// Set to end every load run early (the bench was interrupted): load threads
+/// notice within a [`POLL_TICK`], close their connections and return what
+/// they measured so far.
+pub static ABORT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long a load thread waits for the clock after reporting at the gate.
 /// The calling thread always sets it within [`CONNECT_TIMEOUT`] and a second;
 /// this only bounds the wait should that ever fail.
@@ -1009,7 +1014,7 @@ impl Worker<'_> {
             if cpu_start.is_none() && now >= clock.measure_from {
                 cpu_start = Some(thread_cpu());
             }
-            if now >= clock.end {
+            if now >= clock.end || ABORT.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
             let mut wake = if cpu_start.is_some() {

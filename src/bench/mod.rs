@@ -21,7 +21,7 @@ pub mod target;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -191,9 +191,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         for i in order {
             let target = &targets[i];
             let label = format!("[{}/{}] {}", r + 1, repeat, target.name);
-            match measure(
+            let measured = measure(
                 target, &exe, &args, &scenario, clients, duration, cpus, &label,
-            ) {
+            );
+            exit_if_interrupted();
+            match measured {
                 Ok(mut run) => {
                     run.repeat = r;
                     runs[i].push(run);
@@ -344,7 +346,17 @@ impl Progress {
     }
 }
 
-/// On Ctrl-C (or `TERM`), stop every server started and exit 130.
+/// Set once the bench is interrupted: the runner stops after the current
+/// run (which ends early) has stopped its server.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// How long an interrupted bench waits for the current run to wind down and
+/// its server to stop gracefully before it kills every server it started.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(8);
+
+/// On Ctrl-C (or `TERM`): end the current load run at once, let the runner
+/// stop its server gracefully and exit 130; if that takes longer than
+/// [`INTERRUPT_GRACE`], kill every server started and exit 130 anyway.
 fn watch_for_interrupt() -> anyhow::Result<()> {
     signals::install().context("cannot install signal handlers")?;
     std::thread::Builder::new()
@@ -355,9 +367,24 @@ fn watch_for_interrupt() -> anyhow::Result<()> {
             }
             let got = signals::take();
             if got.has(libc::SIGINT) || got.has(libc::SIGTERM) {
+                if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                    // A second Ctrl-C: no more waiting.
+                    target::stop_all_and_exit(130);
+                }
                 eprintln!("muse bench: interrupted; stopping the servers");
-                target::stop_all_and_exit(130);
+                load::ABORT.store(true, Ordering::SeqCst);
+                std::thread::spawn(|| {
+                    std::thread::sleep(INTERRUPT_GRACE);
+                    target::stop_all_and_exit(130);
+                });
             }
         })?;
     Ok(())
+}
+
+/// Exits 130 if the bench was interrupted (its servers are stopped by then).
+fn exit_if_interrupted() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        target::stop_all_and_exit(130);
+    }
 }

@@ -264,18 +264,29 @@ fn unregister(pgid: i32) {
     LIVE.lock().expect("registry").retain(|p| *p != pgid);
 }
 
-/// Stops every server still running (`SIGKILL` to each group, then reaps
-/// each leader) and exits with `code`. For Ctrl-C.
+/// Stops every server still running and exits with `code` (for Ctrl-C):
+/// `SIGTERM` to each group, so that masters stop and reap their workers,
+/// then `SIGKILL` to whatever is left after a grace period; every leader is
+/// reaped.
 pub fn stop_all_and_exit(code: i32) -> ! {
+    const GRACE: Duration = Duration::from_secs(3);
     let groups = std::mem::take(&mut *LIVE.lock().expect("registry"));
     for &pgid in &groups {
         sys::kill(-pgid, libc::SIGTERM);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    let deadline = Instant::now() + GRACE;
+    let mut left: Vec<i32> = groups.clone();
+    while !left.is_empty() && Instant::now() < deadline {
+        // SAFETY: waitpid on our own children, no status wanted.
+        left.retain(|&pid| unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } == 0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for &pgid in &groups {
         sys::kill(-pgid, libc::SIGKILL);
-        // SAFETY: waitpid on our own child's pid with a valid status pointer.
-        unsafe { libc::waitpid(pgid, std::ptr::null_mut(), 0) };
+    }
+    for &pid in &left {
+        // SAFETY: as above, blocking: SIGKILL has been sent.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     }
     std::process::exit(code)
 }
