@@ -73,7 +73,8 @@ fn arch_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(Arch::ALL.map(Arch::name))
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+/// Parses a number of seconds (fractions allowed) for a flag.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;

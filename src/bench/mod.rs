@@ -57,10 +57,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     clients: Option<u32>,
     /// Timed phase per run, in seconds [default: the scenario's].
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = crate::cli::parse_secs)]
     duration: Option<Duration>,
     /// Warm-up per run, in seconds.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::cli::parse_secs)]
     warmup: Duration,
     /// Open loop: send this many requests per second in all, on a schedule,
     /// and measure latency from the intended send time.
@@ -84,15 +84,6 @@ pub struct BenchArgs {
     svg: Option<PathBuf>,
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(0.0..=3600.0).contains(&secs) {
-        return Err(format!("{s:?} is not a number of seconds from 0 to 3600"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
 
 fn split_named(spec: &str, flag: &str) -> anyhow::Result<(String, String)> {
     match spec.split_once('=') {

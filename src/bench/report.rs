@@ -1181,19 +1181,6 @@ mod tests {
         }
     }
 
-    fn family_of(arch: Arch) -> Family {
-        match arch {
-            Arch::Serial => Family::Serial,
-            Arch::ProcessPerConnection | Arch::Prefork => Family::Processes,
-            Arch::ThreadPerConnection | Arch::ThreadPool => Family::Threads,
-            Arch::PreforkThreads => Family::Hybrid,
-            Arch::Reactor | Arch::PreforkReactor | Arch::MultiReactor | Arch::ReactorPool => {
-                Family::Evented
-            }
-            Arch::Async => Family::Async,
-        }
-    }
-
     /// Every architecture and two baselines, as a bench might see them:
     /// serial stalls clients, prefork spreads unevenly, one baseline ties.
     fn full_report() -> Report {
@@ -1228,7 +1215,7 @@ mod tests {
                 .collect();
             servers.push(server_result(
                 format!("muse/{}", arch.name()),
-                family_of(*arch),
+                crate::bench::target::family(*arch),
                 runs,
             ));
         }
