@@ -3,7 +3,8 @@
 //! protocol. Bad arguments exit 2 (clap's convention); run-time failures
 //! (a port in use) exit 1 with the reason.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ enum Command {
     Bench(crate::bench::BenchArgs),
     /// List the architectures, one per line: name, then what it does.
     Archs,
+    /// Read a password on stdin and print its hash for an ftp users file.
+    Passwd,
 }
 
 /// `muse serve` flags, as typed.
@@ -64,6 +67,19 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, wait this many seconds for open connections.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     shutdown_timeout: Duration,
+    /// ftp: the directory served [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// ftp: virtual users, `name:hash:home:permissions` per line (see the
+    /// README) [default: anonymous, read-only].
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// ftp: the ports passive data connections use, A-B [default: any].
+    #[arg(long, value_name = "A-B", value_parser = parse_port_range)]
+    passive_ports: Option<(u16, u16)>,
+    /// ftp: the address PASV replies advertise (a server behind NAT).
+    #[arg(long, value_name = "IP")]
+    masquerade: Option<IpAddr>,
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
@@ -82,6 +98,18 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is not a number of seconds from 0 to 1e9"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a port range `A-B` (1 ≤ A ≤ B).
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a port range A-B with 1 <= A <= B <= 65535");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// The protocol's default port (DESIGN.md §5).
@@ -110,6 +138,7 @@ pub fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(args),
         Command::Bench(args) => crate::bench::run(args),
+        Command::Passwd => passwd(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +151,23 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `muse passwd`: reads a password (without echo on a terminal) and prints
+/// its hash for a `--users` file. The password is never an argument, so it
+/// never shows in the process list.
+fn passwd() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    let echo = if stdin.is_terminal() {
+        eprint!("Password: ");
+        crate::sys::EchoOff::new()
+    } else {
+        None
+    };
+    let result = protocols::ftp::users::passwd_main(stdin.lock(), std::io::stdout().lock());
+    drop(echo);
+    result
 }
 
 fn print_archs() {
@@ -155,10 +201,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout,
         worker_timeout: args.worker_timeout,
     };
-    let common = protocols::Common {
-        idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
+    let root = match args.root {
+        Some(root) => root,
+        None => std::env::current_dir().context("cannot find the current directory")?,
     };
-    let protocol = protocols::build(&args.protocol, &common).expect("clap checked the name");
+    let options = protocols::Options {
+        idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
+        root,
+        users: args.users,
+        passive_ports: args.passive_ports.unwrap_or((0, 0)),
+        masquerade: args.masquerade,
+    };
+    let protocol = protocols::build(&args.protocol, &options)?;
     let server = Server::bind(config, protocol).context("cannot start the server")?;
     server.run().context("server failed")
 }

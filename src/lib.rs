@@ -28,6 +28,7 @@ pub mod drivers;
 pub mod log;
 pub mod net;
 pub mod protocols;
+pub mod root;
 pub mod scoreboard;
 pub mod server;
 pub mod session;

@@ -227,3 +227,32 @@ pub fn set_read_timeout(fd: &impl AsRawFd, timeout: Option<Duration>) -> io::Res
     })?;
     Ok(())
 }
+
+/// Turns off the terminal's echo on standard input until dropped (for
+/// reading a password).
+pub struct EchoOff(libc::termios);
+
+impl EchoOff {
+    /// `None` if standard input is not a terminal.
+    pub fn new() -> Option<EchoOff> {
+        // SAFETY: termios is plain data; tcgetattr fills it or fails.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 and a valid pointer.
+        if unsafe { libc::tcgetattr(0, &mut t) } != 0 {
+            return None;
+        }
+        let saved = t;
+        // No echo, but the typed newline is still shown.
+        t.c_lflag &= !libc::ECHO;
+        t.c_lflag |= libc::ECHONL;
+        // SAFETY: fd 0 and a valid pointer.
+        (unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) } == 0).then_some(EchoOff(saved))
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: fd 0 and a valid pointer.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
+    }
+}

@@ -84,7 +84,6 @@ pub struct BenchArgs {
     svg: Option<PathBuf>,
 }
 
-
 fn split_named(spec: &str, flag: &str) -> anyhow::Result<(String, String)> {
     match spec.split_once('=') {
         Some((name, value)) if !name.is_empty() && !value.is_empty() => {

@@ -1,28 +1,74 @@
 //! The protocols muse serves, each a sans-IO session (see `session.rs`),
-//! and the table that builds one from the command line's name.
+//! and the table that builds one from the command line.
 
 pub mod echo;
+pub mod ftp;
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
+
+use crate::root::{Root, VPath};
 use crate::session::Protocol;
 
 /// The protocols `muse serve` knows, by command-line name.
-pub const NAMES: &[&str] = &["echo"];
+pub const NAMES: &[&str] = &["echo", "ftp"];
 
-/// Settings every protocol understands.
+/// Protocol settings from the command line (each protocol reads those it
+/// understands).
 #[derive(Clone, Debug)]
-pub struct Common {
+pub struct Options {
     /// Close connections idle this long (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// The directory served (ftp).
+    pub root: PathBuf,
+    /// The virtual users file (ftp); `None`: anonymous read-only.
+    pub users: Option<PathBuf>,
+    /// Passive data ports (ftp), inclusive; `(0, 0)`: any.
+    pub passive_ports: (u16, u16),
+    /// The address advertised in PASV replies (ftp).
+    pub masquerade: Option<IpAddr>,
 }
 
-/// Builds the protocol named `name`.
-pub fn build(name: &str, common: &Common) -> Option<Box<dyn Protocol>> {
+/// Builds the protocol named `name`. Fails, naming the path, when its root
+/// or users file cannot be used: before anything listens.
+pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>> {
     match name {
-        "echo" => Some(Box::new(echo::Echo {
-            idle_timeout: common.idle_timeout,
+        "echo" => Ok(Box::new(echo::Echo {
+            idle_timeout: options.idle_timeout,
         })),
-        _ => None,
+        "ftp" => {
+            let root = Root::open(&options.root)?;
+            let users = match &options.users {
+                Some(path) => ftp::users::Users::load(path)?,
+                None => ftp::users::Users::anonymous_read_only(),
+            };
+            // Every home must exist now, not at a user's first login.
+            for user in users.iter() {
+                VPath::resolve(&VPath::root(), user.home.as_bytes())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|home| root.subroot(&home).map_err(anyhow::Error::from))
+                    .with_context(|| {
+                        format!(
+                            "home {} of user {} under root {}",
+                            user.home,
+                            user.name,
+                            options.root.display()
+                        )
+                    })?;
+            }
+            Ok(Box::new(ftp::Ftp::new(
+                root,
+                users,
+                ftp::FtpConfig {
+                    passive_ports: options.passive_ports,
+                    masquerade: options.masquerade,
+                    idle_timeout: options.idle_timeout,
+                },
+            )))
+        }
+        other => anyhow::bail!("unknown protocol {other:?}"),
     }
 }

@@ -1,0 +1,70 @@
+//! `ftp`: an FTP server (RFC 959, with the extensions real clients use:
+//! RFC 2389 FEAT, RFC 2428 EPRT/EPSV, RFC 3659 MLST/MLSD/SIZE/MDTM/REST).
+//!
+//! - [`wire`]: command lines, replies, addresses and listings as bytes;
+//! - [`users`]: the virtual users file and password hashes;
+//! - [`session`]: one control connection's state machine.
+//!
+//! Files are reached only through [`crate::root::Root`]; data connections
+//! belong to the driver (see `session.rs`).
+
+pub mod session;
+pub mod users;
+pub mod wire;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::root::Root;
+use crate::session::{ConnInfo, Protocol, Session};
+
+/// The FTP server's settings.
+#[derive(Clone, Debug)]
+pub struct FtpConfig {
+    /// Passive data ports to choose from (inclusive; `(0, 0)`: any).
+    pub passive_ports: (u16, u16),
+    /// The address advertised in PASV replies instead of the control
+    /// connection's local address (a server behind NAT).
+    pub masquerade: Option<IpAddr>,
+    /// Close a control connection idle this long (`421 Timeout.`).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The FTP protocol: one root, one set of users, shared by every session.
+pub struct Ftp {
+    root: Arc<Root>,
+    users: Arc<users::Users>,
+    config: Arc<FtpConfig>,
+}
+
+impl Ftp {
+    /// An FTP server over `root` for `users`.
+    pub fn new(root: Root, users: users::Users, config: FtpConfig) -> Ftp {
+        Ftp {
+            root: Arc::new(root),
+            users: Arc::new(users),
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl Protocol for Ftp {
+    fn name(&self) -> &'static str {
+        "ftp"
+    }
+
+    fn new_session(&self, info: &ConnInfo, now: Instant) -> Box<dyn Session> {
+        Box::new(session::FtpSession::new(
+            Arc::clone(&self.root),
+            Arc::clone(&self.users),
+            Arc::clone(&self.config),
+            *info,
+            now,
+        ))
+    }
+
+    fn refusal(&self) -> &[u8] {
+        session::REFUSAL
+    }
+}
