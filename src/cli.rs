@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// refusal.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Connections open at once from one client address; more are refused
+    /// like those over --max-connections [default: no limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_per_ip: Option<u32>,
     /// Close a connection idle this many seconds (0: never).
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
     idle_timeout: Duration,
@@ -198,6 +202,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .threads
             .map_or(arch.default_threads(cpus), |n| n as usize),
         max_connections: args.max_connections as usize,
+        max_per_ip: args.max_per_ip.map_or(usize::MAX, |n| n as usize),
         shutdown_timeout: args.shutdown_timeout,
         worker_timeout: args.worker_timeout,
     };

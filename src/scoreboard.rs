@@ -1,7 +1,7 @@
-//! The scoreboard: a page of memory shared by a server's master and every
-//! worker it forks (and, trivially, by threads), holding the connection
-//! count that `--max-connections` is checked against, and one slot per
-//! worker with its pid, its heartbeat and its own counters.
+//! The scoreboard: memory shared by a server's master and every worker it
+//! forks (and, trivially, by threads), holding the connection counts that
+//! `--max-connections` and `--max-per-ip` are checked against, and one slot
+//! per worker with its pid, its heartbeat and its own counters.
 //!
 //! It is the one piece of state that crosses process boundaries in every
 //! architecture, so it is plain atomics in `MAP_SHARED` memory, created
@@ -9,13 +9,34 @@
 //! workers, and when a worker dies it subtracts that worker's open
 //! connections from the total, so a crash cannot leak admission tickets.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys;
 
 /// How many worker slots the scoreboard has: the most workers a prefork
 /// master runs (`--workers` and `SIGTTIN` stop there).
 pub const MAX_WORKERS: usize = 256;
+
+/// Buckets counting connections per client address for `--max-per-ip`.
+/// Addresses are hashed into them, so two clients that share a bucket share
+/// a count: with 512 buckets that is rare, and it can only refuse early,
+/// never admit more than the limit.
+pub const IP_BUCKETS: usize = 512;
+
+/// The bucket of a client address (IPv4-mapped IPv6 counts as IPv4).
+pub fn ip_bucket(ip: IpAddr) -> usize {
+    let bytes: [u8; 16] = match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    // FNV-1a: tiny, and good enough to spread addresses over the buckets.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % IP_BUCKETS
+}
 
 /// One worker's row.
 #[repr(C)]
@@ -28,6 +49,8 @@ pub struct Slot {
     pub open: AtomicUsize,
     /// Connections this worker has accepted since it started.
     pub accepted: AtomicU64,
+    /// This worker's share of the per-address counts.
+    per_ip: [AtomicU32; IP_BUCKETS],
 }
 
 /// The shared page.
@@ -35,6 +58,8 @@ pub struct Slot {
 pub struct Scoreboard {
     /// Connections open across the whole server.
     open: AtomicUsize,
+    /// Connections open across the whole server, per address bucket.
+    per_ip: [AtomicU32; IP_BUCKETS],
     slots: [Slot; MAX_WORKERS],
 }
 
@@ -58,18 +83,37 @@ impl Scoreboard {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Admits one more connection for worker `slot` unless `limit` are
-    /// already open. The ticket gives the place back when dropped.
-    pub fn admit(&'static self, slot: usize, limit: usize) -> Option<Ticket> {
+    /// Admits one more connection from `peer` for worker `slot`, unless
+    /// `limit` are already open, or `per_ip` from the same address. The
+    /// ticket gives the places back when dropped.
+    pub fn admit(
+        &'static self,
+        slot: usize,
+        limit: usize,
+        peer: IpAddr,
+        per_ip: usize,
+    ) -> Option<Ticket> {
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         if before >= limit {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        let bucket = ip_bucket(peer);
+        let from_peer = self.per_ip[bucket].fetch_add(1, Ordering::AcqRel);
+        if from_peer as usize >= per_ip {
+            self.per_ip[bucket].fetch_sub(1, Ordering::AcqRel);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
         let s = &self.slots[slot];
         s.open.fetch_add(1, Ordering::Relaxed);
+        s.per_ip[bucket].fetch_add(1, Ordering::Relaxed);
         s.accepted.fetch_add(1, Ordering::Relaxed);
-        Some(Ticket { board: self, slot })
+        Some(Ticket {
+            board: self,
+            slot,
+            bucket,
+        })
     }
 
     /// Records that worker `slot` is alive now.
@@ -85,6 +129,12 @@ impl Scoreboard {
         let s = &self.slots[slot];
         let held = s.open.swap(0, Ordering::AcqRel);
         self.open.fetch_sub(held, Ordering::AcqRel);
+        for (mine, all) in s.per_ip.iter().zip(&self.per_ip) {
+            let held = mine.swap(0, Ordering::AcqRel);
+            if held > 0 {
+                all.fetch_sub(held, Ordering::AcqRel);
+            }
+        }
         s.pid.store(0, Ordering::Relaxed);
         s.tick_ms.store(0, Ordering::Relaxed);
     }
@@ -94,13 +144,15 @@ impl Scoreboard {
 pub struct Ticket {
     board: &'static Scoreboard,
     slot: usize,
+    bucket: usize,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.board.slots[self.slot]
-            .open
-            .fetch_sub(1, Ordering::Relaxed);
+        let s = &self.board.slots[self.slot];
+        s.open.fetch_sub(1, Ordering::Relaxed);
+        s.per_ip[self.bucket].fetch_sub(1, Ordering::Relaxed);
+        self.board.per_ip[self.bucket].fetch_sub(1, Ordering::AcqRel);
         self.board.open.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub threads: usize,
     /// Connections open at once across the server; more are refused.
     pub max_connections: usize,
+    /// Connections open at once from one client address; more are refused.
+    pub max_per_ip: usize,
     /// How long a graceful shutdown waits for open connections.
     pub shutdown_timeout: Duration,
     /// How long a prefork worker may go without a heartbeat before it is
@@ -72,6 +74,7 @@ impl Server {
             board: self.board,
             slot,
             max_connections: self.config.max_connections,
+            max_per_ip: self.config.max_per_ip,
         }
     }
 

@@ -271,3 +271,46 @@ arch_tests!(
         }
     }
 );
+
+/// Connects to `addr` from the local address `from` (another loopback
+/// address, to look like a second client).
+fn connect_from(from: &str, addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&from.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+arch_tests!(
+    max_per_ip_refuses_a_third_from_one_address,
+    [
+        process_per_connection,
+        thread_per_connection,
+        prefork_reactor,
+        multi_reactor,
+        async_
+    ],
+    |arch| {
+        let server = Server::serve_echo(arch, &["--max-per-ip", "2"]);
+        let mut a = server.connect();
+        server.echo(&mut a, b"a\n");
+        let mut b = server.connect();
+        server.echo(&mut b, b"b\n");
+        let mut third = server.connect();
+        if let Err(e) = try_expect_closed(&mut third) {
+            server.fail(&format!(
+                "third connection from 127.0.0.1 with --max-per-ip 2: {e}"
+            ));
+        }
+        // Another address is still welcome.
+        let mut other = connect_from("127.0.0.2:0", server.addr());
+        server.echo(&mut other, b"from 127.0.0.2\n");
+        server.echo(&mut a, b"a still\n");
+    }
+);

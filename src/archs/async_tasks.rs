@@ -84,7 +84,7 @@ async fn accept_loop(
         };
         loop {
             match crate::net::accept_from(listener.get_ref(), true) {
-                Ok((stream, _)) => match ctx.admit() {
+                Ok((stream, peer)) => match ctx.admit(peer.ip()) {
                     Some(ticket) => {
                         tokio::spawn(task::serve(stream, ticket, ctx.clone(), draining.clone()));
                     }

@@ -171,7 +171,7 @@ pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(TcpSt
                 return;
             }
             match listeners.accept(i, false) {
-                Ok((stream, _)) => match ctx.admit() {
+                Ok((stream, peer)) => match ctx.admit(peer.ip()) {
                     Some(ticket) => serve(stream, ticket),
                     None => ctx.refuse(stream),
                 },

@@ -11,7 +11,7 @@
 //! connection is the most expensive way to start serving, and each client
 //! costs a whole process. inetd, "shotgun" servers, early CGI.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
@@ -25,7 +25,8 @@ use crate::{log, signals};
 /// Runs the parent until a signal stops it and every child is gone.
 pub fn serve(server: &Server) -> io::Result<()> {
     let parent = sys::getpid();
-    let mut children: HashSet<libc::pid_t> = HashSet::new();
+    // Each child's admission ticket, held here until the child is reaped.
+    let mut children: HashMap<libc::pid_t, crate::scoreboard::Ticket> = HashMap::new();
     let mut stopping: Option<Option<Instant>> = None;
     let mut ready = Vec::new();
     let wake = [signals::wake_fd()];
@@ -39,12 +40,12 @@ pub fn serve(server: &Server) -> io::Result<()> {
         if got.has(libc::SIGTERM) || got.has(libc::SIGINT) {
             stopping = Some(Some(now + server.config.shutdown_timeout + KILL_GRACE));
             children
-                .iter()
+                .keys()
                 .for_each(|&pid| sys::kill(pid, libc::SIGTERM));
         } else if got.has(libc::SIGQUIT) && stopping.is_none() {
             stopping = Some(None);
             children
-                .iter()
+                .keys()
                 .for_each(|&pid| sys::kill(pid, libc::SIGQUIT));
         }
         if let Some(deadline) = stopping {
@@ -53,7 +54,7 @@ pub fn serve(server: &Server) -> io::Result<()> {
             }
             if deadline.is_some_and(|d| now >= d) {
                 children
-                    .iter()
+                    .keys()
                     .for_each(|&pid| sys::kill(pid, libc::SIGKILL));
             }
             signals::wait(Some(crate::archs::ACCEPT_TICK))?;
@@ -63,8 +64,8 @@ pub fn serve(server: &Server) -> io::Result<()> {
             .listeners
             .wait(&wake, Some(crate::archs::ACCEPT_TICK), &mut ready)?;
         for &i in &ready {
-            let stream = match server.listeners.accept(i, false) {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match server.listeners.accept(i, false) {
+                Ok(accepted) => accepted,
                 Err(AcceptError::WouldBlock) => continue,
                 Err(AcceptError::Exhausted(e)) => {
                     log::warn(format_args!(
@@ -78,14 +79,20 @@ pub fn serve(server: &Server) -> io::Result<()> {
                     continue;
                 }
             };
-            if children.len() >= server.config.max_connections {
+            let admitted = server.board.admit(
+                0,
+                server.config.max_connections,
+                peer.ip(),
+                server.config.max_per_ip,
+            );
+            let Some(ticket) = admitted else {
                 crate::net::refuse(stream, server.protocol.refusal());
                 continue;
-            }
+            };
             match signals::fork() {
                 Err(e) => log::warn(format_args!("cannot fork: {e}")),
                 Ok(Forked::Parent(pid)) => {
-                    children.insert(pid);
+                    children.insert(pid, ticket);
                 }
                 Ok(Forked::Child) => sys::exit_now(serve_child(server, stream, parent)),
             }

@@ -228,7 +228,7 @@ impl<'a> Reactor<'a> {
     fn accept(&mut self, i: usize, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
             match self.listeners.accept(i, true) {
-                Ok((stream, _peer)) => match self.ctx.admit() {
+                Ok((stream, peer)) => match self.ctx.admit(peer.ip()) {
                     Some(ticket) => self.add(stream, ticket, now),
                     None => self.ctx.refuse(stream),
                 },

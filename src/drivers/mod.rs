@@ -44,12 +44,16 @@ pub struct Ctx {
     pub slot: usize,
     /// `--max-connections`.
     pub max_connections: usize,
+    /// `--max-per-ip`.
+    pub max_per_ip: usize,
 }
 
 impl Ctx {
-    /// Admits a new connection under `--max-connections`, or refuses it.
-    pub fn admit(&self) -> Option<Ticket> {
-        self.board.admit(self.slot, self.max_connections)
+    /// Admits a new connection from `peer` under `--max-connections` and
+    /// `--max-per-ip`, or refuses it.
+    pub fn admit(&self, peer: std::net::IpAddr) -> Option<Ticket> {
+        self.board
+            .admit(self.slot, self.max_connections, peer, self.max_per_ip)
     }
 
     /// Records that this worker is alive.

@@ -241,6 +241,7 @@ fn start(arch: Arch) -> Running {
         workers: 1,
         threads: 2,
         max_connections: 64,
+        max_per_ip: 64,
         shutdown_timeout: Duration::from_secs(5),
         worker_timeout: Duration::from_secs(60),
     };

@@ -37,6 +37,9 @@ const MAX_DEFERRED: usize = 16;
 /// Reply bytes buffered before the session stops reading (a client that
 /// sends commands without reading replies).
 const MAX_OUTPUT: usize = 64 * 1024;
+/// How long a transfer waits for its data connection (the client's connect
+/// in passive mode, ours in active mode) before giving up with `425`.
+pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The reply sent to a connection refused at `--max-connections`.
 pub const REFUSAL: &[u8] = b"421 Too many connections; try again later.\r\n";
@@ -85,6 +88,8 @@ struct Transfer {
     upload: Option<Upload>,
     started: Instant,
     aborting: bool,
+    /// Aborted because the data connection never came up.
+    timed_out: bool,
 }
 
 /// The FTP protocol's session.
@@ -258,11 +263,9 @@ impl FtpSession {
         {
             return self.reply(530, "Please login with USER and PASS.");
         }
-        if cmd.verb != Rnto && cmd.verb != Rnfr {
+        if !matches!(cmd.verb, Rnfr | Rnto) {
             // RNFR must be followed at once by RNTO.
-            if cmd.verb != Rest {
-                self.rename_from = None;
-            }
+            self.rename_from = None;
         }
         match cmd.verb {
             User => self.user(&cmd),
@@ -634,6 +637,7 @@ impl FtpSession {
             upload,
             started: now,
             aborting: false,
+            timed_out: false,
         };
         if connected {
             if let Some(job) = t.job.take() {
@@ -1100,6 +1104,10 @@ impl FtpSession {
         if let Some(up) = t.upload.take() {
             self.root_for_uploads().discard_upload(up);
         }
+        if t.timed_out {
+            self.log_transfer(&t, bytes, now, "no data connection");
+            return self.reply(425, "Cannot open data connection.");
+        }
         self.log_transfer(&t, bytes, now, "aborted");
         self.reply(426, "Connection closed; transfer aborted.");
         self.reply(226, "Abort successful.");
@@ -1213,6 +1221,14 @@ impl Session for FtpSession {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if let Some(t) = &mut self.transfer {
+            if !t.connected && !t.aborting && now >= t.started + DATA_CONNECT_TIMEOUT {
+                let id = t.id;
+                t.aborting = true;
+                t.timed_out = true;
+                self.requests.push_back(Request::Abort { id });
+            }
+        }
         if self.quiet_until.is_some_and(|t| now >= t) {
             self.quiet_until = None;
             self.process_lines(now);
@@ -1252,7 +1268,15 @@ impl Session for FtpSession {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.config.idle_timeout.map(|t| self.last_activity + t);
-        [idle, self.quiet_until].into_iter().flatten().min()
+        let connect = self
+            .transfer
+            .as_ref()
+            .filter(|t| !t.connected && !t.aborting)
+            .map(|t| t.started + DATA_CONNECT_TIMEOUT);
+        [idle, self.quiet_until, connect]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn wants_read(&self) -> bool {
