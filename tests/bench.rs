@@ -359,3 +359,75 @@ fn ctrl_c_stops_and_reaps_every_server() {
         assert_eq!(proc_state(w), None, "worker {w} stopped and reaped");
     }
 }
+
+#[test]
+fn ftp_sessions_run_clean_against_muse_and_a_spawned_server() {
+    let dir = Scratch::new("ftp");
+    let json_path = dir.path("r.json");
+    // A spawned server finds the fixture through `{root}` and through
+    // $MUSE_BENCH_ROOT.
+    let by_arg = format!(
+        "by-arg={} serve ftp --arch reactor --listen 127.0.0.1:0 --root {{root}}",
+        muse()
+    );
+    let by_env = format!(
+        "by-env=sh -c 'exec {} serve ftp --arch thread-pool --listen 127.0.0.1:0 --root \"$MUSE_BENCH_ROOT\"'",
+        muse()
+    );
+    let child = Command::new(muse())
+        .args([
+            "bench",
+            "ftp",
+            "--scenario",
+            "sessions",
+            "--arch",
+            "reactor,thread-pool",
+            "--spawn",
+            &by_arg,
+            "--spawn",
+            &by_env,
+            "--clients",
+            "4",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+            "--json",
+            &json_path,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run muse bench");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "muse bench ftp failed: {:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&json_path);
+    assert_eq!(report["protocol"], "ftp");
+    assert_eq!(report["scenario"], "sessions");
+    for name in ["muse/reactor", "muse/thread-pool", "by-arg", "by-env"] {
+        let s = server(&report, name);
+        for run in s["runs"].as_array().unwrap() {
+            let load = &run["load"];
+            assert!(load["requests"].as_u64().unwrap() > 0, "{name}: {load}");
+            assert!(load["bytes"].as_u64().unwrap() > 0, "{name}: {load}");
+            for kind in ["connect", "mismatch", "closed", "io", "stalled"] {
+                assert_eq!(load["errors"][kind], 0, "{name}: {load}");
+            }
+        }
+    }
+    // The fixture directory is gone.
+    let prefix = format!("muse-bench-root-{pid}-");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "fixture left behind: {left:?}");
+}

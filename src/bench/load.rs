@@ -32,6 +32,18 @@
 //! ring of send times), so the steady state allocates nothing. Reads are
 //! verified in place as they arrive; nothing is copied.
 //!
+//! FTP (`FtpSessions`, `FtpDownload`) runs on its own loop of the same
+//! shape (`FtpWorker`): each client is a state machine over a control and
+//! a data connection (tokens `2i`, `2i + 1`), replies parsed as they arrive
+//! (multi-line ones included) and checked code by code, the data checked
+//! byte for byte against the fixture pattern and its length. Any other code
+//! or byte is a `mismatch`; a failed connect is `connect`; a session that
+//! moves no byte for `FTP_STUCK_AFTER` is `stalled`; after any error the
+//! client starts a new session after `RETRY_BACKOFF`. Connections the
+//! server has closed (the data at its end, the control after 221) are
+//! closed with a reset, so that no TIME_WAIT is left: thousands of sessions
+//! a second over loopback would otherwise use up the ports in seconds.
+//!
 //! Open loop (`rate`): each measuring connection's k-th request has an
 //! intended send time `start + phase + k / r`, where r is the connection's
 //! share of the rate and `phase` staggers the connections evenly over one
@@ -57,7 +69,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::bench::model::{Errors, Latency, LoadResult};
-use crate::bench::scenario::Workload;
+use crate::bench::scenario::{self, Workload};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -289,6 +301,8 @@ enum Mode {
     Stream,
     /// A connection per request.
     Connect,
+    /// FTP sessions or downloads (the details are in [`Plan::ftp`]).
+    Ftp,
 }
 
 /// Everything the load threads share, read-only, prepared before the run.
@@ -313,6 +327,8 @@ struct Plan {
     /// The histogram's upper bound in microseconds (longer waits saturate).
     hist_high: u64,
     progress: Option<Arc<AtomicU64>>,
+    /// `Ftp`: what the clients retrieve and how.
+    ftp: Option<FtpPlan>,
 }
 
 impl Plan {
@@ -325,6 +341,21 @@ impl Plan {
             Workload::Idle { exchange, .. } | Workload::Slow { exchange } => {
                 (Mode::Rr, Some(exchange), 1)
             }
+            Workload::FtpSessions { .. } | Workload::FtpDownload { .. } => (Mode::Ftp, None, 1),
+        };
+        let ftp = match &spec.workload {
+            Workload::FtpSessions { file, size } | Workload::FtpDownload { file, size } => {
+                if file.is_empty() || file.contains(['\r', '\n']) {
+                    return Err(invalid("the FTP file needs a one-line name"));
+                }
+                Some(FtpPlan {
+                    download: matches!(spec.workload, Workload::FtpDownload { .. }),
+                    size: *size,
+                    pattern: ftp_pattern(),
+                    retr: format!("RETR {file}\r\n").into_bytes(),
+                })
+            }
+            _ => None,
         };
         let depth = depth.max(1);
         let (request, answer) = match exchange {
@@ -343,8 +374,10 @@ impl Plan {
             .checked_div(chunk)
             .map_or(0, |w| w.max(STREAM_MIN_CHUNKS));
         let period_ns = match spec.rate {
-            // Bulk streaming has no requests to schedule.
+            // Bulk streaming has no requests to schedule, nor has a
+            // client downloading one file after another.
             _ if mode == Mode::Stream => None,
+            _ if ftp.as_ref().is_some_and(|f| f.download) => None,
             None => None,
             Some(r) if r.is_finite() && r > 0.0 => {
                 let ns = spec.clients.max(1) as f64 / r * 1e9;
@@ -369,6 +402,7 @@ impl Plan {
                 .unwrap_or(u64::MAX)
                 .max(2),
             progress: spec.progress.clone(),
+            ftp,
         })
     }
 
@@ -378,7 +412,7 @@ impl Plan {
             Mode::Rr => self.depth,
             // A window's worth of chunks can straddle one more chunk.
             Mode::Stream => self.window + 1,
-            Mode::Connect => 1,
+            Mode::Connect | Mode::Ftp => 1,
         }
     }
 }
@@ -645,6 +679,8 @@ enum Kind {
     Mismatch,
     Closed,
     Io,
+    /// An FTP session that moved no byte for [`FTP_STUCK_AFTER`].
+    Stalled,
 }
 
 /// What a socket error means for the loop.
@@ -815,6 +851,32 @@ fn load_thread(plan: &Plan, first: usize, count: usize, gate: &Gate) -> io::Resu
     let mut poll = Poll::new()?;
     let histogram = new_histogram(plan.hist_high)?;
     let mut errors = Errors::default();
+    if let Some(ftp) = &plan.ftp {
+        let clients = (0..count)
+            .map(|k| FtpClient::new(plan, first + k))
+            .collect();
+        let Some(clock) = arrival.arrive() else {
+            return Err(io::Error::other("the load never started"));
+        };
+        let worker = FtpWorker {
+            plan,
+            ftp,
+            clock,
+            poll,
+            tally: Tally {
+                clock,
+                histogram,
+                requests: 0,
+                bytes: 0,
+                errors,
+                unflushed: 0,
+            },
+            next_scan: clock.start,
+            again: Vec::with_capacity(count),
+            again_work: Vec::with_capacity(count),
+        };
+        return worker.run(clients);
+    }
     let conns = if plan.mode == Mode::Connect {
         (0..count)
             .map(|k| Conn::new(plan, first + k, None, Phase::Waiting))
@@ -956,6 +1018,7 @@ impl Tally {
             Kind::Mismatch => self.errors.mismatch += 1,
             Kind::Closed => self.errors.closed += 1,
             Kind::Io => self.errors.io += 1,
+            Kind::Stalled => self.errors.stalled += 1,
         }
     }
 }
@@ -1085,6 +1148,8 @@ impl Worker<'_> {
                         Mode::Connect => {
                             c.errors == 0 && matches!(c.phase, Phase::Connecting | Phase::Open)
                         }
+                        // FTP runs on its own worker.
+                        Mode::Ftp => false,
                     }
             })
             .count() as u64;
@@ -1238,7 +1303,7 @@ impl Worker<'_> {
         };
         let step = match self.plan.mode {
             Mode::Stream => self.pump_stream(c, &mut stream),
-            Mode::Rr | Mode::Connect => self.pump_rr(c, &mut stream),
+            Mode::Rr | Mode::Connect | Mode::Ftp => self.pump_rr(c, &mut stream),
         };
         c.stream = Some(stream);
         match step {
@@ -1484,6 +1549,790 @@ fn check_stream(
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// FTP
+// ---------------------------------------------------------------------------
+
+/// FTP: the longest reply line kept (longer ones are cut: only a line's
+/// code and a 229's port are read).
+const FTP_LINE_MAX: usize = 512;
+
+/// FTP: a client that moves no byte for this long in the middle of a
+/// session is stuck: counted `stalled`, and started afresh.
+const FTP_STUCK_AFTER: Duration = Duration::from_secs(3);
+
+/// FTP: what the clients retrieve and how, prepared before the run.
+struct FtpPlan {
+    /// `FtpDownload` (log in once, retrieve again and again); else
+    /// `FtpSessions`.
+    download: bool,
+    /// The file's size.
+    size: u64,
+    /// The fixture pattern, long enough that the bytes expected for any
+    /// read (at most [`SCRATCH_SIZE`]) at any offset are one slice of it.
+    pattern: Vec<u8>,
+    /// `RETR file\r\n`.
+    retr: Vec<u8>,
+}
+
+/// [`scenario::fixture_pattern`], one period plus a read's worth.
+fn ftp_pattern() -> Vec<u8> {
+    let period = scenario::fixture_pattern();
+    period
+        .iter()
+        .cycle()
+        .take(period.len() + SCRATCH_SIZE)
+        .copied()
+        .collect()
+}
+
+/// The fixture's bytes expected at `offset`, `len` (at most
+/// [`SCRATCH_SIZE`]) of them.
+fn ftp_expected(pattern: &[u8], offset: u64, len: usize) -> &[u8] {
+    let at = (offset % scenario::FIXTURE_PERIOD as u64) as usize;
+    &pattern[at..at + len]
+}
+
+/// An FTP command the clients send.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cmd {
+    User,
+    Pass,
+    Type,
+    Epsv,
+    Retr,
+    Quit,
+}
+
+impl Cmd {
+    fn bytes(self, ftp: &FtpPlan) -> &[u8] {
+        match self {
+            Cmd::User => b"USER anonymous\r\n",
+            Cmd::Pass => b"PASS bench@\r\n",
+            Cmd::Type => b"TYPE I\r\n",
+            Cmd::Epsv => b"EPSV\r\n",
+            Cmd::Retr => &ftp.retr,
+            Cmd::Quit => b"QUIT\r\n",
+        }
+    }
+}
+
+/// FTP replies, parsed as their bytes arrive: a reply is one line
+/// `NNN text`, or several, `NNN-text` ... `NNN text`. One line is kept (the
+/// last complete reply's last line, until more bytes come).
+struct Replies {
+    line: Box<[u8]>,
+    len: usize,
+    /// The kept line is complete: the next byte starts a new one.
+    complete: bool,
+    /// Inside a multi-line reply: its code.
+    multi: Option<[u8; 3]>,
+}
+
+impl Replies {
+    fn new() -> Replies {
+        Replies {
+            line: vec![0; FTP_LINE_MAX].into_boxed_slice(),
+            len: 0,
+            complete: false,
+            multi: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.len = 0;
+        self.complete = false;
+        self.multi = None;
+    }
+
+    /// The last complete reply's last line, without its line end.
+    fn line(&self) -> &[u8] {
+        let line = &self.line[..self.len];
+        line.strip_suffix(b"\r").unwrap_or(line)
+    }
+
+    /// Consumes `data` from `*pos` to the end of the next complete reply and
+    /// returns its code; `None` when the data ends first. `Err` when the
+    /// bytes are not FTP replies.
+    fn next(&mut self, data: &[u8], pos: &mut usize) -> Result<Option<u16>, ()> {
+        while *pos < data.len() {
+            if self.complete {
+                self.len = 0;
+                self.complete = false;
+            }
+            let rest = &data[*pos..];
+            let (piece, eol) = match rest.iter().position(|&b| b == b'\n') {
+                Some(k) => (&rest[..k], true),
+                None => (rest, false),
+            };
+            *pos += piece.len() + usize::from(eol);
+            let take = piece.len().min(FTP_LINE_MAX - self.len);
+            self.line[self.len..self.len + take].copy_from_slice(&piece[..take]);
+            self.len += take;
+            if !eol {
+                return Ok(None);
+            }
+            self.complete = true;
+            let line = self.line();
+            let code = match line.get(..3) {
+                Some(c) if c.iter().all(u8::is_ascii_digit) => [c[0], c[1], c[2]],
+                // Free text inside a multi-line reply.
+                _ if self.multi.is_some() => continue,
+                _ => return Err(()),
+            };
+            let sep = line.get(3).copied();
+            let value = code.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
+            match self.multi {
+                Some(open) if open == code && sep != Some(b'-') => {
+                    self.multi = None;
+                    return Ok(Some(value));
+                }
+                Some(_) => {}
+                None => match sep {
+                    Some(b'-') => self.multi = Some(code),
+                    Some(b' ') | None => return Ok(Some(value)),
+                    Some(_) => return Err(()),
+                },
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The port of a 229 reply: `... (|||PORT|)`, any delimiter (RFC 2428).
+fn epsv_port(line: &[u8]) -> Option<u16> {
+    let open = line.iter().position(|&b| b == b'(')?;
+    let rest = &line[open + 1..];
+    let d = *rest.first()?;
+    if rest.get(1..3)? != [d, d] {
+        return None;
+    }
+    let digits = &rest[3..];
+    let end = digits.iter().position(|&b| b == d)?;
+    std::str::from_utf8(&digits[..end])
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&p| p != 0)
+}
+
+/// Where an FTP client is in its dialogue: the reply it waits for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum FtpStep {
+    /// No connection; the next session starts at `next_at`.
+    Waiting,
+    /// The control connection's handshake.
+    Connecting,
+    /// 220.
+    Greeting,
+    /// 331.
+    User,
+    /// 230.
+    Pass,
+    /// 200.
+    Type,
+    /// 229.
+    Epsv,
+    /// The data connection's handshake (`RETR` goes once it is up).
+    DataConnecting,
+    /// 150 (or 125), then 226; and the data to its end.
+    Retr,
+    /// 221.
+    Quit,
+    /// The session is over (221): waiting for the server to close.
+    Closing,
+}
+
+/// One FTP client: a control connection and, during a transfer, a data
+/// connection (tokens `2i` and `2i + 1`). Its buffers are allocated here,
+/// before the run.
+struct FtpClient {
+    ctrl: Option<TcpStream>,
+    data: Option<TcpStream>,
+    step: FtpStep,
+    /// Readiness not yet used up (see [`Conn`]).
+    ctrl_read: bool,
+    ctrl_write: bool,
+    ctrl_closed: bool,
+    data_read: bool,
+    data_closed: bool,
+    /// The command being written, and how much of it is out.
+    out: Option<Cmd>,
+    out_off: usize,
+    replies: Replies,
+    /// The transfer: the preliminary reply came, the 226 came, the data
+    /// ended (all three complete it, in any order); data bytes so far.
+    prelim: bool,
+    finished: bool,
+    data_done: bool,
+    got: u64,
+    /// When the session (download: the transfer) started, or was due to.
+    started: Instant,
+    /// Waiting: when to start; connecting: when to give up.
+    next_at: Instant,
+    /// The last time a byte moved (for [`FTP_STUCK_AFTER`]).
+    moved_at: Instant,
+    /// Open loop: sessions started, and this client's offset.
+    issued: u64,
+    phase_ns: u64,
+    /// Sessions or downloads completed, and data bytes, in the window.
+    measured: u64,
+    window_bytes: u64,
+    errors: u64,
+    again: bool,
+}
+
+impl FtpClient {
+    fn new(plan: &Plan, id: usize) -> FtpClient {
+        let now = Instant::now();
+        FtpClient {
+            ctrl: None,
+            data: None,
+            step: FtpStep::Waiting,
+            ctrl_read: false,
+            ctrl_write: false,
+            ctrl_closed: false,
+            data_read: false,
+            data_closed: false,
+            out: None,
+            out_off: 0,
+            replies: Replies::new(),
+            prelim: false,
+            finished: false,
+            data_done: false,
+            got: 0,
+            started: now,
+            next_at: now,
+            moved_at: now,
+            issued: 0,
+            phase_ns: plan.period_ns.map_or(0, |p| {
+                (u128::from(p) * id as u128 / plan.clients.max(1) as u128) as u64
+            }),
+            measured: 0,
+            window_bytes: 0,
+            errors: 0,
+            again: false,
+        }
+    }
+
+    /// Open loop: when the next session is due.
+    fn due(&self, period_ns: u64, clock: &Clock) -> Instant {
+        let ns = self
+            .issued
+            .saturating_mul(period_ns)
+            .saturating_add(self.phase_ns);
+        clock
+            .start
+            .checked_add(Duration::from_nanos(ns))
+            .unwrap_or(clock.end)
+    }
+
+    fn close_data(&mut self, registry: &Registry) {
+        if let Some(mut s) = self.data.take() {
+            let _ = registry.deregister(&mut s);
+            // The server closed first (the end of the data): a reset now
+            // spares it a TIME_WAIT that would hold its passive port for a
+            // minute. Thousands of sessions a second from one address would
+            // otherwise run loopback out of ports in seconds.
+            if self.data_done {
+                abort_on_close(&s);
+            }
+        }
+        self.data_read = false;
+        self.data_closed = false;
+    }
+
+    fn close(&mut self, registry: &Registry) {
+        if let Some(mut s) = self.ctrl.take() {
+            let _ = registry.deregister(&mut s);
+        }
+        self.close_data(registry);
+        self.ctrl_read = false;
+        self.ctrl_write = false;
+        self.ctrl_closed = false;
+        self.out = None;
+        self.out_off = 0;
+    }
+
+    /// A new transfer: nothing of it has come yet.
+    fn new_transfer(&mut self) {
+        self.prelim = false;
+        self.finished = false;
+        self.data_done = false;
+        self.got = 0;
+    }
+}
+
+/// Makes closing `stream` reset the connection (SO_LINGER 0): no
+/// TIME_WAIT on either side. Only for connections the server has closed.
+fn abort_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid descriptor and a linger struct of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// A load thread driving FTP clients.
+struct FtpWorker<'a> {
+    plan: &'a Plan,
+    ftp: &'a FtpPlan,
+    clock: Clock,
+    poll: Poll,
+    tally: Tally,
+    /// `service` looks at the clients again no later than this.
+    next_scan: Instant,
+    again: Vec<usize>,
+    again_work: Vec<usize>,
+}
+
+impl FtpWorker<'_> {
+    fn run(mut self, mut clients: Vec<FtpClient>) -> io::Result<ThreadReport> {
+        let clock = self.clock;
+        let mut scratch = vec![0u8; SCRATCH_SIZE].into_boxed_slice();
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut timer = Timer::new(self.poll.registry())?;
+        let mut cpu_start = None;
+        loop {
+            let now = Instant::now();
+            if cpu_start.is_none() && now >= clock.measure_from {
+                cpu_start = Some(thread_cpu());
+            }
+            if now >= clock.end || ABORT.load(Ordering::Relaxed) {
+                break;
+            }
+            if now >= self.next_scan {
+                self.service(&mut clients, now, &mut scratch);
+            }
+            let mut wake = if cpu_start.is_some() {
+                clock.end
+            } else {
+                clock.measure_from
+            };
+            wake = wake.min(self.next_scan);
+            let now = Instant::now();
+            let timeout = if !self.again.is_empty() || wake <= now {
+                Duration::ZERO
+            } else {
+                let left = wake - now;
+                if left < POLL_TICK {
+                    timer.arm(wake, left);
+                }
+                left.min(POLL_TICK)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                if event.token() == TIMER {
+                    continue;
+                }
+                let (i, data) = (event.token().0 / 2, event.token().0 % 2 == 1);
+                let Some(c) = clients.get_mut(i) else {
+                    continue;
+                };
+                let r = event.is_readable() || event.is_read_closed() || event.is_error();
+                let w = event.is_writable() || event.is_write_closed() || event.is_error();
+                if data {
+                    // Writable: the handshake ended (found out by trying).
+                    c.data_read |= r || w;
+                    c.data_closed |= event.is_read_closed();
+                } else {
+                    c.ctrl_read |= r;
+                    c.ctrl_write |= w;
+                    c.ctrl_closed |= event.is_read_closed();
+                }
+                self.drive(i, c, &mut scratch);
+            }
+            let mut work = mem::take(&mut self.again_work);
+            mem::swap(&mut work, &mut self.again);
+            for &i in &work {
+                if let Some(c) = clients.get_mut(i) {
+                    c.again = false;
+                    self.drive(i, c, &mut scratch);
+                }
+            }
+            work.clear();
+            self.again_work = work;
+            if self.tally.unflushed > 0 {
+                if let Some(progress) = &self.plan.progress {
+                    progress.fetch_add(self.tally.unflushed, Ordering::Relaxed);
+                }
+                self.tally.unflushed = 0;
+            }
+        }
+        let cpu_seconds = cpu_start.map_or(0.0, |start| (thread_cpu() - start).max(0.0));
+        // Stalled: mid-session, without an error, and nothing at all done in
+        // the window.
+        let stalled = clients
+            .iter()
+            .filter(|c| {
+                c.errors == 0
+                    && c.measured == 0
+                    && c.window_bytes == 0
+                    && c.step != FtpStep::Waiting
+            })
+            .count() as u64;
+        for c in &mut clients {
+            c.close(self.poll.registry());
+        }
+        Ok(ThreadReport {
+            histogram: self.tally.histogram,
+            requests: self.tally.requests,
+            bytes: self.tally.bytes,
+            errors: self.tally.errors,
+            stalled,
+            cpu_seconds,
+        })
+    }
+
+    /// Starts the sessions that are due, gives up on connects and sessions
+    /// that take too long; sets `next_scan`.
+    fn service(&mut self, clients: &mut [FtpClient], now: Instant, scratch: &mut [u8]) {
+        self.next_scan = now + POLL_TICK;
+        for (i, c) in clients.iter_mut().enumerate() {
+            match c.step {
+                FtpStep::Waiting => {
+                    let (at, sent) = match self.plan.period_ns {
+                        Some(p) => {
+                            let due = c.due(p, &self.clock);
+                            (due.max(c.next_at), due)
+                        }
+                        None => (c.next_at, now),
+                    };
+                    if at <= now {
+                        self.start(i, c, now, sent);
+                        self.drive(i, c, scratch);
+                    } else {
+                        self.wake_by(at);
+                    }
+                }
+                FtpStep::Connecting | FtpStep::DataConnecting => {
+                    if now >= c.next_at {
+                        self.restart(c, Kind::Connect, now);
+                    } else {
+                        self.wake_by(c.next_at);
+                    }
+                }
+                _ => {
+                    if now.saturating_duration_since(c.moved_at) >= FTP_STUCK_AFTER {
+                        self.restart(c, Kind::Stalled, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn wake_by(&mut self, at: Instant) {
+        self.next_scan = self.next_scan.min(at);
+    }
+
+    /// Opens a session's control connection; `sent` is when the session
+    /// started (open loop: was due), from which its latency counts.
+    fn start(&mut self, i: usize, c: &mut FtpClient, now: Instant, sent: Instant) {
+        c.issued += 1;
+        c.started = sent;
+        c.moved_at = now;
+        c.replies.reset();
+        c.new_transfer();
+        let attempt = open(self.plan.addr).and_then(|mut s| {
+            self.poll.registry().register(
+                &mut s,
+                Token(2 * i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(s)
+        });
+        match attempt {
+            Ok(s) => {
+                c.ctrl = Some(s);
+                c.step = FtpStep::Connecting;
+                c.next_at = now + ATTEMPT_TIMEOUT;
+                self.wake_by(c.next_at);
+            }
+            Err(_) => self.restart(c, Kind::Connect, now),
+        }
+    }
+
+    /// Counts an error, drops the session and starts a new one after a
+    /// pause.
+    fn restart(&mut self, c: &mut FtpClient, kind: Kind, now: Instant) {
+        self.tally.count(kind);
+        c.errors += 1;
+        c.close(self.poll.registry());
+        c.step = FtpStep::Waiting;
+        c.next_at = now + RETRY_BACKOFF;
+        self.wake_by(c.next_at);
+    }
+
+    /// A session ended well and the server closed the control connection:
+    /// the next one starts now (closed loop) or when due.
+    fn session_over(&mut self, i: usize, c: &mut FtpClient, now: Instant) {
+        if let Some(ctrl) = &c.ctrl {
+            abort_on_close(ctrl);
+        }
+        c.close(self.poll.registry());
+        c.step = FtpStep::Waiting;
+        c.next_at = now;
+        match self.plan.period_ns {
+            None => self.start(i, c, now, now),
+            Some(p) => {
+                let due = c.due(p, &self.clock);
+                if due <= now {
+                    self.start(i, c, now, due);
+                } else {
+                    self.wake_by(due);
+                }
+            }
+        }
+    }
+
+    /// Queues a command (the dialogue is lock-step: one at a time).
+    fn send(c: &mut FtpClient, cmd: Cmd) {
+        c.out = Some(cmd);
+        c.out_off = 0;
+    }
+
+    /// Moves client `i` forward until it would block.
+    fn drive(&mut self, i: usize, c: &mut FtpClient, scratch: &mut [u8]) {
+        for _ in 0..MAX_ROUNDS {
+            match self.step_once(i, c, scratch) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(kind) => {
+                    self.restart(c, kind, Instant::now());
+                    return;
+                }
+            }
+        }
+        if !c.again {
+            c.again = true;
+            self.again.push(i);
+        }
+    }
+
+    /// One round of connects, writes and reads; whether anything moved.
+    fn step_once(&mut self, i: usize, c: &mut FtpClient, scratch: &mut [u8]) -> Result<bool, Kind> {
+        let mut moved = false;
+        match c.step {
+            FtpStep::Connecting => match c.ctrl.as_ref().and_then(established) {
+                None => return Ok(false),
+                Some(false) => return Err(Kind::Connect),
+                Some(true) => {
+                    c.step = FtpStep::Greeting;
+                    c.ctrl_read = true;
+                    c.ctrl_write = true;
+                    c.moved_at = Instant::now();
+                    moved = true;
+                }
+            },
+            FtpStep::DataConnecting => match c.data.as_ref().and_then(established) {
+                None => {}
+                Some(false) => return Err(Kind::Connect),
+                Some(true) => {
+                    c.step = FtpStep::Retr;
+                    c.data_read = true;
+                    Self::send(c, Cmd::Retr);
+                    moved = true;
+                }
+            },
+            _ => {}
+        }
+        let Some(ctrl) = c.ctrl.as_mut() else {
+            return Ok(moved);
+        };
+        if let (true, Some(cmd)) = (c.ctrl_write, c.out) {
+            let pending = &cmd.bytes(self.ftp)[c.out_off..];
+            match ctrl.write(pending) {
+                Ok(0) => return Err(Kind::Closed),
+                Ok(n) => {
+                    moved = true;
+                    c.ctrl_write = n == pending.len();
+                    c.out_off += n;
+                    if c.out_off == cmd.bytes(self.ftp).len() {
+                        c.out = None;
+                    }
+                }
+                Err(e) => match classify(&e) {
+                    Outcome::Block => c.ctrl_write = false,
+                    Outcome::Retry => moved = true,
+                    Outcome::Fail(kind) => return Err(kind),
+                },
+            }
+        }
+        if c.ctrl_read {
+            match ctrl.read(scratch) {
+                Ok(0) if c.step == FtpStep::Closing => {
+                    self.session_over(i, c, Instant::now());
+                    return Ok(true);
+                }
+                // The server hung up on a session that was not over.
+                Ok(0) => return Err(Kind::Closed),
+                Ok(n) => {
+                    moved = true;
+                    c.ctrl_read = n == scratch.len() || c.ctrl_closed;
+                    let now = Instant::now();
+                    c.moved_at = now;
+                    let mut pos = 0;
+                    // Anything after the 221 is of no interest.
+                    while c.step != FtpStep::Closing {
+                        let Some(code) = c
+                            .replies
+                            .next(&scratch[..n], &mut pos)
+                            .map_err(|()| Kind::Mismatch)?
+                        else {
+                            break;
+                        };
+                        self.on_reply(i, c, code, now)?;
+                    }
+                }
+                Err(e) => match classify(&e) {
+                    Outcome::Block => c.ctrl_read = false,
+                    Outcome::Retry => moved = true,
+                    Outcome::Fail(kind) => return Err(kind),
+                },
+            }
+        }
+        if let (true, Some(data)) = (c.data_read, c.data.as_mut()) {
+            if c.step == FtpStep::DataConnecting {
+                return Ok(moved);
+            }
+            match data.read(scratch) {
+                Ok(0) => {
+                    moved = true;
+                    if c.got != self.ftp.size {
+                        return Err(Kind::Mismatch);
+                    }
+                    c.data_done = true;
+                    c.close_data(self.poll.registry());
+                    self.transfer_progress(c, Instant::now())?;
+                }
+                Ok(n) => {
+                    moved = true;
+                    c.data_read = n == scratch.len() || c.data_closed;
+                    if c.got + n as u64 > self.ftp.size
+                        || scratch[..n] != *ftp_expected(&self.ftp.pattern, c.got, n)
+                    {
+                        return Err(Kind::Mismatch);
+                    }
+                    c.got += n as u64;
+                    let now = Instant::now();
+                    c.moved_at = now;
+                    if self.clock.timed(now) {
+                        c.window_bytes += n as u64;
+                    }
+                    self.tally.received(n, now);
+                }
+                Err(e) => match classify(&e) {
+                    Outcome::Block => c.data_read = false,
+                    Outcome::Retry => moved = true,
+                    Outcome::Fail(kind) => return Err(kind),
+                },
+            }
+        }
+        Ok(moved)
+    }
+
+    /// The dialogue: what each reply must be and what follows it.
+    fn on_reply(
+        &mut self,
+        i: usize,
+        c: &mut FtpClient,
+        code: u16,
+        now: Instant,
+    ) -> Result<(), Kind> {
+        // A reply while a command is still going out answers nothing we sent.
+        if c.out.is_some() && c.step != FtpStep::Retr {
+            return Err(Kind::Mismatch);
+        }
+        match (c.step, code) {
+            (FtpStep::Greeting, 220) => {
+                Self::send(c, Cmd::User);
+                c.step = FtpStep::User;
+            }
+            (FtpStep::User, 331) => {
+                Self::send(c, Cmd::Pass);
+                c.step = FtpStep::Pass;
+            }
+            (FtpStep::Pass, 230) => {
+                Self::send(c, Cmd::Type);
+                c.step = FtpStep::Type;
+            }
+            (FtpStep::Type, 200) => self.epsv(c, now),
+            (FtpStep::Epsv, 229) => {
+                let port = epsv_port(c.replies.line()).ok_or(Kind::Mismatch)?;
+                let addr = SocketAddr::new(self.plan.addr.ip(), port);
+                let mut s = open(addr).map_err(|_| Kind::Connect)?;
+                self.poll
+                    .registry()
+                    .register(
+                        &mut s,
+                        Token(2 * i + 1),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .map_err(|_| Kind::Io)?;
+                c.data = Some(s);
+                c.data_read = true;
+                c.step = FtpStep::DataConnecting;
+                c.next_at = now + ATTEMPT_TIMEOUT;
+                self.wake_by(c.next_at);
+            }
+            (FtpStep::Retr, 125 | 150) if !c.prelim => c.prelim = true,
+            (FtpStep::Retr, 226) if c.prelim && !c.finished => {
+                c.finished = true;
+                self.transfer_progress(c, now)?;
+            }
+            (FtpStep::Quit, 221) => {
+                self.tally.answered(&mut c.measured, c.started, now);
+                c.step = FtpStep::Closing;
+            }
+            _ => return Err(Kind::Mismatch),
+        }
+        Ok(())
+    }
+
+    /// Asks for a passive data connection (download: a transfer starts).
+    fn epsv(&mut self, c: &mut FtpClient, now: Instant) {
+        if self.ftp.download {
+            c.started = now;
+        }
+        c.new_transfer();
+        Self::send(c, Cmd::Epsv);
+        c.step = FtpStep::Epsv;
+    }
+
+    /// The transfer is complete once the 1yz and the 226 have come and the
+    /// data has ended: then QUIT (sessions) or the next transfer (download).
+    fn transfer_progress(&mut self, c: &mut FtpClient, now: Instant) -> Result<(), Kind> {
+        if !(c.prelim && c.finished && c.data_done) {
+            return Ok(());
+        }
+        if c.got != self.ftp.size {
+            return Err(Kind::Mismatch);
+        }
+        if self.ftp.download {
+            self.tally.answered(&mut c.measured, c.started, now);
+            self.epsv(c, now);
+        } else {
+            Self::send(c, Cmd::Quit);
+            c.step = FtpStep::Quit;
+        }
+        Ok(())
+    }
 }
 
 /// A timerfd: wakes the poll at a due time with microsecond precision.
@@ -1936,5 +2785,220 @@ mod tests {
         s.workload = rr(1);
         s.rate = Some(-1.0);
         assert!(run(&s).is_err());
+    }
+
+    /// How the tiny FTP server misbehaves, if it does.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum FtpFault {
+        None,
+        /// Flips one byte in the middle of every file sent.
+        WrongByte,
+        /// Answers `PASS` with 530.
+        WrongCode,
+        /// Sends one byte fewer than the file has.
+        Short,
+    }
+
+    /// A tiny FTP server on 127.0.0.1:0, a thread per session: enough of
+    /// RFC 959/2428 to serve one file of `size` fixture bytes anonymously
+    /// (a multi-line greeting, USER, PASS, TYPE, EPSV, RETR, QUIT). Its
+    /// threads end with the test process.
+    fn ftp_server(size: u64, fault: FtpFault) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let period = scenario::fixture_pattern();
+        let mut file: Vec<u8> = period.iter().cycle().take(size as usize).copied().collect();
+        if fault == FtpFault::WrongByte {
+            file[size as usize / 2] ^= 0x01;
+        }
+        if fault == FtpFault::Short {
+            file.pop();
+        }
+        let file = Arc::new(file);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let file = file.clone();
+                thread::spawn(move || {
+                    let _ = ftp_session(conn, &file, fault);
+                });
+            }
+        });
+        addr
+    }
+
+    fn ftp_session(conn: std::net::TcpStream, file: &[u8], fault: FtpFault) -> io::Result<()> {
+        use std::io::BufRead;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut out = conn.try_clone()?;
+        let mut lines = io::BufReader::new(conn);
+        out.write_all(b"220-tiny FTP\r\n  for the bench tests\r\n220 ready\r\n")?;
+        let mut passive: Option<TcpListener> = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let cmd = line.trim_end();
+            let verb = cmd.split(' ').next().unwrap_or("");
+            match verb {
+                "USER" => out.write_all(b"331 any password\r\n")?,
+                "PASS" if fault == FtpFault::WrongCode => out.write_all(b"530 no\r\n")?,
+                "PASS" => out.write_all(b"230-welcome\r\n230 in\r\n")?,
+                "TYPE" => out.write_all(b"200 binary\r\n")?,
+                "EPSV" => {
+                    let l = TcpListener::bind("127.0.0.1:0")?;
+                    let port = l.local_addr()?.port();
+                    passive = Some(l);
+                    write!(out, "229 Entering Extended Passive Mode (|||{port}|)\r\n")?;
+                }
+                "RETR" => {
+                    let Some(l) = passive.take() else {
+                        out.write_all(b"425 no data connection\r\n")?;
+                        continue;
+                    };
+                    let (mut data, _) = l.accept()?;
+                    out.write_all(b"150 here it comes\r\n")?;
+                    data.write_all(file)?;
+                    drop(data);
+                    out.write_all(b"226 done\r\n")?;
+                }
+                "QUIT" => {
+                    out.write_all(b"221 bye\r\n")?;
+                    return Ok(());
+                }
+                _ => out.write_all(b"502 no\r\n")?,
+            }
+        }
+    }
+
+    fn sessions(size: u64) -> Workload {
+        Workload::FtpSessions {
+            file: "f.bin".into(),
+            size,
+        }
+    }
+
+    fn download(size: u64) -> Workload {
+        Workload::FtpDownload {
+            file: "f.bin".into(),
+            size,
+        }
+    }
+
+    #[test]
+    fn ftp_replies_are_parsed_across_reads() {
+        let mut r = Replies::new();
+        let text = b"220-hello\r\n there\r\n220-more\r\n220 ready\r\n331 ok\r\n229 Entering (|||4242|)\r\n";
+        // Every split of the stream into two reads gives the same replies.
+        for cut in 0..text.len() {
+            r.reset();
+            let mut codes = Vec::new();
+            for part in [&text[..cut], &text[cut..]] {
+                let mut pos = 0;
+                while let Some(code) = r.next(part, &mut pos).unwrap() {
+                    codes.push(code);
+                }
+                assert_eq!(pos, part.len());
+            }
+            assert_eq!(codes, [220, 331, 229], "cut at {cut}");
+            assert_eq!(epsv_port(r.line()), Some(4242));
+        }
+        r.reset();
+        assert!(r.next(b"hello\r\n", &mut 0).is_err());
+        r.reset();
+        assert!(r.next(b"220x\r\n", &mut 0).is_err());
+        assert_eq!(epsv_port(b"229 (!!!21!)"), Some(21));
+        assert_eq!(epsv_port(b"229 (|||0|)"), None);
+        assert_eq!(epsv_port(b"229 (||21|)"), None);
+        assert_eq!(epsv_port(b"229 no port"), None);
+    }
+
+    #[test]
+    fn ftp_pattern_is_the_fixture() {
+        let p = ftp_pattern();
+        for off in [0u64, 1, 65_520, 65_521, 1 << 30, (1 << 30) + 77] {
+            let got = ftp_expected(&p, off, 300);
+            let want: Vec<u8> = (off..off + 300).map(scenario::fixture_byte).collect();
+            assert_eq!(got, &want[..], "at {off}");
+        }
+    }
+
+    #[test]
+    fn ftp_sessions_against_a_tiny_server_are_clean() {
+        // Not a multiple of the pattern's period, nor of a read.
+        let size = 64 * 1024 + 123;
+        let addr = ftp_server(size, FtpFault::None);
+        let progress = Arc::new(AtomicU64::new(0));
+        let mut s = spec(addr, sessions(size), 4);
+        s.progress = Some(progress.clone());
+        let r = run_ok(&s);
+        assert_clean(&r);
+        assert!(progress.load(Ordering::Relaxed) >= r.requests);
+        // An empty file is a session too.
+        let addr = ftp_server(0, FtpFault::None);
+        let r = run_ok(&spec(addr, sessions(0), 2));
+        assert!(r.requests > 0, "{}", show(&r));
+        assert_eq!(r.errors.total(), 0, "{}", show(&r));
+    }
+
+    #[test]
+    fn ftp_download_against_a_tiny_server_is_clean() {
+        let size = 3 * 1024 * 1024 + 5;
+        let addr = ftp_server(size, FtpFault::None);
+        let r = run_ok(&spec(addr, download(size), 1));
+        assert_clean(&r);
+        let r = run_ok(&spec(addr, download(size), 3));
+        assert_clean(&r);
+    }
+
+    #[test]
+    fn ftp_open_loop_sessions_are_clean() {
+        let addr = ftp_server(1000, FtpFault::None);
+        let mut s = spec(addr, sessions(1000), 4);
+        s.rate = Some(200.0);
+        assert_clean(&run_ok(&s));
+        // A download ignores the rate.
+        let mut s = spec(addr, download(1000), 1);
+        s.rate = Some(1.0);
+        assert_clean(&run_ok(&s));
+    }
+
+    #[test]
+    fn ftp_faults_are_mismatches() {
+        let size = 100_000;
+        for fault in [FtpFault::WrongByte, FtpFault::WrongCode, FtpFault::Short] {
+            let addr = ftp_server(size, fault);
+            for workload in [sessions(size), download(size)] {
+                let r = run_ok(&spec(addr, workload, 2));
+                assert_eq!(r.requests, 0, "{}", show(&r));
+                assert!(r.errors.mismatch > 0, "{}", show(&r));
+                assert_eq!(r.errors.total(), r.errors.mismatch, "{}", show(&r));
+            }
+        }
+    }
+
+    #[test]
+    fn ftp_without_a_server_is_connect_errors() {
+        let addr = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let r = run_ok(&spec(addr, sessions(10), 2));
+        assert_eq!(r.requests, 0);
+        assert!(r.errors.connect > 0, "{}", show(&r));
+        assert_eq!(r.errors.total(), r.errors.connect, "{}", show(&r));
+    }
+
+    #[test]
+    fn ftp_a_server_that_never_greets_is_stalled() {
+        // The kernel completes handshakes into the backlog; nothing more.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let r = run_ok(&spec(addr, sessions(10), 3));
+        assert_eq!(r.requests, 0, "{}", show(&r));
+        assert_eq!(r.errors.stalled, 3, "{}", show(&r));
+        drop(listener);
     }
 }

@@ -47,10 +47,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME=HOST:PORT")]
     against: Vec<String>,
     /// Also start a server for each run: NAME=COMMAND, where the command
-    /// prints `listening on ADDR` once it serves (repeatable).
+    /// prints `listening on ADDR` once it serves (repeatable). `{root}` in
+    /// the command becomes the directory of the scenario's files (ftp), also
+    /// given as $MUSE_BENCH_ROOT.
     #[arg(long, value_name = "NAME=CMD")]
     spawn: Vec<String>,
-    /// The scenario (echo: rr, pipeline, stream, connect, idle, slow).
+    /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
+    /// sessions, download).
     #[arg(long, default_value = "rr")]
     scenario: String,
     /// Measuring connections [default: the scenario's].
@@ -169,6 +172,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // scenario holds thousands of connections on both sides.
     load::raise_fd_limit(65_536);
     watch_for_interrupt()?;
+    // Removed when dropped, whatever happens from here on (and by the
+    // interrupt path, which exits without unwinding).
+    let fixture = Fixture::create(&scenario.fixture)?;
 
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     let mut notes = Vec::new();
@@ -182,7 +188,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let target = &targets[i];
             let label = format!("[{}/{}] {}", r + 1, repeat, target.name);
             let measured = measure(
-                target, &exe, &args, &scenario, clients, duration, cpus, &label,
+                target,
+                &exe,
+                &args,
+                &scenario,
+                fixture.path(),
+                clients,
+                duration,
+                cpus,
+                &label,
             );
             exit_if_interrupted();
             match measured {
@@ -221,6 +235,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         extra: BTreeMap::new(),
     };
     report::rank(&mut report);
+    if scenario.workload.is_bulk() {
+        throughput_notes(&mut report);
+    }
     println!("{}", report::table(&report));
     if let Some(path) = &args.json {
         report::write_json(&report, path)
@@ -240,12 +257,13 @@ fn measure(
     exe: &std::path::Path,
     args: &BenchArgs,
     scenario: &scenario::Scenario,
+    root: &std::path::Path,
     clients: usize,
     duration: Duration,
     cpus: usize,
     label: &str,
 ) -> anyhow::Result<Run> {
-    let mut server = target.start(exe, &args.protocol, &args.serve_arg)?;
+    let mut server = target.start(exe, &args.protocol, &args.serve_arg, Some(root))?;
     let spec = load::LoadSpec {
         addr: server.addr,
         workload: scenario.workload.clone(),
@@ -281,6 +299,89 @@ fn measure(
         load,
         server: stats,
     })
+}
+
+/// A bulk scenario's figure, data throughput, as a note per server: the
+/// median over its runs of bytes received / seconds (the table's req/s
+/// counts whole transfers).
+fn throughput_notes(report: &mut Report) {
+    for s in &report.servers {
+        let mut rates: Vec<f64> = s
+            .runs
+            .iter()
+            .filter(|r| r.load.seconds > 0.0)
+            .map(|r| r.load.bytes as f64 / r.load.seconds)
+            .collect();
+        if rates.is_empty() {
+            continue;
+        }
+        rates.sort_by(f64::total_cmp);
+        let median = rates[rates.len() / 2];
+        let note = format!(
+            "{}: {:.0} MB/s of data received (median over runs)",
+            s.name,
+            median / 1e6
+        );
+        if !report.notes.contains(&note) {
+            report.notes.push(note);
+        }
+    }
+}
+
+/// The directory of a scenario's files, unique to this bench, removed when
+/// dropped (and, should the bench be interrupted, on its way out).
+struct Fixture {
+    dir: PathBuf,
+}
+
+impl Fixture {
+    /// Creates the directory under the system's temporary directory and
+    /// writes each file: `size` bytes of [`scenario::fixture_pattern`],
+    /// written through one reused buffer.
+    fn create(files: &[(&str, u64)]) -> anyhow::Result<Fixture> {
+        use std::io::Write;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("muse-bench-root-{}-{stamp:x}", std::process::id()));
+        std::fs::create_dir(&dir)
+            .with_context(|| format!("cannot create the fixture directory {}", dir.display()))?;
+        target::remove_on_exit(&dir);
+        let fixture = Fixture { dir };
+        if files.is_empty() {
+            return Ok(fixture);
+        }
+        // Whole periods, so every write starts the pattern afresh.
+        let pattern = scenario::fixture_pattern();
+        let buf = pattern.repeat(16);
+        for (name, size) in files {
+            let path = fixture.dir.join(name);
+            let write = || -> std::io::Result<()> {
+                let mut file = std::fs::File::create(&path)?;
+                let mut left = *size;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    file.write_all(&buf[..n])?;
+                    left -= n as u64;
+                }
+                Ok(())
+            };
+            write().with_context(|| format!("cannot write the fixture {}", path.display()))?;
+        }
+        Ok(fixture)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        target::forget_on_exit(&self.dir);
+    }
 }
 
 /// A progress bar for one run on stderr, showing elapsed time and the rate

@@ -940,7 +940,7 @@ fn title(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         if noise_known(report) {
             let _ = write!(
                 sub,
-                "run-to-run noise {}: ≈ marks a tie with the bar above",
+                "noise {} (≈: a tie with the bar above)",
                 fmt_percent(report.noise)
             );
         } else {

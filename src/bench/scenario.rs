@@ -83,6 +83,58 @@ pub enum Workload {
         /// half of it).
         exchange: Exchange,
     },
+    /// FTP: every connection runs whole sessions, one after another:
+    /// connect, `220`, `USER anonymous`, `PASS`, `TYPE I`, `EPSV`, connect
+    /// the data port, `RETR file`, the data to its end (checked against
+    /// [`fixture_byte`], `size` bytes), `150`/`125` and `226`, `QUIT`, `221`,
+    /// close. A "request" is one whole session; latency is its duration.
+    FtpSessions {
+        /// The file retrieved (a fixture of the scenario).
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// FTP: every connection logs in once, then retrieves `file` again and
+    /// again (`EPSV`, `RETR`). A "request" is one complete download; its
+    /// latency is the download's duration; bytes are the data received.
+    FtpDownload {
+        /// The file retrieved (a fixture of the scenario).
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
+impl Workload {
+    /// Whether the figure that matters is bytes per second (bulk data), not
+    /// requests per second.
+    pub fn is_bulk(&self) -> bool {
+        matches!(self, Workload::FtpDownload { .. })
+    }
+}
+
+/// The period of the fixture files' byte pattern: a prime, so that data
+/// shifted by anything but a multiple of it is caught.
+pub const FIXTURE_PERIOD: usize = 65_521;
+
+/// The fixture pattern's first [`FIXTURE_PERIOD`] bytes: a fixture file's
+/// byte at offset `i` is `pattern[i % FIXTURE_PERIOD]` (xorshift noise, so
+/// that no short run of bytes repeats).
+pub fn fixture_pattern() -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..FIXTURE_PERIOD)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A fixture file's byte at `offset` (slow: for tests and small checks).
+pub fn fixture_byte(offset: u64) -> u8 {
+    fixture_pattern()[(offset % FIXTURE_PERIOD as u64) as usize]
 }
 
 /// A named scenario.
@@ -100,6 +152,10 @@ pub struct Scenario {
     pub clients: usize,
     /// The timed phase unless `--duration` says otherwise.
     pub duration: Duration,
+    /// The files the server must serve, by name and size: the runner writes
+    /// them (the [`fixture_pattern`]) into a fresh directory and gives it to
+    /// every server as its root.
+    pub fixture: Vec<(&'static str, u64)>,
 }
 
 /// A 64-byte echo request whose bytes vary, so that a server returning
@@ -127,6 +183,7 @@ pub fn all() -> Vec<Scenario> {
             },
             clients: 50,
             duration: secs(5),
+            fixture: Vec::new(),
         },
         Scenario {
             name: "pipeline",
@@ -138,6 +195,7 @@ pub fn all() -> Vec<Scenario> {
             },
             clients: 50,
             duration: secs(5),
+            fixture: Vec::new(),
         },
         Scenario {
             name: "stream",
@@ -146,6 +204,7 @@ pub fn all() -> Vec<Scenario> {
             workload: Workload::Stream { chunk: 64 * 1024 },
             clients: 8,
             duration: secs(5),
+            fixture: Vec::new(),
         },
         Scenario {
             name: "connect",
@@ -156,6 +215,7 @@ pub fn all() -> Vec<Scenario> {
             },
             clients: 16,
             duration: secs(5),
+            fixture: Vec::new(),
         },
         Scenario {
             name: "idle",
@@ -167,6 +227,7 @@ pub fn all() -> Vec<Scenario> {
             },
             clients: 10,
             duration: secs(5),
+            fixture: Vec::new(),
         },
         Scenario {
             name: "slow",
@@ -177,9 +238,39 @@ pub fn all() -> Vec<Scenario> {
             },
             clients: 10,
             duration: secs(5),
+            fixture: Vec::new(),
+        },
+        Scenario {
+            name: "sessions",
+            protocol: "ftp",
+            summary: "16 clients, each a whole session at a time: login, EPSV, RETR 64 KiB, quit",
+            workload: Workload::FtpSessions {
+                file: "64k.bin".into(),
+                size: SESSION_FILE,
+            },
+            clients: 16,
+            duration: secs(5),
+            fixture: vec![("64k.bin", SESSION_FILE)],
+        },
+        Scenario {
+            name: "download",
+            protocol: "ftp",
+            summary: "1 client logged in once, retrieving a 1 GiB file again and again",
+            workload: Workload::FtpDownload {
+                file: "1g.bin".into(),
+                size: DOWNLOAD_FILE,
+            },
+            clients: 1,
+            duration: secs(5),
+            fixture: vec![("1g.bin", DOWNLOAD_FILE)],
         },
     ]
 }
+
+/// `ftp sessions`: the file each session retrieves.
+const SESSION_FILE: u64 = 64 * 1024;
+/// `ftp download`: the large file.
+const DOWNLOAD_FILE: u64 = 1 << 30;
 
 /// The scenario named `name` for `protocol`.
 pub fn find(protocol: &str, name: &str) -> Option<Scenario> {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -29,6 +29,14 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the server's processes are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// The protocols whose `muse serve` takes `--root DIR` (the bench gives
+/// them the scenario's fixture directory).
+pub const ROOTED: &[&str] = &["ftp"];
+
+/// The environment variable that gives a spawned command the fixture
+/// directory (as `{root}` does in its command line).
+pub const ROOT_ENV: &str = "MUSE_BENCH_ROOT";
 
 /// What is measured.
 #[derive(Clone, Debug)]
@@ -77,12 +85,16 @@ impl Target {
     }
 
     /// Starts the server (or, for `Against`, only checks nothing needs
-    /// starting) and waits for its address.
+    /// starting) and waits for its address. `root` is the fixture
+    /// directory: `--root` for a `muse serve` of a [`ROOTED`] protocol;
+    /// `{root}` in a spawned command line, and [`ROOT_ENV`] in its
+    /// environment.
     pub fn start(
         &self,
         exe: &Path,
         protocol: &str,
         serve_args: &[String],
+        root: Option<&Path>,
     ) -> anyhow::Result<Started> {
         let mut cmd = match &self.kind {
             Kind::Against(addr) => {
@@ -102,11 +114,21 @@ impl Target {
                     "--listen",
                     "127.0.0.1:0",
                 ]);
+                if let (Some(root), true) = (root, ROOTED.contains(&protocol)) {
+                    c.arg("--root").arg(root);
+                }
                 c.args(serve_args);
                 c
             }
             Kind::Spawn(line) => {
                 let mut c = Command::new("/bin/sh");
+                let line = match root {
+                    Some(root) => {
+                        c.env(ROOT_ENV, root);
+                        line.replace("{root}", &shell_quote(&root.to_string_lossy()))
+                    }
+                    None => line.clone(),
+                };
                 c.arg("-c").arg(format!("exec {line}"));
                 c
             }
@@ -161,6 +183,19 @@ impl Target {
                 )
             }
         }
+    }
+}
+
+/// `s` as one word for `/bin/sh`: as it is when it is plainly safe, else
+/// single-quoted.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -256,6 +291,26 @@ impl Drop for Started {
 
 static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
+/// Directories to remove should the bench exit early (the fixture).
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes `dir` (recursively) if the bench exits through
+/// [`stop_all_and_exit`]; [`forget_on_exit`] once it is removed otherwise.
+pub fn remove_on_exit(dir: &Path) {
+    SCRATCH
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(dir.to_path_buf());
+}
+
+/// Undoes [`remove_on_exit`].
+pub fn forget_on_exit(dir: &Path) {
+    SCRATCH
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|d| d != dir);
+}
+
 fn register(pgid: i32) {
     LIVE.lock().expect("registry").push(pgid);
 }
@@ -287,6 +342,11 @@ pub fn stop_all_and_exit(code: i32) -> ! {
     for &pid in &left {
         // SAFETY: as above, blocking: SIGKILL has been sent.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+    // Best effort: the servers that used them are gone.
+    let dirs = std::mem::take(&mut *SCRATCH.lock().unwrap_or_else(|e| e.into_inner()));
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
     }
     std::process::exit(code)
 }

@@ -162,6 +162,10 @@ impl Channel {
                 Type::STREAM.nonblocking().cloexec(),
                 None,
             )?;
+            // A port whose last data connection is in TIME-WAIT can be
+            // listened on again at once; without this a range of N ports
+            // allows only N transfers a minute.
+            socket.set_reuse_address(true)?;
             match socket.bind(&addr.into()).and_then(|()| socket.listen(1)) {
                 Ok(()) => {
                     let listener: TcpListener = socket.into();

@@ -75,6 +75,8 @@ pub struct Reactor<'a> {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// Slots to process again without waiting (a transfer spent its budget).
     again: VecDeque<usize>,
+    /// Timers due this turn (kept to reuse its allocation).
+    due: Vec<usize>,
     scratch: Vec<u8>,
     accept_paused_until: Option<Instant>,
     listeners_pending: bool,
@@ -120,6 +122,7 @@ impl<'a> Reactor<'a> {
             next_gen: 0,
             timers: BinaryHeap::new(),
             again: VecDeque::new(),
+            due: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE],
             accept_paused_until: None,
             listeners_pending: false,
@@ -388,6 +391,10 @@ impl<'a> Reactor<'a> {
     }
 
     fn fire_timers(&mut self, now: Instant) {
+        // Take the due timers first, then serve them: a session whose
+        // deadline stays in the past is served once per turn of the loop,
+        // not forever within this one.
+        let mut due = std::mem::take(&mut self.due);
         while let Some(Reverse((at, slot, gen))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -401,10 +408,15 @@ impl<'a> Reactor<'a> {
             }
             entry.timer_at = None;
             entry.pending |= WAKE;
+            due.push(slot);
+        }
+        for &slot in &due {
             // The connection checks its own deadline; if it moved later
             // (new input), `after` files the new one.
             self.serve(slot, now);
         }
+        due.clear();
+        self.due = due;
     }
 
     fn start_drain(&mut self, now: Instant) {

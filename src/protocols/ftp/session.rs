@@ -1058,6 +1058,7 @@ impl FtpSession {
             }
             ChannelEvent::Listening { .. } => {}
             ChannelEvent::Done { bytes, .. } => {
+                self.last_activity = now;
                 let mut t = self.transfer.take().expect("checked above");
                 let committed = match t.upload.take() {
                     Some(up) => self
@@ -1267,7 +1268,12 @@ impl Session for FtpSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let idle = self.config.idle_timeout.map(|t| self.last_activity + t);
+        // A running transfer is activity: the idle clock waits for its end.
+        let idle = if self.transfer.is_some() {
+            None
+        } else {
+            self.config.idle_timeout.map(|t| self.last_activity + t)
+        };
         let connect = self
             .transfer
             .as_ref()
