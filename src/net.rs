@@ -151,12 +151,22 @@ pub fn accept_from(
     listener: &TcpListener,
     nonblocking: bool,
 ) -> Result<(TcpStream, SocketAddr), AcceptError> {
+    let accepted = accept_plain(listener, nonblocking)?;
+    configure(&accepted.0);
+    Ok(accepted)
+}
+
+/// Accepts one connection without setting any option on it (a bulk data
+/// connection has no use for `TCP_NODELAY` or urgent data).
+pub fn accept_plain(
+    listener: &TcpListener,
+    nonblocking: bool,
+) -> Result<(TcpStream, SocketAddr), AcceptError> {
     let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     loop {
         match socket2::SockRef::from(listener).accept4(flags) {
             Ok((socket, peer)) => {
                 let stream: TcpStream = socket.into();
-                configure(&stream);
                 let peer = peer.as_socket().ok_or_else(|| {
                     AcceptError::Other(io::Error::new(
                         io::ErrorKind::InvalidData,

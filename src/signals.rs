@@ -110,6 +110,7 @@ pub fn fork() -> io::Result<sys::Forked> {
     let old = mask(libc::SIG_BLOCK, &set);
     let forked = sys::fork();
     if let Ok(sys::Forked::Child) = forked {
+        crate::log::after_fork();
         if let Err(e) = reinstall_after_fork() {
             mask(libc::SIG_SETMASK, &old);
             return Err(e);

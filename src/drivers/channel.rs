@@ -187,10 +187,13 @@ impl Channel {
     }
 
     fn new(id: ChannelId, serial: u64, socket: Socket_) -> Channel {
+        // A new socket has nothing to do until the kernel says so (a connect
+        // completes, a client connects): trying first would only cost a
+        // failed system call.
         Channel {
             id,
             serial,
-            ready: true,
+            ready: false,
             socket,
             job: None,
             bytes: 0,
@@ -408,7 +411,7 @@ impl Channel {
                 listener,
                 allow_from,
             } => loop {
-                match crate::net::accept_from(listener, true) {
+                match crate::net::accept_plain(listener, true) {
                     Ok((stream, peer)) => {
                         if allow_from.is_some_and(|ip| !same_ip(ip, peer.ip())) {
                             // RFC 2577: a passive data connection is only for
