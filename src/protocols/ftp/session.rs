@@ -53,7 +53,9 @@ enum Login {
 struct LoggedIn {
     name: String,
     perms: Perms,
-    root: Root,
+    /// The user's home as a root: the server's own when the home is `/`
+    /// (no directory to open per login).
+    root: Arc<Root>,
 }
 
 /// What the data connection is doing.
@@ -460,7 +462,12 @@ impl FtpSession {
             Ok(h) => h,
             Err(_) => return self.login_failed(now),
         };
-        match self.root.subroot(&home) {
+        let home_root = if home.is_root() {
+            Ok(Arc::clone(&self.root))
+        } else {
+            self.root.subroot(&home).map(Arc::new)
+        };
+        match home_root {
             Ok(root) => {
                 self.login = Login::In(LoggedIn {
                     name: user.name.clone(),
