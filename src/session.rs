@@ -304,3 +304,51 @@ impl ChannelEvent {
         }
     }
 }
+
+/// Bytes a session has produced for its control connection that the driver
+/// has not written yet. The front is consumed as the driver writes; the
+/// buffer is reused, so steady request/response traffic allocates nothing.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    buf: Vec<u8>,
+    sent: usize,
+}
+
+impl Outbox {
+    /// An empty outbox with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Outbox {
+        Outbox {
+            buf: Vec::with_capacity(capacity),
+            sent: 0,
+        }
+    }
+
+    /// The bytes still to write (what [`Session::poll_output`] returns).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.sent..]
+    }
+
+    /// The driver wrote the first `n` pending bytes.
+    pub fn consume(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.buf.len());
+        if self.sent == self.buf.len() {
+            self.buf.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// How many bytes are still to write.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
+    /// Whether everything has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer to append new output to.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}

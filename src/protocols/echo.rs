@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::session::{ConnInfo, Protocol, Session};
+use crate::session::{ConnInfo, Outbox, Protocol, Session};
 
 /// Output bytes an echo session holds before it stops reading: a client that
 /// sends without reading is throttled by TCP, not by server memory.
@@ -27,8 +27,7 @@ impl Protocol for Echo {
 
     fn new_session(&self, _info: &ConnInfo, now: Instant) -> Box<dyn Session> {
         Box::new(EchoSession {
-            out: Vec::new(),
-            sent: 0,
+            out: Outbox::default(),
             eof: false,
             timed_out: false,
             idle_timeout: self.idle_timeout,
@@ -40,8 +39,7 @@ impl Protocol for Echo {
 /// One echo connection.
 pub struct EchoSession {
     /// Bytes to send back are `out[sent..]`.
-    out: Vec<u8>,
-    sent: usize,
+    out: Outbox,
     eof: bool,
     timed_out: bool,
     idle_timeout: Option<Duration>,
@@ -50,11 +48,7 @@ pub struct EchoSession {
 
 impl Session for EchoSession {
     fn handle_input(&mut self, data: &[u8], now: Instant) {
-        if self.sent == self.out.len() {
-            self.out.clear();
-            self.sent = 0;
-        }
-        self.out.extend_from_slice(data);
+        self.out.buf().extend_from_slice(data);
         self.last_input = now;
     }
 
@@ -72,15 +66,11 @@ impl Session for EchoSession {
     }
 
     fn poll_output(&self) -> &[u8] {
-        &self.out[self.sent..]
+        self.out.pending()
     }
 
     fn consume_output(&mut self, n: usize) {
-        self.sent += n;
-        if self.sent == self.out.len() {
-            self.out.clear();
-            self.sent = 0;
-        }
+        self.out.consume(n);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -88,11 +78,11 @@ impl Session for EchoSession {
     }
 
     fn wants_read(&self) -> bool {
-        !self.eof && !self.timed_out && self.out.len() - self.sent < MAX_BUFFERED
+        !self.eof && !self.timed_out && self.out.len() < MAX_BUFFERED
     }
 
     fn wants_close(&self) -> bool {
-        self.timed_out || (self.eof && self.sent == self.out.len())
+        self.timed_out || (self.eof && self.out.is_empty())
     }
 }
 

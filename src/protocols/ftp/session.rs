@@ -24,7 +24,7 @@ use crate::protocols::ftp::users::{Perms, User, Users};
 use crate::protocols::ftp::wire::{self, Command, EpsvArg, LineReader, ListEntry, Verb};
 use crate::protocols::ftp::FtpConfig;
 use crate::root::{Kind, Meta, Root, Upload, VPath};
-use crate::session::{ChannelEvent, ChannelId, ConnInfo, Request, Session, Transform};
+use crate::session::{ChannelEvent, ChannelId, ConnInfo, Outbox, Request, Session, Transform};
 
 /// Failed logins before the connection is closed (with `421`).
 pub const MAX_LOGIN_FAILURES: u32 = 3;
@@ -102,8 +102,7 @@ pub struct FtpSession {
     info: ConnInfo,
     lines: LineReader,
     deferred: VecDeque<Vec<u8>>,
-    out: Vec<u8>,
-    sent: usize,
+    out: Outbox,
     requests: VecDeque<Request>,
     login: Login,
     failures: u32,
@@ -137,8 +136,7 @@ impl FtpSession {
             info,
             lines: LineReader::new(),
             deferred: VecDeque::new(),
-            out: Vec::with_capacity(256),
-            sent: 0,
+            out: Outbox::with_capacity(256),
             requests: VecDeque::new(),
             login: Login::NeedUser,
             failures: 0,
@@ -160,7 +158,7 @@ impl FtpSession {
     }
 
     fn reply(&mut self, code: u16, text: &str) {
-        wire::reply(&mut self.out, code, text);
+        wire::reply(self.out.buf(), code, text);
     }
 
     fn close_with(&mut self, code: u16, text: &str) {
@@ -199,8 +197,7 @@ impl FtpSession {
 
     fn process_lines(&mut self, now: Instant) {
         loop {
-            if self.closing || self.out.len() - self.sent > MAX_OUTPUT || self.quiet_until.is_some()
-            {
+            if self.closing || self.out.len() > MAX_OUTPUT || self.quiet_until.is_some() {
                 return;
             }
             // Commands held back during a transfer go first once it ends.
@@ -278,9 +275,9 @@ impl FtpSession {
             Noop => self.reply(200, "NOOP ok."),
             Syst => self.reply(215, "UNIX Type: L8"),
             Feat => {
-                let mut out = std::mem::take(&mut self.out);
+                let out = self.out.buf();
                 wire::reply_multi(
-                    &mut out,
+                    out,
                     211,
                     "Features:",
                     &[
@@ -296,12 +293,11 @@ impl FtpSession {
                     ],
                     "End",
                 );
-                self.out = out;
             }
             Help => {
-                let mut out = std::mem::take(&mut self.out);
+                let out = self.out.buf();
                 wire::reply_multi(
-                    &mut out,
+                    out,
                     214,
                     "The following commands are recognized.",
                     &[
@@ -312,7 +308,6 @@ impl FtpSession {
                     ],
                     "Help OK.",
                 );
-                self.out = out;
             }
             Auth => self.reply(502, "TLS is not available on this server."),
             Pbsz | Prot => self.reply(503, "PBSZ/PROT need AUTH TLS first."),
@@ -829,9 +824,8 @@ impl FtpSession {
                 let facts = String::from_utf8_lossy(&facts);
                 let line = facts.trim_end();
                 let first = format!("Listing {path}");
-                let mut out = std::mem::take(&mut self.out);
-                wire::reply_multi(&mut out, 250, &first, &[line.trim_start()], "End");
-                self.out = out;
+                let out = self.out.buf();
+                wire::reply_multi(out, 250, &first, &[line.trim_start()], "End");
             }
             Err(e) => self.fs_error(550, &e),
         }
@@ -940,15 +934,8 @@ impl FtpSession {
                 },
             ];
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-            let mut out = std::mem::take(&mut self.out);
-            wire::reply_multi(
-                &mut out,
-                211,
-                "muse FTP server status:",
-                &refs,
-                "End of status",
-            );
-            self.out = out;
+            let out = self.out.buf();
+            wire::reply_multi(out, 211, "muse FTP server status:", &refs, "End of status");
             return;
         }
         let Some(path) = self.path_arg(cmd) else {
@@ -976,9 +963,8 @@ impl FtpSession {
         }
         let text = String::from_utf8_lossy(&body);
         let lines: Vec<&str> = text.lines().collect();
-        let mut out = std::mem::take(&mut self.out);
-        wire::reply_multi(&mut out, 213, "Status follows:", &lines, "End of status");
-        self.out = out;
+        let out = self.out.buf();
+        wire::reply_multi(out, 213, "Status follows:", &lines, "End of status");
     }
 
     fn abor(&mut self) {
@@ -1263,15 +1249,11 @@ impl Session for FtpSession {
     }
 
     fn poll_output(&self) -> &[u8] {
-        &self.out[self.sent..]
+        self.out.pending()
     }
 
     fn consume_output(&mut self, n: usize) {
-        self.sent += n;
-        if self.sent == self.out.len() {
-            self.out.clear();
-            self.sent = 0;
-        }
+        self.out.consume(n);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -1297,10 +1279,10 @@ impl Session for FtpSession {
             && !self.closing
             && self.quiet_until.is_none()
             && self.deferred.len() < MAX_DEFERRED
-            && self.out.len() - self.sent <= MAX_OUTPUT
+            && self.out.len() <= MAX_OUTPUT
     }
 
     fn wants_close(&self) -> bool {
-        (self.closing || self.eof) && self.requests.is_empty() && self.out.len() == self.sent
+        (self.closing || self.eof) && self.requests.is_empty() && self.out.is_empty()
     }
 }
