@@ -1090,16 +1090,7 @@ impl Worker<'_> {
                     wake = wake.min(at);
                 }
             }
-            let now = Instant::now();
-            let timeout = if !self.again.is_empty() || wake <= now {
-                Duration::ZERO
-            } else {
-                let left = wake - now;
-                if left < POLL_TICK {
-                    timer.arm(wake, left);
-                }
-                left.min(POLL_TICK)
-            };
+            let timeout = timer.wait_until(wake, !self.again.is_empty());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -1921,16 +1912,7 @@ impl FtpWorker<'_> {
                 clock.measure_from
             };
             wake = wake.min(self.next_scan);
-            let now = Instant::now();
-            let timeout = if !self.again.is_empty() || wake <= now {
-                Duration::ZERO
-            } else {
-                let left = wake - now;
-                if left < POLL_TICK {
-                    timer.arm(wake, left);
-                }
-                left.min(POLL_TICK)
-            };
+            let timeout = timer.wait_until(wake, !self.again.is_empty());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -2363,6 +2345,22 @@ impl Timer {
     /// Fires once `after` from now, for the deadline `at`. Re-arming resets
     /// the expiry count, so the descriptor never needs reading; a new expiry
     /// is a new edge.
+    /// How long a loop may wait in `poll` to wake at `wake`: not at all if
+    /// it has queued work or `wake` has passed; otherwise until `wake`, at
+    /// most [`POLL_TICK`], with this timer armed for a wake-up finer than
+    /// `poll`'s millisecond timeout.
+    fn wait_until(&mut self, wake: Instant, busy: bool) -> Duration {
+        let now = Instant::now();
+        if busy || wake <= now {
+            return Duration::ZERO;
+        }
+        let left = wake - now;
+        if left < POLL_TICK {
+            self.arm(wake, left);
+        }
+        left.min(POLL_TICK)
+    }
+
     fn arm(&mut self, at: Instant, after: Duration) {
         if self.armed == Some(at) {
             return;

@@ -343,26 +343,18 @@ impl FtpSession {
                     _ => self.reply(504, "Type not supported."),
                 }
             }
-            Mode => {
-                let Some(arg) = self.arg_str(&cmd) else {
-                    return;
-                };
-                if arg.eq_ignore_ascii_case("S") {
-                    self.reply(200, "Mode set to S.");
-                } else {
-                    self.reply(504, "Only stream mode is supported.");
-                }
-            }
-            Stru => {
-                let Some(arg) = self.arg_str(&cmd) else {
-                    return;
-                };
-                if arg.eq_ignore_ascii_case("F") {
-                    self.reply(200, "Structure set to F.");
-                } else {
-                    self.reply(504, "Only file structure is supported.");
-                }
-            }
+            Mode => self.only_value(
+                &cmd,
+                "S",
+                "Mode set to S.",
+                "Only stream mode is supported.",
+            ),
+            Stru => self.only_value(
+                &cmd,
+                "F",
+                "Structure set to F.",
+                "Only file structure is supported.",
+            ),
             Pwd => {
                 let text = format!(
                     "{} is the current directory.",
@@ -420,6 +412,18 @@ impl FtpSession {
             Rnto => self.rnto(&cmd),
             Stat => self.stat(&cmd),
             Abor => self.abor(),
+        }
+    }
+
+    /// Answers a command (MODE, STRU) of which one value is supported.
+    fn only_value(&mut self, cmd: &Command<'_>, value: &str, ok: &str, refusal: &str) {
+        let Some(arg) = self.arg_str(cmd) else {
+            return;
+        };
+        if arg.eq_ignore_ascii_case(value) {
+            self.reply(200, ok);
+        } else {
+            self.reply(504, refusal);
         }
     }
 
