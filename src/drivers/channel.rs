@@ -54,8 +54,13 @@ pub enum Pump {
 }
 
 enum Socket_ {
-    /// A data connection: `open` once an outbound connect has completed.
-    Stream { stream: TcpStream, open: bool },
+    /// A data connection: `open` once an outbound connect to `to` has
+    /// completed.
+    Stream {
+        stream: TcpStream,
+        open: bool,
+        to: Option<SocketAddr>,
+    },
     /// A passive listener waiting for its one connection.
     Listening {
         listener: TcpListener,
@@ -126,6 +131,7 @@ impl Channel {
             Socket_::Stream {
                 stream: socket.into(),
                 open: false,
+                to: Some(addr),
             },
         ))
     }
@@ -393,8 +399,17 @@ impl Channel {
     ) -> io::Result<bool> {
         match &mut self.socket {
             Socket_::Stream { open: true, .. } => Ok(true),
-            Socket_::Stream { stream, open } => {
+            Socket_::Stream { stream, open, to } => {
                 if let Some(e) = stream.take_error()? {
+                    // A reset (rather than a refusal or a timeout) means the
+                    // connection was made and then torn down by the peer
+                    // before we looked: it did connect, then the transfer
+                    // failed, and the session must hear both.
+                    if e.kind() == io::ErrorKind::ConnectionReset {
+                        if let Some(peer) = *to {
+                            events.push(ChannelEvent::Connected { id: self.id, peer });
+                        }
+                    }
                     return Err(e);
                 }
                 match stream.peer_addr() {
@@ -420,7 +435,11 @@ impl Channel {
                         }
                         let Socket_::Listening { listener, .. } = std::mem::replace(
                             &mut self.socket,
-                            Socket_::Stream { stream, open: true },
+                            Socket_::Stream {
+                                stream,
+                                open: true,
+                                to: None,
+                            },
                         ) else {
                             unreachable!()
                         };
