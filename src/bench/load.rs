@@ -131,6 +131,12 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Per-thread read buffer. Answers are verified straight out of it.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
+/// Per-thread read buffer of the FTP clients: larger than a loopback
+/// segment (64 KiB), so that a read that returns less than this has emptied
+/// the socket, and a data connection whose end had already come is seen to
+/// be over without one more read.
+const FTP_SCRATCH_SIZE: usize = 256 * 1024;
+
 /// Idle connections being established at once: firing thousands of SYNs at
 /// a listener with a short backlog gets most of them dropped and retried a
 /// second later; a window keeps the handshakes flowing.
@@ -670,6 +676,18 @@ fn established(stream: &TcpStream) -> Option<bool> {
             Err(_) => Some(false),
         },
     }
+}
+
+/// Whether `e`, from a socket's first read, means that its connect failed.
+fn refused(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::AddrNotAvailable
+    )
 }
 
 /// Error kinds, as [`Errors`] counts them.
@@ -1562,7 +1580,7 @@ struct FtpPlan {
     /// The file's size.
     size: u64,
     /// The fixture pattern, long enough that the bytes expected for any
-    /// read (at most [`SCRATCH_SIZE`]) at any offset are one slice of it.
+    /// read (at most [`FTP_SCRATCH_SIZE`]) at any offset are one slice of it.
     pattern: Vec<u8>,
     /// `RETR file\r\n`.
     retr: Vec<u8>,
@@ -1574,13 +1592,13 @@ fn ftp_pattern() -> Vec<u8> {
     period
         .iter()
         .cycle()
-        .take(period.len() + SCRATCH_SIZE)
+        .take(period.len() + FTP_SCRATCH_SIZE)
         .copied()
         .collect()
 }
 
 /// The fixture's bytes expected at `offset`, `len` (at most
-/// [`SCRATCH_SIZE`]) of them.
+/// [`FTP_SCRATCH_SIZE`]) of them.
 fn ftp_expected(pattern: &[u8], offset: u64, len: usize) -> &[u8] {
     let at = (offset % scenario::FIXTURE_PERIOD as u64) as usize;
     &pattern[at..at + len]
@@ -1749,6 +1767,8 @@ struct FtpClient {
     ctrl_closed: bool,
     data_read: bool,
     data_closed: bool,
+    /// The data connection has had a readiness edge: its connect is over.
+    data_seen: bool,
     /// The command being written, and how much of it is out.
     out: Option<Cmd>,
     out_off: usize,
@@ -1787,6 +1807,7 @@ impl FtpClient {
             ctrl_closed: false,
             data_read: false,
             data_closed: false,
+            data_seen: false,
             out: None,
             out_off: 0,
             replies: Replies::new(),
@@ -1820,9 +1841,10 @@ impl FtpClient {
             .unwrap_or(clock.end)
     }
 
-    fn close_data(&mut self, registry: &Registry) {
-        if let Some(mut s) = self.data.take() {
-            let _ = registry.deregister(&mut s);
+    // Closing a socket takes it out of the epoll set (no descriptor is
+    // duplicated here), so sockets are dropped without an EPOLL_CTL_DEL.
+    fn close_data(&mut self) {
+        if let Some(s) = self.data.take() {
             // The server closed first (the end of the data): a reset now
             // spares it a TIME_WAIT that would hold its passive port for a
             // minute. Thousands of sessions a second from one address would
@@ -1833,13 +1855,12 @@ impl FtpClient {
         }
         self.data_read = false;
         self.data_closed = false;
+        self.data_seen = false;
     }
 
-    fn close(&mut self, registry: &Registry) {
-        if let Some(mut s) = self.ctrl.take() {
-            let _ = registry.deregister(&mut s);
-        }
-        self.close_data(registry);
+    fn close(&mut self) {
+        self.ctrl = None;
+        self.close_data();
         self.ctrl_read = false;
         self.ctrl_write = false;
         self.ctrl_closed = false;
@@ -1857,7 +1878,7 @@ impl FtpClient {
 }
 
 /// Makes closing `stream` reset the connection (SO_LINGER 0): no
-/// TIME_WAIT on either side. Only for connections the server has closed.
+/// TIME_WAIT on either side. Only for connections whose dialogue is over.
 fn abort_on_close(stream: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,
@@ -1891,7 +1912,7 @@ struct FtpWorker<'a> {
 impl FtpWorker<'_> {
     fn run(mut self, mut clients: Vec<FtpClient>) -> io::Result<ThreadReport> {
         let clock = self.clock;
-        let mut scratch = vec![0u8; SCRATCH_SIZE].into_boxed_slice();
+        let mut scratch = vec![0u8; FTP_SCRATCH_SIZE].into_boxed_slice();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut timer = Timer::new(self.poll.registry())?;
         let mut cpu_start = None;
@@ -1930,8 +1951,8 @@ impl FtpWorker<'_> {
                 let r = event.is_readable() || event.is_read_closed() || event.is_error();
                 let w = event.is_writable() || event.is_write_closed() || event.is_error();
                 if data {
-                    // Writable: the handshake ended (found out by trying).
-                    c.data_read |= r || w;
+                    c.data_read |= r;
+                    c.data_seen |= r || w;
                     c.data_closed |= event.is_read_closed();
                 } else {
                     c.ctrl_read |= r;
@@ -1970,7 +1991,7 @@ impl FtpWorker<'_> {
             })
             .count() as u64;
         for c in &mut clients {
-            c.close(self.poll.registry());
+            c.close();
         }
         Ok(ThreadReport {
             histogram: self.tally.histogram,
@@ -2031,7 +2052,10 @@ impl FtpWorker<'_> {
         c.moved_at = now;
         c.replies.reset();
         c.new_transfer();
-        let attempt = open(self.plan.addr).and_then(|mut s| {
+        // No TCP_NODELAY: the dialogue is lock-step, each command going out
+        // after the reply that acknowledged the one before, so Nagle never
+        // holds one back (and clients such as ftplib do not set it either).
+        let attempt = TcpStream::connect(self.plan.addr).and_then(|mut s| {
             self.poll.registry().register(
                 &mut s,
                 Token(2 * i),
@@ -2055,19 +2079,22 @@ impl FtpWorker<'_> {
     fn restart(&mut self, c: &mut FtpClient, kind: Kind, now: Instant) {
         self.tally.count(kind);
         c.errors += 1;
-        c.close(self.poll.registry());
+        c.close();
         c.step = FtpStep::Waiting;
         c.next_at = now + RETRY_BACKOFF;
         self.wake_by(c.next_at);
     }
 
-    /// A session ended well and the server closed the control connection:
-    /// the next one starts now (closed loop) or when due.
+    /// A session ended well (the 221 came): the next one starts now (closed
+    /// loop) or when due. The control connection is reset rather than
+    /// closed, as the data connection is: a client closing first would hold
+    /// its port in TIME_WAIT for a minute, and thousands of sessions a second
+    /// would run out of ports in seconds.
     fn session_over(&mut self, i: usize, c: &mut FtpClient, now: Instant) {
         if let Some(ctrl) = &c.ctrl {
             abort_on_close(ctrl);
         }
-        c.close(self.poll.registry());
+        c.close();
         c.step = FtpStep::Waiting;
         c.next_at = now;
         match self.plan.period_ns {
@@ -2111,27 +2138,25 @@ impl FtpWorker<'_> {
     fn step_once(&mut self, i: usize, c: &mut FtpClient, scratch: &mut [u8]) -> Result<bool, Kind> {
         let mut moved = false;
         match c.step {
-            FtpStep::Connecting => match c.ctrl.as_ref().and_then(established) {
-                None => return Ok(false),
-                Some(false) => return Err(Kind::Connect),
-                Some(true) => {
-                    c.step = FtpStep::Greeting;
-                    c.ctrl_read = true;
-                    c.ctrl_write = true;
-                    c.moved_at = Instant::now();
-                    moved = true;
+            // A connect ends with the socket's first readiness edge, either
+            // way: asking the kernel which (SO_ERROR, getpeername) would
+            // cost two system calls a connection, and a failed connect shows
+            // anyway as the error of the first read.
+            // (A readable edge alone says that there is something to read.)
+            FtpStep::Connecting => {
+                if !(c.ctrl_read || c.ctrl_write) {
+                    return Ok(false);
                 }
-            },
-            FtpStep::DataConnecting => match c.data.as_ref().and_then(established) {
-                None => {}
-                Some(false) => return Err(Kind::Connect),
-                Some(true) => {
-                    c.step = FtpStep::Retr;
-                    c.data_read = true;
-                    Self::send(c, Cmd::Retr);
-                    moved = true;
-                }
-            },
+                c.step = FtpStep::Greeting;
+                c.ctrl_write = true;
+                c.moved_at = Instant::now();
+                moved = true;
+            }
+            FtpStep::DataConnecting if c.data_seen => {
+                c.step = FtpStep::Retr;
+                Self::send(c, Cmd::Retr);
+                moved = true;
+            }
             _ => {}
         }
         let Some(ctrl) = c.ctrl.as_mut() else {
@@ -2158,10 +2183,6 @@ impl FtpWorker<'_> {
         }
         if c.ctrl_read {
             match ctrl.read(scratch) {
-                Ok(0) if c.step == FtpStep::Closing => {
-                    self.session_over(i, c, Instant::now());
-                    return Ok(true);
-                }
                 // The server hung up on a session that was not over.
                 Ok(0) => return Err(Kind::Closed),
                 Ok(n) => {
@@ -2181,10 +2202,19 @@ impl FtpWorker<'_> {
                         };
                         self.on_reply(i, c, code, now)?;
                     }
+                    if c.step == FtpStep::Closing {
+                        // The 221 came: the session is over, whether or not
+                        // the server has closed its side yet.
+                        self.session_over(i, c, now);
+                        return Ok(true);
+                    }
                 }
                 Err(e) => match classify(&e) {
                     Outcome::Block => c.ctrl_read = false,
                     Outcome::Retry => moved = true,
+                    Outcome::Fail(_) if c.step == FtpStep::Greeting && refused(&e) => {
+                        return Err(Kind::Connect)
+                    }
                     Outcome::Fail(kind) => return Err(kind),
                 },
             }
@@ -2196,16 +2226,10 @@ impl FtpWorker<'_> {
             match data.read(scratch) {
                 Ok(0) => {
                     moved = true;
-                    if c.got != self.ftp.size {
-                        return Err(Kind::Mismatch);
-                    }
-                    c.data_done = true;
-                    c.close_data(self.poll.registry());
-                    self.transfer_progress(c, Instant::now())?;
+                    self.data_over(c)?;
                 }
                 Ok(n) => {
                     moved = true;
-                    c.data_read = n == scratch.len() || c.data_closed;
                     if c.got + n as u64 > self.ftp.size
                         || scratch[..n] != *ftp_expected(&self.ftp.pattern, c.got, n)
                     {
@@ -2218,15 +2242,35 @@ impl FtpWorker<'_> {
                         c.window_bytes += n as u64;
                     }
                     self.tally.received(n, now);
+                    let drained = n < scratch.len();
+                    if drained && c.data_closed && c.got == self.ftp.size {
+                        // The server's FIN had come before this read emptied
+                        // the socket: nothing follows, and the read that
+                        // would return 0 can be spared.
+                        self.data_over(c)?;
+                    } else {
+                        c.data_read = !drained || c.data_closed;
+                    }
                 }
                 Err(e) => match classify(&e) {
                     Outcome::Block => c.data_read = false,
                     Outcome::Retry => moved = true,
+                    Outcome::Fail(_) if c.got == 0 && refused(&e) => return Err(Kind::Connect),
                     Outcome::Fail(kind) => return Err(kind),
                 },
             }
         }
         Ok(moved)
+    }
+
+    /// The data connection has ended: the file must be whole.
+    fn data_over(&mut self, c: &mut FtpClient) -> Result<(), Kind> {
+        if c.got != self.ftp.size {
+            return Err(Kind::Mismatch);
+        }
+        c.data_done = true;
+        c.close_data();
+        self.transfer_progress(c, Instant::now())
     }
 
     /// The dialogue: what each reply must be and what follows it.
@@ -2258,7 +2302,8 @@ impl FtpWorker<'_> {
             (FtpStep::Epsv, 229) => {
                 let port = epsv_port(c.replies.line()).ok_or(Kind::Mismatch)?;
                 let addr = SocketAddr::new(self.plan.addr.ip(), port);
-                let mut s = open(addr).map_err(|_| Kind::Connect)?;
+                // No TCP_NODELAY: nothing is ever written on it.
+                let mut s = TcpStream::connect(addr).map_err(|_| Kind::Connect)?;
                 self.poll
                     .registry()
                     .register(
@@ -2268,7 +2313,7 @@ impl FtpWorker<'_> {
                     )
                     .map_err(|_| Kind::Io)?;
                 c.data = Some(s);
-                c.data_read = true;
+                c.data_read = false;
                 c.step = FtpStep::DataConnecting;
                 c.next_at = now + ATTEMPT_TIMEOUT;
                 self.wake_by(c.next_at);
@@ -2795,6 +2840,8 @@ mod tests {
         WrongCode,
         /// Sends one byte fewer than the file has.
         Short,
+        /// Answers `EPSV` with a port nobody listens on.
+        DeadPort,
     }
 
     /// A tiny FTP server on 127.0.0.1:0, a thread per session: enough of
@@ -2848,7 +2895,11 @@ mod tests {
                 "EPSV" => {
                     let l = TcpListener::bind("127.0.0.1:0")?;
                     let port = l.local_addr()?.port();
-                    passive = Some(l);
+                    if fault == FtpFault::DeadPort {
+                        drop(l);
+                    } else {
+                        passive = Some(l);
+                    }
                     write!(out, "229 Entering Extended Passive Mode (|||{port}|)\r\n")?;
                 }
                 "RETR" => {
@@ -2987,6 +3038,17 @@ mod tests {
         assert_eq!(r.requests, 0);
         assert!(r.errors.connect > 0, "{}", show(&r));
         assert_eq!(r.errors.total(), r.errors.connect, "{}", show(&r));
+    }
+
+    #[test]
+    fn ftp_a_refused_data_connection_is_a_connect_error() {
+        let addr = ftp_server(10, FtpFault::DeadPort);
+        for workload in [sessions(10), download(10)] {
+            let r = run_ok(&spec(addr, workload, 2));
+            assert_eq!(r.requests, 0, "{}", show(&r));
+            assert!(r.errors.connect > 0, "{}", show(&r));
+            assert_eq!(r.errors.total(), r.errors.connect, "{}", show(&r));
+        }
     }
 
     #[test]
