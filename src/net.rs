@@ -4,10 +4,17 @@
 //! Listeners are bound once, in the first process, with `SO_REUSEADDR` and a
 //! backlog of `SOMAXCONN`, and are non-blocking: blocking architectures wait
 //! for readiness with `poll` (so that they can also watch the shutdown pipe)
-//! and evented ones register them with their reactor. Accepted sockets get
+//! and evented ones register them with their reactor. Accepted sockets have
 //! `TCP_NODELAY` (request/response protocols must not wait for Nagle) and
 //! `SO_OOBINLINE` (urgent bytes, such as FTP's Telnet Synch, stay in the
-//! byte stream instead of being lost).
+//! byte stream instead of being lost): both are set on the listener, and
+//! Linux copies a listener's socket options to every socket it accepts, which
+//! spares two system calls per connection.
+//!
+//! An accepted connection comes with both of its addresses ([`Accepted`]):
+//! the peer's from `accept4` itself, and the local one from the listener when
+//! it is bound to one address (only a wildcard listener needs
+//! `getsockname`).
 //!
 //! Running out of descriptors (`EMFILE`, `ENFILE`) or kernel memory is not
 //! fatal: [`AcceptError::Exhausted`] tells the caller to stop accepting for
@@ -31,13 +38,29 @@ pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
 /// The server's listening sockets.
 pub struct Listeners {
     list: Vec<TcpListener>,
+    /// Each listener's address, when every connection it accepts has that
+    /// local address (not a wildcard).
+    fixed: Vec<Option<SocketAddr>>,
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The connected socket.
+    pub stream: TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The server's address for this connection.
+    pub local: SocketAddr,
 }
 
 /// Why an accept did not yield a connection.
 #[derive(Debug)]
 pub enum AcceptError {
-    /// Nothing is waiting (or a waiting client gave up): try again later.
+    /// Nothing is waiting: try again when the listener is ready.
     WouldBlock,
+    /// A connection that ended before it could be served: accept the next.
+    Gone,
     /// Out of descriptors or memory: back off, then try again.
     Exhausted(io::Error),
     /// Anything else (logged by the caller; accepting goes on).
@@ -55,7 +78,15 @@ impl Listeners {
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Listeners { list })
+        Listeners::new(list)
+    }
+
+    fn new(list: Vec<TcpListener>) -> io::Result<Listeners> {
+        let fixed = list
+            .iter()
+            .map(fixed_local)
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Listeners { list, fixed })
     }
 
     /// Another group of listeners on the very addresses these are bound to
@@ -70,7 +101,7 @@ impl Listeners {
             .iter()
             .map(|l| bind_one(l.local_addr()?, true))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Listeners { list })
+        Listeners::new(list)
     }
 
     /// The listeners.
@@ -99,12 +130,14 @@ impl Listeners {
 
     /// Accepts one connection from listener `i`; the socket is non-blocking
     /// if `nonblocking`.
-    pub fn accept(
-        &self,
-        i: usize,
-        nonblocking: bool,
-    ) -> Result<(TcpStream, SocketAddr), AcceptError> {
-        accept_from(&self.list[i], nonblocking)
+    pub fn accept(&self, i: usize, nonblocking: bool) -> Result<Accepted, AcceptError> {
+        accept_from(&self.list[i], self.fixed[i], nonblocking)
+    }
+
+    /// Listener `i`'s address when it is not a wildcard (see
+    /// [`accept_from`]).
+    pub fn fixed_local(&self, i: usize) -> Option<SocketAddr> {
+        self.fixed[i]
     }
 
     /// Waits (blocking) until a listener is ready, `also` is readable, or
@@ -139,25 +172,46 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
         // `[::]` means IPv6 only; a separate `--listen 0.0.0.0:P` covers IPv4.
         socket.set_only_v6(true)?;
     }
+    // Inherited by every accepted socket (see the top of this file).
+    socket.set_nodelay(true)?;
+    socket.set_out_of_band_inline(true)?;
     socket.bind(&addr.into())?;
     socket.listen(libc::SOMAXCONN)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
-/// Accepts one connection and sets the options every connection gets, in
-/// one `accept4` call for the descriptor flags.
-pub fn accept_from(
-    listener: &TcpListener,
-    nonblocking: bool,
-) -> Result<(TcpStream, SocketAddr), AcceptError> {
-    let accepted = accept_plain(listener, nonblocking)?;
-    configure(&accepted.0);
-    Ok(accepted)
+/// `listener`'s address if it is not a wildcard: then it is the local
+/// address of every connection the listener accepts.
+pub fn fixed_local(listener: &TcpListener) -> io::Result<Option<SocketAddr>> {
+    let addr = listener.local_addr()?;
+    Ok((!addr.ip().is_unspecified()).then_some(addr))
 }
 
-/// Accepts one connection without setting any option on it (a bulk data
-/// connection has no use for `TCP_NODELAY` or urgent data).
+/// Accepts one connection from a listener made by [`Listeners::bind`] (whose
+/// options the connection inherits), in one `accept4` call for the
+/// descriptor flags; `fixed` is the listener's [`fixed_local`].
+pub fn accept_from(
+    listener: &TcpListener,
+    fixed: Option<SocketAddr>,
+    nonblocking: bool,
+) -> Result<Accepted, AcceptError> {
+    let (stream, peer) = accept_plain(listener, nonblocking)?;
+    let local = match fixed {
+        Some(local) => local,
+        // The socket is unusable if the kernel cannot say its address; it
+        // closes here, and the next connection is served.
+        None => stream.local_addr().map_err(|_| AcceptError::Gone)?,
+    };
+    Ok(Accepted {
+        stream,
+        peer,
+        local,
+    })
+}
+
+/// Accepts one connection, with whatever options the listener passes on (a
+/// bulk data connection from a plain listener has none).
 pub fn accept_plain(
     listener: &TcpListener,
     nonblocking: bool,
@@ -177,10 +231,12 @@ pub fn accept_plain(
             }
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Err(AcceptError::WouldBlock),
                 // A client that gave up before we accepted it, or a transient
-                // network error on the new socket: nothing to serve.
-                Some(libc::EAGAIN | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {
-                    return Err(AcceptError::WouldBlock)
+                // network error on the new socket: nothing to serve, but more
+                // may be waiting behind it.
+                Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {
+                    return Err(AcceptError::Gone)
                 }
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                     return Err(AcceptError::Exhausted(e))
@@ -191,14 +247,6 @@ pub fn accept_plain(
     }
 }
 
-/// Sets the options every accepted connection gets.
-pub fn configure(stream: &TcpStream) {
-    // Failures here only cost latency or urgent-byte handling; the
-    // connection is still served.
-    let _ = stream.set_nodelay(true);
-    let _ = socket2::SockRef::from(stream).set_out_of_band_inline(true);
-}
-
 /// Writes `bytes` to a just-accepted connection without waiting (a refusal
 /// line), then closes it.
 pub fn refuse(stream: TcpStream, bytes: &[u8]) {
@@ -207,4 +255,57 @@ pub fn refuse(stream: TcpStream, bytes: &[u8]) {
         let _ = (&stream).write(bytes);
     }
     drop(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept_one(listeners: &Listeners, to: SocketAddr) -> (TcpStream, Accepted) {
+        let client = TcpStream::connect(to).unwrap();
+        let mut fds = [sys::poll_fd(
+            listeners.iter().next().unwrap().as_raw_fd(),
+            sys::POLLIN,
+        )];
+        sys::poll(&mut fds, Some(Duration::from_secs(10))).unwrap();
+        let accepted = listeners.accept(0, false).unwrap();
+        (client, accepted)
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_options() {
+        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], false).unwrap();
+        let addr = listeners.iter().next().unwrap().local_addr().unwrap();
+        let (client, accepted) = accept_one(&listeners, addr);
+        assert!(accepted.stream.nodelay().unwrap());
+        assert!(socket2::SockRef::from(&accepted.stream)
+            .out_of_band_inline()
+            .unwrap());
+        assert_eq!(accepted.peer, client.local_addr().unwrap());
+        assert_eq!(accepted.local, addr);
+        assert_eq!(accepted.local, accepted.stream.local_addr().unwrap());
+        // Blocking as asked.
+        assert!(!rustix::fs::fcntl_getfl(&accepted.stream)
+            .unwrap()
+            .contains(rustix::fs::OFlags::NONBLOCK));
+    }
+
+    #[test]
+    fn without_a_fixed_address_the_kernel_is_asked() {
+        // As for a wildcard listener (not bound here: loopback only).
+        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], false).unwrap();
+        let listener = listeners.iter().next().unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(listeners.fixed_local(0), Some(addr));
+        let client = TcpStream::connect(addr).unwrap();
+        let mut fds = [sys::poll_fd(listener.as_raw_fd(), sys::POLLIN)];
+        sys::poll(&mut fds, Some(Duration::from_secs(10))).unwrap();
+        let accepted = accept_from(listener, None, true).unwrap();
+        assert_eq!(accepted.local, addr);
+        assert_eq!(accepted.peer, client.local_addr().unwrap());
+        assert!(matches!(
+            accept_from(listener, None, true),
+            Err(AcceptError::WouldBlock)
+        ));
+    }
 }

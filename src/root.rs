@@ -461,7 +461,7 @@ impl Root {
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         )?;
-        let meta = plain_file(&fd)?;
+        let meta = plain_file(&fd, OFlags::empty())?;
         Ok((File::from(fd), meta))
     }
 
@@ -496,7 +496,7 @@ impl Root {
             Mode::from_raw_mode(0o644),
         )
         .map_err(write_open_err)?;
-        plain_file(&fd)?;
+        plain_file(&fd, extra & OFlags::APPEND)?;
         Ok(File::from(fd))
     }
 
@@ -699,14 +699,16 @@ impl Root {
 }
 
 /// Checks that `fd` is a regular file and makes it blocking again (it was
-/// opened `O_NONBLOCK` so that a FIFO could not stall the open).
-fn plain_file(fd: &OwnedFd) -> io::Result<Meta> {
+/// opened `O_NONBLOCK` so that a FIFO could not stall the open). `keep` is
+/// the status flags it was opened with besides `O_NONBLOCK` (`F_SETFL`
+/// replaces all of them at once; the access mode and creation flags are not
+/// among them), so one `fcntl` does without reading them first.
+fn plain_file(fd: &OwnedFd, keep: OFlags) -> io::Result<Meta> {
     let meta = Meta::from_stat(&fstat(fd)?);
     if meta.kind != Kind::File {
         return Err(not_plain());
     }
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd.as_fd(), flags - OFlags::NONBLOCK)?;
+    rustix::fs::fcntl_setfl(fd.as_fd(), keep)?;
     Ok(meta)
 }
 

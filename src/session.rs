@@ -153,7 +153,10 @@ pub trait Session: Send {
     #[must_use]
     fn wants_read(&self) -> bool;
 
-    /// Whether the connection should be closed once the output is flushed.
+    /// Whether the connection is to be closed once the output is flushed:
+    /// the session takes no more input, and the driver closes the
+    /// connection as soon as [`Session::poll_output`] is empty (sending the
+    /// last bytes so that the FIN may travel with them).
     #[must_use]
     fn wants_close(&self) -> bool;
 }
@@ -203,6 +206,11 @@ pub enum Request {
         file: File,
         /// Where to start reading.
         offset: u64,
+        /// Where to stop: the file's size when it was opened, so that what is
+        /// sent is what was announced even if the file grows meanwhile, and
+        /// the end is known without a last `sendfile` returning 0 (`None`: at
+        /// end of file). A file that shrinks ends early.
+        end: Option<u64>,
         /// How bytes are converted on the way.
         transform: Transform,
     },

@@ -154,6 +154,20 @@ pub fn die_with_parent(sig: libc::c_int, parent: libc::pid_t) -> bool {
     unsafe { libc::getppid() == parent }
 }
 
+/// `send(2)` on a connected socket, without SIGPIPE. With `more`, the bytes
+/// may wait in the kernel for what follows (`MSG_MORE`): the last reply
+/// before a close then leaves in one segment with the FIN.
+pub fn send(sock: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is the
+    // caller's.
+    let n = unsafe { libc::send(sock, buf.as_ptr().cast(), buf.len(), flags) };
+    if n == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// `sendfile(2)` from `file` at `*offset` to `sock`, at most `count` bytes.
 pub fn sendfile(sock: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
     let mut off = *offset as libc::off_t;

@@ -43,10 +43,11 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
         .build()?;
     let result = runtime.block_on(async {
         let (tx, rx) = watch::channel(false);
-        for l in listeners.iter() {
+        for (i, l) in listeners.iter().enumerate() {
             // SAFETY: the AsyncFd owns this duplicate of the listener.
             let listener = unsafe { AsyncFd::register(l.try_clone()?) }.map_err(io::Error::from)?;
-            tokio::spawn(accept_loop(listener, ctx.clone(), rx.clone()));
+            let fixed = listeners.fixed_local(i);
+            tokio::spawn(accept_loop(listener, fixed, ctx.clone(), rx.clone()));
         }
         // SAFETY: the switch's pipe lives as long as `ctx`, which outlives
         // this registration (dropped below).
@@ -71,6 +72,7 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
 
 async fn accept_loop(
     listener: AsyncFd<std::net::TcpListener>,
+    fixed: Option<std::net::SocketAddr>,
     ctx: Ctx,
     mut draining: watch::Receiver<bool>,
 ) {
@@ -83,13 +85,15 @@ async fn accept_loop(
             _ = draining.changed() => return,
         };
         loop {
-            match crate::net::accept_from(listener.get_ref(), true) {
-                Ok((stream, peer)) => match ctx.admit(peer.ip()) {
+            match crate::net::accept_from(listener.get_ref(), fixed, true) {
+                Ok(accepted) => match ctx.admit(accepted.peer.ip()) {
                     Some(ticket) => {
-                        tokio::spawn(task::serve(stream, ticket, ctx.clone(), draining.clone()));
+                        let serve = task::serve(accepted, ticket, ctx.clone(), draining.clone());
+                        tokio::spawn(serve);
                     }
-                    None => ctx.refuse(stream),
+                    None => ctx.refuse(accepted),
                 },
+                Err(AcceptError::Gone) => {}
                 Err(AcceptError::WouldBlock) => {
                     guard.clear_ready();
                     break;

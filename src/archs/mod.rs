@@ -14,12 +14,11 @@ pub mod serial;
 pub mod thread_per_connection;
 pub mod thread_pool;
 
-use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::drivers::{blocking, Ctx};
-use crate::net::{AcceptError, Listeners, EXHAUSTED_BACKOFF};
+use crate::net::{AcceptError, Accepted, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::Ticket;
 use crate::session::Placement;
 use crate::sys;
@@ -157,7 +156,7 @@ pub const ACCEPT_TICK: Duration = Duration::from_secs(1);
 
 /// Accepts admitted connections and hands each to `serve`, until the server
 /// drains. Used by every architecture whose threads block.
-pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(TcpStream, Ticket)) {
+pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(Accepted, Ticket)) {
     let mut ready = Vec::with_capacity(listeners.len());
     let wake = [ctx.shutdown.wake_fd()];
     while !ctx.shutdown.is_draining() {
@@ -171,11 +170,11 @@ pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(TcpSt
                 return;
             }
             match listeners.accept(i, false) {
-                Ok((stream, peer)) => match ctx.admit(peer.ip()) {
-                    Some(ticket) => serve(stream, ticket),
-                    None => ctx.refuse(stream),
+                Ok(accepted) => match ctx.admit(accepted.peer.ip()) {
+                    Some(ticket) => serve(accepted, ticket),
+                    None => ctx.refuse(accepted),
                 },
-                Err(AcceptError::WouldBlock) => {}
+                Err(AcceptError::WouldBlock | AcceptError::Gone) => {}
                 Err(AcceptError::Exhausted(e)) => {
                     crate::log::warn(format_args!(
                         "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
@@ -193,8 +192,8 @@ pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(TcpSt
 
 /// Serves one connection with the blocking driver, containing a panic in
 /// the session to this connection.
-pub fn serve_contained(stream: TcpStream, ticket: Option<Ticket>, ctx: &Ctx) {
-    if catch_unwind(AssertUnwindSafe(|| blocking::serve(stream, ticket, ctx))).is_err() {
+pub fn serve_contained(accepted: Accepted, ticket: Option<Ticket>, ctx: &Ctx) {
+    if catch_unwind(AssertUnwindSafe(|| blocking::serve(accepted, ticket, ctx))).is_err() {
         crate::log::warn(format_args!("a session panicked; its connection is closed"));
     }
 }

@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use crate::net::{AcceptError, EXHAUSTED_BACKOFF};
+use crate::net::{AcceptError, Accepted, EXHAUSTED_BACKOFF};
 use crate::server::{serve_with_signals, Server};
 use crate::supervisor::KILL_GRACE;
 use crate::sys::{self, Forked};
@@ -64,9 +64,9 @@ pub fn serve(server: &Server) -> io::Result<()> {
             .listeners
             .wait(&wake, Some(crate::archs::ACCEPT_TICK), &mut ready)?;
         for &i in &ready {
-            let (stream, peer) = match server.listeners.accept(i, false) {
+            let accepted = match server.listeners.accept(i, false) {
                 Ok(accepted) => accepted,
-                Err(AcceptError::WouldBlock) => continue,
+                Err(AcceptError::WouldBlock | AcceptError::Gone) => continue,
                 Err(AcceptError::Exhausted(e)) => {
                     log::warn(format_args!(
                         "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
@@ -82,11 +82,11 @@ pub fn serve(server: &Server) -> io::Result<()> {
             let admitted = server.board.admit(
                 0,
                 server.config.max_connections,
-                peer.ip(),
+                accepted.peer.ip(),
                 server.config.max_per_ip,
             );
             let Some(ticket) = admitted else {
-                crate::net::refuse(stream, server.protocol.refusal());
+                crate::net::refuse(accepted.stream, server.protocol.refusal());
                 continue;
             };
             match signals::fork() {
@@ -94,14 +94,14 @@ pub fn serve(server: &Server) -> io::Result<()> {
                 Ok(Forked::Parent(pid)) => {
                     children.insert(pid, ticket);
                 }
-                Ok(Forked::Child) => sys::exit_now(serve_child(server, stream, parent)),
+                Ok(Forked::Child) => sys::exit_now(serve_child(server, accepted, parent)),
             }
         }
     }
 }
 
 /// The child's whole life: serve one connection, return the exit code.
-fn serve_child(server: &Server, stream: std::net::TcpStream, parent: libc::pid_t) -> i32 {
+fn serve_child(server: &Server, accepted: Accepted, parent: libc::pid_t) -> i32 {
     // The listeners belong to the parent: close this process's copies so that
     // a child serving a long connection does not keep the port open.
     for l in server.listeners.iter() {
@@ -115,7 +115,7 @@ fn serve_child(server: &Server, stream: std::net::TcpStream, parent: libc::pid_t
     }
     server.protocol.enter_worker(0);
     let served = serve_with_signals(server, 0, |ctx| {
-        crate::archs::serve_contained(stream, None, ctx);
+        crate::archs::serve_contained(accepted, None, ctx);
         Ok(())
     });
     i32::from(served.is_err())

@@ -17,8 +17,8 @@ use crate::net::Listeners;
 
 /// Runs until the server drains.
 pub fn serve(listeners: &Listeners, ctx: &Ctx) -> io::Result<()> {
-    accept_loop(listeners, ctx, |stream, ticket| {
-        serve_contained(stream, Some(ticket), ctx)
+    accept_loop(listeners, ctx, |accepted, ticket| {
+        serve_contained(accepted, Some(ticket), ctx)
     });
     Ok(())
 }

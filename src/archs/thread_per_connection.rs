@@ -21,12 +21,12 @@ pub const STACK_SIZE: usize = 256 * 1024;
 
 /// Runs until the server drains.
 pub fn serve(listeners: &Listeners, ctx: &Ctx) -> io::Result<()> {
-    accept_loop(listeners, ctx, |stream, ticket| {
+    accept_loop(listeners, ctx, |accepted, ticket| {
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("conn".into())
             .stack_size(STACK_SIZE)
-            .spawn(move || serve_contained(stream, Some(ticket), &ctx));
+            .spawn(move || serve_contained(accepted, Some(ticket), &ctx));
         if let Err(e) = spawned {
             // The closure (with the connection and its ticket) was dropped.
             crate::log::warn(format_args!("cannot start a connection thread: {e}"));

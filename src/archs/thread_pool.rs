@@ -26,8 +26,8 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
                 .name(format!("pool-{i}"))
                 .stack_size(crate::archs::thread_per_connection::STACK_SIZE)
                 .spawn_scoped(scope, move || {
-                    accept_loop(listeners, &ctx, |stream, ticket| {
-                        serve_contained(stream, Some(ticket), &ctx)
+                    accept_loop(listeners, &ctx, |accepted, ticket| {
+                        serve_contained(accepted, Some(ticket), &ctx)
                     })
                 })?;
         }

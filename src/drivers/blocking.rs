@@ -8,13 +8,13 @@
 //! control socket and the channel sockets together, so that an `ABOR` on the
 //! control connection is seen during a transfer.
 
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::drivers::channel::Wait;
 use crate::drivers::conn::{Connection, Status};
 use crate::drivers::{earliest, wait_for, with_scratch, Ctx, Heartbeat};
+use crate::net::Accepted;
 use crate::scoreboard::Ticket;
 use crate::sys;
 
@@ -28,11 +28,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 
 /// Serves one accepted connection to its end. The socket must be blocking.
-pub fn serve(stream: TcpStream, ticket: Option<Ticket>, ctx: &Ctx) {
+pub fn serve(accepted: Accepted, ticket: Option<Ticket>, ctx: &Ctx) {
     let now = Instant::now();
-    let Ok(mut conn) = Connection::accept(stream, &*ctx.protocol, true, ticket, now) else {
-        return;
-    };
+    let mut conn = Connection::accept(accepted, &*ctx.protocol, true, ticket, now);
     with_scratch(|scratch| run(&mut conn, ctx, scratch));
 }
 

@@ -72,6 +72,8 @@ enum Job {
     SendFile {
         file: File,
         offset: u64,
+        /// Where to stop (`u64::MAX`: at end of file).
+        end: u64,
         transform: Transform,
         /// Converted bytes waiting to be sent (`buf[pos..]`), for `TYPE A`
         /// or when `sendfile` is not possible.
@@ -232,13 +234,20 @@ impl Channel {
     }
 
     /// Gives the channel a file to send. Fails if it already has a job.
-    pub fn send_file(&mut self, file: File, offset: u64, transform: Transform) -> Result<(), File> {
+    pub fn send_file(
+        &mut self,
+        file: File,
+        offset: u64,
+        end: Option<u64>,
+        transform: Transform,
+    ) -> Result<(), File> {
         if self.job.is_some() {
             return Err(file);
         }
         self.job = Some(Job::SendFile {
             file,
             offset,
+            end: end.unwrap_or(u64::MAX),
             transform,
             buf: Vec::new(),
             pos: 0,
@@ -328,13 +337,22 @@ impl Channel {
             Job::SendFile {
                 file,
                 offset,
+                end,
                 transform,
                 buf,
                 pos,
             } => {
                 let plain = *transform == Transform::None && !self.no_sendfile;
                 if plain {
-                    match send_file_zero_copy(stream, file, offset, &mut self.bytes, &mut budget) {
+                    let sent = send_file_zero_copy(
+                        stream,
+                        file,
+                        offset,
+                        *end,
+                        &mut self.bytes,
+                        &mut budget,
+                    );
+                    match sent {
                         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
                             self.no_sendfile = true;
                             Ok(Pump::Again)
@@ -346,6 +364,7 @@ impl Channel {
                         stream,
                         file,
                         offset,
+                        *end,
                         *transform,
                         buf,
                         pos,
@@ -448,6 +467,7 @@ impl Channel {
                         events.push(ChannelEvent::Connected { id: self.id, peer });
                         return Ok(true);
                     }
+                    Err(crate::net::AcceptError::Gone) => continue,
                     Err(crate::net::AcceptError::WouldBlock) => return Ok(false),
                     Err(
                         crate::net::AcceptError::Exhausted(e) | crate::net::AcceptError::Other(e),
@@ -517,14 +537,19 @@ fn send_file_zero_copy(
     stream: &TcpStream,
     file: &File,
     offset: &mut u64,
+    end: u64,
     bytes: &mut u64,
     budget: &mut u64,
 ) -> io::Result<Pump> {
     loop {
+        let left = end.saturating_sub(*offset);
+        if left == 0 {
+            return Ok(Pump::Finished);
+        }
         if *budget == 0 {
             return Ok(Pump::Again);
         }
-        let want = SENDFILE_CHUNK.min(*budget as usize);
+        let want = (SENDFILE_CHUNK as u64).min(*budget).min(left) as usize;
         match sys::sendfile(stream.as_raw_fd(), file.as_raw_fd(), offset, want) {
             Ok(0) => return Ok(Pump::Finished),
             Ok(n) => {
@@ -543,6 +568,7 @@ fn send_file_buffered(
     stream: &TcpStream,
     file: &File,
     offset: &mut u64,
+    end: u64,
     transform: Transform,
     buf: &mut Vec<u8>,
     pos: &mut usize,
@@ -557,8 +583,12 @@ fn send_file_buffered(
             }
             // Half the scratch buffer, so that LF→CRLF (at most doubling)
             // always fits in a buffer of the same size.
-            let half = scratch.len() / 2;
-            let n = file.read_at(&mut scratch[..half], *offset)?;
+            let half = (scratch.len() / 2).min(end.saturating_sub(*offset) as usize);
+            let n = if half == 0 {
+                0
+            } else {
+                file.read_at(&mut scratch[..half], *offset)?
+            };
             if n == 0 {
                 return Ok(Pump::Finished);
             }

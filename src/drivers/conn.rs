@@ -16,13 +16,16 @@
 //! block until done. In non-blocking mode, reads and writes go on until the
 //! socket would block.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use crate::drivers::channel::{Channel, Pump, Retired, Wait};
+use crate::net::Accepted;
 use crate::scoreboard::Ticket;
 use crate::session::{ChannelEvent, ConnInfo, Request, Session, MAX_CHANNELS};
+use crate::sys;
 
 /// What the driver knows of the world when it calls `process`.
 #[derive(Clone, Copy, Debug)]
@@ -103,18 +106,18 @@ impl Connection {
 
     /// Creates the session for an accepted socket and wraps both.
     pub fn accept(
-        stream: TcpStream,
+        accepted: Accepted,
         protocol: &dyn crate::session::Protocol,
         blocking: bool,
         ticket: Option<Ticket>,
         now: Instant,
-    ) -> io::Result<Connection> {
+    ) -> Connection {
         let info = ConnInfo {
-            peer: stream.peer_addr()?,
-            local: stream.local_addr()?,
+            peer: accepted.peer,
+            local: accepted.local,
         };
         let session = protocol.new_session(&info, now);
-        Ok(Connection::new(stream, session, blocking, ticket))
+        Connection::new(accepted.stream, session, blocking, ticket)
     }
 
     /// The control socket.
@@ -255,12 +258,15 @@ impl Connection {
     }
 
     fn flush(&mut self) {
+        // The session's last words: the connection closes as soon as they
+        // are out, and the FIN can go in the same segment.
+        let last = self.session.wants_close();
         while self.writable {
             let out = self.session.poll_output();
             if out.is_empty() {
                 return;
             }
-            match (&self.stream).write(out) {
+            match sys::send(self.stream.as_raw_fd(), out, last) {
                 Ok(0) => self.failed = true,
                 Ok(n) => self.session.consume_output(n),
                 Err(e) => match e.kind() {
@@ -331,11 +337,12 @@ impl Connection {
                 id,
                 file,
                 offset,
+                end,
                 transform,
             } => {
                 let given = self
                     .channel_mut(id)
-                    .map(|c| c.send_file(file, offset, transform).is_ok());
+                    .map(|c| c.send_file(file, offset, end, transform).is_ok());
                 self.report_job(id, given);
             }
             Request::SendBytes { id, data } => {

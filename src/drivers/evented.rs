@@ -2,10 +2,12 @@
 //! blocking. Used by `reactor`, `prefork-reactor`, `multi-reactor` (one per
 //! thread or process) and `reactor-pool` (with [`Offload`]).
 //!
-//! One turn of the loop: wait for readiness or the nearest timer; for each
-//! event, record the readiness on its connection and let the connection
-//! move bytes until it would block; accept until the listener would block;
-//! fire due timers. Every socket is registered once, edge-triggered, for
+//! One turn of the loop: wait for readiness or the nearest timer; record
+//! each event's readiness on its connection; then let each connection that
+//! got some move bytes until it would block (once, however many of its
+//! sockets were ready: an FTP session whose `RETR` and data connection
+//! arrive together sends `150`, the file and `226` in one go); accept until
+//! the listener would block; fire due timers. Every socket is registered once, edge-triggered, for
 //! both directions, so steady-state traffic costs no `epoll_ctl` at all:
 //! a request/response is one `epoll_wait`, one `read` and one `write`.
 //!
@@ -15,7 +17,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,7 +27,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::drivers::conn::{Connection, Status};
 use crate::drivers::{earliest, wait_for, with_scratch, Ctx, Heartbeat, SCRATCH_SIZE};
-use crate::net::{AcceptError, Listeners, EXHAUSTED_BACKOFF};
+use crate::net::{AcceptError, Accepted, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::Ticket;
 use crate::session::MAX_CHANNELS;
 
@@ -75,6 +76,10 @@ pub struct Reactor<'a> {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// Slots to process again without waiting (a transfer spent its budget).
     again: VecDeque<usize>,
+    /// Slots given readiness by this turn's events, served once all the
+    /// events are recorded: a connection whose control socket and data
+    /// connection are both ready runs once and sees both.
+    touched: Vec<usize>,
     /// Timers due this turn (kept to reuse its allocation).
     due: Vec<usize>,
     scratch: Vec<u8>,
@@ -122,6 +127,7 @@ impl<'a> Reactor<'a> {
             next_gen: 0,
             timers: BinaryHeap::new(),
             again: VecDeque::new(),
+            touched: Vec::new(),
             due: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE],
             accept_paused_until: None,
@@ -170,6 +176,7 @@ impl<'a> Reactor<'a> {
             for event in events.iter() {
                 self.dispatch(event, now);
             }
+            self.serve_touched(now);
             self.serve_again(now);
             self.fire_timers(now);
             if self.accept_paused_until.is_some_and(|t| now >= t) {
@@ -223,18 +230,36 @@ impl<'a> Reactor<'a> {
                     bits |= CHANNEL0 << (sub - 1);
                 }
                 entry.pending |= bits;
+                self.touched.push(slot);
+            }
+        }
+    }
+
+    fn serve_touched(&mut self, now: Instant) {
+        let mut touched = std::mem::take(&mut self.touched);
+        for &slot in &touched {
+            // A slot touched twice was served the first time (its readiness
+            // taken); one that is away on the pool keeps it for its return.
+            let pending = matches!(
+                self.entries.get(slot),
+                Some(Some(e)) if e.pending != 0 && e.conn.is_some()
+            );
+            if pending {
                 self.serve(slot, now);
             }
         }
+        touched.clear();
+        self.touched = touched;
     }
 
     fn accept(&mut self, i: usize, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
             match self.listeners.accept(i, true) {
-                Ok((stream, peer)) => match self.ctx.admit(peer.ip()) {
-                    Some(ticket) => self.add(stream, ticket, now),
-                    None => self.ctx.refuse(stream),
+                Ok(accepted) => match self.ctx.admit(accepted.peer.ip()) {
+                    Some(ticket) => self.add(accepted, ticket, now),
+                    None => self.ctx.refuse(accepted),
                 },
+                Err(AcceptError::Gone) => {}
                 Err(AcceptError::WouldBlock) => return,
                 Err(AcceptError::Exhausted(e)) => {
                     crate::log::warn(format_args!(
@@ -253,12 +278,9 @@ impl<'a> Reactor<'a> {
         self.listeners_pending = true;
     }
 
-    fn add(&mut self, stream: TcpStream, ticket: Ticket, now: Instant) {
-        let fd = stream.as_raw_fd();
-        let Ok(conn) = Connection::accept(stream, &*self.ctx.protocol, false, Some(ticket), now)
-        else {
-            return;
-        };
+    fn add(&mut self, accepted: Accepted, ticket: Ticket, now: Instant) {
+        let fd = accepted.stream.as_raw_fd();
+        let conn = Connection::accept(accepted, &*self.ctx.protocol, false, Some(ticket), now);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.entries.push(None);
             self.entries.len() - 1

@@ -23,6 +23,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::net::Accepted;
 use crate::scoreboard::{Scoreboard, Ticket};
 use crate::session::Protocol;
 use crate::shutdown::Shutdown;
@@ -70,8 +71,8 @@ impl Ctx {
     }
 
     /// Refuses a connection at the limit with the protocol's own words.
-    pub fn refuse(&self, stream: std::net::TcpStream) {
-        crate::net::refuse(stream, self.protocol.refusal());
+    pub fn refuse(&self, accepted: Accepted) {
+        crate::net::refuse(accepted.stream, self.protocol.refusal());
     }
 }
 

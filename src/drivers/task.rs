@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::drivers::channel::Wait;
 use crate::drivers::conn::{Connection, Status};
 use crate::drivers::{earliest, with_scratch, Ctx};
+use crate::net::Accepted;
 use crate::scoreboard::Ticket;
 use crate::session::MAX_CHANNELS;
 
@@ -45,15 +46,13 @@ enum Woke {
 
 /// Serves one accepted connection (a non-blocking socket) to its end.
 pub async fn serve(
-    stream: std::net::TcpStream,
+    accepted: Accepted,
     ticket: Ticket,
     ctx: Ctx,
     mut draining: watch::Receiver<bool>,
 ) {
     let now = Instant::now();
-    let Ok(mut conn) = Connection::accept(stream, &*ctx.protocol, false, Some(ticket), now) else {
-        return;
-    };
+    let mut conn = Connection::accept(accepted, &*ctx.protocol, false, Some(ticket), now);
     let interest = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
     // SAFETY: the descriptor belongs to `conn`, which outlives `control`
     // (dropped explicitly at the end, before `conn`).

@@ -20,8 +20,9 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The fake protocol: line commands on the control connection.
 ///
-/// - `SEND PORT` / `SENDA PORT`: connect to the client's PORT and send the
-///   source file (as is / LF→CRLF); reply `DONE n`.
+/// - `SEND PORT [END]` / `SENDA PORT [END]`: connect to the client's PORT
+///   and send the source file (as is / LF→CRLF), up to byte END if given;
+///   reply `DONE n`.
 /// - `PASV`: listen; reply `PORT p`; send the source file once connected.
 /// - `RECV`: listen; reply `PORT p`; receive into `received`; reply `GOT n`.
 /// - `BIG`: listen; reply `PORT p`; send the (large) big file.
@@ -77,6 +78,7 @@ impl CourierSession {
         match verb {
             "SEND" | "SENDA" => {
                 let port: u16 = arg.unwrap().parse().unwrap();
+                let end = words.next().map(|e| e.parse().unwrap());
                 let transform = if verb == "SENDA" {
                     Transform::LfToCrlf
                 } else {
@@ -90,6 +92,7 @@ impl CourierSession {
                     id: 1,
                     file: open(&self.source),
                     offset: 0,
+                    end,
                     transform,
                 });
             }
@@ -105,12 +108,14 @@ impl CourierSession {
                         id: 1,
                         file: open(&self.source),
                         offset: 0,
+                        end: None,
                         transform: Transform::None,
                     },
                     "BIG" => Request::SendFile {
                         id: 1,
                         file: open(&self.big),
                         offset: 0,
+                        end: None,
                         transform: Transform::None,
                     },
                     _ => Request::ReceiveFile {
@@ -332,6 +337,23 @@ fn active_send(arch: Arch) {
     let got = read_all(data);
     assert!(got == want, "ASCII download differs");
     assert_eq!(c.line(), format!("DONE {}", want.len()));
+    // Up to a given end (the size announced when the file was opened), in
+    // both modes; an end past the file's end stops at the end of file.
+    let cut = server.source.len() / 3 + 7;
+    for (verb, end, want) in [
+        ("SEND", cut, server.source[..cut].to_vec()),
+        ("SENDA", cut, to_crlf(&server.source[..cut])),
+        ("SEND", server.source.len() + 99, server.source.clone()),
+    ] {
+        c.send(&format!(
+            "{verb} {} {end}",
+            listener.local_addr().unwrap().port()
+        ));
+        let (data, _) = listener.accept().unwrap();
+        let got = read_all(data);
+        assert!(got == want, "{verb} to {end} differs: {} bytes", got.len());
+        assert_eq!(c.line(), format!("DONE {}", want.len()));
+    }
 }
 
 fn passive_send_and_receive(arch: Arch) {

@@ -681,6 +681,7 @@ impl FtpSession {
             id: 0,
             file,
             offset,
+            end: Some(meta.size),
             transform,
         };
         self.start_transfer("RETR", path.to_string(), job, None, &opening, now);
@@ -1146,12 +1147,14 @@ fn with_id(job: Request, id: ChannelId) -> Request {
         Request::SendFile {
             file,
             offset,
+            end,
             transform,
             ..
         } => Request::SendFile {
             id,
             file,
             offset,
+            end,
             transform,
         },
         Request::SendBytes { data, .. } => Request::SendBytes { id, data },
@@ -1287,6 +1290,6 @@ impl Session for FtpSession {
     }
 
     fn wants_close(&self) -> bool {
-        (self.closing || self.eof) && self.requests.is_empty() && self.out.is_empty()
+        (self.closing || self.eof) && self.requests.is_empty()
     }
 }
