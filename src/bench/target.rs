@@ -7,7 +7,8 @@
 //! every one of them ([`stop_all_and_exit`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,7 @@ impl Target {
                 return Ok(Started {
                     addr: *addr,
                     child: None,
-                    stderr: Arc::default(),
+                    stderr: None,
                 })
             }
             Kind::Muse(arch) => {
@@ -133,16 +134,15 @@ impl Target {
                 c
             }
         };
+        let stderr = ErrLog::create().context("cannot create a file for the server's stderr")?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(stderr.0.try_clone()?))
             .process_group(0);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.name))?;
         register(child.id() as i32);
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        keep_tail(child.stderr.take().expect("piped"), Arc::clone(&stderr));
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         std::thread::spawn(move || {
@@ -162,7 +162,7 @@ impl Target {
         let mut started = Started {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: Some(child),
-            stderr,
+            stderr: Some(stderr),
         };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => {
@@ -208,19 +208,55 @@ pub fn parse_listening(line: &str) -> Option<SocketAddr> {
         .ok()
 }
 
-fn keep_tail(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
+/// Where a server's stderr goes: a file, not a pipe. A server that logs a
+/// line per request (muse logs every FTP transfer) would otherwise wake a
+/// reader thread of the bench for every line, on the same CPUs, and the
+/// bench would charge that to the server. The file is unlinked at once, so
+/// nothing is left behind; it lives while the server and this handle do.
+struct ErrLog(File);
+
+/// How much of the end of a server's stderr is kept for error messages.
+const TAIL_BYTES: u64 = 4096;
+
+impl ErrLog {
+    fn create() -> io::Result<ErrLog> {
+        use std::sync::atomic::AtomicU64;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir();
+        loop {
+            let name = format!(
+                "muse-bench-stderr-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = dir.join(name);
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create_new(true)
+                .open(&path);
+            match opened {
+                Ok(file) => {
+                    std::fs::remove_file(&path)?;
+                    return Ok(ErrLog(file));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
             }
-            let mut tail = into.lock().expect("tail lock");
-            tail.extend_from_slice(&buf[..n]);
-            let excess = tail.len().saturating_sub(4096);
-            tail.drain(..excess);
         }
-    });
+    }
+
+    /// The last [`TAIL_BYTES`] written.
+    fn tail(&self) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let len = self.0.metadata().map_or(0, |m| m.len());
+        let from = len.saturating_sub(TAIL_BYTES);
+        let mut buf = vec![0; (len - from) as usize];
+        match self.0.read_exact_at(&mut buf, from) {
+            Ok(()) => buf,
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// A running server.
@@ -228,7 +264,8 @@ pub struct Started {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Option<Child>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    /// Its stderr, if muse started it.
+    stderr: Option<ErrLog>,
 }
 
 impl Started {
@@ -239,7 +276,7 @@ impl Started {
 
     /// The last few lines it wrote to stderr.
     pub fn stderr_tail(&self) -> String {
-        let tail = self.stderr.lock().expect("tail lock");
+        let tail = self.stderr.as_ref().map(ErrLog::tail).unwrap_or_default();
         String::from_utf8_lossy(&tail)
             .trim()
             .lines()
@@ -486,4 +523,32 @@ fn sample(root: i32, stop: &AtomicBool) -> ServerStats {
     workers.sort_by_key(|w| w.pid);
     stats.workers = workers;
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_never_listens_is_reported_with_its_last_words() {
+        let target = Target {
+            name: "mute".into(),
+            family: Family::Baseline,
+            kind: Kind::Spawn("sh -c 'echo first >&2; echo last words >&2; exit 3'".into()),
+        };
+        let err = target
+            .start(Path::new("/bin/false"), "ftp", &[], None)
+            .err()
+            .expect("it never listens");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("it said: last words | first"), "{msg}");
+        // The stderr file was unlinked as soon as it was made.
+        let prefix = format!("muse-bench-stderr-{}-", std::process::id());
+        let left = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
+        assert_eq!(left, 0);
+    }
 }
