@@ -10,7 +10,7 @@
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
@@ -140,25 +140,44 @@ pub async fn serve(
                 Woke::Other
             }
         };
-        match woke {
-            Woke::Control {
-                read,
-                write,
-                urgent,
-                closed,
-            } => {
-                conn.peer_closed |= closed;
-                conn.readable |= read;
-                conn.writable |= write;
-                conn.urgent |= urgent;
+        note(&mut conn, woke);
+        // Take whatever else is ready already, so that the next `process`
+        // sees it all at once: an FTP RETR and its data connection arriving
+        // together are answered 150 and 226 in one write.
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Ok(woke)) = poll_control(&control, &mut cx, want_read, want_write) {
+            note(&mut conn, woke);
+        }
+        for (i, slot) in chans.iter().enumerate() {
+            if let Some((_, afd)) = slot {
+                if poll_channel(afd, waits[i], &mut cx).is_ready() {
+                    conn.set_channel_ready(i);
+                }
             }
-            Woke::Channel(i) => conn.set_channel_ready(i),
-            Woke::Other => {}
         }
     }
     // Deregister before the connection closes the descriptors.
     drop(chans);
     drop(control);
+}
+
+/// Gives the connection what woke it.
+fn note(conn: &mut Connection, woke: Woke) {
+    match woke {
+        Woke::Control {
+            read,
+            write,
+            urgent,
+            closed,
+        } => {
+            conn.peer_closed |= closed;
+            conn.readable |= read;
+            conn.writable |= write;
+            conn.urgent |= urgent;
+        }
+        Woke::Channel(i) => conn.set_channel_ready(i),
+        Woke::Other => {}
+    }
 }
 
 /// Waits for the control socket to be readable (if `read`) or writable (if
@@ -231,20 +250,26 @@ async fn channel_ready(
     poll_fn(|cx| {
         for (i, slot) in chans.iter().enumerate() {
             let Some((_, afd)) = slot else { continue };
-            let ready = match waits[i] {
-                Wait::Nothing => continue,
-                Wait::Read => afd
-                    .poll_read_ready(cx)
-                    .map(|r| r.map(|mut g| g.clear_ready())),
-                Wait::Write => afd
-                    .poll_write_ready(cx)
-                    .map(|r| r.map(|mut g| g.clear_ready())),
-            };
-            if ready.is_ready() {
+            if poll_channel(afd, waits[i], cx).is_ready() {
                 return Poll::Ready(i);
             }
         }
         Poll::Pending
     })
     .await
+}
+
+/// Whether a side channel is ready for what it waits for (clearing that
+/// readiness: the connection works the socket until it would block).
+fn poll_channel(afd: &AsyncFd<Fd>, wait: Wait, cx: &mut Context<'_>) -> Poll<()> {
+    let ready = match wait {
+        Wait::Nothing => return Poll::Pending,
+        Wait::Read => afd
+            .poll_read_ready(cx)
+            .map(|r| r.map(|mut g| g.clear_ready())),
+        Wait::Write => afd
+            .poll_write_ready(cx)
+            .map(|r| r.map(|mut g| g.clear_ready())),
+    };
+    ready.map(|_| ())
 }
