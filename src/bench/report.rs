@@ -703,8 +703,13 @@ fn text_width(text: &str, px: f64) -> i32 {
 /// Row geometry, in pixels.
 const ROW: u32 = 34;
 const WIDTH: u32 = 1000;
-/// Title and subtitle.
+/// Title and a one-line subtitle; each further subtitle line adds
+/// [`SUB_LINE`].
 const TITLE_H: u32 = 62;
+const SUB_LINE: u32 = 17;
+/// The subtitle's size, and the width it may take before it wraps.
+const SUB_PX: f64 = 12.5;
+const SUB_MAX: i32 = WIDTH as i32 - 40;
 /// The axes with their tick labels and descriptions.
 const AXIS_H: u32 = 50;
 /// Two legend lines.
@@ -717,8 +722,8 @@ pub fn write_svg(report: &Report, path: &Path) -> io::Result<()> {
     std::fs::write(path, svg(report)?)
 }
 
-/// The chart as an SVG document, `WIDTH` × (`TITLE_H` + `AXIS_H` + 34 px a
-/// server + `LEGEND_H`).
+/// The chart as an SVG document, `WIDTH` × (the title's height + `AXIS_H` +
+/// 34 px a server + `LEGEND_H`).
 ///
 /// Two panels share the rows: throughput bars on the left (the question
 /// most readers ask first), p99 latency marks on the right on their own
@@ -728,7 +733,7 @@ pub fn write_svg(report: &Report, path: &Path) -> io::Result<()> {
 /// value labels, the legend and the hatching are placed in pixels.
 fn svg(report: &Report) -> io::Result<String> {
     let n = report.servers.len().max(1) as u32;
-    let height = TITLE_H + 8 + ROW * n + AXIS_H + LEGEND_H;
+    let height = title_height(report) + 8 + ROW * n + AXIS_H + LEGEND_H;
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, height)).into_drawing_area();
@@ -751,7 +756,7 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
 
     title(report, root)?;
 
-    let body = root.margin(TITLE_H, LEGEND_H, 12, 24);
+    let body = root.margin(title_height(report), LEGEND_H, 12, 24);
     let (left, right) = body.split_horizontally(SPLIT - 12);
 
     // Throughput panel. Headroom right of the longest bar for its label.
@@ -925,33 +930,54 @@ fn title(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         fmt_num(report.duration_seconds)
     );
     root.draw(&Text::new(title, (20, 14), bold(18.0).color(&INK)))?;
-    let mut sub = String::new();
+    for (i, line) in subtitle(report).into_iter().enumerate() {
+        let y = 40 + (i as u32 * SUB_LINE) as i32;
+        root.draw(&Text::new(line, (20, y), font(SUB_PX).color(&MUTED)))?;
+    }
+    Ok(())
+}
+
+/// The subtitle's parts joined by " · ", wrapped between parts into lines
+/// that fit the chart's width.
+fn subtitle(report: &Report) -> Vec<String> {
+    let mut parts = Vec::new();
     if !report.summary.is_empty() {
-        let _ = write!(sub, "{} · ", report.summary);
+        parts.push(report.summary.clone());
     }
-    match report.rate {
-        Some(r) => {
-            let _ = write!(sub, "open loop at {} req/s · ", fmt_tick(r));
-        }
-        None => sub.push_str("closed loop · "),
-    }
+    parts.push(match report.rate {
+        Some(r) => format!("open loop at {} req/s", fmt_tick(r)),
+        None => "closed loop".to_string(),
+    });
     if report.repeat > 1 {
-        let _ = write!(sub, "median of {} interleaved runs · ", report.repeat);
-        if noise_known(report) {
-            let _ = write!(
-                sub,
+        parts.push(format!("median of {} interleaved runs", report.repeat));
+        parts.push(if noise_known(report) {
+            format!(
                 "noise {} (≈: a tie with the bar above)",
                 fmt_percent(report.noise)
-            );
+            )
         } else {
-            sub.push_str("run-to-run noise unknown");
-        }
+            "run-to-run noise unknown".to_string()
+        });
     } else {
-        sub.push_str("one run per server: run-to-run noise unknown");
+        parts.push("one run per server: run-to-run noise unknown".to_string());
     }
-    let _ = write!(sub, " · {} CPUs", report.cpus);
-    root.draw(&Text::new(sub, (20, 40), font(12.5).color(&MUTED)))?;
-    Ok(())
+    parts.push(format!("{} CPUs", report.cpus));
+    let mut lines: Vec<String> = Vec::new();
+    for part in parts {
+        match lines.last_mut() {
+            Some(line) if text_width(&format!("{line} · {part}"), SUB_PX) <= SUB_MAX => {
+                let _ = write!(line, " · {part}");
+            }
+            _ => lines.push(part),
+        }
+    }
+    lines
+}
+
+/// The height of the title and its subtitle.
+fn title_height(report: &Report) -> u32 {
+    let extra = subtitle(report).len().saturating_sub(1) as u32;
+    TITLE_H + SUB_LINE * extra
 }
 
 /// Decades around the values: [10^floor(log min), 10^ceil(log max)].
@@ -1438,6 +1464,40 @@ mod tests {
             assert!(svg.trim_start().starts_with("<svg"));
             let _ = table(&rep);
         }
+    }
+
+    #[test]
+    fn a_long_subtitle_wraps_and_the_chart_grows_for_it() {
+        let mut rep = full_report();
+        rep.summary = "short".into();
+        assert_eq!(subtitle(&rep).len(), 1);
+        assert_eq!(title_height(&rep), TITLE_H);
+        let one = svg(&rep).unwrap();
+        rep.summary =
+            "16 clients, each a whole session at a time: login, EPSV, RETR 64 KiB, quit".into();
+        rep.noise = 0.19;
+        let lines = subtitle(&rep);
+        assert!(lines.len() >= 2, "{lines:?}");
+        for line in &lines {
+            assert!(text_width(line, SUB_PX) <= SUB_MAX, "{line}");
+        }
+        // Nothing is lost in the wrapping.
+        let joined = lines.join(" · ");
+        assert!(joined.starts_with("16 clients"), "{joined}");
+        assert!(
+            joined.contains("noise 19%") && joined.ends_with("CPUs"),
+            "{joined}"
+        );
+        assert_eq!(
+            title_height(&rep),
+            TITLE_H + SUB_LINE * (lines.len() as u32 - 1)
+        );
+        let two = svg(&rep).unwrap();
+        let height = |svg: &str| -> u32 {
+            let at = svg.find("height=\"").unwrap() + 8;
+            svg[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(height(&two), height(&one) + title_height(&rep) - TITLE_H);
     }
 
     /// Writes sample charts for a person to look at:
