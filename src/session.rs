@@ -17,8 +17,10 @@
 //!    stream it calls [`Session::handle_eof`]; on TCP urgent data it calls
 //!    [`Session::handle_urgent`];
 //! 3. reports side-channel progress with [`Session::handle_channel`], the
-//!    session's own deadline with [`Session::handle_timeout`], and a server
-//!    shutdown with [`Session::handle_shutdown`];
+//!    session's own deadline with [`Session::handle_timeout`], a server
+//!    shutdown with [`Session::handle_shutdown`], and the result of a
+//!    [`Request::Compute`] with [`Session::handle_computed`] (computed on a
+//!    thread that may block, before anything else reaches the session);
 //! 4. after any `handle_*` call, drains the outputs in this order:
 //!    [`Session::poll_request`] until `None` (carrying each one out),
 //!    [`Session::poll_output`] (writing what it can and calling
@@ -32,6 +34,8 @@
 //! has buffered enough: that is the back-pressure that keeps a client which
 //! sends without reading from growing the server's memory.
 
+use std::any::Any;
+use std::fmt;
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -126,6 +130,14 @@ pub trait Session: Send {
     /// client closes or the driver's shutdown deadline passes.
     fn handle_shutdown(&mut self, now: Instant) {
         let _ = now;
+    }
+
+    /// The result of the session's [`Request::Compute`], given before
+    /// anything else reaches the session. A session has at most one
+    /// computation under way. The default ignores it (for sessions that
+    /// never ask).
+    fn handle_computed(&mut self, result: Computed, now: Instant) {
+        let _ = (result, now);
     }
 
     /// The next side-channel request, if any.
@@ -237,6 +249,36 @@ pub enum Request {
         /// The channel to stop.
         id: ChannelId,
     },
+    /// Run a computation too slow for an event loop's thread (a password
+    /// hash check takes milliseconds, and every other client of that loop
+    /// would wait for it). Evented drivers run it on a worker thread, with
+    /// the connection; blocking drivers run it in place. Answered by
+    /// [`Session::handle_computed`].
+    Compute(Work),
+}
+
+/// What a [`Request::Compute`] returns: the session downcasts it.
+pub type Computed = Box<dyn Any + Send>;
+
+/// A computation for [`Request::Compute`].
+pub struct Work(Box<dyn FnOnce() -> Computed + Send>);
+
+impl Work {
+    /// Wraps `f`.
+    pub fn new(f: impl FnOnce() -> Computed + Send + 'static) -> Work {
+        Work(Box::new(f))
+    }
+
+    /// Runs it (on whatever thread may block).
+    pub fn run(self) -> Computed {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Work {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Work(..)")
+    }
 }
 
 /// A conversion applied to a file transfer's bytes.

@@ -24,7 +24,7 @@ use std::time::Instant;
 use crate::drivers::channel::{Channel, Pump, Retired, Wait};
 use crate::net::Accepted;
 use crate::scoreboard::Ticket;
-use crate::session::{ChannelEvent, ConnInfo, Request, Session, MAX_CHANNELS};
+use crate::session::{ChannelEvent, Computed, ConnInfo, Request, Session, Work, MAX_CHANNELS};
 use crate::sys;
 
 /// What the driver knows of the world when it calls `process`.
@@ -72,6 +72,9 @@ pub struct Connection {
     failed: bool,
     events: Vec<ChannelEvent>,
     retired: Vec<Retired>,
+    /// A computation the session asked for, waiting for a worker thread
+    /// (non-blocking connections only: a blocking one runs it in place).
+    work: Option<Work>,
     _ticket: Option<Ticket>,
 }
 
@@ -100,6 +103,7 @@ impl Connection {
             failed: false,
             events: Vec::new(),
             retired: Vec::new(),
+            work: None,
             _ticket: ticket,
         }
     }
@@ -367,8 +371,45 @@ impl Connection {
                 }
                 None => self.events.push(ChannelEvent::Closed { id }),
             },
+            Request::Compute(work) => {
+                if self.blocking {
+                    self.session.handle_computed(work.run(), now);
+                } else {
+                    self.work = Some(work);
+                }
+            }
         }
         self.deliver(now);
+    }
+
+    /// Whether a computation waits for a thread that may block (see
+    /// [`Request::Compute`]): the driver then hands it, or the whole
+    /// connection, to one.
+    pub fn has_work(&self) -> bool {
+        self.work.is_some()
+    }
+
+    /// The computation waiting, for a driver that runs it elsewhere and
+    /// brings the result back with [`Connection::give_computed`].
+    pub fn take_work(&mut self) -> Option<Work> {
+        self.work.take()
+    }
+
+    /// Gives the session the result of its computation.
+    pub fn give_computed(&mut self, result: Computed, now: Instant) {
+        self.session.handle_computed(result, now);
+    }
+
+    /// Runs the waiting computation here (the caller's thread may block)
+    /// and gives the session its result; whether there was one.
+    pub fn run_work(&mut self, now: Instant) -> bool {
+        match self.work.take() {
+            Some(work) => {
+                self.give_computed(work.run(), now);
+                true
+            }
+            None => false,
+        }
     }
 
     fn channel_mut(&mut self, id: u32) -> Option<&mut Channel> {

@@ -7,9 +7,15 @@
 //! got some move bytes until it would block (once, however many of its
 //! sockets were ready: an FTP session whose `RETR` and data connection
 //! arrive together sends `150`, the file and `226` in one go); accept until
-//! the listener would block; fire due timers. Every socket is registered once, edge-triggered, for
-//! both directions, so steady-state traffic costs no `epoll_ctl` at all:
-//! a request/response is one `epoll_wait`, one `read` and one `write`.
+//! the listener would block; fire due timers. Every socket is registered
+//! once, edge-triggered, for both directions, so steady-state traffic costs
+//! no `epoll_ctl` at all: a request/response is one `epoll_wait`, one `read`
+//! and one `write`.
+//!
+//! A session that asks for a slow computation (`Request::Compute`: an FTP
+//! password check) is handed, connection and all, to pool threads started
+//! on first need, as `reactor-pool` hands every session; the loop serves
+//! the other clients meanwhile and takes the connection back when done.
 //!
 //! Tokens name `(slot, sub)`: sub 0 is the control socket, sub `1 + i` the
 //! session's side channel `i`. Only this loop changes registrations.
@@ -86,7 +92,12 @@ pub struct Reactor<'a> {
     accept_paused_until: Option<Instant>,
     listeners_pending: bool,
     draining: bool,
+    /// Pool threads: every session's work (`reactor-pool`), or, started on
+    /// first need, the computations sessions ask for ([`Request::Compute`],
+    /// such as a password check), which must not stall the loop.
     offload: Option<Offload>,
+    /// Whether every session runs on the pool (`reactor-pool`).
+    offload_all: bool,
 }
 
 fn token(slot: usize, sub: usize) -> Token {
@@ -113,7 +124,7 @@ impl<'a> Reactor<'a> {
         )?;
         let offload = if pool_threads > 0 {
             let waker = Waker::new(poll.registry(), POOL)?;
-            Some(Offload::start(pool_threads, &ctx, waker)?)
+            Some(Offload::start("pool", pool_threads, &ctx, waker)?)
         } else {
             None
         };
@@ -133,6 +144,7 @@ impl<'a> Reactor<'a> {
             accept_paused_until: None,
             listeners_pending: false,
             draining: false,
+            offload_all: offload.is_some(),
             offload,
         })
     }
@@ -329,7 +341,7 @@ impl<'a> Reactor<'a> {
             }
         }
         let env = self.ctx.env(now);
-        if let Some(offload) = &self.offload {
+        if let (true, Some(offload)) = (self.offload_all, &self.offload) {
             let conn = entry.conn.take().expect("checked above");
             offload.send(Job {
                 slot,
@@ -359,6 +371,11 @@ impl<'a> Reactor<'a> {
         let Some(conn) = entry.conn.as_mut() else {
             return;
         };
+        if conn.has_work() {
+            // Registrations and timers are brought up to date when it
+            // comes back.
+            return self.compute_on_pool(slot);
+        }
         conn.take_retired().for_each(drop);
         let mut seen = [false; MAX_CHANNELS];
         for (i, c) in conn.channels() {
@@ -388,6 +405,46 @@ impl<'a> Reactor<'a> {
             if entry.timer_at.is_none_or(|t| d < t) {
                 entry.timer_at = Some(d);
                 self.timers.push(Reverse((d, slot, entry.gen)));
+            }
+        }
+    }
+
+    /// Hands the connection in `slot`, which waits for a computation, to
+    /// the pool (started now if this reactor has none): the pool thread runs
+    /// the computation and the session's answer to it, and hands the
+    /// connection back. If no thread can be started, the computation runs
+    /// here: slow for the other clients, but served.
+    fn compute_on_pool(&mut self, slot: usize) {
+        if self.offload.is_none() {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let started = Waker::new(self.poll.registry(), POOL)
+                .and_then(|waker| Offload::start("compute", threads, &self.ctx, waker));
+            match started {
+                Ok(offload) => self.offload = Some(offload),
+                Err(e) => crate::log::warn(format_args!(
+                    "cannot start compute threads: {e}; computing on the event loop"
+                )),
+            }
+        }
+        let Some(Some(entry)) = self.entries.get_mut(slot) else {
+            return;
+        };
+        match &self.offload {
+            Some(offload) => {
+                let conn = entry.conn.take().expect("after() checked it is here");
+                offload.send(Job {
+                    slot,
+                    gen: entry.gen,
+                    conn,
+                });
+            }
+            None => {
+                let now = Instant::now();
+                if let Some(conn) = entry.conn.as_mut() {
+                    conn.run_work(now);
+                }
+                entry.pending |= WAKE;
+                self.serve(slot, now);
             }
         }
     }
@@ -516,7 +573,7 @@ pub struct Offload {
 }
 
 impl Offload {
-    fn start(threads: usize, ctx: &Ctx, waker: Waker) -> io::Result<Offload> {
+    fn start(name: &str, threads: usize, ctx: &Ctx, waker: Waker) -> io::Result<Offload> {
         let shared = Arc::new(PoolShared {
             jobs: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
@@ -528,7 +585,7 @@ impl Offload {
             let waker = Arc::clone(&waker);
             let ctx = ctx.clone();
             std::thread::Builder::new()
-                .name(format!("pool-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || pool_thread(&shared, &waker, &ctx))?;
         }
         Ok(Offload { shared })
@@ -556,9 +613,18 @@ fn pool_thread(shared: &PoolShared, waker: &Waker, ctx: &Ctx) {
             gen,
             mut conn,
         } = job;
-        let env = ctx.env(Instant::now());
-        let status =
-            with_scratch(|scratch| catch_unwind(AssertUnwindSafe(|| conn.process(env, scratch))));
+        // A computation the session asked for runs first (this thread may
+        // block), then the session goes on; if it asks for another, that
+        // runs here too.
+        let status = with_scratch(|scratch| {
+            catch_unwind(AssertUnwindSafe(|| loop {
+                conn.run_work(Instant::now());
+                let status = conn.process(ctx.env(Instant::now()), scratch);
+                if status == Status::Closed || !conn.has_work() {
+                    break status;
+                }
+            }))
+        });
         let conn = match status {
             Ok(Status::Open) => Some(conn),
             Ok(Status::Closed) => None,

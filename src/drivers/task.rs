@@ -91,6 +91,22 @@ pub async fn serve(
         sync_channels(&conn, &mut chans);
         // Registrations of replaced sockets are gone now; the sockets may go.
         conn.take_retired().for_each(drop);
+        if let Some(work) = conn.take_work() {
+            // A computation too slow for a runtime thread (a password
+            // check): on tokio's blocking pool, this task waiting for it.
+            match tokio::task::spawn_blocking(move || work.run()).await {
+                Ok(result) => {
+                    conn.give_computed(result, Instant::now());
+                    continue;
+                }
+                Err(_) => {
+                    crate::log::warn(format_args!(
+                        "a session's computation panicked; its connection is closed"
+                    ));
+                    break;
+                }
+            }
+        }
         if conn.has_more() {
             tokio::task::yield_now().await;
             continue;

@@ -1,19 +1,23 @@
 //! Tests of the session/driver seam under every driver: a fake protocol
 //! ("courier") asks its driver for side channels, active and passive, and
-//! streams files through them (plain, converted, received, aborted), and
-//! panics on request. Each test runs the real architectures in this
+//! streams files through them (plain, converted, received, aborted), asks
+//! for a computation that blocks until the test lets it go, and panics on
+//! request. Each test runs the real architectures in this
 //! process, on 127.0.0.1:0, with a shutdown switch the test flips itself.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::archs::Arch;
 use crate::server::{Config, Server};
-use crate::session::{ChannelEvent, ConnInfo, Protocol, Request, Session, Transform};
+use crate::session::{
+    ChannelEvent, Computed, ConnInfo, Protocol, Request, Session, Transform, Work,
+};
 use crate::shutdown::Shutdown;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -27,17 +31,28 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// - `RECV`: listen; reply `PORT p`; receive into `received`; reply `GOT n`.
 /// - `BIG`: listen; reply `PORT p`; send the (large) big file.
 /// - `ABORT`: abort the channel; reply `ABORTED n urgent=BOOL` or `CLOSED`.
+/// - `WORK`: a computation that says it started, then waits (at most 30 s)
+///   until the test lets it go; reply `WORKED true` (`false`: it timed out).
 /// - `PANIC`: panic inside the session.
 struct Courier {
     source: PathBuf,
     big: PathBuf,
     received: PathBuf,
+    gate: Gate,
+}
+
+/// What a `WORK` computation reports to and waits on.
+#[derive(Clone)]
+struct Gate {
+    started: Sender<()>,
+    release: Arc<Mutex<Receiver<()>>>,
 }
 
 struct CourierSession {
     source: PathBuf,
     big: PathBuf,
     received: PathBuf,
+    gate: Gate,
     peer: SocketAddr,
     input: Vec<u8>,
     out: Vec<u8>,
@@ -58,6 +73,7 @@ impl Protocol for Courier {
             source: self.source.clone(),
             big: self.big.clone(),
             received: self.received.clone(),
+            gate: self.gate.clone(),
             peer: info.peer,
             input: Vec::new(),
             out: Vec::new(),
@@ -126,6 +142,14 @@ impl CourierSession {
                 });
             }
             "ABORT" => self.requests.push(Request::Abort { id: 1 }),
+            "WORK" => {
+                let gate = self.gate.clone();
+                self.requests.push(Request::Compute(Work::new(move || {
+                    let _ = gate.started.send(());
+                    let release = gate.release.lock().expect("gate");
+                    Box::new(release.recv_timeout(Duration::from_secs(30)).is_ok())
+                })));
+            }
             "PANIC" => panic!("the courier was asked to panic"),
             _ => self.out.extend_from_slice(b"ERR\n"),
         }
@@ -173,6 +197,12 @@ impl Session for CourierSession {
         self.out.extend_from_slice(line.as_bytes());
     }
 
+    fn handle_computed(&mut self, result: Computed, _now: Instant) {
+        let released = result.downcast::<bool>().expect("WORK returns a bool");
+        self.out
+            .extend_from_slice(format!("WORKED {released}\n").as_bytes());
+    }
+
     fn poll_request(&mut self) -> Option<Request> {
         if self.requests.is_empty() {
             None
@@ -206,6 +236,10 @@ struct Running {
     dir: PathBuf,
     source: Vec<u8>,
     big_len: u64,
+    /// Says when a `WORK` computation has started.
+    work_started: Receiver<()>,
+    /// Lets one `WORK` computation finish.
+    release: Sender<()>,
 }
 
 impl Drop for Running {
@@ -235,10 +269,16 @@ fn start(arch: Arch) -> Running {
         .unwrap()
         .set_len(big_len)
         .unwrap();
+    let (started, work_started) = mpsc::channel();
+    let (release, released) = mpsc::channel();
     let protocol = Courier {
         source: dir.join("source"),
         big: dir.join("big"),
         received: dir.join("received"),
+        gate: Gate {
+            started,
+            release: Arc::new(Mutex::new(released)),
+        },
     };
     let config = Config {
         arch,
@@ -268,6 +308,8 @@ fn start(arch: Arch) -> Running {
         dir,
         source,
         big_len,
+        work_started,
+        release,
     }
 }
 
@@ -411,6 +453,29 @@ fn abort_with_urgent_data(arch: Arch) {
     assert_eq!(c.line(), "CLOSED");
 }
 
+fn a_computation_stalls_no_other_client(arch: Arch) {
+    let server = start(arch);
+    let mut a = Control::connect(server.addr);
+    a.send("WORK");
+    server
+        .work_started
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the computation started");
+    // While it waits, another client is served, data connection and all.
+    let mut b = Control::connect(server.addr);
+    b.send("PASV");
+    let port = b.port();
+    let got = read_all(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert!(got == server.source, "passive download differs");
+    assert_eq!(b.line(), format!("DONE {}", server.source.len()));
+    // Only now is it let go: it was still waiting (not timed out).
+    server.release.send(()).unwrap();
+    assert_eq!(a.line(), "WORKED true");
+    // The connection goes on as before.
+    a.send("ABORT");
+    assert_eq!(a.line(), "CLOSED");
+}
+
 fn panics_are_contained(arch: Arch) {
     let server = start(arch);
     // More panics than the pool has threads: a pool that lost a thread per
@@ -454,6 +519,36 @@ for_each_in_process_arch!(
     passive_send_and_receive,
     abort_with_urgent_data
 );
+
+/// Every architecture but serial, which serves one client at a time by
+/// design.
+mod computations {
+    use super::*;
+    #[test]
+    fn thread_per_connection() {
+        a_computation_stalls_no_other_client(Arch::ThreadPerConnection)
+    }
+    #[test]
+    fn thread_pool() {
+        a_computation_stalls_no_other_client(Arch::ThreadPool)
+    }
+    #[test]
+    fn reactor() {
+        a_computation_stalls_no_other_client(Arch::Reactor)
+    }
+    #[test]
+    fn multi_reactor() {
+        a_computation_stalls_no_other_client(Arch::MultiReactor)
+    }
+    #[test]
+    fn reactor_pool() {
+        a_computation_stalls_no_other_client(Arch::ReactorPool)
+    }
+    #[test]
+    fn async_tasks() {
+        a_computation_stalls_no_other_client(Arch::Async)
+    }
+}
 
 mod panics {
     use super::*;

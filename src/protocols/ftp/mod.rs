@@ -68,3 +68,82 @@ impl Protocol for Ftp {
         session::REFUSAL
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Request;
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    fn text(s: &dyn Session) -> String {
+        String::from_utf8_lossy(s.poll_output()).into_owned()
+    }
+
+    fn drain(s: &mut dyn Session) -> String {
+        let t = text(s);
+        let n = s.poll_output().len();
+        s.consume_output(n);
+        t
+    }
+
+    /// A password check is asked of the driver (`Request::Compute`), not
+    /// done in the session: commands after `PASS` wait for its answer.
+    #[test]
+    fn a_password_is_checked_off_the_session_and_commands_wait_for_it() {
+        let dir = std::env::temp_dir().join(format!("muse-ftp-pass-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("alice")).unwrap();
+        let hash = users::hash_password(b"secret").unwrap();
+        let list = format!("alice:{hash}:/alice:read,list\nanonymous::/:read,list\n");
+        let users = users::Users::parse(&list, Path::new("users")).unwrap();
+        let config = FtpConfig {
+            passive_ports: (0, 0),
+            masquerade: None,
+            idle_timeout: None,
+        };
+        let ftp = Ftp::new(Root::open(&dir).unwrap(), users, config);
+        let addr: SocketAddr = "127.0.0.1:2121".parse().unwrap();
+        let info = ConnInfo {
+            peer: addr,
+            local: addr,
+        };
+        let now = Instant::now();
+
+        for (password, want) in [("secret", "230 "), ("wrong", "530 ")] {
+            let mut s = ftp.new_session(&info, now);
+            assert!(drain(&mut *s).starts_with("220 "));
+            s.handle_input(
+                format!("USER alice\r\nPASS {password}\r\nPWD\r\n").as_bytes(),
+                now,
+            );
+            assert!(drain(&mut *s).starts_with("331 "));
+            let Some(Request::Compute(work)) = s.poll_request() else {
+                panic!("PASS asks for a computation");
+            };
+            assert!(s.poll_request().is_none());
+            assert!(!s.wants_read(), "no input while the password is checked");
+            assert_eq!(text(&*s), "", "PWD waits for the login's answer");
+            s.handle_computed(work.run(), now);
+            let out = drain(&mut *s);
+            assert!(out.starts_with(want), "{password}: {out}");
+            if want == "230 " {
+                assert!(out.contains("\r\n257 \"/\""), "{out}");
+            } else {
+                // PWD also waits out the pause after a failed login.
+                assert_eq!(out, "530 Login incorrect.\r\n");
+                s.handle_timeout(now + Duration::from_secs(5));
+                let out = drain(&mut *s);
+                assert!(out.starts_with("530 Please login"), "{out}");
+            }
+        }
+
+        // Anonymous has no password to check: answered at once.
+        let mut s = ftp.new_session(&info, now);
+        drain(&mut *s);
+        s.handle_input(b"USER anonymous\r\nPASS me@\r\n", now);
+        let out = drain(&mut *s);
+        assert!(out.contains("\r\n230 "), "{out}");
+        assert!(s.poll_request().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

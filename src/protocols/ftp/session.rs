@@ -24,7 +24,9 @@ use crate::protocols::ftp::users::{Perms, User, Users};
 use crate::protocols::ftp::wire::{self, Command, EpsvArg, LineReader, ListEntry, Verb};
 use crate::protocols::ftp::FtpConfig;
 use crate::root::{Kind, Meta, Root, Upload, VPath};
-use crate::session::{ChannelEvent, ChannelId, ConnInfo, Outbox, Request, Session, Transform};
+use crate::session::{
+    ChannelEvent, ChannelId, Computed, ConnInfo, Outbox, Request, Session, Transform, Work,
+};
 
 /// Failed logins before the connection is closed (with `421`).
 pub const MAX_LOGIN_FAILURES: u32 = 3;
@@ -107,6 +109,9 @@ pub struct FtpSession {
     login: Login,
     failures: u32,
     quiet_until: Option<Instant>,
+    /// A password is being checked (off the event loop: argon2 takes
+    /// milliseconds); commands wait until it is answered.
+    verifying: bool,
     cwd: VPath,
     ascii: bool,
     rest: u64,
@@ -141,6 +146,7 @@ impl FtpSession {
             login: Login::NeedUser,
             failures: 0,
             quiet_until: None,
+            verifying: false,
             cwd: VPath::root(),
             ascii: false,
             rest: 0,
@@ -197,7 +203,11 @@ impl FtpSession {
 
     fn process_lines(&mut self, now: Instant) {
         loop {
-            if self.closing || self.out.len() > MAX_OUTPUT || self.quiet_until.is_some() {
+            if self.closing
+                || self.out.len() > MAX_OUTPUT
+                || self.quiet_until.is_some()
+                || self.verifying
+            {
                 return;
             }
             // Commands held back during a transfer go first once it ends.
@@ -452,8 +462,25 @@ impl FtpSession {
             Login::In(_) => return self.reply(230, "Already logged in."),
             Login::NeedUser => return self.reply(503, "Login with USER first."),
         };
-        let password = cmd.arg.unwrap_or(b"");
-        let user: Option<User> = self.users.authenticate(&name, password).cloned();
+        if self.users.is_anonymous(&name) {
+            // No password to check: answered at once.
+            let user = self.users.get(&name).cloned();
+            return self.log_in(user, now);
+        }
+        // An argon2 check (unknown names get one too, so that the time
+        // taken tells nothing) runs where the driver may block; the answer
+        // comes to `handle_computed`.
+        let users = Arc::clone(&self.users);
+        let password = cmd.arg.unwrap_or(b"").to_vec();
+        self.verifying = true;
+        self.requests
+            .push_back(Request::Compute(Work::new(move || -> Computed {
+                Box::new(users.authenticate(&name, &password).cloned())
+            })));
+    }
+
+    /// Logs `user` in (`None`: the name or password was wrong).
+    fn log_in(&mut self, user: Option<User>, now: Instant) {
         let Some(user) = user else {
             return self.login_failed(now);
         };
@@ -1281,9 +1308,20 @@ impl Session for FtpSession {
             .min()
     }
 
+    fn handle_computed(&mut self, result: Computed, now: Instant) {
+        if !std::mem::take(&mut self.verifying) {
+            return;
+        }
+        self.last_activity = now;
+        let user = result.downcast::<Option<User>>().map_or(None, |u| *u);
+        self.log_in(user, now);
+        self.process_lines(now);
+    }
+
     fn wants_read(&self) -> bool {
         !self.eof
             && !self.closing
+            && !self.verifying
             && self.quiet_until.is_none()
             && self.deferred.len() < MAX_DEFERRED
             && self.out.len() <= MAX_OUTPUT
