@@ -198,6 +198,11 @@ pub enum Request {
     /// by `Listening` with the bound address, then `Connected` once a peer
     /// whose address is `allow_from` (if set) connects. Connections from other
     /// addresses are refused and waiting goes on.
+    ///
+    /// The connection is accepted when the channel has a job (`SendFile`,
+    /// `SendBytes`, `ReceiveFile`); until then it waits in the listener's
+    /// backlog and costs the driver nothing (no registration, no wake-up).
+    /// A session gives the job as soon as it has one, connected or not.
     Listen {
         /// The channel to open.
         id: ChannelId,

@@ -217,11 +217,20 @@ impl Channel {
         }
     }
 
+    /// Whether a driver should watch the socket now: a passive listener
+    /// without a job is left alone until it has one (see `Request::Listen`).
+    pub fn watched(&self) -> bool {
+        !matches!((&self.socket, &self.job), (Socket_::Listening { .. }, None))
+    }
+
     /// What the channel is waiting for.
     pub fn wait(&self) -> Wait {
         match (&self.socket, &self.job) {
             (Socket_::Stream { open: false, .. }, _) => Wait::Write,
-            (Socket_::Listening { .. }, _) => Wait::Read,
+            // Accepted when there is something to do with it (see
+            // `Request::Listen`).
+            (Socket_::Listening { .. }, None) => Wait::Nothing,
+            (Socket_::Listening { .. }, Some(_)) => Wait::Read,
             (Socket_::Stream { .. }, None) => Wait::Nothing,
             (Socket_::Stream { .. }, Some(Job::Receive { .. })) => Wait::Read,
             (Socket_::Stream { .. }, Some(_)) => Wait::Write,
@@ -691,6 +700,55 @@ pub fn crlf_to_lf(input: &[u8], pending_cr: &mut bool, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    /// A passive listener is left alone until it has a job: the client's
+    /// connection waits in the backlog, and is accepted (and reported) by
+    /// the pump that follows the job.
+    #[test]
+    fn a_passive_listener_accepts_once_it_has_a_job() {
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let (mut ch, addr) = Channel::listen(7, 1, local, (0, 0), Some(local)).unwrap();
+        assert!(!ch.watched());
+        assert_eq!(ch.wait(), Wait::Nothing);
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (mut events, mut retired) = (Vec::new(), Vec::new());
+        let mut scratch = vec![0; 4096];
+        assert!(matches!(
+            ch.pump(&mut scratch, &mut events, &mut retired),
+            Pump::Blocked
+        ));
+        assert!(events.is_empty(), "nothing accepted without a job");
+
+        ch.send_bytes(b"hello".to_vec()).unwrap();
+        assert!(ch.watched());
+        assert_eq!(ch.wait(), Wait::Read);
+        let mut done = false;
+        for _ in 0..1000 {
+            if let Pump::Finished = ch.pump(&mut scratch, &mut events, &mut retired) {
+                done = true;
+                break;
+            }
+            ch.ready = true;
+        }
+        assert!(done);
+        assert!(matches!(
+            events.first(),
+            Some(ChannelEvent::Connected { id: 7, .. })
+        ));
+        assert!(matches!(
+            events.last(),
+            Some(ChannelEvent::Done { id: 7, bytes: 5 })
+        ));
+        ch.retire(&mut retired);
+        drop(retired);
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"hello");
+    }
 
     #[test]
     fn lf_to_crlf_converts_bare_newlines_only() {

@@ -380,7 +380,7 @@ impl<'a> Reactor<'a> {
         let mut seen = [false; MAX_CHANNELS];
         for (i, c) in conn.channels() {
             seen[i] = true;
-            if entry.regs[i] != c.serial {
+            if entry.regs[i] != c.serial && c.watched() {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if self
                     .poll

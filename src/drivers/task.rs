@@ -237,7 +237,7 @@ fn poll_control(
 /// registrations of sockets the channels no longer use).
 fn sync_channels(conn: &Connection, chans: &mut [Option<(u64, AsyncFd<Fd>)>; MAX_CHANNELS]) {
     let mut current = [None; MAX_CHANNELS];
-    for (i, c) in conn.channels() {
+    for (i, c) in conn.channels().filter(|(_, c)| c.watched()) {
         current[i] = Some((c.serial, c.fd()));
     }
     for (slot, cur) in chans.iter_mut().zip(current) {

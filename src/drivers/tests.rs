@@ -57,8 +57,6 @@ struct CourierSession {
     input: Vec<u8>,
     out: Vec<u8>,
     requests: Vec<Request>,
-    /// What to do once the channel connects.
-    pending: Option<Request>,
     urgent: bool,
     eof: bool,
 }
@@ -78,7 +76,6 @@ impl Protocol for Courier {
             input: Vec::new(),
             out: Vec::new(),
             requests: Vec::new(),
-            pending: None,
             urgent: false,
             eof: false,
         })
@@ -119,7 +116,9 @@ impl CourierSession {
                     ports: (0, 0),
                     allow_from: Some(self.peer.ip()),
                 });
-                self.pending = Some(match verb {
+                // The job goes with the request: the driver accepts the
+                // connection once there is one.
+                self.requests.push(match verb {
                     "PASV" => Request::SendFile {
                         id: 1,
                         file: open(&self.source),
@@ -181,12 +180,7 @@ impl Session for CourierSession {
     fn handle_channel(&mut self, event: ChannelEvent, _now: Instant) {
         let line = match event {
             ChannelEvent::Listening { addr, .. } => format!("PORT {}\n", addr.port()),
-            ChannelEvent::Connected { .. } => {
-                if let Some(r) = self.pending.take() {
-                    self.requests.push(r);
-                }
-                return;
-            }
+            ChannelEvent::Connected { .. } => return,
             ChannelEvent::Done { bytes, .. } => format!("DONE {bytes}\n"),
             ChannelEvent::Failed { error, .. } => format!("FAILED {error:?}\n"),
             ChannelEvent::Aborted { bytes, .. } => {

@@ -86,8 +86,7 @@ struct Transfer {
     id: ChannelId,
     what: &'static str,
     path: String,
-    /// The job to hand over once the data connection is up.
-    job: Option<Request>,
+    /// The data connection is up.
     connected: bool,
     upload: Option<Upload>,
     started: Instant,
@@ -659,25 +658,20 @@ impl FtpSession {
                 return self.reply(425, "Use PORT or PASV first.");
             }
         };
-        let job = with_id(job, id);
         self.reply(150, opening);
-        let mut t = Transfer {
+        // The driver holds the job until the data connection is up (and a
+        // passive one is accepted only once it has a job).
+        self.requests.push_back(with_id(job, id));
+        self.transfer = Some(Transfer {
             id,
             what,
             path,
-            job: Some(job),
             connected,
             upload,
             started: now,
             aborting: false,
             timed_out: false,
-        };
-        if connected {
-            if let Some(job) = t.job.take() {
-                self.requests.push_back(job);
-            }
-        }
-        self.transfer = Some(t);
+        });
         self.rest = 0;
     }
 
@@ -1075,12 +1069,7 @@ impl FtpSession {
             return;
         }
         match event {
-            ChannelEvent::Connected { .. } => {
-                t.connected = true;
-                if let Some(job) = t.job.take() {
-                    self.requests.push_back(job);
-                }
-            }
+            ChannelEvent::Connected { .. } => t.connected = true,
             ChannelEvent::Listening { .. } => {}
             ChannelEvent::Done { bytes, .. } => {
                 self.last_activity = now;
