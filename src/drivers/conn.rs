@@ -400,15 +400,11 @@ impl Connection {
         self.session.handle_computed(result, now);
     }
 
-    /// Runs the waiting computation here (the caller's thread may block)
-    /// and gives the session its result; whether there was one.
-    pub fn run_work(&mut self, now: Instant) -> bool {
-        match self.work.take() {
-            Some(work) => {
-                self.give_computed(work.run(), now);
-                true
-            }
-            None => false,
+    /// Runs the waiting computation, if any, here (the caller's thread may
+    /// block) and gives the session its result.
+    pub fn run_work(&mut self, now: Instant) {
+        if let Some(work) = self.work.take() {
+            self.give_computed(work.run(), now);
         }
     }
 

@@ -66,11 +66,9 @@ enum Data {
     None,
     /// PASV/EPSV asked; waiting for the driver to say where it listens.
     Binding(ChannelId, PassiveStyle),
-    /// Listening for the client (or connected, once `connected`).
-    Passive {
-        id: ChannelId,
-        connected: bool,
-    },
+    /// Listening for the client, who is accepted once a transfer command
+    /// gives the channel a job (see `Request::Listen`).
+    Passive(ChannelId),
     /// PORT/EPRT given: connect when a transfer starts.
     Active(SocketAddr),
 }
@@ -180,7 +178,7 @@ impl FtpSession {
     /// Drops whatever data connection is set up (not a running transfer).
     fn abort_data(&mut self) {
         match std::mem::replace(&mut self.data, Data::None) {
-            Data::Binding(id, _) | Data::Passive { id, .. } => {
+            Data::Binding(id, _) | Data::Passive(id) => {
                 self.requests.push_back(Request::Abort { id })
             }
             Data::None | Data::Active(_) => {}
@@ -643,12 +641,12 @@ impl FtpSession {
         opening: &str,
         now: Instant,
     ) {
-        let (id, connected) = match std::mem::replace(&mut self.data, Data::None) {
-            Data::Passive { id, connected } => (id, connected),
+        let id = match std::mem::replace(&mut self.data, Data::None) {
+            Data::Passive(id) => id,
             Data::Active(addr) => {
                 let id = self.new_id();
                 self.requests.push_back(Request::Connect { id, addr });
-                (id, false)
+                id
             }
             other => {
                 self.data = other;
@@ -666,7 +664,7 @@ impl FtpSession {
             id,
             what,
             path,
-            connected,
+            connected: false,
             upload,
             started: now,
             aborting: false,
@@ -1014,10 +1012,7 @@ impl FtpSession {
         match (&self.data, &event) {
             (Data::Binding(bid, style), ChannelEvent::Listening { addr, .. }) if *bid == id => {
                 let style = *style;
-                self.data = Data::Passive {
-                    id,
-                    connected: false,
-                };
+                self.data = Data::Passive(id);
                 let text = match style {
                     PassiveStyle::Epsv => wire::format_epsv(addr.port()),
                     PassiveStyle::Pasv => {
@@ -1045,17 +1040,9 @@ impl FtpSession {
                 self.data = Data::None;
                 return self.reply(425, "Cannot open a passive data connection.");
             }
-            (Data::Passive { id: pid, .. }, ChannelEvent::Connected { .. }) if *pid == id => {
-                self.data = Data::Passive {
-                    id,
-                    connected: true,
-                };
-                return;
-            }
-            (
-                Data::Passive { id: pid, .. },
-                ChannelEvent::Failed { .. } | ChannelEvent::Closed { .. },
-            ) if *pid == id => {
+            (Data::Passive(pid), ChannelEvent::Failed { .. } | ChannelEvent::Closed { .. })
+                if *pid == id =>
+            {
                 self.data = Data::None;
                 return;
             }
