@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// ftp: the address PASV replies advertise (a server behind NAT).
     #[arg(long, value_name = "IP")]
     masquerade: Option<IpAddr>,
+    /// ftp: abort a transfer whose data connection moves nothing for this
+    /// many seconds, with 426 (0: never).
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_secs)]
+    data_timeout: Duration,
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
@@ -216,6 +220,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         users: args.users,
         passive_ports: args.passive_ports.unwrap_or((0, 0)),
         masquerade: args.masquerade,
+        data_timeout: Some(args.data_timeout).filter(|d| !d.is_zero()),
     };
     let protocol = protocols::build(&args.protocol, &options)?;
     let server = Server::bind(config, protocol).context("cannot start the server")?;

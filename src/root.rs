@@ -340,23 +340,35 @@ pub struct Entry {
 
 /// True if `e` says "this is not a plain file" (a directory, FIFO, device or
 /// socket where a regular file was needed): reply 550 "Not a plain file".
+/// A directory gives kind `IsADirectory` ("Is a directory"), anything else
+/// `InvalidInput` ("not a plain file"), so a reply can say which.
 pub fn is_not_plain_file(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::InvalidInput && e.get_ref().is_some_and(|r| r.is::<NotPlainFile>())
+    e.get_ref().is_some_and(|r| r.is::<NotPlainFile>())
 }
 
 #[derive(Debug)]
-struct NotPlainFile;
+struct NotPlainFile {
+    dir: bool,
+}
 
 impl fmt::Display for NotPlainFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a plain file")
+        f.write_str(if self.dir {
+            "Is a directory"
+        } else {
+            "not a plain file"
+        })
     }
 }
 
 impl std::error::Error for NotPlainFile {}
 
 fn not_plain() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, NotPlainFile)
+    io::Error::new(io::ErrorKind::InvalidInput, NotPlainFile { dir: false })
+}
+
+fn is_a_dir() -> io::Error {
+    io::Error::new(io::ErrorKind::IsADirectory, NotPlainFile { dir: true })
 }
 
 fn denied(msg: &'static str) -> io::Error {
@@ -378,7 +390,8 @@ fn write_open_err(e: Errno) -> io::Error {
     match e {
         Errno::LOOP => denied("refusing to write through a symbolic link"),
         // A directory (EISDIR) or a FIFO nobody reads (ENXIO).
-        Errno::ISDIR | Errno::NXIO => not_plain(),
+        Errno::ISDIR => is_a_dir(),
+        Errno::NXIO => not_plain(),
         e => e.into(),
     }
 }
@@ -482,7 +495,7 @@ impl Root {
     }
 
     fn open_write(&self, p: &VPath, extra: OFlags) -> io::Result<File> {
-        let (dir, name) = self.parent_of(p).ok_or_else(not_plain)??;
+        let (dir, name) = self.parent_of(p).ok_or_else(is_a_dir)??;
         let fd = openat(
             &dir,
             name,
@@ -505,12 +518,12 @@ impl Root {
     /// Fails early if `p` is a directory. Finish with [`Root::commit_upload`]
     /// or [`Root::discard_upload`]; dropping the `Upload` also discards it.
     pub fn create_upload(&self, p: &VPath) -> io::Result<Upload> {
-        let (dir, name) = self.parent_of(p).ok_or_else(not_plain)??;
+        let (dir, name) = self.parent_of(p).ok_or_else(is_a_dir)??;
         // The rename at commit would fail on a directory; say so before the
         // client sends the whole file.
         match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                return Err(not_plain())
+                return Err(is_a_dir())
             }
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
@@ -560,7 +573,7 @@ impl Root {
     /// itself if free, else `name.1`, `name.2`, ... (`O_EXCL`, mode 0644).
     /// Returns the name chosen.
     pub fn create_unique(&self, p: &VPath) -> io::Result<(VPath, File)> {
-        let (dir, name) = self.parent_of(p).ok_or_else(not_plain)??;
+        let (dir, name) = self.parent_of(p).ok_or_else(is_a_dir)??;
         let parent = p.parent().unwrap_or_else(VPath::root);
         for i in 0..=MAX_UNIQUE {
             let candidate = if i == 0 {
@@ -590,46 +603,29 @@ impl Root {
     /// client could not name back (not UTF-8, control characters, backslash)
     /// and upload temporaries are skipped. A symlink is reported with its
     /// target's metadata if it resolves beneath the root, else as
-    /// [`Kind::Symlink`] with the link's own metadata.
+    /// [`Kind::Symlink`] with the link's own metadata. Holds the whole
+    /// directory: for one of any size, stream it with [`Root::open_dir`].
     pub fn list(&self, dir: &VPath) -> io::Result<Vec<Entry>> {
-        let fd = self.beneath(dir.rel(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
-        let mut stream = Dir::new(fd)?;
+        let mut stream = self.open_dir(dir)?;
         let mut out = Vec::new();
-        while let Some(ent) = stream.read() {
-            let ent = ent?;
-            let raw = ent.file_name();
-            let Ok(name) = std::str::from_utf8(raw.to_bytes()) else {
-                continue;
-            };
-            if check_name(name).is_err() || name.starts_with(UPLOAD_PREFIX) {
-                continue;
-            }
-            // The entry itself, never followed: safe on a single name.
-            let st = match statat(stream.fd()?, raw, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(Errno::NOENT) => continue, // removed while we listed
-                Err(e) => return Err(e.into()),
-            };
-            let mut meta = Meta::from_stat(&st);
-            if meta.kind == Kind::Symlink {
-                // Follow it from the root, so that the kernel judges whether
-                // its target is beneath the root, not beneath this directory.
-                let target = dir
-                    .join(name)
-                    .ok()
-                    .and_then(|path| self.beneath(path.rel(), OFlags::PATH, Mode::empty()).ok())
-                    .and_then(|fd| fstat(&fd).ok());
-                if let Some(st) = target {
-                    meta = Meta::from_stat(&st);
-                }
-            }
-            out.push(Entry {
-                name: name.to_owned(),
-                meta,
-            });
+        while let Some(e) = stream.next_entry() {
+            out.push(e?);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// Opens `dir` for reading its entries one at a time, in the file
+    /// system's order, with [`Root::list`]'s filtering: memory stays the
+    /// same whatever the directory's size. The stream holds its own handle
+    /// on the root, so it may move to another thread and outlive `self`.
+    pub fn open_dir(&self, dir: &VPath) -> io::Result<DirStream> {
+        let fd = self.beneath(dir.rel(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        Ok(DirStream {
+            dir: Dir::new(fd)?,
+            root: self.try_clone()?,
+            path: dir.clone(),
+        })
     }
 
     /// Creates directory `p` (mode 0755).
@@ -698,6 +694,71 @@ impl Root {
     }
 }
 
+/// A directory being read entry by entry (see [`Root::open_dir`]).
+pub struct DirStream {
+    dir: Dir,
+    root: Root,
+    path: VPath,
+}
+
+impl DirStream {
+    /// The next entry, `None` at the end. Entries removed while listing are
+    /// skipped.
+    pub fn next_entry(&mut self) -> Option<io::Result<Entry>> {
+        loop {
+            let ent = match self.dir.read()? {
+                Ok(ent) => ent,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let raw = ent.file_name();
+            let Ok(name) = std::str::from_utf8(raw.to_bytes()) else {
+                continue;
+            };
+            if check_name(name).is_err() || name.starts_with(UPLOAD_PREFIX) {
+                continue;
+            }
+            let fd = match self.dir.fd() {
+                Ok(fd) => fd,
+                Err(e) => return Some(Err(e.into())),
+            };
+            // The entry itself, never followed: safe on a single name.
+            let st = match statat(fd, raw, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue, // removed while we listed
+                Err(e) => return Some(Err(e.into())),
+            };
+            let mut meta = Meta::from_stat(&st);
+            if meta.kind == Kind::Symlink {
+                // Follow it from the root, so that the kernel judges whether
+                // its target is beneath the root, not beneath this directory.
+                let target = self
+                    .path
+                    .join(name)
+                    .ok()
+                    .and_then(|path| {
+                        self.root
+                            .beneath(path.rel(), OFlags::PATH, Mode::empty())
+                            .ok()
+                    })
+                    .and_then(|fd| fstat(&fd).ok());
+                if let Some(st) = target {
+                    meta = Meta::from_stat(&st);
+                }
+            }
+            return Some(Ok(Entry {
+                name: name.to_owned(),
+                meta,
+            }));
+        }
+    }
+}
+
+impl fmt::Debug for DirStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirStream").field("path", &self.path).finish()
+    }
+}
+
 /// Checks that `fd` is a regular file and makes it blocking again (it was
 /// opened `O_NONBLOCK` so that a FIFO could not stall the open). `keep` is
 /// the status flags it was opened with besides `O_NONBLOCK` (`F_SETFL`
@@ -705,6 +766,9 @@ impl Root {
 /// among them), so one `fcntl` does without reading them first.
 fn plain_file(fd: &OwnedFd, keep: OFlags) -> io::Result<Meta> {
     let meta = Meta::from_stat(&fstat(fd)?);
+    if meta.kind == Kind::Dir {
+        return Err(is_a_dir());
+    }
     if meta.kind != Kind::File {
         return Err(not_plain());
     }
@@ -1287,17 +1351,24 @@ mod tests {
             Mode::from_raw_mode(0o644),
         )
         .unwrap();
-        for p in ["/", "/sub", "/good_dir_link", "/fifo"] {
+        // A directory says so; anything else is just not a plain file.
+        for p in ["/", "/sub", "/good_dir_link"] {
             let e = t.root.open_read(&v(p)).unwrap_err();
             assert!(is_not_plain_file(&e), "{p}: {e}");
-            assert_eq!(e.to_string(), "not a plain file");
+            assert_eq!(e.kind(), io::ErrorKind::IsADirectory, "{p}");
+            assert_eq!(e.to_string(), "Is a directory");
         }
+        let e = t.root.open_read(&v("/fifo")).unwrap_err();
+        assert!(is_not_plain_file(&e), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(e.to_string(), "not a plain file");
         for p in ["/sub", "/fifo"] {
             let e = t.root.open_append(&v(p)).unwrap_err();
             assert!(is_not_plain_file(&e), "{p}: {e}");
         }
         let e = t.root.create_upload(&v("/sub")).unwrap_err();
         assert!(is_not_plain_file(&e), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
         assert!(!is_not_plain_file(&io::Error::from(
             io::ErrorKind::InvalidInput
         )));

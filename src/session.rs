@@ -25,10 +25,14 @@
 //!    [`Session::poll_request`] until `None` (carrying each one out),
 //!    [`Session::poll_output`] (writing what it can and calling
 //!    [`Session::consume_output`] with the count written), then
-//!    [`Session::poll_timeout`];
+//!    [`Session::poll_timeout`]; a session may answer `consume_output` with
+//!    more output or requests (it goes on with input it held back while its
+//!    output was full), so the driver drains again until nothing changes;
 //! 5. closes the connection once [`Session::wants_close`] is true and the
 //!    output has been flushed (a session that wants to close has no more
-//!    requests to make).
+//!    requests to make), or at once, output unsent, when
+//!    [`Session::wants_close_now`] is true (a client that does not read
+//!    what it is sent).
 //!
 //! The session buffers its own output and says, through `wants_read`, when it
 //! has buffered enough: that is the back-pressure that keeps a client which
@@ -151,7 +155,9 @@ pub trait Session: Send {
     fn poll_output(&self) -> &[u8];
 
     /// The driver wrote the first `n` bytes of [`Session::poll_output`].
-    fn consume_output(&mut self, n: usize);
+    /// A session that stopped taking input because its output was full goes
+    /// on here with the input it already holds.
+    fn consume_output(&mut self, n: usize, now: Instant);
 
     /// The instant at which the session wants [`Session::handle_timeout`].
     #[must_use]
@@ -171,6 +177,14 @@ pub trait Session: Send {
     /// last bytes so that the FIN may travel with them).
     #[must_use]
     fn wants_close(&self) -> bool;
+
+    /// Whether the connection is to be closed now, whatever output is still
+    /// unsent: the deadline for a client that stopped reading has passed.
+    /// The default never gives up on a flush.
+    #[must_use]
+    fn wants_close_now(&self) -> bool {
+        false
+    }
 }
 
 /// Names a side channel within one session. Chosen by the session; a driver
@@ -231,12 +245,17 @@ pub enum Request {
         /// How bytes are converted on the way.
         transform: Transform,
     },
-    /// Send these bytes over the channel, then close it (an FTP listing).
+    /// Send these bytes over the channel, then close it (an FTP listing),
+    /// or, with `more`, keep it open for the next `SendBytes`: a long
+    /// listing goes out in bounded chunks, each answered by `Sent` once the
+    /// kernel has it, the last (without `more`) by `Done`.
     SendBytes {
         /// The channel to send on.
         id: ChannelId,
         /// What to send.
         data: Vec<u8>,
+        /// More chunks follow: keep the channel open.
+        more: bool,
     },
     /// Write everything the peer sends on the channel into `file`, until the
     /// peer closes. Answered by `Done` with the byte count written.
@@ -247,6 +266,13 @@ pub enum Request {
         file: File,
         /// How bytes are converted on the way.
         transform: Transform,
+    },
+    /// Ask how many bytes the channel has moved so far, answered at once
+    /// by `Progress`: a session compares two answers a timeout apart to
+    /// find a data connection that stalled.
+    Progress {
+        /// The channel asked about.
+        id: ChannelId,
     },
     /// Stop whatever the channel is doing and close it. Answered by `Aborted`
     /// if a transfer was under way, otherwise by `Closed`.
@@ -314,6 +340,21 @@ pub enum ChannelEvent {
         /// The other end.
         peer: SocketAddr,
     },
+    /// A `SendBytes` chunk with `more` was handed to the kernel; the channel
+    /// waits for the next one.
+    Sent {
+        /// The channel.
+        id: ChannelId,
+        /// Bytes moved so far on the channel.
+        bytes: u64,
+    },
+    /// The answer to `Progress`.
+    Progress {
+        /// The channel (`Closed` answers for one that does not exist).
+        id: ChannelId,
+        /// Bytes moved so far, counted on the wire.
+        bytes: u64,
+    },
     /// The transfer finished: every byte was handed to the kernel (sending)
     /// or written to the file (receiving). The channel is closed.
     Done {
@@ -352,6 +393,8 @@ impl ChannelEvent {
         match *self {
             ChannelEvent::Listening { id, .. }
             | ChannelEvent::Connected { id, .. }
+            | ChannelEvent::Sent { id, .. }
+            | ChannelEvent::Progress { id, .. }
             | ChannelEvent::Done { id, .. }
             | ChannelEvent::Failed { id, .. }
             | ChannelEvent::Aborted { id, .. }

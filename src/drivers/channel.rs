@@ -83,6 +83,8 @@ enum Job {
     SendBytes {
         data: Vec<u8>,
         pos: usize,
+        /// Another chunk follows: stay open once this one is sent.
+        more: bool,
     },
     Receive {
         file: File,
@@ -265,12 +267,13 @@ impl Channel {
         Ok(())
     }
 
-    /// Gives the channel bytes to send. Fails if it already has a job.
-    pub fn send_bytes(&mut self, data: Vec<u8>) -> Result<(), Vec<u8>> {
+    /// Gives the channel bytes to send, the last of them unless `more`.
+    /// Fails if it already has a job.
+    pub fn send_bytes(&mut self, data: Vec<u8>, more: bool) -> Result<(), Vec<u8>> {
         if self.job.is_some() {
             return Err(data);
         }
-        self.job = Some(Job::SendBytes { data, pos: 0 });
+        self.job = Some(Job::SendBytes { data, pos: 0, more });
         self.ready = true;
         Ok(())
     }
@@ -287,6 +290,11 @@ impl Channel {
         });
         self.ready = true;
         Ok(())
+    }
+
+    /// Bytes moved so far, counted on the wire.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The event that reports this channel's end when it is aborted.
@@ -342,7 +350,21 @@ impl Channel {
         };
         let mut budget = PUMP_BUDGET;
         let result = match job {
-            Job::SendBytes { data, pos } => send_bytes(stream, data, pos, &mut self.bytes),
+            Job::SendBytes { data, pos, more } => {
+                let more = *more;
+                match send_bytes(stream, data, pos, &mut self.bytes) {
+                    Ok(Pump::Finished) if more => {
+                        // This chunk is out; the channel waits for the next.
+                        self.job = None;
+                        events.push(ChannelEvent::Sent {
+                            id: self.id,
+                            bytes: self.bytes,
+                        });
+                        return Pump::Blocked;
+                    }
+                    other => other,
+                }
+            }
             Job::SendFile {
                 file,
                 offset,
@@ -720,7 +742,7 @@ mod tests {
         ));
         assert!(events.is_empty(), "nothing accepted without a job");
 
-        ch.send_bytes(b"hello".to_vec()).unwrap();
+        ch.send_bytes(b"hello".to_vec(), false).unwrap();
         assert!(ch.watched());
         assert_eq!(ch.wait(), Wait::Read);
         let mut done = false;

@@ -208,11 +208,13 @@ impl Connection {
                 progressed = true;
             }
             progressed |= self.pump_channels(env.now, scratch);
-            if self.failed {
+            if self.failed || self.session.wants_close_now() {
                 return Status::Closed;
             }
-            self.flush();
-            if self.failed {
+            // Output written can free the session to go on with input it
+            // held back: drain again.
+            progressed |= self.flush(env.now);
+            if self.failed || self.session.wants_close_now() {
                 return Status::Closed;
             }
             if self.readable && !self.read_closed && self.session.wants_read() {
@@ -223,7 +225,10 @@ impl Connection {
                 break;
             }
         }
-        if self.failed || (self.session.wants_close() && self.session.poll_output().is_empty()) {
+        if self.failed
+            || self.session.wants_close_now()
+            || (self.session.wants_close() && self.session.poll_output().is_empty())
+        {
             Status::Closed
         } else {
             Status::Open
@@ -261,18 +266,24 @@ impl Connection {
         }
     }
 
-    fn flush(&mut self) {
-        // The session's last words: the connection closes as soon as they
-        // are out, and the FIN can go in the same segment.
-        let last = self.session.wants_close();
+    /// Writes the session's output until done or the socket would block.
+    /// Returns whether anything was written.
+    fn flush(&mut self, now: Instant) -> bool {
+        let mut wrote = false;
         while self.writable {
+            // The session's last words: the connection closes as soon as
+            // they are out, and the FIN can go in the same segment.
+            let last = self.session.wants_close();
             let out = self.session.poll_output();
             if out.is_empty() {
-                return;
+                break;
             }
             match sys::send(self.stream.as_raw_fd(), out, last) {
                 Ok(0) => self.failed = true,
-                Ok(n) => self.session.consume_output(n),
+                Ok(n) => {
+                    wrote = true;
+                    self.session.consume_output(n, now);
+                }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => self.writable = false,
                     io::ErrorKind::Interrupted => {}
@@ -280,9 +291,10 @@ impl Connection {
                 },
             }
             if self.failed {
-                return;
+                break;
             }
         }
+        wrote
     }
 
     fn slot_of(&self, id: u32) -> Option<usize> {
@@ -349,9 +361,21 @@ impl Connection {
                     .map(|c| c.send_file(file, offset, end, transform).is_ok());
                 self.report_job(id, given);
             }
-            Request::SendBytes { id, data } => {
-                let given = self.channel_mut(id).map(|c| c.send_bytes(data).is_ok());
+            Request::SendBytes { id, data, more } => {
+                let given = self
+                    .channel_mut(id)
+                    .map(|c| c.send_bytes(data, more).is_ok());
                 self.report_job(id, given);
+            }
+            Request::Progress { id } => {
+                let event = match self.channel_mut(id) {
+                    Some(c) => ChannelEvent::Progress {
+                        id,
+                        bytes: c.bytes(),
+                    },
+                    None => ChannelEvent::Closed { id },
+                };
+                self.events.push(event);
             }
             Request::ReceiveFile {
                 id,

@@ -33,6 +33,12 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// - `ABORT`: abort the channel; reply `ABORTED n urgent=BOOL` or `CLOSED`.
 /// - `WORK`: a computation that says it started, then waits (at most 30 s)
 ///   until the test lets it go; reply `WORKED true` (`false`: it timed out).
+/// - `CHUNKS N`: listen; reply `PORT p`; send N chunks of [`CHUNK`] bytes
+///   (chunk `i` is all `b'a' + i % 26`), each made by a computation once
+///   the previous one is sent (`SendBytes` with `more`), as FTP streams a
+///   listing; reply `DONE n`.
+/// - `PROGRESS`: ask how many bytes the channel has moved; reply
+///   `PROGRESS n` (or `CLOSED`).
 /// - `PANIC`: panic inside the session.
 struct Courier {
     source: PathBuf,
@@ -59,7 +65,13 @@ struct CourierSession {
     requests: Vec<Request>,
     urgent: bool,
     eof: bool,
+    /// Chunks of a `CHUNKS` transfer still to make, and the next one's number.
+    chunks_left: u32,
+    next_chunk: u32,
 }
+
+/// The size of one `CHUNKS` chunk.
+const CHUNK: usize = 100_000;
 
 impl Protocol for Courier {
     fn name(&self) -> &'static str {
@@ -78,11 +90,23 @@ impl Protocol for Courier {
             requests: Vec::new(),
             urgent: false,
             eof: false,
+            chunks_left: 0,
+            next_chunk: 0,
         })
     }
 }
 
 impl CourierSession {
+    /// Asks for the next `CHUNKS` chunk to be made off the session.
+    fn make_chunk(&mut self) {
+        let i = self.next_chunk;
+        self.next_chunk += 1;
+        self.chunks_left -= 1;
+        self.requests.push(Request::Compute(Work::new(move || -> Computed {
+            Box::new(vec![b'a' + (i % 26) as u8; CHUNK])
+        })));
+    }
+
     fn command(&mut self, line: &str) {
         let mut words = line.split_whitespace();
         let verb = words.next().unwrap_or("");
@@ -140,6 +164,18 @@ impl CourierSession {
                     },
                 });
             }
+            "CHUNKS" => {
+                self.requests.push(Request::Listen {
+                    id: 1,
+                    ip: LOCALHOST,
+                    ports: (0, 0),
+                    allow_from: Some(self.peer.ip()),
+                });
+                self.chunks_left = arg.unwrap().parse().unwrap();
+                self.next_chunk = 0;
+                self.make_chunk();
+            }
+            "PROGRESS" => self.requests.push(Request::Progress { id: 1 }),
             "ABORT" => self.requests.push(Request::Abort { id: 1 }),
             "WORK" => {
                 let gate = self.gate.clone();
@@ -187,11 +223,24 @@ impl Session for CourierSession {
                 format!("ABORTED {bytes} urgent={}\n", self.urgent)
             }
             ChannelEvent::Closed { .. } => "CLOSED\n".to_string(),
+            ChannelEvent::Sent { .. } => return self.make_chunk(),
+            ChannelEvent::Progress { bytes, .. } => format!("PROGRESS {bytes}\n"),
         };
         self.out.extend_from_slice(line.as_bytes());
     }
 
     fn handle_computed(&mut self, result: Computed, _now: Instant) {
+        let result = match result.downcast::<Vec<u8>>() {
+            Ok(chunk) => {
+                let more = self.chunks_left > 0;
+                return self.requests.push(Request::SendBytes {
+                    id: 1,
+                    data: *chunk,
+                    more,
+                });
+            }
+            Err(other) => other,
+        };
         let released = result.downcast::<bool>().expect("WORK returns a bool");
         self.out
             .extend_from_slice(format!("WORKED {released}\n").as_bytes());
@@ -209,7 +258,7 @@ impl Session for CourierSession {
         &self.out
     }
 
-    fn consume_output(&mut self, n: usize) {
+    fn consume_output(&mut self, n: usize, _now: Instant) {
         self.out.drain(..n);
     }
 
@@ -447,6 +496,69 @@ fn abort_with_urgent_data(arch: Arch) {
     assert_eq!(c.line(), "CLOSED");
 }
 
+/// A stalled transfer's progress, asked twice, stands still; asked of a
+/// channel that is gone, it says so.
+fn progress_of_a_stalled_transfer(arch: Arch) {
+    let server = start(arch);
+    let mut c = Control::connect(server.addr);
+    c.send("BIG");
+    let port = c.port();
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    data.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut first = [0u8; 1024];
+    data.read_exact(&mut first).unwrap();
+    // The sender fills the socket buffers, then stops: wait until two
+    // answers agree (bounded).
+    let progress = |c: &mut Control| -> u64 {
+        c.send("PROGRESS");
+        let l = c.line();
+        l.strip_prefix("PROGRESS ")
+            .unwrap_or_else(|| panic!("wanted PROGRESS, got {l:?}"))
+            .parse()
+            .unwrap()
+    };
+    let mut last = progress(&mut c);
+    let mut steady = false;
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = progress(&mut c);
+        assert!(now >= last && now >= 1024 && now < server.big_len, "{now}");
+        if now == last {
+            steady = true;
+            break;
+        }
+        last = now;
+    }
+    assert!(steady, "the transfer stood still once the client stopped reading");
+    c.send("ABORT");
+    assert!(c.line().starts_with("ABORTED "));
+    c.send("PROGRESS");
+    assert_eq!(c.line(), "CLOSED");
+}
+
+/// A listing-like transfer in chunks, each made by a computation once the
+/// previous one is sent: the bytes arrive whole and in order.
+fn chunked_send(arch: Arch) {
+    let server = start(arch);
+    let mut c = Control::connect(server.addr);
+    c.send("CHUNKS 7");
+    let port = c.port();
+    let got = read_all(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert_eq!(got.len(), 7 * CHUNK);
+    for (i, chunk) in got.chunks(CHUNK).enumerate() {
+        let want = b'a' + (i % 26) as u8;
+        assert!(chunk.iter().all(|&b| b == want), "chunk {i} differs");
+    }
+    assert_eq!(c.line(), format!("DONE {}", 7 * CHUNK));
+    // One chunk only: `more` is false from the start.
+    c.send("CHUNKS 1");
+    let port = c.port();
+    let got = read_all(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert_eq!(got.len(), CHUNK);
+    assert_eq!(c.line(), format!("DONE {CHUNK}"));
+}
+
 fn a_computation_stalls_no_other_client(arch: Arch) {
     let server = start(arch);
     let mut a = Control::connect(server.addr);
@@ -511,7 +623,9 @@ macro_rules! for_each_in_process_arch {
 for_each_in_process_arch!(
     active_send,
     passive_send_and_receive,
-    abort_with_urgent_data
+    abort_with_urgent_data,
+    progress_of_a_stalled_transfer,
+    chunked_send
 );
 
 /// Every architecture but serial, which serves one client at a time by

@@ -3,7 +3,9 @@
 //! The smallest honest protocol: it proves a driver moves bytes both ways
 //! without loss, applies back-pressure, and closes cleanly after a
 //! half-close. When the client shuts its sending side, the session finishes
-//! echoing what it has and then asks to close.
+//! echoing what it has and then asks to close. The idle timeout counts from
+//! the last byte that moved either way, so it also ends a client that sends
+//! and never reads: such a connection is closed with its echo unsent.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,8 @@ pub const MAX_BUFFERED: usize = 256 * 1024;
 /// The echo protocol's per-server settings.
 #[derive(Clone, Debug)]
 pub struct Echo {
-    /// Close a connection that sent nothing for this long (`None`: never).
+    /// Close a connection on which nothing moved, in or out, for this long
+    /// (`None`: never).
     pub idle_timeout: Option<Duration>,
 }
 
@@ -31,7 +34,7 @@ impl Protocol for Echo {
             eof: false,
             timed_out: false,
             idle_timeout: self.idle_timeout,
-            last_input: now,
+            last_activity: now,
         })
     }
 }
@@ -43,13 +46,14 @@ pub struct EchoSession {
     eof: bool,
     timed_out: bool,
     idle_timeout: Option<Duration>,
-    last_input: Instant,
+    /// The last input, or the last output the client took.
+    last_activity: Instant,
 }
 
 impl Session for EchoSession {
     fn handle_input(&mut self, data: &[u8], now: Instant) {
         self.out.buf().extend_from_slice(data);
-        self.last_input = now;
+        self.last_activity = now;
     }
 
     fn handle_eof(&mut self, _now: Instant) {
@@ -59,7 +63,7 @@ impl Session for EchoSession {
     fn handle_timeout(&mut self, now: Instant) {
         if self
             .idle_timeout
-            .is_some_and(|t| now >= self.last_input + t)
+            .is_some_and(|t| now >= self.last_activity + t)
         {
             self.timed_out = true;
         }
@@ -69,12 +73,13 @@ impl Session for EchoSession {
         self.out.pending()
     }
 
-    fn consume_output(&mut self, n: usize) {
+    fn consume_output(&mut self, n: usize, now: Instant) {
         self.out.consume(n);
+        self.last_activity = now;
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.idle_timeout.map(|t| self.last_input + t)
+        self.idle_timeout.map(|t| self.last_activity + t)
     }
 
     fn wants_read(&self) -> bool {
@@ -83,6 +88,12 @@ impl Session for EchoSession {
 
     fn wants_close(&self) -> bool {
         self.timed_out || self.eof
+    }
+
+    fn wants_close_now(&self) -> bool {
+        // Nothing moved for the whole idle timeout: whatever is unsent will
+        // not be read.
+        self.timed_out
     }
 }
 
@@ -105,9 +116,9 @@ mod tests {
         s.handle_input(b"hello ", now);
         s.handle_input(b"world", now);
         assert_eq!(s.poll_output(), b"hello world");
-        s.consume_output(3);
+        s.consume_output(3, now);
         assert_eq!(s.poll_output(), b"lo world");
-        s.consume_output(8);
+        s.consume_output(8, now);
         assert!(s.poll_output().is_empty());
     }
 
@@ -120,7 +131,7 @@ mod tests {
         }
         assert!(s.poll_output().len() >= MAX_BUFFERED);
         let n = s.poll_output().len();
-        s.consume_output(n);
+        s.consume_output(n, now);
         assert!(s.wants_read());
     }
 
@@ -142,10 +153,26 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
         let t1 = t0 + Duration::from_secs(5);
         s.handle_input(b"x", t1);
-        s.consume_output(1);
+        s.consume_output(1, t1);
         s.handle_timeout(t0 + Duration::from_secs(10));
         assert!(!s.wants_close(), "input at t+5 moved the deadline");
         s.handle_timeout(t1 + Duration::from_secs(10));
         assert!(s.wants_close());
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_closed_at_the_idle_deadline_with_output_unsent() {
+        let (mut s, t0) = session(Some(Duration::from_secs(10)));
+        while s.wants_read() {
+            s.handle_input(&[1u8; 64 * 1024], t0);
+        }
+        // Some output is taken, then none.
+        let t1 = t0 + Duration::from_secs(3);
+        s.consume_output(100, t1);
+        s.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(!s.wants_close_now(), "output taken at t+3 is activity");
+        s.handle_timeout(t1 + Duration::from_secs(10));
+        assert!(!s.poll_output().is_empty());
+        assert!(s.wants_close_now(), "closed whatever it still owes");
     }
 }

@@ -30,6 +30,8 @@ pub struct Options {
     pub passive_ports: (u16, u16),
     /// The address advertised in PASV replies (ftp).
     pub masquerade: Option<IpAddr>,
+    /// How long a data connection may move nothing (ftp; `None`: forever).
+    pub data_timeout: Option<Duration>,
 }
 
 /// Builds the protocol named `name`. Fails, naming the path, when its root
@@ -59,15 +61,18 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                         )
                     })?;
             }
-            Ok(Box::new(ftp::Ftp::new(
+            let ftp = ftp::Ftp::new(
                 root,
                 users,
                 ftp::FtpConfig {
                     passive_ports: options.passive_ports,
                     masquerade: options.masquerade,
                     idle_timeout: options.idle_timeout,
+                    data_timeout: options.data_timeout,
                 },
-            )))
+            )
+            .context("cannot set up the login gate")?;
+            Ok(Box::new(ftp))
         }
         other => anyhow::bail!("unknown protocol {other:?}"),
     }

@@ -4,26 +4,42 @@
 //! driver for the data connection ([`Request::Listen`] for PASV/EPSV,
 //! [`Request::Connect`] for PORT/EPRT) and for the transfer over it
 //! ([`Request::SendFile`], [`Request::SendBytes`], [`Request::ReceiveFile`]).
-//! It never touches a socket: the driver owns the data connection, so a
-//! slow data reader stalls only its own transfer, never a reactor. Files are
-//! reached only through the user's [`Root`].
+//! It never touches a socket or the clock: the driver owns the data
+//! connection, so a slow data reader stalls only its own transfer, and every
+//! instant comes in as an argument. Files are reached only through the
+//! user's [`Root`]; directory listings and password checks, which take
+//! milliseconds to seconds, run as [`Request::Compute`] work off the event
+//! loop (see [`listing`](super::listing)).
 //!
 //! A transfer command goes: `150` at once; the job is handed to the driver
 //! as soon as the data connection is up; `226` when the driver reports
-//! `Done`, `425`/`426` when it fails. `ABOR` (with or without Telnet
-//! IP/Synch) stops it: `426` then `226`. While a transfer runs, only `ABOR`,
-//! `STAT`, `NOOP` and `QUIT` are answered; other commands wait their turn.
+//! `Done`, `425`/`426`/`45x` when it fails. `ABOR` (with or without Telnet
+//! IP/Synch) stops it: `426` then `226`. While a transfer runs, `ABOR` and
+//! `STAT` are answered at once, and `NOOP` too when nothing waits before it;
+//! every other line waits its turn, in order, and is answered after the
+//! transfer (at most [`MAX_DEFERRED`] of them; then the session stops
+//! reading). `QUIT` and the end of input wait for the transfer too.
+//!
+//! Deadlines, all on the driver's clock: the idle timeout counts from the
+//! last complete command (or output the client took), not from any byte;
+//! a login has [`LOGIN_TIMEOUT`]; a data connection that moves nothing for
+//! the data timeout is aborted with `426`; and once a session has said its
+//! last words it waits at most [`CLOSE_LINGER`] for them to be read, then
+//! closes whatever it still owes.
 
 use std::collections::VecDeque;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::drivers::channel::same_ip;
+use crate::protocols::ftp::gate::{LoginGate, LoginPermit};
+use crate::protocols::ftp::listing::{self, Batch, Format, Listing, Opened};
 use crate::protocols::ftp::users::{Perms, User, Users};
-use crate::protocols::ftp::wire::{self, Command, EpsvArg, LineReader, ListEntry, Verb};
+use crate::protocols::ftp::wire::{self, Command, EpsvArg, LineError, LineReader, Verb};
 use crate::protocols::ftp::FtpConfig;
-use crate::root::{Kind, Meta, Root, Upload, VPath};
+use crate::root::{Kind, Root, Upload, VPath};
 use crate::session::{
     ChannelEvent, ChannelId, Computed, ConnInfo, Outbox, Request, Session, Transform, Work,
 };
@@ -33,15 +49,26 @@ pub const MAX_LOGIN_FAILURES: u32 = 3;
 /// How long the session stops listening after a failed login: slows
 /// password guessing to a few tries per second per connection.
 pub const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
+/// How long a connection may take to log in, whatever it sends meanwhile:
+/// a client that trickles bytes or NOOPs before login holds a place (a
+/// thread, in the blocking architectures) for no longer than this.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a password check that found the login gate full tries again.
+/// It holds nothing meanwhile (no thread, no hash memory).
+pub const LOGIN_RETRY: Duration = Duration::from_millis(20);
 /// Commands received during a transfer and kept for after it; more means a
-/// client that does not wait for replies, and the session stops reading.
-const MAX_DEFERRED: usize = 16;
+/// client that does not wait for replies, and the session stops reading
+/// (the rest wait in the kernel's buffers, and TCP slows the client).
+pub const MAX_DEFERRED: usize = 16;
 /// Reply bytes buffered before the session stops reading (a client that
 /// sends commands without reading replies).
-const MAX_OUTPUT: usize = 64 * 1024;
+pub const MAX_OUTPUT: usize = 64 * 1024;
 /// How long a transfer waits for its data connection (the client's connect
 /// in passive mode, ours in active mode) before giving up with `425`.
 pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long last words (`221`, `421`) wait to be read before the connection
+/// is closed with them unsent: a client that never reads cannot keep it.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 /// The reply sent to a connection refused at `--max-connections`.
 pub const REFUSAL: &[u8] = b"421 Too many connections; try again later.\r\n";
@@ -58,6 +85,42 @@ struct LoggedIn {
     /// The user's home as a root: the server's own when the home is `/`
     /// (no directory to open per login).
     root: Arc<Root>,
+}
+
+/// What the control connection is doing. Orthogonal to it: a transfer may
+/// be under way ([`FtpSession::transfer`]) and a computation may be
+/// ([`FtpSession::awaiting`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading and answering commands.
+    Commands,
+    /// A failed login: no command is read until then.
+    Penalty(Instant),
+    /// Last words queued: the connection closes once they are sent, or at
+    /// this instant, sent or not.
+    Closing(Instant),
+    /// The linger passed with output unsent: close now.
+    Gone,
+}
+
+/// The computation the session waits for (at most one), or its wait for
+/// a permit to start one.
+enum Awaiting {
+    /// A password check: commands wait for its answer.
+    Login,
+    /// A password check waiting for a place at the login gate.
+    LoginGate {
+        name: String,
+        password: Vec<u8>,
+        retry_at: Instant,
+    },
+    /// The first batch of a listing (opening the directory decides between
+    /// `150` and `550`); commands wait.
+    ListOpen { verb: Verb, path: VPath },
+    /// A later batch of the listing under way.
+    ListMore,
+    /// `STAT path` lines; commands wait.
+    Stat,
 }
 
 /// What the data connection is doing.
@@ -79,6 +142,17 @@ enum PassiveStyle {
     Epsv,
 }
 
+/// Why a transfer is being aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Abort {
+    /// The client's `ABOR`.
+    Client,
+    /// The data connection never came up.
+    NoConnection,
+    /// The data connection moved nothing for the data timeout.
+    Stalled,
+}
+
 /// A transfer under way (150 sent).
 struct Transfer {
     id: ChannelId,
@@ -88,9 +162,13 @@ struct Transfer {
     connected: bool,
     upload: Option<Upload>,
     started: Instant,
-    aborting: bool,
-    /// Aborted because the data connection never came up.
-    timed_out: bool,
+    aborting: Option<Abort>,
+    /// The next look at the channel's progress, and the byte count seen at
+    /// the last one (the data timeout).
+    check_at: Option<Instant>,
+    seen: u64,
+    /// A listing's next batch, once the last chunk is sent.
+    listing: Option<Box<Listing>>,
 }
 
 /// The FTP protocol's session.
@@ -98,28 +176,35 @@ pub struct FtpSession {
     root: Arc<Root>,
     users: Arc<Users>,
     config: Arc<FtpConfig>,
+    gate: LoginGate,
     info: ConnInfo,
     lines: LineReader,
-    deferred: VecDeque<Vec<u8>>,
+    /// Lines read during a transfer, answered after it (an over-long line
+    /// as its error).
+    deferred: VecDeque<Result<Vec<u8>, LineError>>,
+    /// The client closed its sending side: finish what is owed, then close.
+    input_ended: bool,
+    /// The server is shutting down: close at the next clean boundary.
+    shutting_down: bool,
     out: Outbox,
     requests: VecDeque<Request>,
+    phase: Phase,
+    awaiting: Option<Awaiting>,
     login: Login,
+    login_by: Instant,
     failures: u32,
-    quiet_until: Option<Instant>,
-    /// A password is being checked (off the event loop: argon2 takes
-    /// milliseconds); commands wait until it is answered.
-    verifying: bool,
     cwd: VPath,
     ascii: bool,
-    rest: u64,
+    /// `REST`'s offset, for the very next command only.
+    rest: Option<u64>,
     rename_from: Option<VPath>,
     epsv_all: bool,
     data: Data,
     transfer: Option<Transfer>,
     next_id: ChannelId,
+    /// The last complete command, transfer end or output taken: the idle
+    /// clock's start.
     last_activity: Instant,
-    closing: bool,
-    eof: bool,
 }
 
 impl FtpSession {
@@ -128,6 +213,7 @@ impl FtpSession {
         root: Arc<Root>,
         users: Arc<Users>,
         config: Arc<FtpConfig>,
+        gate: LoginGate,
         info: ConnInfo,
         now: Instant,
     ) -> FtpSession {
@@ -135,26 +221,28 @@ impl FtpSession {
             root,
             users,
             config,
+            gate,
             info,
             lines: LineReader::new(),
             deferred: VecDeque::new(),
+            input_ended: false,
+            shutting_down: false,
             out: Outbox::with_capacity(256),
             requests: VecDeque::new(),
+            phase: Phase::Commands,
+            awaiting: None,
             login: Login::NeedUser,
+            login_by: now + LOGIN_TIMEOUT,
             failures: 0,
-            quiet_until: None,
-            verifying: false,
             cwd: VPath::root(),
             ascii: false,
-            rest: 0,
+            rest: None,
             rename_from: None,
             epsv_all: false,
             data: Data::None,
             transfer: None,
             next_id: 0,
             last_activity: now,
-            closing: false,
-            eof: false,
         };
         s.reply(220, "muse FTP server ready.");
         s
@@ -164,10 +252,20 @@ impl FtpSession {
         wire::reply(self.out.buf(), code, text);
     }
 
-    fn close_with(&mut self, code: u16, text: &str) {
+    /// Last words: the session reads no more and closes once they are sent
+    /// (or at the linger's end). A transfer still under way is aborted.
+    fn close_with(&mut self, code: u16, text: &str, now: Instant) {
+        if matches!(self.phase, Phase::Closing(_) | Phase::Gone) {
+            return;
+        }
         self.reply(code, text);
-        self.closing = true;
+        self.phase = Phase::Closing(now + CLOSE_LINGER);
+        self.awaiting = None;
         self.abort_data();
+    }
+
+    fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing(_) | Phase::Gone)
     }
 
     fn new_id(&mut self) -> ChannelId {
@@ -175,7 +273,7 @@ impl FtpSession {
         self.next_id
     }
 
-    /// Drops whatever data connection is set up (not a running transfer).
+    /// Drops whatever data connection is set up, and a running transfer.
     fn abort_data(&mut self) {
         match std::mem::replace(&mut self.data, Data::None) {
             Data::Binding(id, _) | Data::Passive(id) => {
@@ -198,30 +296,81 @@ impl FtpSession {
         }
     }
 
+    /// Whether commands are taken from the input now.
+    fn taking_commands(&self) -> bool {
+        self.phase == Phase::Commands
+            && !matches!(
+                self.awaiting,
+                Some(
+                    Awaiting::Login
+                        | Awaiting::LoginGate { .. }
+                        | Awaiting::ListOpen { .. }
+                        | Awaiting::Stat
+                )
+            )
+    }
+
+    /// Answers the commands held (deferred ones first once a transfer has
+    /// ended, then complete lines), as long as the session may: it stops
+    /// while its output is full and goes on when the driver takes it
+    /// (`consume_output`), and stops at anything that waits.
     fn process_lines(&mut self, now: Instant) {
         loop {
-            if self.closing
-                || self.out.len() > MAX_OUTPUT
-                || self.quiet_until.is_some()
-                || self.verifying
-            {
-                return;
+            if !self.taking_commands() || self.out.len() > MAX_OUTPUT {
+                break;
             }
-            // Commands held back during a transfer go first once it ends.
             if self.transfer.is_none() {
-                if let Some(line) = self.deferred.pop_front() {
-                    self.command_line(&line, now);
-                    continue;
+                match self.deferred.pop_front() {
+                    Some(Ok(line)) => {
+                        self.command_line(&line, now);
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        let (code, text) = e.reply();
+                        self.reply(code, text);
+                        continue;
+                    }
+                    None => {}
                 }
+            } else if self.deferred.len() >= MAX_DEFERRED {
+                // Back-pressure: the rest stays in the reader (and then in
+                // the kernel) until the transfer ends.
+                break;
             }
             match self.lines.next_line() {
-                None => return,
+                None => break,
                 Some(Err(e)) => {
+                    self.last_activity = now;
+                    if self.transfer.is_some() {
+                        // Answered in its turn, after the transfer.
+                        self.deferred.push_back(Err(e));
+                        continue;
+                    }
                     let (code, text) = e.reply();
                     self.reply(code, text);
                 }
-                Some(Ok(line)) => self.command_line(&line.bytes, now),
+                Some(Ok(line)) => {
+                    self.last_activity = now;
+                    self.command_line(&line.bytes, now);
+                }
             }
+        }
+        self.settle(now);
+    }
+
+    /// Closes a session whose input has ended once nothing is left to do.
+    fn settle(&mut self, now: Instant) {
+        if self.is_closing() || self.transfer.is_some() || self.awaiting.is_some() {
+            return;
+        }
+        if self.shutting_down {
+            return self.close_with(421, "Server shutting down.", now);
+        }
+        if self.input_ended && self.deferred.is_empty() && self.phase == Phase::Commands {
+            // Every complete line has been answered; a partial one is
+            // dropped, as the client can no longer finish it.
+            self.phase = Phase::Closing(now + CLOSE_LINGER);
+            self.abort_data();
         }
     }
 
@@ -230,19 +379,23 @@ impl FtpSession {
             Ok(cmd) => cmd,
             Err(e) => {
                 if self.transfer.is_some() {
+                    self.deferred.push_back(Ok(line.to_vec()));
                     return;
                 }
                 let (code, text) = e.reply();
                 return self.reply(code, text);
             }
         };
-        if self.transfer.is_some()
-            && !matches!(cmd.verb, Verb::Abor | Verb::Stat | Verb::Noop | Verb::Quit)
-        {
-            if self.deferred.len() < MAX_DEFERRED {
-                self.deferred.push_back(line.to_vec());
+        if self.transfer.is_some() {
+            let now_ok = match cmd.verb {
+                Verb::Abor | Verb::Stat => true,
+                Verb::Noop => self.deferred.is_empty(),
+                _ => false,
+            };
+            if !now_ok {
+                self.deferred.push_back(Ok(line.to_vec()));
+                return;
             }
-            return;
         }
         self.command(cmd, now);
     }
@@ -260,6 +413,8 @@ impl FtpSession {
 
     fn command(&mut self, cmd: Command<'_>, now: Instant) {
         use Verb::*;
+        // REST applies to the very next command only (RFC 959 §4.1.3).
+        let rest = self.rest.take();
         let logged_in = matches!(self.login, Login::In(_));
         if !logged_in
             && !matches!(
@@ -276,9 +431,7 @@ impl FtpSession {
         match cmd.verb {
             User => self.user(&cmd),
             Pass => self.pass(&cmd, now),
-            Quit => {
-                self.close_with(221, "Goodbye.");
-            }
+            Quit => self.close_with(221, "Goodbye.", now),
             Noop => self.reply(200, "NOOP ok."),
             Syst => self.reply(215, "UNIX Type: L8"),
             Feat => {
@@ -339,6 +492,7 @@ impl FtpSession {
                     return;
                 };
                 match arg.to_ascii_uppercase().as_str() {
+                    "" => self.reply(501, "TYPE needs an argument."),
                     "A" | "A N" => {
                         self.ascii = true;
                         self.reply(200, "Switching to ASCII mode.");
@@ -397,18 +551,18 @@ impl FtpSession {
                 };
                 match arg.trim().parse::<u64>() {
                     Ok(n) => {
-                        self.rest = n;
+                        self.rest = Some(n);
                         let text = format!("Restart position accepted ({n}).");
                         self.reply(350, &text);
                     }
                     Err(_) => self.reply(501, "REST needs a byte offset."),
                 }
             }
-            Retr => self.retr(&cmd, now),
-            Stor => self.store(&cmd, Store::Replace, now),
-            Appe => self.store(&cmd, Store::Append, now),
-            Stou => self.store(&cmd, Store::Unique, now),
-            List | Nlst | Mlsd => self.list(&cmd, now),
+            Retr => self.retr(&cmd, rest.unwrap_or(0), now),
+            Stor => self.store(&cmd, Store::Replace, rest.unwrap_or(0), now),
+            Appe => self.store(&cmd, Store::Append, 0, now),
+            Stou => self.store(&cmd, Store::Unique, 0, now),
+            List | Nlst | Mlsd => self.list(&cmd),
             Mlst => self.mlst(&cmd),
             Size => self.size(&cmd),
             Mdtm => self.mdtm(&cmd),
@@ -427,7 +581,10 @@ impl FtpSession {
         let Some(arg) = self.arg_str(cmd) else {
             return;
         };
-        if arg.eq_ignore_ascii_case(value) {
+        if arg.is_empty() {
+            let text = format!("{} needs an argument.", cmd.verb.name());
+            self.reply(501, &text);
+        } else if arg.eq_ignore_ascii_case(value) {
             self.reply(200, ok);
         } else {
             self.reply(504, refusal);
@@ -464,15 +621,32 @@ impl FtpSession {
             let user = self.users.get(&name).cloned();
             return self.log_in(user, now);
         }
-        // An argon2 check (unknown names get one too, so that the time
-        // taken tells nothing) runs where the driver may block; the answer
-        // comes to `handle_computed`.
-        let users = Arc::clone(&self.users);
         let password = cmd.arg.unwrap_or(b"").to_vec();
-        self.verifying = true;
+        self.check_password(name, password, now);
+    }
+
+    /// Starts an argon2 check (unknown names get one too, so that the time
+    /// taken tells nothing) where the driver may block; the answer comes to
+    /// `handle_computed`. Checks are bounded per server and per address by
+    /// the login gate: without a place, the session waits (holding nothing)
+    /// and tries again, so one address flooding bad logins delays only
+    /// itself.
+    fn check_password(&mut self, name: String, password: Vec<u8>, now: Instant) {
+        let Some(permit) = self.gate.try_acquire(self.info.peer.ip()) else {
+            self.awaiting = Some(Awaiting::LoginGate {
+                name,
+                password,
+                retry_at: now + LOGIN_RETRY,
+            });
+            return;
+        };
+        let users = Arc::clone(&self.users);
+        self.awaiting = Some(Awaiting::Login);
         self.requests
             .push_back(Request::Compute(Work::new(move || -> Computed {
-                Box::new(users.authenticate(&name, &password).cloned())
+                let user = users.authenticate(&name, &password).cloned();
+                drop::<LoginPermit>(permit);
+                Box::new(user)
             })));
     }
 
@@ -519,10 +693,10 @@ impl FtpSession {
                 "ftp: {} failed to log in {} times; closing",
                 self.info.peer, self.failures
             ));
-            return self.close_with(421, "Too many failed logins.");
+            return self.close_with(421, "Too many failed logins.", now);
         }
         self.reply(530, "Login incorrect.");
-        self.quiet_until = Some(now + LOGIN_FAILURE_DELAY);
+        self.phase = Phase::Penalty(now + LOGIN_FAILURE_DELAY);
     }
 
     fn user_root(&self) -> (&Root, Perms) {
@@ -550,7 +724,7 @@ impl FtpSession {
         }
     }
 
-    fn fs_error(&mut self, code: u16, e: &std::io::Error) {
+    fn fs_error(&mut self, code: u16, e: &io::Error) {
         use std::io::ErrorKind::*;
         let text = match e.kind() {
             NotFound => "No such file or directory.",
@@ -559,7 +733,16 @@ impl FtpSession {
             DirectoryNotEmpty => "Directory not empty.",
             NotADirectory => "Not a directory.",
             IsADirectory => "Is a directory.",
-            _ => "Operation failed.",
+            ReadOnlyFilesystem => "Read-only file system.",
+            InvalidFilename => "File name too long.",
+            StorageFull => return self.reply(452, "Insufficient storage space."),
+            QuotaExceeded => return self.reply(552, "Disk quota exceeded."),
+            FileTooLarge => return self.reply(552, "File too large."),
+            _ if crate::root::is_not_plain_file(e) => "Not a plain file.",
+            _ => {
+                crate::log::warn(format_args!("ftp: {}: {e}", self.info.peer));
+                "Operation failed."
+            }
         };
         self.reply(code, text);
     }
@@ -632,6 +815,18 @@ impl FtpSession {
         self.data = Data::Binding(id, style);
     }
 
+    /// Whether a data connection is set up for a transfer; if not, `425`
+    /// (before anything is opened or created).
+    fn data_ready(&mut self) -> bool {
+        match self.data {
+            Data::Passive(_) | Data::Active(_) => true,
+            Data::None | Data::Binding(..) => {
+                self.reply(425, "Use PORT or PASV first.");
+                false
+            }
+        }
+    }
+
     fn start_transfer(
         &mut self,
         what: &'static str,
@@ -667,25 +862,30 @@ impl FtpSession {
             connected: false,
             upload,
             started: now,
-            aborting: false,
-            timed_out: false,
+            aborting: None,
+            check_at: None,
+            seen: 0,
+            listing: None,
         });
-        self.rest = 0;
     }
 
-    fn retr(&mut self, cmd: &Command<'_>, now: Instant) {
+    fn retr(&mut self, cmd: &Command<'_>, rest: u64, now: Instant) {
         let Some(path) = self.path_arg(cmd) else {
             return;
         };
-        let (root, perms) = self.user_root();
+        let (_, perms) = self.user_root();
         if !perms.read {
             return self.reply(550, "Permission denied.");
         }
+        if !self.data_ready() {
+            return;
+        }
+        let (root, _) = self.user_root();
         let (file, meta) = match root.open_read(&path) {
             Ok(x) => x,
             Err(e) => return self.fs_error(550, &e),
         };
-        let offset = self.rest.min(meta.size);
+        let offset = rest.min(meta.size);
         let transform = if self.ascii {
             Transform::LfToCrlf
         } else {
@@ -706,7 +906,7 @@ impl FtpSession {
         self.start_transfer("RETR", path.to_string(), job, None, &opening, now);
     }
 
-    fn store(&mut self, cmd: &Command<'_>, how: Store, now: Instant) {
+    fn store(&mut self, cmd: &Command<'_>, how: Store, rest: u64, now: Instant) {
         let path = if how == Store::Unique && cmd.arg.is_none_or(|a| a.is_empty()) {
             match self.cwd.join("upload") {
                 Ok(p) => p,
@@ -716,7 +916,7 @@ impl FtpSession {
             let Some(p) = self.path_arg(cmd) else { return };
             p
         };
-        let (root, perms) = self.user_root();
+        let (_, perms) = self.user_root();
         let allowed = match how {
             Store::Append => perms.append || perms.write,
             _ => perms.write,
@@ -724,7 +924,11 @@ impl FtpSession {
         if !allowed {
             return self.reply(550, "Permission denied.");
         }
-        let rest = self.rest;
+        // Nothing is created or opened until a data connection is set up.
+        if !self.data_ready() {
+            return;
+        }
+        let (root, _) = self.user_root();
         let transform = if self.ascii {
             Transform::CrlfToLf
         } else {
@@ -763,7 +967,7 @@ impl FtpSession {
         self.start_transfer(what, path.to_string(), job, upload, &opening, now);
     }
 
-    fn list(&mut self, cmd: &Command<'_>, now: Instant) {
+    fn list(&mut self, cmd: &Command<'_>) {
         let (_, perms) = self.user_root();
         if !perms.list {
             return self.reply(550, "Permission denied.");
@@ -783,43 +987,48 @@ impl FtpSession {
                 }
             }
         };
-        let (root, perms) = self.user_root();
-        let entries = match root.stat(&path) {
-            Ok(m) if matches!(m.kind, Kind::Dir) => match root.list(&path) {
-                Ok(list) => list
-                    .into_iter()
-                    .map(|e| (e.name, e.meta))
-                    .collect::<Vec<_>>(),
-                Err(e) => return self.fs_error(550, &e),
-            },
-            Ok(m) if cmd.verb != Verb::Mlsd => {
-                vec![(path.file_name().unwrap_or("/").to_string(), m)]
+        if !self.data_ready() {
+            return;
+        }
+        let format = match cmd.verb {
+            Verb::Nlst => Format::Names,
+            Verb::Mlsd => Format::Facts(perms),
+            _ => Format::Long,
+        };
+        let root = self.user_root_arc();
+        let dir_only = cmd.verb == Verb::Mlsd;
+        let p = path.clone();
+        self.awaiting = Some(Awaiting::ListOpen {
+            verb: cmd.verb,
+            path,
+        });
+        self.requests
+            .push_back(Request::Compute(Work::new(move || -> Computed {
+                Box::new(listing::open(&root, &p, format, dir_only))
+            })));
+    }
+
+    /// The first batch of a listing is made: `150` and its chunk, or the
+    /// error.
+    fn listing_opened(&mut self, verb: Verb, path: VPath, opened: Opened, now: Instant) {
+        let Batch { chunk, rest } = match opened {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory && verb == Verb::Mlsd => {
+                return self.reply(501, "MLSD needs a directory.")
             }
-            Ok(_) => return self.reply(501, "MLSD needs a directory."),
             Err(e) => return self.fs_error(550, &e),
         };
-        let wall = SystemTime::now();
-        let mut body = Vec::with_capacity(64 * entries.len().max(1));
-        for (name, meta) in &entries {
-            let e = list_entry(name, meta);
-            match cmd.verb {
-                Verb::Nlst => {
-                    body.extend_from_slice(name.as_bytes());
-                    body.extend_from_slice(b"\r\n");
-                }
-                Verb::Mlsd => {
-                    let perm = perms.mlst_perm(matches!(meta.kind, Kind::Dir));
-                    wire::mlsx_facts(&mut body, &e, &perm, name);
-                }
-                _ => wire::list_line(&mut body, &e, wall),
-            }
-        }
-        let what = match cmd.verb {
+        let what = match verb {
             Verb::Nlst => "NLST",
             Verb::Mlsd => "MLSD",
             _ => "LIST",
         };
-        let job = Request::SendBytes { id: 0, data: body };
+        let more = rest.is_some();
+        let job = Request::SendBytes {
+            id: 0,
+            data: chunk,
+            more,
+        };
         self.start_transfer(
             what,
             path.to_string(),
@@ -828,6 +1037,17 @@ impl FtpSession {
             "Here comes the directory listing.",
             now,
         );
+        if let Some(t) = &mut self.transfer {
+            t.listing = rest;
+        }
+    }
+
+    /// The user's root, shared, for work done off the session.
+    fn user_root_arc(&self) -> Arc<Root> {
+        match &self.login {
+            Login::In(u) => Arc::clone(&u.root),
+            _ => Arc::clone(&self.root),
+        }
     }
 
     fn mlst(&mut self, cmd: &Command<'_>) {
@@ -841,7 +1061,7 @@ impl FtpSession {
         match root.stat(&path) {
             Ok(meta) => {
                 let name = path.file_name().unwrap_or("/").to_string();
-                let e = list_entry(&name, &meta);
+                let e = listing::entry(&name, &meta);
                 let perm = perms.mlst_perm(matches!(meta.kind, Kind::Dir));
                 let mut facts = Vec::new();
                 wire::mlsx_facts(&mut facts, &e, &perm, path.as_str());
@@ -965,36 +1185,37 @@ impl FtpSession {
         let Some(path) = self.path_arg(cmd) else {
             return;
         };
-        let (root, perms) = self.user_root();
+        let (_, perms) = self.user_root();
         if !perms.list {
             return self.reply(550, "Permission denied.");
         }
-        let entries = match root.stat(&path) {
-            Ok(m) if matches!(m.kind, Kind::Dir) => match root.list(&path) {
-                Ok(list) => list
-                    .into_iter()
-                    .map(|e| (e.name, e.meta))
-                    .collect::<Vec<_>>(),
-                Err(e) => return self.fs_error(550, &e),
-            },
-            Ok(m) => vec![(path.file_name().unwrap_or("/").to_string(), m)],
+        let root = self.user_root_arc();
+        self.awaiting = Some(Awaiting::Stat);
+        self.requests
+            .push_back(Request::Compute(Work::new(move || -> Computed {
+                Box::new(listing::stat_lines(&root, &path))
+            })));
+    }
+
+    fn stat_listed(&mut self, listed: io::Result<(Vec<u8>, usize)>) {
+        let (body, more) = match listed {
+            Ok(x) => x,
             Err(e) => return self.fs_error(550, &e),
         };
-        let wall = SystemTime::now();
-        let mut body = Vec::new();
-        for (name, meta) in &entries {
-            wire::list_line(&mut body, &list_entry(name, meta), wall);
-        }
         let text = String::from_utf8_lossy(&body);
-        let lines: Vec<&str> = text.lines().collect();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let note = format!("... and {more} more entries: use LIST for them all.");
+        if more > 0 {
+            lines.push(&note);
+        }
         let out = self.out.buf();
         wire::reply_multi(out, 213, "Status follows:", &lines, "End of status");
     }
 
     fn abor(&mut self) {
         match &mut self.transfer {
-            Some(t) if !t.aborting => {
-                t.aborting = true;
+            Some(t) if t.aborting.is_none() => {
+                t.aborting = Some(Abort::Client);
                 let id = t.id;
                 self.requests.push_back(Request::Abort { id });
             }
@@ -1002,6 +1223,17 @@ impl FtpSession {
             None => {
                 self.abort_data();
                 self.reply(226, "No transfer to abort.");
+            }
+        }
+    }
+
+    /// Aborts the transfer under way for `why` (not the client's ABOR).
+    fn abort_transfer(&mut self, why: Abort) {
+        if let Some(t) = &mut self.transfer {
+            if t.aborting.is_none() {
+                t.aborting = Some(why);
+                let id = t.id;
+                self.requests.push_back(Request::Abort { id });
             }
         }
     }
@@ -1056,10 +1288,33 @@ impl FtpSession {
             return;
         }
         match event {
-            ChannelEvent::Connected { .. } => t.connected = true,
+            ChannelEvent::Connected { .. } => {
+                t.connected = true;
+                t.check_at = self.config.data_timeout.map(|d| now + d);
+            }
             ChannelEvent::Listening { .. } => {}
+            ChannelEvent::Progress { bytes, .. } => {
+                // A listing whose next batch is being made is not stalled.
+                let making = matches!(self.awaiting, Some(Awaiting::ListMore));
+                if bytes == t.seen && t.aborting.is_none() && !making {
+                    // Nothing moved for a whole data timeout.
+                    self.abort_transfer(Abort::Stalled);
+                } else {
+                    t.seen = bytes;
+                    t.check_at = self.config.data_timeout.map(|d| now + d);
+                }
+            }
+            ChannelEvent::Sent { .. } => {
+                // A listing chunk is out: make the next one.
+                if let Some(rest) = t.listing.take() {
+                    self.awaiting = Some(Awaiting::ListMore);
+                    self.requests
+                        .push_back(Request::Compute(Work::new(move || -> Computed {
+                            Box::new(rest.next_batch())
+                        })));
+                }
+            }
             ChannelEvent::Done { bytes, .. } => {
-                self.last_activity = now;
                 let mut t = self.transfer.take().expect("checked above");
                 let committed = match t.upload.take() {
                     Some(up) => self
@@ -1082,15 +1337,22 @@ impl FtpSession {
             }
             ChannelEvent::Failed { bytes, error, .. } => {
                 let mut t = self.transfer.take().expect("checked above");
-                if let Some(up) = t.upload.take() {
+                let upload = t.upload.take();
+                if let Some(up) = upload {
                     self.root_for_uploads().discard_upload(up);
                 }
                 self.log_transfer(&t, bytes, now, "failed");
-                if t.connected {
-                    self.reply(426, "Connection closed; transfer aborted.");
-                } else {
-                    let _ = error;
-                    self.reply(425, "Cannot open data connection.");
+                use std::io::ErrorKind::*;
+                match error {
+                    _ if !t.connected => self.reply(425, "Cannot open data connection."),
+                    StorageFull => self.reply(452, "Insufficient storage space."),
+                    QuotaExceeded => self.reply(552, "Disk quota exceeded."),
+                    FileTooLarge => self.reply(552, "File too large."),
+                    ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+                    | WriteZero | TimedOut => {
+                        self.reply(426, "Connection closed; transfer aborted.")
+                    }
+                    _ => self.reply(451, "Local error in processing; transfer aborted."),
                 }
             }
             ChannelEvent::Aborted { bytes, .. } => self.end_aborted(bytes, now),
@@ -1098,7 +1360,8 @@ impl FtpSession {
         }
     }
 
-    /// The transfer was stopped by ABOR: `426` for it, `226` for the ABOR.
+    /// The transfer was stopped: by ABOR (`426` then `226`), or because its
+    /// data connection never came or stalled.
     fn end_aborted(&mut self, bytes: u64, now: Instant) {
         let Some(mut t) = self.transfer.take() else {
             return;
@@ -1106,13 +1369,21 @@ impl FtpSession {
         if let Some(up) = t.upload.take() {
             self.root_for_uploads().discard_upload(up);
         }
-        if t.timed_out {
-            self.log_transfer(&t, bytes, now, "no data connection");
-            return self.reply(425, "Cannot open data connection.");
+        match t.aborting {
+            Some(Abort::NoConnection) => {
+                self.log_transfer(&t, bytes, now, "no data connection");
+                self.reply(425, "Cannot open data connection.");
+            }
+            Some(Abort::Stalled) => {
+                self.log_transfer(&t, bytes, now, "data connection timed out");
+                self.reply(426, "Data connection timed out; transfer aborted.");
+            }
+            Some(Abort::Client) | None => {
+                self.log_transfer(&t, bytes, now, "aborted");
+                self.reply(426, "Connection closed; transfer aborted.");
+                self.reply(226, "Abort successful.");
+            }
         }
-        self.log_transfer(&t, bytes, now, "aborted");
-        self.reply(426, "Connection closed; transfer aborted.");
-        self.reply(226, "Abort successful.");
     }
 
     fn log_transfer(&self, t: &Transfer, bytes: u64, now: Instant, how: &str) {
@@ -1127,6 +1398,24 @@ impl FtpSession {
             t.path,
             now.saturating_duration_since(t.started).as_secs_f64()
         ));
+    }
+
+    /// The idle deadline, while it runs: not during a transfer (which has
+    /// its own deadlines), a computation, or the last words' linger.
+    fn idle_deadline(&self) -> Option<Instant> {
+        if self.transfer.is_some() || self.awaiting.is_some() || self.is_closing() {
+            return None;
+        }
+        self.config.idle_timeout.map(|t| self.last_activity + t)
+    }
+
+    /// The login deadline, until logged in.
+    fn login_deadline(&self) -> Option<Instant> {
+        match self.login {
+            Login::In(_) => None,
+            _ if self.is_closing() => None,
+            _ => Some(self.login_by),
+        }
     }
 }
 
@@ -1160,7 +1449,7 @@ fn with_id(job: Request, id: ChannelId) -> Request {
             end,
             transform,
         },
-        Request::SendBytes { data, .. } => Request::SendBytes { id, data },
+        Request::SendBytes { data, more, .. } => Request::SendBytes { id, data, more },
         Request::ReceiveFile {
             file, transform, ..
         } => Request::ReceiveFile {
@@ -1187,71 +1476,81 @@ fn strip_list_options(mut arg: &[u8]) -> &[u8] {
     }
 }
 
-fn list_entry<'a>(name: &'a str, meta: &Meta) -> ListEntry<'a> {
-    ListEntry {
-        name,
-        is_dir: matches!(meta.kind, Kind::Dir),
-        is_symlink: matches!(meta.kind, Kind::Symlink),
-        size: meta.size,
-        modified: meta.modified,
-        mode: meta.mode,
-        nlink: meta.nlink,
-        uid: meta.uid,
-        gid: meta.gid,
-    }
-}
-
 impl Session for FtpSession {
     fn handle_input(&mut self, data: &[u8], now: Instant) {
-        self.last_activity = now;
         self.lines.push(data);
         self.process_lines(now);
     }
 
-    fn handle_eof(&mut self, _now: Instant) {
-        self.eof = true;
-        self.abort_data();
+    fn handle_eof(&mut self, now: Instant) {
+        // End of input is not an abort: a transfer under way finishes (and
+        // is answered), and every complete line already read is answered,
+        // then the session closes (RFC 959: as QUIT would).
+        self.input_ended = true;
+        self.process_lines(now);
     }
 
-    fn handle_urgent(&mut self, now: Instant) {
+    fn handle_urgent(&mut self, _now: Instant) {
         // The Synch of an ABOR: the command itself follows in line.
-        self.last_activity = now;
     }
 
     fn handle_channel(&mut self, event: ChannelEvent, now: Instant) {
-        self.last_activity = now;
         self.on_channel(event, now);
+        if self.transfer.is_none() {
+            self.last_activity = now;
+        }
         self.process_lines(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if let Some(t) = &mut self.transfer {
-            if !t.connected && !t.aborting && now >= t.started + DATA_CONNECT_TIMEOUT {
-                let id = t.id;
-                t.aborting = true;
-                t.timed_out = true;
-                self.requests.push_back(Request::Abort { id });
+        if let Phase::Closing(by) = self.phase {
+            if now >= by {
+                self.phase = Phase::Gone;
+            }
+            return;
+        }
+        if let Phase::Penalty(until) = self.phase {
+            if now >= until {
+                self.phase = Phase::Commands;
             }
         }
-        if self.quiet_until.is_some_and(|t| now >= t) {
-            self.quiet_until = None;
-            self.process_lines(now);
+        if let Some(t) = &mut self.transfer {
+            if t.aborting.is_none() {
+                if !t.connected && now >= t.started + DATA_CONNECT_TIMEOUT {
+                    self.abort_transfer(Abort::NoConnection);
+                } else if t.check_at.is_some_and(|at| now >= at) {
+                    // Answered at once by `Progress`, which compares.
+                    t.check_at = None;
+                    let id = t.id;
+                    self.requests.push_back(Request::Progress { id });
+                }
+            }
         }
-        if self.transfer.is_none()
-            && !self.closing
-            && self
-                .config
-                .idle_timeout
-                .is_some_and(|t| now >= self.last_activity + t)
-        {
-            self.close_with(421, "Timeout.");
+        if let Some(Awaiting::LoginGate { retry_at, .. }) = &self.awaiting {
+            if now >= *retry_at {
+                if let Some(Awaiting::LoginGate { name, password, .. }) = self.awaiting.take() {
+                    self.check_password(name, password, now);
+                }
+            }
         }
+        if self.login_deadline().is_some_and(|t| now >= t) {
+            crate::log::info(format_args!(
+                "ftp: {} did not log in within {:?}; closing",
+                self.info.peer, LOGIN_TIMEOUT
+            ));
+            return self.close_with(421, "Login timeout.", now);
+        }
+        if self.idle_deadline().is_some_and(|t| now >= t) {
+            return self.close_with(421, "Timeout.", now);
+        }
+        self.process_lines(now);
     }
 
-    fn handle_shutdown(&mut self, _now: Instant) {
-        if self.transfer.is_none() && !self.closing {
-            self.close_with(421, "Server shutting down.");
-        }
+    fn handle_shutdown(&mut self, now: Instant) {
+        // At the next clean boundary: now if nothing is under way, else
+        // once the transfer or computation ends.
+        self.shutting_down = true;
+        self.settle(now);
     }
 
     fn poll_request(&mut self) -> Option<Request> {
@@ -1262,48 +1561,100 @@ impl Session for FtpSession {
         self.out.pending()
     }
 
-    fn consume_output(&mut self, n: usize) {
+    fn consume_output(&mut self, n: usize, now: Instant) {
         self.out.consume(n);
+        if n > 0 && !self.is_closing() {
+            // A client reading its replies is not idle.
+            self.last_activity = now;
+        }
+        if self.out.len() <= MAX_OUTPUT {
+            // Go on with commands held while the output was full.
+            self.process_lines(now);
+        }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        // A running transfer is activity: the idle clock waits for its end.
-        let idle = if self.transfer.is_some() {
-            None
-        } else {
-            self.config.idle_timeout.map(|t| self.last_activity + t)
-        };
-        let connect = self
-            .transfer
-            .as_ref()
-            .filter(|t| !t.connected && !t.aborting)
+        let transfer = self.transfer.as_ref().filter(|t| t.aborting.is_none());
+        let connect = transfer
+            .filter(|t| !t.connected)
             .map(|t| t.started + DATA_CONNECT_TIMEOUT);
-        [idle, self.quiet_until, connect]
-            .into_iter()
-            .flatten()
-            .min()
+        let progress = transfer.and_then(|t| t.check_at);
+        let phase = match self.phase {
+            Phase::Penalty(at) | Phase::Closing(at) => Some(at),
+            Phase::Commands | Phase::Gone => None,
+        };
+        let retry = match &self.awaiting {
+            Some(Awaiting::LoginGate { retry_at, .. }) => Some(*retry_at),
+            _ => None,
+        };
+        [
+            self.idle_deadline(),
+            self.login_deadline(),
+            phase,
+            connect,
+            progress,
+            retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn handle_computed(&mut self, result: Computed, now: Instant) {
-        if !std::mem::take(&mut self.verifying) {
+        let Some(awaiting) = self.awaiting.take() else {
             return;
+        };
+        match awaiting {
+            Awaiting::Login => {
+                let user = result.downcast::<Option<User>>().map_or(None, |u| *u);
+                self.log_in(user, now);
+            }
+            Awaiting::ListOpen { verb, path } => {
+                if let Ok(opened) = result.downcast::<Opened>() {
+                    self.listing_opened(verb, path, *opened, now);
+                }
+            }
+            Awaiting::ListMore => {
+                let Ok(batch) = result.downcast::<Batch>() else {
+                    return;
+                };
+                let Batch { chunk, rest } = *batch;
+                // An ABOR may have ended the transfer meanwhile.
+                if let Some(t) = &mut self.transfer {
+                    t.listing = rest;
+                    let more = t.listing.is_some();
+                    let id = t.id;
+                    self.requests.push_back(Request::SendBytes {
+                        id,
+                        data: chunk,
+                        more,
+                    });
+                }
+            }
+            Awaiting::Stat => {
+                if let Ok(listed) = result.downcast::<io::Result<(Vec<u8>, usize)>>() {
+                    self.stat_listed(*listed);
+                }
+            }
+            Awaiting::LoginGate { .. } => {}
         }
         self.last_activity = now;
-        let user = result.downcast::<Option<User>>().map_or(None, |u| *u);
-        self.log_in(user, now);
         self.process_lines(now);
     }
 
     fn wants_read(&self) -> bool {
-        !self.eof
-            && !self.closing
-            && !self.verifying
-            && self.quiet_until.is_none()
-            && self.deferred.len() < MAX_DEFERRED
+        !self.input_ended
+            && self.taking_commands()
             && self.out.len() <= MAX_OUTPUT
+            && (self.transfer.is_none() || self.deferred.len() < MAX_DEFERRED)
+            && self.lines.buffered() <= wire::MAX_LINE
     }
 
     fn wants_close(&self) -> bool {
-        (self.closing || self.eof) && self.requests.is_empty()
+        self.is_closing() && self.requests.is_empty()
+    }
+
+    fn wants_close_now(&self) -> bool {
+        self.phase == Phase::Gone
     }
 }
