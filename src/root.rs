@@ -755,7 +755,9 @@ impl DirStream {
 
 impl fmt::Debug for DirStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DirStream").field("path", &self.path).finish()
+        f.debug_struct("DirStream")
+            .field("path", &self.path)
+            .finish()
     }
 }
 

@@ -102,9 +102,10 @@ impl CourierSession {
         let i = self.next_chunk;
         self.next_chunk += 1;
         self.chunks_left -= 1;
-        self.requests.push(Request::Compute(Work::new(move || -> Computed {
-            Box::new(vec![b'a' + (i % 26) as u8; CHUNK])
-        })));
+        self.requests
+            .push(Request::Compute(Work::new(move || -> Computed {
+                Box::new(vec![b'a' + (i % 26) as u8; CHUNK])
+            })));
     }
 
     fn command(&mut self, line: &str) {
@@ -530,7 +531,10 @@ fn progress_of_a_stalled_transfer(arch: Arch) {
         }
         last = now;
     }
-    assert!(steady, "the transfer stood still once the client stopped reading");
+    assert!(
+        steady,
+        "the transfer stood still once the client stopped reading"
+    );
     c.send("ABORT");
     assert!(c.line().starts_with("ABORTED "));
     c.send("PROGRESS");

@@ -73,7 +73,7 @@ impl Protocol for Ftp {
             Arc::clone(&self.root),
             Arc::clone(&self.users),
             Arc::clone(&self.config),
-            self.gate.clone(),
+            self.gate,
             *info,
             now,
         ))

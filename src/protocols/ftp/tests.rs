@@ -189,7 +189,10 @@ fn start_retr(h: &mut Harness) -> ChannelId {
     h.send("RETR big\r\n");
     assert!(h.output().starts_with("150 "));
     let reqs = h.take();
-    assert!(matches!(reqs.as_slice(), [Request::SendFile { .. }]), "{reqs:?}");
+    assert!(
+        matches!(reqs.as_slice(), [Request::SendFile { .. }]),
+        "{reqs:?}"
+    );
     h.event(connected(id));
     id
 }
@@ -273,7 +276,11 @@ fn commands_during_a_transfer_are_answered_in_order_after_it_none_dropped() {
     }
     input.push_str("BOGUS\r\n\r\nPWD\r\n");
     h.send(&input);
-    assert_eq!(h.output(), "", "nothing is answered before the transfer ends");
+    assert_eq!(
+        h.output(),
+        "",
+        "nothing is answered before the transfer ends"
+    );
     assert!(!h.s.wants_read(), "back-pressure, not discarding");
     h.event(ChannelEvent::Done { id, bytes: 1000 });
     let out = h.output();
@@ -366,7 +373,11 @@ fn a_full_disk_is_452_and_a_quota_552() {
         h.send("STOR new\r\n");
         assert!(h.output().starts_with("150 "));
         h.event(connected(id));
-        h.event(ChannelEvent::Failed { id, bytes: 0, error });
+        h.event(ChannelEvent::Failed {
+            id,
+            bytes: 0,
+            error,
+        });
         let out = h.output();
         assert!(out.starts_with(code), "{error:?}: {out}");
         assert!(!h.file("new").exists());
@@ -530,12 +541,7 @@ fn a_listing_streams_in_bounded_chunks() {
         };
         assert!(data.len() <= super::listing::CHUNK + 4096);
         chunks += 1;
-        names.extend(
-            String::from_utf8(data)
-                .unwrap()
-                .lines()
-                .map(str::to_string),
-        );
+        names.extend(String::from_utf8(data).unwrap().lines().map(str::to_string));
         if !more {
             break;
         }
@@ -591,7 +597,11 @@ fn stat_of_a_large_directory_is_bounded_and_followed_by_what_was_pipelined() {
         }
         out.push_str(&o);
     }
-    assert!(out.contains("and 500 more entries"), "{}", &out[out.len() - 200..]);
+    assert!(
+        out.contains("and 500 more entries"),
+        "{}",
+        &out[out.len() - 200..]
+    );
     assert!(out.ends_with("213 End of status\r\n257 \"/\" is the current directory.\r\n"));
 }
 
