@@ -413,8 +413,11 @@ impl FtpSession {
 
     fn command(&mut self, cmd: Command<'_>, now: Instant) {
         use Verb::*;
-        // REST applies to the very next command only (RFC 959 §4.1.3).
-        let rest = self.rest.take();
+        // REST applies to the very next command only (RFC 959 §4.1.3),
+        // setting up the data connection aside: clients put PASV, EPSV,
+        // PORT, EPRT or TYPE between REST and the transfer it is for.
+        let sets_up = matches!(cmd.verb, Rest | Pasv | Epsv | Port | Eprt | Type);
+        let rest = if sets_up { None } else { self.rest.take() };
         let logged_in = matches!(self.login, Login::In(_));
         if !logged_in
             && !matches!(

@@ -629,3 +629,18 @@ fn more_deferred_commands_than_the_bound_stop_reading() {
     }
     assert!(!h.s.wants_read());
 }
+
+#[test]
+fn rest_survives_the_data_connection_setup_between_it_and_its_transfer() {
+    let mut h = Harness::new(true);
+    std::fs::write(h.file("f"), b"0123456789").unwrap();
+    h.send("REST 4\r\nTYPE I\r\n");
+    h.output();
+    h.passive();
+    h.send("RETR f\r\n");
+    assert!(h.output().starts_with("150 "));
+    match h.take().pop() {
+        Some(Request::SendFile { offset, .. }) => assert_eq!(offset, 4),
+        other => panic!("{other:?}"),
+    }
+}
