@@ -2292,3 +2292,68 @@ fn passwd_prints_a_phc_hash() {
         "two hashes of one password should differ (salt)"
     );
 }
+
+arch_tests!(pipelined_replies_past_the_output_bound_all_arrive, |arch| {
+    // 1,000 HELPs in one write: far more reply bytes than the session
+    // buffers. It must go on with what it holds as the client reads.
+    let fx = Fixture::new("pipeline");
+    let server = serve(arch, &fx, &[]);
+    let s = &server;
+    let mut ftp = anonymous(s);
+    ftp.send_raw("HELP\r\n".repeat(1000).as_bytes()).or_fail(s);
+    ftp.send_line("PWD").or_fail(s);
+    for i in 0..1000 {
+        let reply = ftp.reply().or_fail(s);
+        assert_code(s, &format!("HELP {i}"), &reply, &[214]);
+    }
+    let reply = ftp.reply().or_fail(s);
+    assert_code(s, "PWD after the HELPs", &reply, &[257]);
+});
+
+arch_tests!(
+    a_half_closed_control_connection_finishes_the_transfer,
+    |arch| {
+        // `cmds | nc`: RETR, then the client shuts its sending side. The
+        // download completes, 226 follows, then the server closes.
+        let fx = Fixture::new("halfclose");
+        let server = serve(arch, &fx, &[]);
+        let s = &server;
+        let mut ftp = anonymous(s);
+        let (mut data, _) = ftp.start_transfer("RETR big.bin", Mode::Epsv).or_fail(s);
+        ftp.control()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        let got = read_to_eof(&mut data).or_fail(s);
+        assert_same(s, "download after half-close", big_content(), &got);
+        let reply = ftp.reply().or_fail(s);
+        assert_code(s, "after the download", &reply, &[226]);
+        ftp.expect_closed().or_fail(s);
+    }
+);
+
+arch_tests!(
+    commands_sent_during_a_transfer_are_all_answered_in_order,
+    |arch| {
+        let fx = Fixture::new("deferred");
+        let server = serve(arch, &fx, &[]);
+        let s = &server;
+        let mut ftp = anonymous(s);
+        let (mut data, _) = ftp.start_transfer("RETR big.bin", Mode::Epsv).or_fail(s);
+        // More commands than the session keeps, an unknown verb, then PWD.
+        let mut burst = "SYST\r\n".repeat(30);
+        burst.push_str("BOGUS\r\nPWD\r\n");
+        ftp.send_raw(burst.as_bytes()).or_fail(s);
+        let got = read_to_eof(&mut data).or_fail(s);
+        assert_same(s, "download", big_content(), &got);
+        let reply = ftp.reply().or_fail(s);
+        assert_code(s, "after the download", &reply, &[226]);
+        for i in 0..30 {
+            let reply = ftp.reply().or_fail(s);
+            assert_code(s, &format!("SYST {i}"), &reply, &[215]);
+        }
+        let reply = ftp.reply().or_fail(s);
+        assert_code(s, "the unknown verb", &reply, &[500, 502]);
+        let reply = ftp.reply().or_fail(s);
+        assert_code(s, "PWD last", &reply, &[257]);
+    }
+);
