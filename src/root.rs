@@ -40,30 +40,45 @@
 //! the link, renaming moves it, and writing through one is refused — so a link
 //! pointing outside can be tidied away but never written through.
 //!
-//! Uploads (`STOR`) write a fresh temporary file with an unguessable name in
-//! the target's directory and `renameat` it over the target only when the
-//! transfer completed. A failed or aborted upload therefore never destroys
-//! the file it was replacing, and readers never see half a file. The parent
-//! descriptor is kept, so the commit lands in the directory the upload
+//! Uploads (`STOR`) write a file that has no name: `O_TMPFILE` in the
+//! target's directory. Only when the transfer completed is it put in place:
+//! linked straight to the target's name if that is free, else linked to a
+//! fresh hidden temporary name and `renameat` over the target (atomic
+//! replace; the name exists for the few microseconds between the two calls).
+//! A failed, aborted or crashed upload therefore leaves nothing behind, never
+//! destroys the file it was replacing, and readers never see half a file.
+//! On a filesystem without `O_TMPFILE` the upload writes a named temporary
+//! (`.muse-upload.<random>`, unguessable) and renames it at the commit. The
+//! parent descriptor is kept, so the commit lands in the directory the upload
 //! started in even if paths move meanwhile. An [`Upload`] dropped without a
 //! commit removes its temporary file.
 //!
+//! Names beginning with [`UPLOAD_PREFIX`] belong to uploads in progress:
+//! listings skip them, every operation that takes a client's path refuses a
+//! path with such a component (`PermissionDenied`, "reserved name"), and
+//! [`Root::rmdir`] removes ones a crash left behind rather than report a
+//! directory that lists as empty as not empty.
+//!
 //! Errors are `io::Error`s. An escape attempt is `PermissionDenied`; a
-//! request for a plain file that names something else is `InvalidInput`
-//! (see [`is_not_plain_file`]). `openat2` needs Linux 5.6; [`Root::open`]
-//! says so plainly on an older kernel (or a seccomp filter that blocks it)
-//! instead of degrading to something weaker.
+//! request for a plain file that names a directory is `IsADirectory`, one
+//! that names something else (FIFO, device, socket) `InvalidInput` (for
+//! both, [`is_not_plain_file`] is true). `openat2` needs Linux 5.6;
+//! [`Root::open`] says so plainly on an older kernel (or a seccomp filter
+//! that blocks it) instead of degrading to something weaker.
 
+use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{
-    fstat, mkdirat, openat, openat2, renameat, statat, unlinkat, AtFlags, Dir, FileType, Mode,
-    OFlags, ResolveFlags, Stat,
+    fstat, linkat, mkdirat, openat, openat2, renameat, statat, unlinkat, AtFlags, Dir, FileType,
+    Mode, OFlags, ResolveFlags, Stat, CWD,
 };
 use rustix::io::Errno;
 
@@ -76,7 +91,9 @@ pub const MAX_PATH: usize = 4095;
 /// The longest single name, in bytes: `NAME_MAX` on every Linux filesystem.
 pub const MAX_NAME: usize = 255;
 
-/// Prefix of upload temporary files. They are hidden from [`Root::list`].
+/// Prefix of upload temporary files. They are hidden from [`Root::list`],
+/// and a path with a component that starts with it is refused by every
+/// operation (see [`VPath::is_reserved`]).
 pub const UPLOAD_PREFIX: &str = ".muse-upload.";
 
 /// How many names `name`, `name.1`, ... [`Root::create_unique`] tries.
@@ -177,6 +194,12 @@ impl VPath {
     /// True for `/`.
     pub fn is_root(&self) -> bool {
         self.0.len() == 1
+    }
+
+    /// True if a component starts with [`UPLOAD_PREFIX`]: the name of an
+    /// upload in progress, which [`Root`] refuses to touch for a client.
+    pub fn is_reserved(&self) -> bool {
+        self.components().any(|c| c.starts_with(UPLOAD_PREFIX))
     }
 
     /// The components from the top, e.g. `["pub", "file.txt"]`; none for `/`.
@@ -341,7 +364,7 @@ pub struct Entry {
 /// True if `e` says "this is not a plain file" (a directory, FIFO, device or
 /// socket where a regular file was needed): reply 550 "Not a plain file".
 /// A directory gives kind `IsADirectory` ("Is a directory"), anything else
-/// `InvalidInput` ("not a plain file"), so a reply can say which.
+/// `InvalidInput` ("Not a plain file"), so a reply can say which.
 pub fn is_not_plain_file(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|r| r.is::<NotPlainFile>())
 }
@@ -356,7 +379,7 @@ impl fmt::Display for NotPlainFile {
         f.write_str(if self.dir {
             "Is a directory"
         } else {
-            "not a plain file"
+            "Not a plain file"
         })
     }
 }
@@ -373,6 +396,14 @@ fn is_a_dir() -> io::Error {
 
 fn denied(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, msg)
+}
+
+/// Refuses a path into the upload temporaries' namespace.
+fn check_reserved(p: &VPath) -> io::Result<()> {
+    if p.is_reserved() {
+        return Err(denied("reserved name"));
+    }
+    Ok(())
 }
 
 /// Errors of a lookup beneath the root. `RESOLVE_BENEATH` reports an escape
@@ -446,7 +477,7 @@ impl Root {
     /// virtual user's home). Nothing beneath it can reach this root's other
     /// files, even through links.
     pub fn subroot(&self, home: &VPath) -> io::Result<Root> {
-        let dir = self.beneath(home.rel(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+        let dir = self.lookup(home, OFlags::PATH | OFlags::DIRECTORY)?;
         Ok(Root { dir })
     }
 
@@ -460,7 +491,7 @@ impl Root {
     /// Metadata of `p`, following symlinks only while they stay beneath
     /// the root.
     pub fn stat(&self, p: &VPath) -> io::Result<Meta> {
-        let fd = self.beneath(p.rel(), OFlags::PATH, Mode::empty())?;
+        let fd = self.lookup(p, OFlags::PATH)?;
         Ok(Meta::from_stat(&fstat(&fd)?))
     }
 
@@ -469,11 +500,7 @@ impl Root {
     pub fn open_read(&self, p: &VPath) -> io::Result<(File, Meta)> {
         // O_NONBLOCK so that opening a FIFO does not wait for a writer;
         // O_NOCTTY so that a terminal device never becomes ours.
-        let fd = self.beneath(
-            p.rel(),
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-        )?;
+        let fd = self.lookup(p, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
         let meta = plain_file(&fd, OFlags::empty())?;
         Ok((File::from(fd), meta))
     }
@@ -513,14 +540,20 @@ impl Root {
         Ok(File::from(fd))
     }
 
-    /// Starts a new upload into `p`: a fresh temporary file
-    /// (`.muse-upload.<random>`, `O_EXCL`, mode 0644) in the same directory.
+    /// Starts a new upload into `p`: a file without a name (`O_TMPFILE`,
+    /// mode 0644) in `p`'s directory, or where the filesystem cannot do
+    /// that a fresh named temporary (`.muse-upload.<random>`, `O_EXCL`).
     /// Fails early if `p` is a directory. Finish with [`Root::commit_upload`]
     /// or [`Root::discard_upload`]; dropping the `Upload` also discards it.
     pub fn create_upload(&self, p: &VPath) -> io::Result<Upload> {
+        self.create_upload_as(p, unnamed_uploads())
+    }
+
+    /// [`Root::create_upload`], with or without trying `O_TMPFILE` first.
+    fn create_upload_as(&self, p: &VPath, unnamed: bool) -> io::Result<Upload> {
         let (dir, name) = self.parent_of(p).ok_or_else(is_a_dir)??;
-        // The rename at commit would fail on a directory; say so before the
-        // client sends the whole file.
+        // The commit would fail on a directory; say so before the client
+        // sends the whole file.
         match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 return Err(is_a_dir())
@@ -528,38 +561,39 @@ impl Root {
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
-        let mut last = Errno::EXIST;
-        for _ in 0..8 {
-            let tmp = format!("{UPLOAD_PREFIX}{}", random_token());
-            match openat(
-                &dir,
-                tmp.as_str(),
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
-            ) {
-                Ok(fd) => {
-                    return Ok(Upload {
-                        file: File::from(fd),
-                        dir,
-                        tmp,
-                        name: name.to_owned(),
-                        target: p.clone(),
-                        done: false,
-                    })
-                }
-                Err(Errno::EXIST) => last = Errno::EXIST,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last.into())
+        let (fd, tmp) = open_temp(&dir, unnamed)?;
+        Ok(Upload {
+            file: File::from(fd),
+            dir,
+            tmp,
+            name: name.to_owned(),
+            target: p.clone(),
+            done: false,
+        })
     }
 
-    /// Renames the upload's temporary file over its target, atomically
-    /// (`renameat` within the directory the upload started in). A symlink
-    /// at the target is replaced, not written through. On error the
-    /// temporary file is removed and the old target is untouched.
+    /// Puts the upload in place, in the directory it started in. A file
+    /// without a name is linked to the target's name if that is free;
+    /// otherwise (and for a named temporary) a temporary name is renamed
+    /// over the target, atomically. A symlink at the target is replaced,
+    /// not written through. On error no temporary remains and the old
+    /// target is untouched.
     pub fn commit_upload(&self, mut up: Upload) -> io::Result<()> {
-        renameat(&up.dir, up.tmp.as_str(), &up.dir, up.name.as_str())?;
+        if up.tmp.is_none() {
+            match link_unnamed(&up.file, &up.dir, &up.name, true) {
+                Ok(()) => {
+                    up.done = true;
+                    return Ok(());
+                }
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // The target exists: name the file, then rename it over. Once
+            // named, dropping `up` on an error below removes the name.
+            up.tmp = Some(link_temp(&up.file, &up.dir)?);
+        }
+        let tmp = up.tmp.as_deref().unwrap_or_default();
+        renameat(&up.dir, tmp, &up.dir, up.name.as_str())?;
         up.done = true;
         Ok(())
     }
@@ -581,6 +615,8 @@ impl Root {
             } else {
                 parent.join(&format!("{name}.{i}"))?
             };
+            // "x" is free to use, but "x.1" may be a reserved name.
+            check_reserved(&candidate)?;
             let leaf = candidate.file_name().unwrap_or(name);
             match openat(
                 &dir,
@@ -620,7 +656,7 @@ impl Root {
     /// same whatever the directory's size. The stream holds its own handle
     /// on the root, so it may move to another thread and outlive `self`.
     pub fn open_dir(&self, dir: &VPath) -> io::Result<DirStream> {
-        let fd = self.beneath(dir.rel(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        let fd = self.lookup(dir, OFlags::RDONLY | OFlags::DIRECTORY)?;
         Ok(DirStream {
             dir: Dir::new(fd)?,
             root: self.try_clone()?,
@@ -638,12 +674,25 @@ impl Root {
     }
 
     /// Removes the empty directory `p`. A symlink is not a directory
-    /// (`NotADirectory`), even if it points at one.
+    /// (`NotADirectory`), even if it points at one. Upload temporaries
+    /// (unlisted) do not count: if they are all it holds, they are removed
+    /// with it, so an upload still running there in a named temporary fails
+    /// at its commit, as if the directory had gone with the file unnamed.
     pub fn rmdir(&self, p: &VPath) -> io::Result<()> {
         let (dir, name) = self
             .parent_of(p)
             .ok_or_else(|| denied("cannot remove the root directory"))??;
-        unlinkat(&dir, name, AtFlags::REMOVEDIR)?;
+        match unlinkat(&dir, name, AtFlags::REMOVEDIR) {
+            // Not empty, though perhaps only of a crash's upload temporaries
+            // (listed as empty): those go, then the directory.
+            Err(e @ (Errno::NOTEMPTY | Errno::EXIST)) => {
+                if !clear_stale_temps(&dir, name) {
+                    return Err(e.into());
+                }
+                unlinkat(&dir, name, AtFlags::REMOVEDIR)?;
+            }
+            r => r?,
+        }
         Ok(())
     }
 
@@ -682,10 +731,20 @@ impl Root {
         }
     }
 
+    /// `p` opened beneath the root, unless it is [reserved](VPath::is_reserved).
+    fn lookup(&self, p: &VPath, flags: OFlags) -> io::Result<OwnedFd> {
+        check_reserved(p)?;
+        self.beneath(p.rel(), flags, Mode::empty())
+    }
+
     /// The parent directory of `p`, opened beneath the root, and `p`'s final
-    /// name. `None` for the root, which has no parent.
+    /// name. `None` for the root, which has no parent. A reserved path is
+    /// refused.
     fn parent_of<'p>(&self, p: &'p VPath) -> Option<io::Result<(OwnedFd, &'p str)>> {
         let (parent, name) = p.split()?;
+        if let Err(e) = check_reserved(p) {
+            return Some(Err(e));
+        }
         let rel = if parent == "/" { "." } else { &parent[1..] };
         Some(
             self.beneath(rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
@@ -778,6 +837,138 @@ fn plain_file(fd: &OwnedFd, keep: OFlags) -> io::Result<Meta> {
     Ok(meta)
 }
 
+/// A new upload's file in `dir`: without a name if `unnamed` and the
+/// filesystem can (`O_TMPFILE`), else a fresh named temporary.
+fn open_temp(dir: &OwnedFd, unnamed: bool) -> io::Result<(OwnedFd, Option<String>)> {
+    let mode = Mode::from_raw_mode(0o644);
+    if unnamed {
+        match openat(
+            dir,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            mode,
+        ) {
+            Ok(fd) => return Ok((fd, None)),
+            // The filesystem cannot (or an old kernel, which sees the
+            // O_DIRECTORY among O_TMPFILE's bits): fall back to a name.
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for _ in 0..8 {
+        let tmp = temp_name();
+        match openat(dir, tmp.as_str(), flags, mode) {
+            Ok(fd) => return Ok((fd, Some(tmp))),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Errno::EXIST.into())
+}
+
+/// A fresh, unguessable temporary name.
+fn temp_name() -> String {
+    format!("{UPLOAD_PREFIX}{}", random_token())
+}
+
+/// Whether uploads start without a name: only if one can be given at the
+/// commit, through `AT_EMPTY_PATH` (known to work) or `/proc/self/fd`.
+fn unnamed_uploads() -> bool {
+    static PROC_FD: OnceLock<bool> = OnceLock::new();
+    EMPTY_PATH_WORKS.load(Ordering::Relaxed)
+        || *PROC_FD.get_or_init(|| {
+            statat(CWD, "/proc/self/fd", AtFlags::empty())
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        })
+}
+
+/// `linkat(fd, "", ..., AT_EMPTY_PATH)` has worked: it needs
+/// `CAP_DAC_READ_SEARCH`, or since Linux 6.10 a file this process opened.
+static EMPTY_PATH_WORKS: AtomicBool = AtomicBool::new(false);
+/// ... or has been refused, so `/proc/self/fd` is used without asking.
+static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Gives the unnamed (`O_TMPFILE`) `file` the name `name` in `dir`; `EEXIST`
+/// if that is taken. `linkat` never replaces, so this is the commit that has
+/// no named window at all. `AT_EMPTY_PATH` is tried first if `empty_path`
+/// and not refused before; `/proc/self/fd/N` (`AT_SYMLINK_FOLLOW`) needs no
+/// capability, only procfs.
+fn link_unnamed(file: &File, dir: &OwnedFd, name: &str, empty_path: bool) -> Result<(), Errno> {
+    let mut refused = false;
+    if empty_path && !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
+        // The kernel checks the permission first: ENOENT means refused (or
+        // the directory is gone, which the second try will also find).
+        match linkat(file, "", dir, name, AtFlags::EMPTY_PATH) {
+            Ok(()) => {
+                EMPTY_PATH_WORKS.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(Errno::NOENT) => refused = true,
+            Err(e) => return Err(e),
+        }
+    }
+    let magic = format!("/proc/self/fd/{}", file.as_raw_fd());
+    linkat(CWD, magic.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)?;
+    if refused {
+        EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Links the unnamed `file` to a fresh temporary name in `dir`, returned.
+fn link_temp(file: &File, dir: &OwnedFd) -> io::Result<String> {
+    for _ in 0..8 {
+        let tmp = temp_name();
+        match link_unnamed(file, dir, &tmp, true) {
+            Ok(()) => return Ok(tmp),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Errno::EXIST.into())
+}
+
+/// After `rmdir` found the directory `name` (in `parent`) not empty: if
+/// every entry is an upload temporary (a crash's leftovers; nothing a
+/// client can see), removes them and says so. Anything else, or any
+/// failure, leaves the directory as it is for the caller's error.
+fn clear_stale_temps(parent: &OwnedFd, name: &str) -> bool {
+    let Ok(fd) = openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    let Ok(mut dir) = Dir::new(fd) else {
+        return false;
+    };
+    let mut temps: Vec<CString> = Vec::new();
+    while let Some(ent) = dir.read() {
+        let Ok(ent) = ent else {
+            return false;
+        };
+        let raw = ent.file_name();
+        match raw.to_bytes() {
+            b"." | b".." => {}
+            n if n.starts_with(UPLOAD_PREFIX.as_bytes()) => temps.push(raw.to_owned()),
+            _ => return false,
+        }
+    }
+    let Ok(fd) = dir.fd() else {
+        return false;
+    };
+    // A directory with the prefix (planted locally) is not ours: EISDIR.
+    temps.iter().all(|t| {
+        matches!(
+            unlinkat(fd, t.as_c_str(), AtFlags::empty()),
+            Ok(()) | Err(Errno::NOENT)
+        )
+    })
+}
+
 /// 128 bits clients cannot guess, for temporary names. `RandomState` is
 /// keyed from the OS random source; the counter, pid and clock make each
 /// token distinct even across forked workers sharing the keys. `O_EXCL`
@@ -806,7 +997,8 @@ pub struct Upload {
     file: File,
     /// The target's directory, held open so that the commit lands here.
     dir: OwnedFd,
-    tmp: String,
+    /// The temporary's name; `None` while the file has none (`O_TMPFILE`).
+    tmp: Option<String>,
     name: String,
     target: VPath,
     done: bool,
@@ -832,8 +1024,9 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = unlinkat(&self.dir, self.tmp.as_str(), AtFlags::empty());
+        // An unnamed file vanishes with its last descriptor.
+        if let (false, Some(tmp)) = (self.done, &self.tmp) {
+            let _ = unlinkat(&self.dir, tmp.as_str(), AtFlags::empty());
         }
     }
 }
@@ -1363,14 +1556,33 @@ mod tests {
         let e = t.root.open_read(&v("/fifo")).unwrap_err();
         assert!(is_not_plain_file(&e), "{e}");
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        assert_eq!(e.to_string(), "not a plain file");
-        for p in ["/sub", "/fifo"] {
-            let e = t.root.open_append(&v(p)).unwrap_err();
-            assert!(is_not_plain_file(&e), "{p}: {e}");
+        assert_eq!(e.to_string(), "Not a plain file");
+        // Writes say the same: APPE, REST + STOR and STOR.
+        let r = &t.root;
+        for (p, kind, text) in [
+            ("/sub", io::ErrorKind::IsADirectory, "Is a directory"),
+            ("/fifo", io::ErrorKind::InvalidInput, "Not a plain file"),
+        ] {
+            for e in [
+                r.open_append(&v(p)).unwrap_err(),
+                r.open_write_at(&v(p), 0).unwrap_err(),
+                r.open_write_at(&v(p), 9).unwrap_err(),
+            ] {
+                assert!(is_not_plain_file(&e), "{p}: {e}");
+                assert_eq!((e.kind(), e.to_string().as_str()), (kind, text), "{p}");
+            }
         }
-        let e = t.root.create_upload(&v("/sub")).unwrap_err();
-        assert!(is_not_plain_file(&e), "{e}");
+        for unnamed in [true, false] {
+            let e = r.create_upload_as(&v("/sub"), unnamed).unwrap_err();
+            assert!(is_not_plain_file(&e), "{e}");
+            assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
+            assert_eq!(e.to_string(), "Is a directory");
+        }
+        // Through a link to a directory too (a write never follows it, and
+        // an upload would replace the link, but a directory it is not).
+        let e = r.open_read(&v("/good_dir_link")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
+        t.assert_no_temp();
         assert!(!is_not_plain_file(&io::Error::from(
             io::ErrorKind::InvalidInput
         )));
@@ -1560,12 +1772,14 @@ mod tests {
         assert_eq!(std::fs::read(t.real("root/hello.txt")).unwrap(), b"hello");
     }
 
+    /// The named fallback (a filesystem without `O_TMPFILE`).
     #[test]
-    fn upload_commit_replaces_atomically() {
+    fn named_upload_commit_replaces_atomically() {
         let t = Tree::new();
         let r = &t.root;
         let target = v("/hello.txt");
-        let up = r.create_upload(&target).unwrap();
+        let up = r.create_upload_as(&target, false).unwrap();
+        assert!(up.tmp.is_some());
         assert_eq!(up.target(), &target);
         let mut clone = up.try_clone_file().unwrap();
         clone.write_all(b"new ").unwrap();
@@ -1599,13 +1813,13 @@ mod tests {
         );
         t.assert_no_temp();
         // A new file, in a subdirectory.
-        let up = r.create_upload(&v("/sub/fresh")).unwrap();
+        let up = r.create_upload_as(&v("/sub/fresh"), false).unwrap();
         up.file().write_all(b"fresh").unwrap();
         r.commit_upload(up).unwrap();
         assert_eq!(std::fs::read(t.real("root/sub/fresh")).unwrap(), b"fresh");
         // Two uploads get distinct temporaries; the last commit wins.
-        let a = r.create_upload(&v("/race")).unwrap();
-        let b = r.create_upload(&v("/race")).unwrap();
+        let a = r.create_upload_as(&v("/race"), false).unwrap();
+        let b = r.create_upload_as(&v("/race"), false).unwrap();
         a.file().write_all(b"a").unwrap();
         b.file().write_all(b"b").unwrap();
         r.commit_upload(a).unwrap();
@@ -1614,39 +1828,276 @@ mod tests {
         t.assert_no_temp();
         // Into a missing directory: NotFound, nothing left behind.
         assert_eq!(
-            r.create_upload(&v("/nodir/x")).unwrap_err().kind(),
+            r.create_upload_as(&v("/nodir/x"), false)
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::NotFound
         );
     }
 
     #[test]
     fn upload_discard_and_drop_leave_target() {
+        for unnamed in [true, false] {
+            let t = Tree::new();
+            let r = &t.root;
+            let create = |p: &str| r.create_upload_as(&v(p), unnamed).unwrap();
+            let up = create("/hello.txt");
+            up.file().write_all(b"half an upl").unwrap();
+            r.discard_upload(up);
+            assert_eq!(std::fs::read(t.real("root/hello.txt")).unwrap(), b"hello");
+            t.assert_no_temp();
+            {
+                let up = create("/hello.txt");
+                up.file().write_all(b"aborted").unwrap();
+                // Session died: dropped without commit.
+            }
+            assert_eq!(std::fs::read(t.real("root/hello.txt")).unwrap(), b"hello");
+            t.assert_no_temp();
+            let up = create("/never");
+            drop(up);
+            assert!(!t.real("root/never").exists());
+            t.assert_no_temp();
+            // A commit that cannot land (target became a directory) fails
+            // and leaves no temporary.
+            let up = create("/late");
+            std::fs::create_dir(t.real("root/late")).unwrap();
+            std::fs::write(t.real("root/late/x"), b"x").unwrap();
+            let e = r.commit_upload(up).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::IsADirectory, "{e}");
+            t.assert_no_temp();
+            assert!(t.real("root/late/x").exists());
+            // Nor one whose directory went away meanwhile.
+            std::fs::create_dir(t.real("root/gone")).unwrap();
+            let up = create("/gone/f");
+            up.file().write_all(b"lost").unwrap();
+            if unnamed {
+                // Nothing named in it, so the directory can go.
+                r.rmdir(&v("/gone")).unwrap();
+            } else {
+                std::fs::remove_dir_all(t.real("root/gone")).unwrap();
+            }
+            assert_eq!(
+                r.commit_upload(up).unwrap_err().kind(),
+                io::ErrorKind::NotFound
+            );
+            t.assert_no_temp();
+        }
+    }
+
+    /// Names of the entries in `dir`, as the filesystem has them.
+    fn names_on_disk(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// An upload has no name until its commit: a crash leaves nothing.
+    #[test]
+    fn unnamed_upload_never_shows() {
         let t = Tree::new();
         let r = &t.root;
-        let up = r.create_upload(&v("/hello.txt")).unwrap();
-        up.file().write_all(b"half an upl").unwrap();
-        r.discard_upload(up);
-        assert_eq!(std::fs::read(t.real("root/hello.txt")).unwrap(), b"hello");
-        t.assert_no_temp();
-        {
-            let up = r.create_upload(&v("/hello.txt")).unwrap();
-            up.file().write_all(b"aborted").unwrap();
-            // Session died: dropped without commit.
+        std::fs::create_dir(t.real("root/up")).unwrap();
+        std::fs::write(t.real("root/up/old"), b"old").unwrap();
+        let up = r.create_upload(&v("/up/new")).unwrap();
+        if up.tmp.is_some() {
+            eprintln!("this filesystem has no O_TMPFILE: skipped");
+            return;
         }
+        // The clone is what a session hands to the data transfer.
+        let mut clone = up.try_clone_file().unwrap();
+        clone.write_all(b"brand ").unwrap();
+        up.file().write_all(b"new").unwrap();
+        let st = fstat(up.file()).unwrap();
+        assert_eq!(st.st_nlink, 0);
+        assert_eq!(st.st_mode & 0o133, 0, "{:o}", st.st_mode);
+        let replace = r.create_upload(&v("/up/old")).unwrap();
+        replace.file().write_all(b"replaced").unwrap();
+        // Nothing in the directory while both are under way.
+        assert_eq!(names_on_disk(&t.real("root/up")), ["old"]);
+        assert_eq!(std::fs::read(t.real("root/up/old")).unwrap(), b"old");
+        // A commit that creates: linked straight to its name.
+        r.commit_upload(up).unwrap();
+        assert_eq!(names_on_disk(&t.real("root/up")), ["new", "old"]);
+        assert_eq!(std::fs::read(t.real("root/up/new")).unwrap(), b"brand new");
+        // A commit that replaces: an old reader keeps the old file.
+        let (mut old, _) = r.open_read(&v("/up/old")).unwrap();
+        r.commit_upload(replace).unwrap();
+        let mut s = String::new();
+        old.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "old");
+        assert_eq!(std::fs::read(t.real("root/up/old")).unwrap(), b"replaced");
+        assert_eq!(names_on_disk(&t.real("root/up")), ["new", "old"]);
+        // The same through a symlink at the target: replaced, not followed.
+        let up = r.create_upload(&v("/abs_secret")).unwrap();
+        up.file().write_all(b"mine").unwrap();
+        r.commit_upload(up).unwrap();
+        assert!(std::fs::symlink_metadata(t.real("root/abs_secret"))
+            .unwrap()
+            .is_file());
+        // Two uploads to one new name: the last commit wins.
+        let a = r.create_upload(&v("/up/race")).unwrap();
+        let b = r.create_upload(&v("/up/race")).unwrap();
+        a.file().write_all(b"a").unwrap();
+        b.file().write_all(b"b").unwrap();
+        r.commit_upload(a).unwrap();
+        r.commit_upload(b).unwrap();
+        assert_eq!(std::fs::read(t.real("root/up/race")).unwrap(), b"b");
+        // A discarded one leaves the directory as it was.
+        let up = r.create_upload(&v("/up/discarded")).unwrap();
+        up.file().write_all(b"x").unwrap();
+        r.discard_upload(up);
+        assert_eq!(names_on_disk(&t.real("root/up")), ["new", "old", "race"]);
+        t.assert_no_temp();
+        t.assert_outside_intact();
+    }
+
+    /// The commit's link without `AT_EMPTY_PATH` (which needs a capability
+    /// or Linux 6.10): through `/proc/self/fd`.
+    #[test]
+    fn unnamed_upload_links_through_proc() {
+        let t = Tree::new();
+        let dir = t.root.beneath("sub", OFlags::PATH, Mode::empty()).unwrap();
+        let Ok((fd, None)) = open_temp(&dir, true) else {
+            eprintln!("this filesystem has no O_TMPFILE: skipped");
+            return;
+        };
+        let file = File::from(fd);
+        (&file).write_all(b"via proc").unwrap();
+        link_unnamed(&file, &dir, "linked", false).unwrap();
+        assert_eq!(
+            std::fs::read(t.real("root/sub/linked")).unwrap(),
+            b"via proc"
+        );
+        assert_eq!(
+            link_unnamed(&file, &dir, "deep.txt", false),
+            Err(Errno::EXIST)
+        );
+        assert_eq!(
+            std::fs::read(t.real("root/sub/deep.txt")).unwrap(),
+            b"deep!!"
+        );
+        let tmp = link_temp(&file, &dir).unwrap();
+        assert!(tmp.starts_with(UPLOAD_PREFIX));
+        assert_eq!(fstat(&file).unwrap().st_nlink, 2);
+    }
+
+    /// Leftovers of a crash (named temporaries) do not keep RMD from
+    /// removing a directory that lists as empty; anything else does.
+    #[test]
+    fn rmdir_clears_stale_temps() {
+        let t = Tree::new();
+        let r = &t.root;
+        let stale = |dir: &str| t.real(&format!("root/{dir}/{UPLOAD_PREFIX}0123abcd"));
+        std::fs::create_dir(t.real("root/d")).unwrap();
+        std::fs::write(stale("d"), b"half").unwrap();
+        std::fs::write(t.real(&format!("root/d/{UPLOAD_PREFIX}x")), b"").unwrap();
+        assert_eq!(r.list(&v("/d")).unwrap(), vec![]);
+        r.rmdir(&v("/d")).unwrap();
+        assert!(!t.real("root/d").exists());
+        // A crash in the fallback path, for real: a named upload dropped
+        // without its Drop running.
+        std::fs::create_dir(t.real("root/f")).unwrap();
+        std::mem::forget(r.create_upload_as(&v("/f/x"), false).unwrap());
+        assert_eq!(names_on_disk(&t.real("root/f")).len(), 1);
+        r.rmdir(&v("/f")).unwrap();
+        // With a real entry beside it: not empty, and the temp stays.
+        std::fs::create_dir(t.real("root/e")).unwrap();
+        std::fs::write(stale("e"), b"half").unwrap();
+        std::fs::write(t.real("root/e/real"), b"").unwrap();
+        assert_eq!(
+            r.rmdir(&v("/e")).unwrap_err().kind(),
+            io::ErrorKind::DirectoryNotEmpty
+        );
+        assert!(stale("e").exists());
+        // A directory with the prefix is not an upload's: left alone.
+        std::fs::create_dir(t.real("root/g")).unwrap();
+        std::fs::create_dir(stale("g")).unwrap();
+        assert_eq!(
+            r.rmdir(&v("/g")).unwrap_err().kind(),
+            io::ErrorKind::DirectoryNotEmpty
+        );
+        assert!(stale("g").is_dir());
+        // A link to a directory holding only temps is still not one.
+        std::fs::create_dir(t.real("root/h")).unwrap();
+        std::fs::write(stale("h"), b"").unwrap();
+        symlink("h", t.real("root/h_link")).unwrap();
+        assert_eq!(
+            r.rmdir(&v("/h_link")).unwrap_err().kind(),
+            io::ErrorKind::NotADirectory
+        );
+        assert!(stale("h").exists());
+    }
+
+    /// Upload temporaries are out of clients' reach, whatever the operation
+    /// and wherever the reserved component.
+    #[test]
+    fn reserved_names_are_refused() {
+        let t = Tree::new();
+        let r = &t.root;
+        let stale = format!("{UPLOAD_PREFIX}0123abcd");
+        std::fs::write(t.real(&format!("root/{stale}")), b"half").unwrap();
+        std::fs::create_dir(t.real(&format!("root/sub/{UPLOAD_PREFIX}d"))).unwrap();
+        let paths = [
+            format!("/{stale}"),
+            format!("/{UPLOAD_PREFIX}new"),
+            format!("/sub/{UPLOAD_PREFIX}d"),
+            format!("/sub/{UPLOAD_PREFIX}d/inner"),
+            UPLOAD_PREFIX.to_owned(),
+        ];
+        for p in &paths {
+            let p = v(p);
+            assert!(p.is_reserved(), "{p}");
+            let check = |what: &str, e: io::Error| {
+                assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{what} {p}");
+                assert_eq!(e.to_string(), "reserved name", "{what} {p}");
+            };
+            check("stat", r.stat(&p).unwrap_err());
+            check("open_read", r.open_read(&p).unwrap_err());
+            check("open_append", r.open_append(&p).unwrap_err());
+            check("open_write_at", r.open_write_at(&p, 0).unwrap_err());
+            check("create_upload", r.create_upload(&p).unwrap_err());
+            check("create_unique", r.create_unique(&p).unwrap_err());
+            check("mkdir", r.mkdir(&p).unwrap_err());
+            check("rmdir", r.rmdir(&p).unwrap_err());
+            check("remove_file", r.remove_file(&p).unwrap_err());
+            check("rename from", r.rename(&p, &v("/got")).unwrap_err());
+            check("rename to", r.rename(&v("/hello.txt"), &p).unwrap_err());
+            check("list", r.list(&p).unwrap_err());
+            check("open_dir", r.open_dir(&p).unwrap_err());
+            check("subroot", r.subroot(&p).unwrap_err());
+        }
+        // Near misses are ordinary names...
+        for ok in [".muse-upload", "muse-upload.x", "x.muse-upload.y"] {
+            let p = v(ok);
+            assert!(!p.is_reserved(), "{p}");
+            r.mkdir(&p).unwrap();
+            r.rmdir(&p).unwrap();
+        }
+        // ...but STOU must not pick a reserved one for a suffix.
+        let near = v(".muse-upload");
+        r.create_unique(&near).unwrap();
+        let e = r.create_unique(&near).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        // Nothing was made, moved or removed.
+        assert_eq!(
+            std::fs::read(t.real(&format!("root/{stale}"))).unwrap(),
+            b"half"
+        );
         assert_eq!(std::fs::read(t.real("root/hello.txt")).unwrap(), b"hello");
-        t.assert_no_temp();
-        let up = r.create_upload(&v("/never")).unwrap();
-        drop(up);
-        assert!(!t.real("root/never").exists());
-        t.assert_no_temp();
-        // A commit that cannot land (target became a directory) fails and
-        // leaves no temporary.
-        let up = r.create_upload(&v("/late")).unwrap();
-        std::fs::create_dir(t.real("root/late")).unwrap();
-        std::fs::write(t.real("root/late/x"), b"x").unwrap();
-        assert!(r.commit_upload(up).is_err());
-        t.assert_no_temp();
-        assert!(t.real("root/late/x").exists());
+        assert!(t.real(&format!("root/sub/{UPLOAD_PREFIX}d")).is_dir());
+        assert!(!t.real(&format!("root/{UPLOAD_PREFIX}new")).exists());
+        assert!(!t.real("root/got").exists());
+        let on_disk = names_on_disk(&t.real("root"));
+        assert_eq!(
+            on_disk
+                .iter()
+                .filter(|n| n.starts_with(UPLOAD_PREFIX))
+                .count(),
+            1
+        );
     }
 
     #[test]
