@@ -1673,6 +1673,94 @@ mod tests {
         );
     }
 
+    /// Everything a stream yields, sorted: `list` without its sort.
+    fn streamed(mut stream: DirStream) -> Vec<Entry> {
+        let mut out = Vec::new();
+        while let Some(e) = stream.next_entry() {
+            out.push(e.unwrap());
+        }
+        assert!(stream.next_entry().is_none(), "stays at the end");
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    #[test]
+    fn dir_stream_matches_list() {
+        fn send_and_static<T: Send + 'static>() {}
+        send_and_static::<DirStream>();
+        let t = Tree::new();
+        let r = &t.root;
+        std::fs::write(t.real(&format!("root/{UPLOAD_PREFIX}stale")), b"x").unwrap();
+        std::fs::write(t.real("root/bad\name"), b"x").unwrap();
+        // Symlinks as `list` has them: followed beneath the root, else the
+        // link itself; judged from the root, also in a subdirectory.
+        for dir in ["/", "/sub", "/good_dir_link", "/empty"] {
+            let dir = v(dir);
+            assert_eq!(streamed(r.open_dir(&dir).unwrap()), r.list(&dir).unwrap());
+        }
+        let sub = streamed(r.open_dir(&v("/sub")).unwrap());
+        let kinds: Vec<_> = sub.iter().map(|e| (e.name.as_str(), e.meta.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("deep.txt", Kind::File),
+                ("to_hello", Kind::File),
+                ("up_secret", Kind::Symlink)
+            ]
+        );
+        assert_eq!(
+            r.open_dir(&v("/hello.txt")).unwrap_err().kind(),
+            io::ErrorKind::NotADirectory
+        );
+        assert_denied(r.open_dir(&v("/outdir")));
+        t.assert_outside_intact();
+    }
+
+    /// A big directory, streamed on another thread after the root that
+    /// opened it is gone; entries removed meanwhile are skipped.
+    #[test]
+    fn dir_stream_of_5000_entries() {
+        const N: usize = 5000;
+        let t = Tree::new();
+        std::fs::create_dir(t.real("root/big")).unwrap();
+        for i in 0..N {
+            let p = t.real(&format!("root/big/f{i:05}"));
+            if i % 10 == 0 {
+                symlink(if i % 20 == 0 { "f00001" } else { "/etc/passwd" }, p).unwrap();
+            } else {
+                std::fs::write(p, vec![b'x'; i % 7]).unwrap();
+            }
+        }
+        let root = Root::open(&t.real("root")).unwrap();
+        let list = root.list(&v("/big")).unwrap();
+        assert_eq!(list.len(), N);
+        let mut stream = root.open_dir(&v("/big")).unwrap();
+        drop(root);
+        let first = stream.next_entry().unwrap().unwrap();
+        let (first_name, removed) = (first.name.clone(), t.real("root/big/f04999"));
+        let gone = removed.file_name().unwrap().to_str().unwrap().to_owned();
+        let rest = std::thread::spawn(move || {
+            // Removed after the stream began: either not seen or seen.
+            let _ = std::fs::remove_file(&removed);
+            let mut out = vec![first];
+            out.extend(streamed(stream));
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out
+        })
+        .join()
+        .unwrap();
+        let mut want = list.clone();
+        let had_gone = rest.iter().any(|e| e.name == gone);
+        if !had_gone {
+            want.retain(|e| e.name != gone);
+        }
+        assert_eq!(rest, want, "first entry {first_name}");
+        let get = |n: &str| &list.iter().find(|e| e.name == n).unwrap().meta;
+        assert_eq!((get("f00020").kind, get("f00020").size), (Kind::File, 1));
+        assert_eq!(get("f00010").kind, Kind::Symlink);
+        assert_eq!((get("f00013").kind, get("f00013").size), (Kind::File, 6));
+    }
+
     #[test]
     fn writes_never_go_through_links() {
         let t = Tree::new();
