@@ -1580,6 +1580,92 @@ arch_tests!(
     }
 );
 
+// Upload temporaries are nobody's files: an upload in progress has no name
+// on disk, a crash's leftover does not keep RMD from removing a directory
+// that lists as empty, and no command reaches a reserved name.
+arch_tests!(
+    upload_temporaries_stay_private,
+    [thread_per_connection, reactor, async_],
+    |arch| {
+        const STALE: &str = ".muse-upload.0123456789abcdef";
+        let fx = Fixture::new("upload-private");
+        fx.write(STALE, b"a crash's leftover");
+        fx.mkdir("crashed");
+        fx.write(&format!("crashed/{STALE}"), b"half");
+        let server = serve_with_users(arch, &fx, &[]);
+        let s = &server;
+        let mut ftp = user(s, "alice");
+        ftp.expect("TYPE I", 200).or_fail(s);
+
+        // While STOR runs, the directory holds nothing new; after, the file.
+        fx.mkdir("up");
+        let (mut data, _) = ftp.start_transfer("STOR up/new.bin", Mode::Pasv).or_fail(s);
+        let content = pseudo_random_bytes(44, 300 << 10);
+        data.write_all(&content[..100 << 10]).unwrap();
+        // The upload's file was made before the 150 reply.
+        let during = fx.names("up");
+        if !during.is_empty() {
+            s.fail(&format!("names on disk during STOR: {during:?}"));
+        }
+        data.write_all(&content[100 << 10..]).unwrap();
+        drop(data);
+        ftp.finish_transfer("STOR up/new.bin").or_fail(s);
+        assert_same(
+            s,
+            "STOR up/new.bin",
+            &content,
+            &fx.read("up/new.bin").unwrap(),
+        );
+        let after: Vec<String> = fx.names("up").into_iter().collect();
+        if after != ["new.bin"] {
+            s.fail(&format!("names on disk after STOR: {after:?}"));
+        }
+
+        // A directory with only a leftover lists as empty, and goes.
+        let listed = ftp.nlst(Some("crashed")).or_fail(s);
+        if !listed.trim().is_empty() {
+            s.fail(&format!("NLST crashed: {listed:?}"));
+        }
+        ftp.expect("RMD crashed", 250).or_fail(s);
+        if fx.path("crashed").exists() {
+            s.fail("RMD crashed: still on disk");
+        }
+
+        // No command reaches a reserved name.
+        for line in [
+            format!("RETR {STALE}"),
+            format!("SIZE {STALE}"),
+            format!("MDTM {STALE}"),
+            format!("MLST {STALE}"),
+            format!("DELE {STALE}"),
+            format!("RNFR {STALE}"),
+            format!("CWD {STALE}"),
+            format!("LIST {STALE}"),
+            format!("STOR {STALE}"),
+            format!("APPE {STALE}"),
+            "STOR up/.muse-upload.mine".to_owned(),
+            "MKD .muse-upload.dir".to_owned(),
+            "RMD .muse-upload.dir".to_owned(),
+        ] {
+            let reply = refused(&mut ftp, &line).or_fail(s);
+            assert_code(s, &line, &reply, &[550, 553]);
+        }
+        ftp.expect("RNFR up/new.bin", 350).or_fail(s);
+        let reply = refused(&mut ftp, &format!("RNTO {STALE}")).or_fail(s);
+        assert_code(s, "RNTO onto a reserved name", &reply, &[550, 553]);
+        if fx.read(STALE).as_deref() != Some(&b"a crash's leftover"[..]) {
+            s.fail("the leftover upload temporary was changed");
+        }
+        if fx.read("up/new.bin").as_deref() != Some(&content[..]) {
+            s.fail("up/new.bin was changed");
+        }
+        if fx.path(".muse-upload.dir").exists() || fx.path("up/.muse-upload.mine").exists() {
+            s.fail("a reserved name was created");
+        }
+        ftp.quit().or_fail(s);
+    }
+);
+
 // ---------------------------------------------------------------- ABOR
 
 /// Starts RETR of a 200 MiB file, reads 64 KiB of it, stops reading and
