@@ -72,7 +72,6 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -546,11 +545,12 @@ impl Root {
     /// Fails early if `p` is a directory. Finish with [`Root::commit_upload`]
     /// or [`Root::discard_upload`]; dropping the `Upload` also discards it.
     pub fn create_upload(&self, p: &VPath) -> io::Result<Upload> {
-        self.create_upload_as(p, unnamed_uploads())
+        self.create_upload_as(p, None)
     }
 
-    /// [`Root::create_upload`], with or without trying `O_TMPFILE` first.
-    fn create_upload_as(&self, p: &VPath, unnamed: bool) -> io::Result<Upload> {
+    /// [`Root::create_upload`]; `how` forces a way to name the file at the
+    /// commit (`Some(None)`: a named temporary from the start).
+    fn create_upload_as(&self, p: &VPath, how: Option<Option<Link>>) -> io::Result<Upload> {
         let (dir, name) = self.parent_of(p).ok_or_else(is_a_dir)??;
         // The commit would fail on a directory; say so before the client
         // sends the whole file.
@@ -561,11 +561,12 @@ impl Root {
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
-        let (fd, tmp) = open_temp(&dir, unnamed)?;
+        let how = how.unwrap_or_else(|| link_method(&dir));
+        let (fd, temp) = open_temp(&dir, how)?;
         Ok(Upload {
             file: File::from(fd),
             dir,
-            tmp,
+            temp,
             name: name.to_owned(),
             target: p.clone(),
             done: false,
@@ -579,8 +580,8 @@ impl Root {
     /// not written through. On error no temporary remains and the old
     /// target is untouched.
     pub fn commit_upload(&self, mut up: Upload) -> io::Result<()> {
-        if up.tmp.is_none() {
-            match link_unnamed(&up.file, &up.dir, &up.name, true) {
+        if let Temp::Unnamed(how) = up.temp {
+            match link_unnamed(&up.file, &up.dir, &up.name, how) {
                 Ok(()) => {
                     up.done = true;
                     return Ok(());
@@ -590,10 +591,11 @@ impl Root {
             }
             // The target exists: name the file, then rename it over. Once
             // named, dropping `up` on an error below removes the name.
-            up.tmp = Some(link_temp(&up.file, &up.dir)?);
+            up.temp = Temp::Named(link_temp(&up.file, &up.dir, how)?);
         }
-        let tmp = up.tmp.as_deref().unwrap_or_default();
-        renameat(&up.dir, tmp, &up.dir, up.name.as_str())?;
+        if let Temp::Named(tmp) = &up.temp {
+            renameat(&up.dir, tmp.as_str(), &up.dir, up.name.as_str())?;
+        }
         up.done = true;
         Ok(())
     }
@@ -837,18 +839,13 @@ fn plain_file(fd: &OwnedFd, keep: OFlags) -> io::Result<Meta> {
     Ok(meta)
 }
 
-/// A new upload's file in `dir`: without a name if `unnamed` and the
-/// filesystem can (`O_TMPFILE`), else a fresh named temporary.
-fn open_temp(dir: &OwnedFd, unnamed: bool) -> io::Result<(OwnedFd, Option<String>)> {
-    let mode = Mode::from_raw_mode(0o644);
-    if unnamed {
-        match openat(
-            dir,
-            ".",
-            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-            mode,
-        ) {
-            Ok(fd) => return Ok((fd, None)),
+/// A new upload's file in `dir`: without a name (`O_TMPFILE`) if there is
+/// a way to name it later and the filesystem can, else a fresh named
+/// temporary.
+fn open_temp(dir: &OwnedFd, how: Option<Link>) -> io::Result<(OwnedFd, Temp)> {
+    if let Some(how) = how {
+        match open_unnamed(dir) {
+            Ok(fd) => return Ok((fd, Temp::Unnamed(how))),
             // The filesystem cannot (or an old kernel, which sees the
             // O_DIRECTORY among O_TMPFILE's bits): fall back to a name.
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
@@ -858,8 +855,8 @@ fn open_temp(dir: &OwnedFd, unnamed: bool) -> io::Result<(OwnedFd, Option<String
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     for _ in 0..8 {
         let tmp = temp_name();
-        match openat(dir, tmp.as_str(), flags, mode) {
-            Ok(fd) => return Ok((fd, Some(tmp))),
+        match openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o644)) {
+            Ok(fd) => return Ok((fd, Temp::Named(tmp))),
             Err(Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
@@ -867,60 +864,98 @@ fn open_temp(dir: &OwnedFd, unnamed: bool) -> io::Result<(OwnedFd, Option<String
     Err(Errno::EXIST.into())
 }
 
+/// `O_TMPFILE` in `dir`: a file without a name (mode 0644), linkable.
+fn open_unnamed(dir: &OwnedFd) -> Result<OwnedFd, Errno> {
+    openat(
+        dir,
+        ".",
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+}
+
 /// A fresh, unguessable temporary name.
 fn temp_name() -> String {
     format!("{UPLOAD_PREFIX}{}", random_token())
 }
 
-/// Whether uploads start without a name: only if one can be given at the
-/// commit, through `AT_EMPTY_PATH` (known to work) or `/proc/self/fd`.
-fn unnamed_uploads() -> bool {
-    static PROC_FD: OnceLock<bool> = OnceLock::new();
-    EMPTY_PATH_WORKS.load(Ordering::Relaxed)
-        || *PROC_FD.get_or_init(|| {
-            statat(CWD, "/proc/self/fd", AtFlags::empty())
-                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-        })
+/// How a file without a name gets one at the commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// `linkat(fd, "", dir, name, AT_EMPTY_PATH)`: needs
+    /// `CAP_DAC_READ_SEARCH`, or since Linux 6.10 a file this process
+    /// opened. If refused after all (privileges dropped), as `Proc`.
+    EmptyPath,
+    /// `linkat(AT_FDCWD, "/proc/self/fd/N", dir, name, AT_SYMLINK_FOLLOW)`:
+    /// needs no capability, only procfs.
+    Proc,
 }
 
-/// `linkat(fd, "", ..., AT_EMPTY_PATH)` has worked: it needs
-/// `CAP_DAC_READ_SEARCH`, or since Linux 6.10 a file this process opened.
-static EMPTY_PATH_WORKS: AtomicBool = AtomicBool::new(false);
-/// ... or has been refused, so `/proc/self/fd` is used without asking.
-static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
+/// How this process can name an unnamed file, `None` if it cannot (then
+/// uploads use named temporaries). Found out once, by trying it in `dir`
+/// with a throwaway file, since a file that could not be named at the
+/// commit would lose the upload. An answer that may be `dir`'s alone (no
+/// `O_TMPFILE` there, no room, no write permission) is not kept.
+fn link_method(dir: &OwnedFd) -> Option<Link> {
+    static METHOD: OnceLock<Option<Link>> = OnceLock::new();
+    if let Some(&how) = METHOD.get() {
+        return how;
+    }
+    let mut decided = true;
+    let mut found = None;
+    for how in [Link::EmptyPath, Link::Proc] {
+        // A file that was named once cannot be named again: one per try.
+        let Ok(fd) = open_unnamed(dir) else {
+            return None;
+        };
+        let tmp = temp_name();
+        match link_as(&File::from(fd), dir, &tmp, how) {
+            Ok(()) => {
+                let _ = unlinkat(dir, tmp.as_str(), AtFlags::empty());
+                found = Some(how);
+                break;
+            }
+            // AT_EMPTY_PATH refused, or no procfs: this way is closed.
+            Err(Errno::NOENT) => {}
+            // Perhaps only here: try again with the next upload.
+            Err(_) => decided = false,
+        }
+    }
+    // Nothing worked: only for everyone if `dir` still exists.
+    let gone = || fstat(dir).map_or(true, |st| st.st_nlink == 0);
+    if found.is_none() && (!decided || gone()) {
+        return None;
+    }
+    *METHOD.get_or_init(|| found)
+}
 
 /// Gives the unnamed (`O_TMPFILE`) `file` the name `name` in `dir`; `EEXIST`
 /// if that is taken. `linkat` never replaces, so this is the commit that has
-/// no named window at all. `AT_EMPTY_PATH` is tried first if `empty_path`
-/// and not refused before; `/proc/self/fd/N` (`AT_SYMLINK_FOLLOW`) needs no
-/// capability, only procfs.
-fn link_unnamed(file: &File, dir: &OwnedFd, name: &str, empty_path: bool) -> Result<(), Errno> {
-    let mut refused = false;
-    if empty_path && !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
-        // The kernel checks the permission first: ENOENT means refused (or
-        // the directory is gone, which the second try will also find).
-        match linkat(file, "", dir, name, AtFlags::EMPTY_PATH) {
-            Ok(()) => {
-                EMPTY_PATH_WORKS.store(true, Ordering::Relaxed);
-                return Ok(());
-            }
-            Err(Errno::NOENT) => refused = true,
-            Err(e) => return Err(e),
+/// no named window at all.
+fn link_unnamed(file: &File, dir: &OwnedFd, name: &str, how: Link) -> Result<(), Errno> {
+    match link_as(file, dir, name, how) {
+        // The kernel checks AT_EMPTY_PATH's permission first: ENOENT is a
+        // refusal (or a directory gone, which /proc will find too).
+        Err(Errno::NOENT) if how == Link::EmptyPath => link_as(file, dir, name, Link::Proc),
+        r => r,
+    }
+}
+
+fn link_as(file: &File, dir: &OwnedFd, name: &str, how: Link) -> Result<(), Errno> {
+    match how {
+        Link::EmptyPath => linkat(file, "", dir, name, AtFlags::EMPTY_PATH),
+        Link::Proc => {
+            let magic = format!("/proc/self/fd/{}", file.as_raw_fd());
+            linkat(CWD, magic.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)
         }
     }
-    let magic = format!("/proc/self/fd/{}", file.as_raw_fd());
-    linkat(CWD, magic.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)?;
-    if refused {
-        EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 /// Links the unnamed `file` to a fresh temporary name in `dir`, returned.
-fn link_temp(file: &File, dir: &OwnedFd) -> io::Result<String> {
+fn link_temp(file: &File, dir: &OwnedFd, how: Link) -> io::Result<String> {
     for _ in 0..8 {
         let tmp = temp_name();
-        match link_unnamed(file, dir, &tmp, true) {
+        match link_unnamed(file, dir, &tmp, how) {
             Ok(()) => return Ok(tmp),
             Err(Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
@@ -997,11 +1032,19 @@ pub struct Upload {
     file: File,
     /// The target's directory, held open so that the commit lands here.
     dir: OwnedFd,
-    /// The temporary's name; `None` while the file has none (`O_TMPFILE`).
-    tmp: Option<String>,
+    temp: Temp,
     name: String,
     target: VPath,
     done: bool,
+}
+
+/// An upload's file as it waits for the commit.
+#[derive(Debug)]
+enum Temp {
+    /// No name (`O_TMPFILE`); the commit names it this way.
+    Unnamed(Link),
+    /// A named temporary in the target's directory.
+    Named(String),
 }
 
 impl Upload {
@@ -1025,7 +1068,7 @@ impl Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         // An unnamed file vanishes with its last descriptor.
-        if let (false, Some(tmp)) = (self.done, &self.tmp) {
+        if let (false, Temp::Named(tmp)) = (self.done, &self.temp) {
             let _ = unlinkat(&self.dir, tmp.as_str(), AtFlags::empty());
         }
     }
@@ -1572,8 +1615,8 @@ mod tests {
                 assert_eq!((e.kind(), e.to_string().as_str()), (kind, text), "{p}");
             }
         }
-        for unnamed in [true, false] {
-            let e = r.create_upload_as(&v("/sub"), unnamed).unwrap_err();
+        for how in HOW {
+            let e = r.create_upload_as(&v("/sub"), Some(how)).unwrap_err();
             assert!(is_not_plain_file(&e), "{e}");
             assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
             assert_eq!(e.to_string(), "Is a directory");
@@ -1866,8 +1909,8 @@ mod tests {
         let t = Tree::new();
         let r = &t.root;
         let target = v("/hello.txt");
-        let up = r.create_upload_as(&target, false).unwrap();
-        assert!(up.tmp.is_some());
+        let up = r.create_upload_as(&target, NAMED).unwrap();
+        assert!(matches!(up.temp, Temp::Named(_)));
         assert_eq!(up.target(), &target);
         let mut clone = up.try_clone_file().unwrap();
         clone.write_all(b"new ").unwrap();
@@ -1901,13 +1944,13 @@ mod tests {
         );
         t.assert_no_temp();
         // A new file, in a subdirectory.
-        let up = r.create_upload_as(&v("/sub/fresh"), false).unwrap();
+        let up = r.create_upload_as(&v("/sub/fresh"), NAMED).unwrap();
         up.file().write_all(b"fresh").unwrap();
         r.commit_upload(up).unwrap();
         assert_eq!(std::fs::read(t.real("root/sub/fresh")).unwrap(), b"fresh");
         // Two uploads get distinct temporaries; the last commit wins.
-        let a = r.create_upload_as(&v("/race"), false).unwrap();
-        let b = r.create_upload_as(&v("/race"), false).unwrap();
+        let a = r.create_upload_as(&v("/race"), NAMED).unwrap();
+        let b = r.create_upload_as(&v("/race"), NAMED).unwrap();
         a.file().write_all(b"a").unwrap();
         b.file().write_all(b"b").unwrap();
         r.commit_upload(a).unwrap();
@@ -1916,7 +1959,7 @@ mod tests {
         t.assert_no_temp();
         // Into a missing directory: NotFound, nothing left behind.
         assert_eq!(
-            r.create_upload_as(&v("/nodir/x"), false)
+            r.create_upload_as(&v("/nodir/x"), NAMED)
                 .unwrap_err()
                 .kind(),
             io::ErrorKind::NotFound
@@ -1925,10 +1968,10 @@ mod tests {
 
     #[test]
     fn upload_discard_and_drop_leave_target() {
-        for unnamed in [true, false] {
+        for how in HOW {
             let t = Tree::new();
             let r = &t.root;
-            let create = |p: &str| r.create_upload_as(&v(p), unnamed).unwrap();
+            let create = |p: &str| r.create_upload_as(&v(p), Some(how)).unwrap();
             let up = create("/hello.txt");
             up.file().write_all(b"half an upl").unwrap();
             r.discard_upload(up);
@@ -1958,7 +2001,7 @@ mod tests {
             std::fs::create_dir(t.real("root/gone")).unwrap();
             let up = create("/gone/f");
             up.file().write_all(b"lost").unwrap();
-            if unnamed {
+            if how.is_some() {
                 // Nothing named in it, so the directory can go.
                 r.rmdir(&v("/gone")).unwrap();
             } else {
@@ -1982,18 +2025,34 @@ mod tests {
         names
     }
 
+    /// Every way an upload can go: each way of naming an unnamed file at
+    /// the commit, and a named temporary from the start.
+    const HOW: [Option<Link>; 3] = [Some(Link::EmptyPath), Some(Link::Proc), None];
+    const NAMED: Option<Option<Link>> = Some(None);
+
     /// An upload has no name until its commit: a crash leaves nothing.
     #[test]
     fn unnamed_upload_never_shows() {
         let t = Tree::new();
+        let dir = t.root.beneath(".", OFlags::PATH, Mode::empty()).unwrap();
+        if link_method(&dir).is_none() {
+            eprintln!("no O_TMPFILE, or no way to link it here: skipped");
+            return;
+        }
+        // What create_upload chooses here, and each way by force.
+        for how in [None, Some(Some(Link::EmptyPath)), Some(Some(Link::Proc))] {
+            unnamed_upload_never_shows_with(how);
+        }
+    }
+
+    fn unnamed_upload_never_shows_with(how: Option<Option<Link>>) {
+        let t = Tree::new();
         let r = &t.root;
         std::fs::create_dir(t.real("root/up")).unwrap();
         std::fs::write(t.real("root/up/old"), b"old").unwrap();
-        let up = r.create_upload(&v("/up/new")).unwrap();
-        if up.tmp.is_some() {
-            eprintln!("this filesystem has no O_TMPFILE: skipped");
-            return;
-        }
+        let create = |p: &str| r.create_upload_as(&v(p), how).unwrap();
+        let up = create("/up/new");
+        assert!(matches!(up.temp, Temp::Unnamed(_)), "{how:?}");
         // The clone is what a session hands to the data transfer.
         let mut clone = up.try_clone_file().unwrap();
         clone.write_all(b"brand ").unwrap();
@@ -2001,7 +2060,7 @@ mod tests {
         let st = fstat(up.file()).unwrap();
         assert_eq!(st.st_nlink, 0);
         assert_eq!(st.st_mode & 0o133, 0, "{:o}", st.st_mode);
-        let replace = r.create_upload(&v("/up/old")).unwrap();
+        let replace = create("/up/old");
         replace.file().write_all(b"replaced").unwrap();
         // Nothing in the directory while both are under way.
         assert_eq!(names_on_disk(&t.real("root/up")), ["old"]);
@@ -2019,22 +2078,22 @@ mod tests {
         assert_eq!(std::fs::read(t.real("root/up/old")).unwrap(), b"replaced");
         assert_eq!(names_on_disk(&t.real("root/up")), ["new", "old"]);
         // The same through a symlink at the target: replaced, not followed.
-        let up = r.create_upload(&v("/abs_secret")).unwrap();
+        let up = create("/abs_secret");
         up.file().write_all(b"mine").unwrap();
         r.commit_upload(up).unwrap();
         assert!(std::fs::symlink_metadata(t.real("root/abs_secret"))
             .unwrap()
             .is_file());
         // Two uploads to one new name: the last commit wins.
-        let a = r.create_upload(&v("/up/race")).unwrap();
-        let b = r.create_upload(&v("/up/race")).unwrap();
+        let a = create("/up/race");
+        let b = create("/up/race");
         a.file().write_all(b"a").unwrap();
         b.file().write_all(b"b").unwrap();
         r.commit_upload(a).unwrap();
         r.commit_upload(b).unwrap();
         assert_eq!(std::fs::read(t.real("root/up/race")).unwrap(), b"b");
         // A discarded one leaves the directory as it was.
-        let up = r.create_upload(&v("/up/discarded")).unwrap();
+        let up = create("/up/discarded");
         up.file().write_all(b"x").unwrap();
         r.discard_upload(up);
         assert_eq!(names_on_disk(&t.real("root/up")), ["new", "old", "race"]);
@@ -2048,26 +2107,26 @@ mod tests {
     fn unnamed_upload_links_through_proc() {
         let t = Tree::new();
         let dir = t.root.beneath("sub", OFlags::PATH, Mode::empty()).unwrap();
-        let Ok((fd, None)) = open_temp(&dir, true) else {
+        let Ok((fd, Temp::Unnamed(_))) = open_temp(&dir, Some(Link::Proc)) else {
             eprintln!("this filesystem has no O_TMPFILE: skipped");
             return;
         };
         let file = File::from(fd);
         (&file).write_all(b"via proc").unwrap();
-        link_unnamed(&file, &dir, "linked", false).unwrap();
+        link_unnamed(&file, &dir, "linked", Link::Proc).unwrap();
         assert_eq!(
             std::fs::read(t.real("root/sub/linked")).unwrap(),
             b"via proc"
         );
         assert_eq!(
-            link_unnamed(&file, &dir, "deep.txt", false),
+            link_unnamed(&file, &dir, "deep.txt", Link::Proc),
             Err(Errno::EXIST)
         );
         assert_eq!(
             std::fs::read(t.real("root/sub/deep.txt")).unwrap(),
             b"deep!!"
         );
-        let tmp = link_temp(&file, &dir).unwrap();
+        let tmp = link_temp(&file, &dir, Link::Proc).unwrap();
         assert!(tmp.starts_with(UPLOAD_PREFIX));
         assert_eq!(fstat(&file).unwrap().st_nlink, 2);
     }
@@ -2088,7 +2147,7 @@ mod tests {
         // A crash in the fallback path, for real: a named upload dropped
         // without its Drop running.
         std::fs::create_dir(t.real("root/f")).unwrap();
-        std::mem::forget(r.create_upload_as(&v("/f/x"), false).unwrap());
+        std::mem::forget(r.create_upload_as(&v("/f/x"), NAMED).unwrap());
         assert_eq!(names_on_disk(&t.real("root/f")).len(), 1);
         r.rmdir(&v("/f")).unwrap();
         // With a real entry beside it: not empty, and the temp stays.
