@@ -242,6 +242,27 @@ pub fn set_read_timeout(fd: &impl AsRawFd, timeout: Option<Duration>) -> io::Res
     Ok(())
 }
 
+/// Sets `SO_SNDTIMEO`: a blocking send that can move nothing for this long
+/// returns `EAGAIN` (with what it sent so far) instead of waiting forever.
+pub fn set_write_timeout(fd: &impl AsRawFd, timeout: Duration) -> io::Result<()> {
+    let d = timeout.max(Duration::from_micros(1));
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: passes a valid timeval of the right size.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
 /// Turns off the terminal's echo on standard input until dropped (for
 /// reading a password).
 pub struct EchoOff(libc::termios);

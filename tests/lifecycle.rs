@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use std::io::Write;
 use std::time::Duration;
 
 /// How long leftover processes may take to vanish after the master exits.
@@ -295,3 +296,39 @@ fn hung_worker_is_killed_and_replaced() {
     let mut fresh = server.connect();
     server.echo(&mut fresh, b"served by the replacement\n");
 }
+
+arch_tests!(
+    sigterm_exits_at_shutdown_timeout_with_a_client_that_never_reads,
+    |arch| {
+        // The client sends far more than the server will buffer and never reads
+        // a byte: every server thread that writes to it is stuck on a full
+        // socket. The server must still exit at --shutdown-timeout.
+        let mut server = Server::serve_echo(arch, &["--shutdown-timeout", "1"]);
+        let conn = server.connect();
+        conn.set_write_timeout(Some(Duration::from_secs(2)))
+            .expect("write timeout");
+        let chunk = vec![b'x'; 1 << 20];
+        let mut stuck = false;
+        for _ in 0..256 {
+            if (&conn).write_all(&chunk).is_err() {
+                // Two seconds without progress: the server stopped reading.
+                stuck = true;
+                break;
+            }
+        }
+        if !stuck {
+            server.fail("256 MiB went in without the server ever stopping to read");
+        }
+        server.signal(libc::SIGTERM);
+        let Some(status) = server.wait_exit(EXIT_TIMEOUT) else {
+            server.fail(&format!(
+            "still running {EXIT_TIMEOUT:?} after SIGTERM with --shutdown-timeout 1 and a client that never reads"
+        ));
+        };
+        if status.code() != Some(0) {
+            server.fail(&format!("exit status {status}, expected 0"));
+        }
+        server.assert_group_gone(GROUP_GONE_TIMEOUT);
+        drop(conn);
+    }
+);

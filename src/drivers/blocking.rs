@@ -31,6 +31,12 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 pub fn serve(accepted: Accepted, ticket: Option<Ticket>, ctx: &Ctx) {
     let now = Instant::now();
     let mut conn = Connection::accept(accepted, &*ctx.protocol, true, ticket, now);
+    // A client that never reads must not hold this thread in `send`
+    // forever: a send that moves nothing for a tick returns, and the loop
+    // looks at its deadlines and the shutdown switch.
+    if sys::set_write_timeout(conn.stream(), TICK).is_err() {
+        return;
+    }
     with_scratch(|scratch| run(&mut conn, ctx, scratch));
 }
 
@@ -53,7 +59,7 @@ fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
         }
         let wake = earliest([conn.deadline(), ctx.shutdown.deadline()]);
         let wait = wait_for(wake, now, TICK);
-        if !conn.has_channels() && conn.would_read() {
+        if !conn.has_channels() && conn.would_read() && !conn.wants_write() {
             // Block in read itself: one system call per request.
             let fits = read_timeout.is_some_and(|t| t <= wait + TIMEOUT_SLACK && t * 2 >= wait);
             if !fits {
@@ -80,7 +86,19 @@ fn wait_poll(conn: &mut Connection, ctx: &Ctx, wait: Duration) -> std::io::Resul
     } else {
         -1
     };
-    fds.push(sys::poll_fd(control, sys::POLLIN | sys::POLLPRI));
+    let mut events = sys::POLLIN | sys::POLLPRI;
+    let write = conn.wants_write();
+    let control = if write {
+        events = if control == -1 {
+            sys::POLLOUT
+        } else {
+            events | sys::POLLOUT
+        };
+        conn.stream().as_raw_fd()
+    } else {
+        control
+    };
+    fds.push(sys::poll_fd(control, events));
     let mut slots = Vec::with_capacity(crate::session::MAX_CHANNELS);
     for (i, c) in conn.channels() {
         let events = match c.wait() {
@@ -104,6 +122,9 @@ fn wait_poll(conn: &mut Connection, ctx: &Ctx, wait: Duration) -> std::io::Resul
     }
     if r & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0 && conn.would_read() {
         conn.readable = true;
+    }
+    if write && r & (sys::POLLOUT | sys::POLLHUP | sys::POLLERR) != 0 {
+        conn.writable = true;
     }
     for (k, i) in slots.into_iter().enumerate() {
         if fds[1 + k].revents != 0 {
