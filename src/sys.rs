@@ -215,6 +215,21 @@ pub fn monotonic_ms() -> u64 {
 
 /// Sets `SO_RCVTIMEO` (`None`: block forever).
 pub fn set_read_timeout(fd: &impl AsRawFd, timeout: Option<Duration>) -> io::Result<()> {
+    set_socket_timeout(fd, libc::SO_RCVTIMEO, timeout)
+}
+
+/// Sets `SO_SNDTIMEO`: a blocking send that can move nothing for this long
+/// returns `EAGAIN` (with what it sent so far) instead of waiting forever.
+pub fn set_write_timeout(fd: &impl AsRawFd, timeout: Duration) -> io::Result<()> {
+    set_socket_timeout(fd, libc::SO_SNDTIMEO, Some(timeout))
+}
+
+/// Sets `SO_RCVTIMEO` or `SO_SNDTIMEO` (`None`: forever).
+fn set_socket_timeout(
+    fd: &impl AsRawFd,
+    option: libc::c_int,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
     let tv = match timeout {
         None => libc::timeval {
             tv_sec: 0,
@@ -234,28 +249,7 @@ pub fn set_read_timeout(fd: &impl AsRawFd, timeout: Option<Duration>) -> io::Res
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    })?;
-    Ok(())
-}
-
-/// Sets `SO_SNDTIMEO`: a blocking send that can move nothing for this long
-/// returns `EAGAIN` (with what it sent so far) instead of waiting forever.
-pub fn set_write_timeout(fd: &impl AsRawFd, timeout: Duration) -> io::Result<()> {
-    let d = timeout.max(Duration::from_micros(1));
-    let tv = libc::timeval {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_usec: d.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: passes a valid timeval of the right size.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
+            option,
             (&tv as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         )

@@ -462,17 +462,24 @@ fn passive_send_and_receive(arch: Arch) {
     assert!(stored == upload, "upload stored differs");
 }
 
-fn abort_with_urgent_data(arch: Arch) {
-    let server = start(arch);
+/// Starts sending the big file and reads its first KiB, then stops
+/// reading: the transfer stalls once the socket buffers are full. The data
+/// connection is returned so that it stays open.
+fn stalled_big_transfer(server: &Running) -> (Control, TcpStream) {
     let mut c = Control::connect(server.addr);
     c.send("BIG");
     let port = c.port();
-    // Connect and read a little, then stop reading: the transfer stalls.
     let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
     data.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut first = [0u8; 1024];
     data.read_exact(&mut first).unwrap();
+    (c, data)
+}
+
+fn abort_with_urgent_data(arch: Arch) {
+    let server = start(arch);
+    let (mut c, _data) = stalled_big_transfer(&server);
     // Telnet IP, then the Synch as urgent data, then the command (RFC 959 ABOR).
     c.stream.write_all(&[255, 244]).unwrap();
     socket2::SockRef::from(&c.stream)
@@ -501,14 +508,7 @@ fn abort_with_urgent_data(arch: Arch) {
 /// channel that is gone, it says so.
 fn progress_of_a_stalled_transfer(arch: Arch) {
     let server = start(arch);
-    let mut c = Control::connect(server.addr);
-    c.send("BIG");
-    let port = c.port();
-    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    data.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut first = [0u8; 1024];
-    data.read_exact(&mut first).unwrap();
+    let (mut c, _data) = stalled_big_transfer(&server);
     // The sender fills the socket buffers, then stops: wait until two
     // answers agree (bounded).
     let progress = |c: &mut Control| -> u64 {

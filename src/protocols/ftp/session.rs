@@ -284,15 +284,8 @@ impl FtpSession {
         if let Some(t) = self.transfer.take() {
             self.requests.push_back(Request::Abort { id: t.id });
             if let Some(up) = t.upload {
-                self.root_for_uploads().discard_upload(up);
+                self.user_root().0.discard_upload(up);
             }
-        }
-    }
-
-    fn root_for_uploads(&self) -> &Root {
-        match &self.login {
-            Login::In(u) => &u.root,
-            _ => &self.root,
         }
     }
 
@@ -849,7 +842,7 @@ impl FtpSession {
             other => {
                 self.data = other;
                 if let Some(up) = upload {
-                    self.root_for_uploads().discard_upload(up);
+                    self.user_root().0.discard_upload(up);
                 }
                 return self.reply(425, "Use PORT or PASV first.");
             }
@@ -1321,7 +1314,8 @@ impl FtpSession {
                 let mut t = self.transfer.take().expect("checked above");
                 let committed = match t.upload.take() {
                     Some(up) => self
-                        .root_for_uploads()
+                        .user_root()
+                        .0
                         .commit_upload(up)
                         .map_err(|e| e.to_string()),
                     None => Ok(()),
@@ -1342,7 +1336,7 @@ impl FtpSession {
                 let mut t = self.transfer.take().expect("checked above");
                 let upload = t.upload.take();
                 if let Some(up) = upload {
-                    self.root_for_uploads().discard_upload(up);
+                    self.user_root().0.discard_upload(up);
                 }
                 self.log_transfer(&t, bytes, now, "failed");
                 use std::io::ErrorKind::*;
@@ -1370,7 +1364,7 @@ impl FtpSession {
             return;
         };
         if let Some(up) = t.upload.take() {
-            self.root_for_uploads().discard_upload(up);
+            self.user_root().0.discard_upload(up);
         }
         match t.aborting {
             Some(Abort::NoConnection) => {
