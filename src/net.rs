@@ -19,12 +19,16 @@
 //! Running out of descriptors (`EMFILE`, `ENFILE`) or kernel memory is not
 //! fatal: [`AcceptError::Exhausted`] tells the caller to stop accepting for
 //! [`EXHAUSTED_BACKOFF`] and try again, so the loop neither spins nor dies,
-//! and waiting clients stay in the backlog until descriptors free up.
+//! and waiting clients stay in the backlog until descriptors free up. An
+//! [`AcceptPause`] logs such an episode once per process when it starts and
+//! once when it ends, not at every retry.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -34,6 +38,54 @@ use crate::sys;
 /// long enough not to spin, short enough that a freed descriptor is used
 /// promptly.
 pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
+
+/// This process's out-of-descriptors episodes, shared by all its accept
+/// loops. Under `EMFILE` a loop retries every [`EXHAUSTED_BACKOFF`], twenty
+/// times a second, and a thread pool has a loop per thread; logging each
+/// retry would flood the log exactly when the operator needs to read it. So
+/// the first pause of an episode is logged, and the first accept after it
+/// (by any loop of the process) ends the episode, logging how long it lasted
+/// and how many pauses it took.
+pub enum AcceptPause {}
+
+/// Whether an episode is running (the accept path's one cheap check).
+static PAUSED: AtomicBool = AtomicBool::new(false);
+/// When the running episode began and how many pauses it has had.
+static EPISODE: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+
+impl AcceptPause {
+    /// An accept failed for want of descriptors or memory (`e`); the caller
+    /// now pauses for [`EXHAUSTED_BACKOFF`].
+    pub fn exhausted(e: &io::Error) {
+        let mut episode = EPISODE.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *episode {
+            Some((_, pauses)) => *pauses += 1,
+            None => {
+                crate::log::warn(format_args!(
+                    "accept: {e}; pausing accepts, retrying every {EXHAUSTED_BACKOFF:?} \
+                     until descriptors free up"
+                ));
+                *episode = Some((Instant::now(), 1));
+                PAUSED.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// An accept succeeded (or found nothing waiting): any episode is over.
+    pub fn resumed() {
+        if !PAUSED.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut episode = EPISODE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((since, pauses)) = episode.take() {
+            PAUSED.store(false, Ordering::Relaxed);
+            crate::log::info(format_args!(
+                "accepting again after {:.1?} ({pauses} pauses)",
+                since.elapsed()
+            ));
+        }
+    }
+}
 
 /// The server's listening sockets.
 pub struct Listeners {

@@ -23,7 +23,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::drivers::{task, Ctx};
-use crate::net::{AcceptError, Listeners, EXHAUSTED_BACKOFF};
+use crate::net::{AcceptError, AcceptPause, Listeners, EXHAUSTED_BACKOFF};
 
 struct Fd(RawFd);
 
@@ -86,22 +86,25 @@ async fn accept_loop(
         };
         loop {
             match crate::net::accept_from(listener.get_ref(), fixed, true) {
-                Ok(accepted) => match ctx.admit(accepted.peer.ip()) {
-                    Some(ticket) => {
-                        let serve = task::serve(accepted, ticket, ctx.clone(), draining.clone());
-                        tokio::spawn(serve);
+                Ok(accepted) => {
+                    AcceptPause::resumed();
+                    match ctx.admit(accepted.peer.ip()) {
+                        Some(ticket) => {
+                            let serve =
+                                task::serve(accepted, ticket, ctx.clone(), draining.clone());
+                            tokio::spawn(serve);
+                        }
+                        None => ctx.refuse(accepted),
                     }
-                    None => ctx.refuse(accepted),
-                },
+                }
                 Err(AcceptError::Gone) => {}
                 Err(AcceptError::WouldBlock) => {
+                    AcceptPause::resumed();
                     guard.clear_ready();
                     break;
                 }
                 Err(AcceptError::Exhausted(e)) => {
-                    crate::log::warn(format_args!(
-                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
-                    ));
+                    AcceptPause::exhausted(&e);
                     tokio::time::sleep(EXHAUSTED_BACKOFF).await;
                     break;
                 }

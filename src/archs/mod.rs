@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::drivers::{blocking, Ctx};
-use crate::net::{AcceptError, Accepted, Listeners, EXHAUSTED_BACKOFF};
+use crate::net::{AcceptError, AcceptPause, Accepted, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::Ticket;
 use crate::session::Placement;
 use crate::sys;
@@ -170,15 +170,17 @@ pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(Accep
                 return;
             }
             match listeners.accept(i, false) {
-                Ok(accepted) => match ctx.admit(accepted.peer.ip()) {
-                    Some(ticket) => serve(accepted, ticket),
-                    None => ctx.refuse(accepted),
-                },
-                Err(AcceptError::WouldBlock | AcceptError::Gone) => {}
+                Ok(accepted) => {
+                    AcceptPause::resumed();
+                    match ctx.admit(accepted.peer.ip()) {
+                        Some(ticket) => serve(accepted, ticket),
+                        None => ctx.refuse(accepted),
+                    }
+                }
+                Err(AcceptError::WouldBlock) => AcceptPause::resumed(),
+                Err(AcceptError::Gone) => {}
                 Err(AcceptError::Exhausted(e)) => {
-                    crate::log::warn(format_args!(
-                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
-                    ));
+                    AcceptPause::exhausted(&e);
                     // Wait on the shutdown switch alone: the listeners are
                     // still ready, which is why we pause.
                     let mut fds = [sys::poll_fd(ctx.shutdown.wake_fd(), sys::POLLIN)];

@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use crate::net::{AcceptError, Accepted, EXHAUSTED_BACKOFF};
+use crate::net::{AcceptError, AcceptPause, Accepted, EXHAUSTED_BACKOFF};
 use crate::server::{serve_with_signals, Server};
 use crate::supervisor::KILL_GRACE;
 use crate::sys::{self, Forked};
@@ -65,12 +65,17 @@ pub fn serve(server: &Server) -> io::Result<()> {
             .wait(&wake, Some(crate::archs::ACCEPT_TICK), &mut ready)?;
         for &i in &ready {
             let accepted = match server.listeners.accept(i, false) {
-                Ok(accepted) => accepted,
-                Err(AcceptError::WouldBlock | AcceptError::Gone) => continue,
+                Ok(accepted) => {
+                    AcceptPause::resumed();
+                    accepted
+                }
+                Err(AcceptError::WouldBlock) => {
+                    AcceptPause::resumed();
+                    continue;
+                }
+                Err(AcceptError::Gone) => continue,
                 Err(AcceptError::Exhausted(e)) => {
-                    log::warn(format_args!(
-                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
-                    ));
+                    AcceptPause::exhausted(&e);
                     signals::wait(Some(EXHAUSTED_BACKOFF))?;
                     continue;
                 }

@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::drivers::conn::{Connection, Status};
 use crate::drivers::{earliest, wait_for, with_scratch, Ctx, Heartbeat, SCRATCH_SIZE};
-use crate::net::{AcceptError, Accepted, Listeners, EXHAUSTED_BACKOFF};
+use crate::net::{AcceptError, AcceptPause, Accepted, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::Ticket;
 use crate::session::MAX_CHANNELS;
 
@@ -267,16 +267,20 @@ impl<'a> Reactor<'a> {
     fn accept(&mut self, i: usize, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
             match self.listeners.accept(i, true) {
-                Ok(accepted) => match self.ctx.admit(accepted.peer.ip()) {
-                    Some(ticket) => self.add(accepted, ticket, now),
-                    None => self.ctx.refuse(accepted),
-                },
+                Ok(accepted) => {
+                    AcceptPause::resumed();
+                    match self.ctx.admit(accepted.peer.ip()) {
+                        Some(ticket) => self.add(accepted, ticket, now),
+                        None => self.ctx.refuse(accepted),
+                    }
+                }
                 Err(AcceptError::Gone) => {}
-                Err(AcceptError::WouldBlock) => return,
+                Err(AcceptError::WouldBlock) => {
+                    AcceptPause::resumed();
+                    return;
+                }
                 Err(AcceptError::Exhausted(e)) => {
-                    crate::log::warn(format_args!(
-                        "accept: {e}; pausing accepts for {EXHAUSTED_BACKOFF:?}"
-                    ));
+                    AcceptPause::exhausted(&e);
                     self.accept_paused_until = Some(now + EXHAUSTED_BACKOFF);
                     return;
                 }
