@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use crate::net::{AcceptError, AcceptPause, Accepted, EXHAUSTED_BACKOFF};
@@ -21,6 +22,9 @@ use crate::server::{serve_with_signals, Server};
 use crate::supervisor::KILL_GRACE;
 use crate::sys::{self, Forked};
 use crate::{log, signals};
+
+/// The exit status of a child that panicked (EX_SOFTWARE).
+const CHILD_PANICKED: i32 = 70;
 
 /// Runs the parent until a signal stops it and every child is gone.
 pub fn serve(server: &Server) -> io::Result<()> {
@@ -99,7 +103,15 @@ pub fn serve(server: &Server) -> io::Result<()> {
                 Ok(Forked::Parent(pid)) => {
                     children.insert(pid, ticket);
                 }
-                Ok(Forked::Child) => sys::exit_now(serve_child(server, accepted, parent)),
+                Ok(Forked::Child) => {
+                    // A panic anywhere in the child ends the child: unwinding
+                    // further would run the parent's frames in this process
+                    // (dropping its copy of the children table, returning
+                    // its tickets to the shared scoreboard).
+                    let served =
+                        catch_unwind(AssertUnwindSafe(|| serve_child(server, accepted, parent)));
+                    sys::exit_now(served.unwrap_or(CHILD_PANICKED))
+                }
             }
         }
     }
