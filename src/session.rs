@@ -32,7 +32,10 @@
 //!    output has been flushed (a session that wants to close has no more
 //!    requests to make), or at once, output unsent, when
 //!    [`Session::wants_close_now`] is true (a client that does not read
-//!    what it is sent).
+//!    what it is sent);
+//! 6. when the server's shutdown deadline passes with the connection still
+//!    open, calls [`Session::handle_shutdown_expired`] and makes one
+//!    non-blocking attempt to send the output, then closes the connection.
 //!
 //! The session buffers its own output and says, through `wants_read`, when it
 //! has buffered enough: that is the back-pressure that keeps a client which
@@ -133,6 +136,16 @@ pub trait Session: Send {
     /// close at the next clean boundary. The default keeps serving until the
     /// client closes or the driver's shutdown deadline passes.
     fn handle_shutdown(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// The server's shutdown deadline has passed with this connection still
+    /// open: the driver closes it right after this call, whatever it owes.
+    /// The session may add last words to its output (FTP's `426` for the
+    /// transfer cut short, then `421`); the driver makes one non-blocking
+    /// attempt to send the output, in order after what was already queued.
+    /// Nothing reaches the session after this. The default adds nothing.
+    fn handle_shutdown_expired(&mut self, now: Instant) {
         let _ = now;
     }
 

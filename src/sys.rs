@@ -168,6 +168,20 @@ pub fn send(sock: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// One `send(2)` that never blocks, whatever the socket's mode
+/// (`MSG_DONTWAIT`): what the socket buffer takes now, for last words sent
+/// just before a close.
+pub fn send_now(sock: RawFd, buf: &[u8]) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is the
+    // caller's.
+    let n = unsafe { libc::send(sock, buf.as_ptr().cast(), buf.len(), flags) };
+    if n == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// `sendfile(2)` from `file` at `*offset` to `sock`, at most `count` bytes.
 pub fn sendfile(sock: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
     let mut off = *offset as libc::off_t;

@@ -2443,3 +2443,29 @@ arch_tests!(
         assert_code(s, "PWD last", &reply, &[257]);
     }
 );
+
+arch_tests!(
+    the_shutdown_deadline_says_426_and_421_before_closing,
+    |arch| {
+        // A download the client never reads holds the drain open until
+        // --shutdown-timeout; then the client is told why it is cut off,
+        // in order, before the connection closes.
+        let fx = Fixture::new("drain-deadline");
+        fx.sparse("huge.bin", HUGE_LEN);
+        let mut server = serve(arch, &fx, &["--shutdown-timeout", "1"]);
+        let mut ftp = anonymous(&server);
+        let (data, _) = ftp
+            .start_transfer("RETR huge.bin", Mode::Epsv)
+            .or_fail(&server);
+        server.signal(libc::SIGTERM);
+        let first = ftp.reply().or_fail(&server);
+        assert_code(&server, "first words at the deadline", &first, &[426]);
+        let second = ftp.reply().or_fail(&server);
+        assert_code(&server, "last words at the deadline", &second, &[421]);
+        ftp.expect_closed().or_fail(&server);
+        drop(data);
+        if server.wait_exit(Duration::from_secs(10)).is_none() {
+            server.fail("still running 10 s after SIGTERM with --shutdown-timeout 1");
+        }
+    }
+);

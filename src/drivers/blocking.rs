@@ -47,6 +47,7 @@ fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
     loop {
         let now = Instant::now();
         if ctx.shutdown.is_expired(now) {
+            conn.last_words(now);
             return;
         }
         if conn.process(ctx.env(now), scratch) == Status::Closed {

@@ -179,6 +179,20 @@ impl Connection {
         self.session.poll_timeout()
     }
 
+    /// The server's shutdown deadline has passed: the session says its last
+    /// words and one non-blocking send carries what of the output the socket
+    /// takes now. The driver drops the connection next.
+    pub fn last_words(&mut self, now: Instant) {
+        if self.failed {
+            return;
+        }
+        self.session.handle_shutdown_expired(now);
+        let out = self.session.poll_output();
+        if !out.is_empty() {
+            let _ = sys::send_now(self.stream.as_raw_fd(), out);
+        }
+    }
+
     /// Sockets the channels stopped using since the last call. Drivers that
     /// registered them drop their registrations before dropping these.
     pub fn take_retired(&mut self) -> std::vec::Drain<'_, Retired> {

@@ -160,7 +160,19 @@ impl<'a> Reactor<'a> {
                 if !self.draining {
                     self.start_drain(now);
                 }
-                if self.live == 0 || self.ctx.shutdown.is_expired(now) {
+                if self.live == 0 {
+                    return Ok(());
+                }
+                if self.ctx.shutdown.is_expired(now) {
+                    // Connections away on the pool are dropped with it.
+                    for conn in self
+                        .entries
+                        .iter_mut()
+                        .flatten()
+                        .filter_map(|e| e.conn.as_mut())
+                    {
+                        conn.last_words(now);
+                    }
                     return Ok(());
                 }
             }

@@ -76,6 +76,7 @@ pub async fn serve(
     loop {
         let now = Instant::now();
         if ctx.shutdown.is_expired(now) {
+            conn.last_words(now);
             break;
         }
         let env = ctx.env(now);

@@ -1550,6 +1550,16 @@ impl Session for FtpSession {
         self.settle(now);
     }
 
+    fn handle_shutdown_expired(&mut self, now: Instant) {
+        if self.is_closing() {
+            return;
+        }
+        if self.transfer.is_some() {
+            self.reply(426, "Server shutting down; transfer aborted.");
+        }
+        self.close_with(421, "Server shutting down.", now);
+    }
+
     fn poll_request(&mut self) -> Option<Request> {
         self.requests.pop_front()
     }

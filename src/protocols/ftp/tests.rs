@@ -644,3 +644,34 @@ fn rest_survives_the_data_connection_setup_between_it_and_its_transfer() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn shutdown_deadline_cuts_a_transfer_with_426_then_421() {
+    let mut h = Harness::new(true);
+    start_retr(&mut h);
+    // The drain waits for the transfer...
+    h.s.handle_shutdown(h.now);
+    h.collect();
+    assert_eq!(h.output(), "");
+    assert!(!h.s.wants_close());
+    // ...until the deadline: last words, in order, then close.
+    h.s.handle_shutdown_expired(h.now);
+    h.collect();
+    let out = h.output();
+    assert!(
+        out.starts_with("426 ") && out.contains("\r\n421 "),
+        "last words: {out:?}"
+    );
+    assert!(h.s.wants_close());
+}
+
+#[test]
+fn shutdown_deadline_of_an_idle_session_says_421_once() {
+    let mut h = Harness::new(true);
+    h.s.handle_shutdown_expired(h.now);
+    h.collect();
+    assert!(h.output().starts_with("421 "));
+    // A session already closing adds nothing.
+    h.s.handle_shutdown_expired(h.now);
+    assert_eq!(h.output(), "");
+}
