@@ -2469,3 +2469,181 @@ arch_tests!(
         }
     }
 );
+
+arch_tests!(a_stalled_data_connection_is_aborted_with_426, |arch| {
+    // --data-timeout 1: a download the client never reads and an upload
+    // that never finishes sending are both cut with 426, the session goes
+    // on, and the failed upload leaves the file it named untouched.
+    let fx = Fixture::new("data-timeout");
+    fx.sparse("huge.bin", HUGE_LEN);
+    fx.write("kept.txt", b"the old content\n");
+    let server = serve_with_users(arch, &fx, &["--data-timeout", "1"]);
+    let s = &server;
+    let mut ftp = user(s, "alice");
+
+    let (stalled, _) = ftp.start_transfer("RETR huge.bin", Mode::Epsv).or_fail(s);
+    let reply = ftp.reply().or_fail(s);
+    assert_code(s, "a download nobody reads", &reply, &[426]);
+    drop(stalled);
+    ftp.noop().or_fail(s);
+
+    let (mut upload, _) = ftp.start_transfer("STOR kept.txt", Mode::Pasv).or_fail(s);
+    upload
+        .write_all(b"a new begin")
+        .map_err(|e| format!("writing the upload: {e}"))
+        .or_fail(s);
+    let reply = ftp.reply().or_fail(s);
+    assert_code(s, "an upload that stops sending", &reply, &[426]);
+    drop(upload);
+    ftp.noop().or_fail(s);
+    if fx.read("kept.txt").as_deref() != Some(b"the old content\n".as_slice()) {
+        s.fail(&format!(
+            "a timed-out STOR changed its file: {:?}",
+            fx.read("kept.txt")
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        ));
+    }
+    ftp.quit().or_fail(s);
+});
+
+arch_tests!(a_client_that_floods_and_never_reads_is_closed, |arch| {
+    // NOOPs sent without ever reading a reply: once the session's output
+    // and both socket buffers are full it stops reading; the idle timeout
+    // then closes the connection although its replies were never sent.
+    let fx = Fixture::new("flood");
+    let server = serve(arch, &fx, &["--idle-timeout", "1"]);
+    let s = &server;
+    let ftp = anonymous(s);
+    ftp.control()
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("write timeout");
+    let burst = "NOOP\r\n".repeat(10_000);
+    let started = std::time::Instant::now();
+    let mut filled = false;
+    while started.elapsed() < IO_TIMEOUT {
+        match ftp.control().write(burst.as_bytes()) {
+            Ok(_) => continue,
+            Err(e) if is_timeout(&e) => {
+                filled = true;
+                break;
+            }
+            Err(e) => s.fail(&format!("the flood failed before filling the buffers: {e}")),
+        }
+    }
+    if !filled {
+        s.fail(&format!("the server kept reading NOOPs for {IO_TIMEOUT:?}"));
+    }
+    // Still not reading: a write fails once the server has closed (its
+    // close with unread bytes resets the connection).
+    let started = std::time::Instant::now();
+    loop {
+        match ftp.control().write(b"NOOP\r\n") {
+            Err(e) if is_reset(&e) || e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            _ if started.elapsed() > IO_TIMEOUT => s.fail(&format!(
+                "a client that never reads is still connected {IO_TIMEOUT:?} after filling its buffers (--idle-timeout 1)"
+            )),
+            _ => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    // The server serves others.
+    let mut fresh = anonymous(s);
+    fresh.noop().or_fail(s);
+});
+
+/// An FTP control connection from the loopback address `from`.
+fn connect_from(server: &Server, from: std::net::Ipv4Addr) -> Ftp {
+    Ftp::connect_from(std::net::SocketAddr::from((from, 0)), server.addr()).or_fail(server)
+}
+
+arch_tests!(logins_from_many_addresses_pass_the_login_gate, |arch| {
+    // Failing logins from one address beside good ones from others,
+    // all at once: the gate bounds the checks running per address and
+    // per server, and every client still gets its own right answer,
+    // whichever process or thread checks it.
+    let fx = Fixture::new("gate");
+    let server = serve_with_users(arch, &fx, &[]);
+    let s = &server;
+    let results = thread::scope(|scope| {
+        let bad: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut ftp = connect_from(s, [127, 0, 0, 7].into());
+                    ftp.expect("USER alice", 331)?;
+                    ftp.cmd("PASS not the password")
+                })
+            })
+            .collect();
+        let good: Vec<_> = (2..6u8)
+            .map(|i| {
+                scope.spawn(move || {
+                    let mut ftp = connect_from(s, [127, 0, 0, 10 + i].into());
+                    ftp.expect("USER carol", 331)?;
+                    let reply = ftp.cmd(&format!("PASS {PASSWORD}"))?;
+                    ftp.pwd()?;
+                    Ok(reply)
+                })
+            })
+            .collect();
+        let bad: Vec<_> = bad.into_iter().map(|h| h.join().unwrap()).collect();
+        let good: Vec<_> = good.into_iter().map(|h| h.join().unwrap()).collect();
+        (bad, good)
+    });
+    for (i, r) in results.0.into_iter().enumerate() {
+        let reply = r.or_fail(s);
+        assert_code(s, &format!("wrong password {i}"), &reply, &[530]);
+    }
+    for (i, r) in results.1.into_iter().enumerate() {
+        let reply = r.or_fail(s);
+        assert_code(s, &format!("right password {i}"), &reply, &[230]);
+    }
+});
+
+arch_tests!(
+    mass_listings_do_not_starve_a_worker_heartbeat,
+    [reactor, prefork_reactor, multi_reactor, async_],
+    |arch| {
+        // Thirty clients list a 20,000-entry directory at once while an
+        // unrelated client keeps its session. Listing is file-system work
+        // done off the event loop in bounded batches, so the loop (and the
+        // prefork worker's heartbeat, watched with --worker-timeout 2) keeps
+        // going: no worker is killed and the unrelated session lives on.
+        let fx = Fixture::new("mass-list");
+        fx.mkdir("many");
+        for i in 0..20_000 {
+            std::fs::File::create(fx.path(&format!("many/file-{i:05}"))).unwrap();
+        }
+        let server = serve(arch, &fx, &["--worker-timeout", "2"]);
+        let s = &server;
+        let mut bystander = anonymous(s);
+        let listed = thread::scope(|scope| {
+            let listers: Vec<_> = (0..30)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut ftp = Ftp::connect(s.addr())?;
+                        ftp.login_anonymous()?;
+                        ftp.nlst(Some("many"))
+                    })
+                })
+                .collect();
+            for _ in 0..20 {
+                bystander.noop().or_fail(s);
+                thread::sleep(Duration::from_millis(100));
+            }
+            listers
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        for (i, r) in listed.into_iter().enumerate() {
+            let names = r.or_fail(s);
+            let count = names.lines().count();
+            if count != 20_000 {
+                s.fail(&format!("listing {i}: {count} names of 20000"));
+            }
+        }
+        bystander.noop().or_fail(s);
+        if s.stderr().contains("has not made progress") {
+            s.fail("a worker was killed during the listings");
+        }
+    }
+);

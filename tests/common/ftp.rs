@@ -285,9 +285,30 @@ impl Ftp {
         Ok(ftp)
     }
 
+    /// Connects from the local address `from` (a loopback address other
+    /// than 127.0.0.1, to look like another client) and expects a 220.
+    pub fn connect_from(from: SocketAddr, addr: SocketAddr) -> Result<Ftp, String> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|e| format!("socket: {e}"))?;
+        sock.bind(&from.into())
+            .map_err(|e| format!("bind to {from}: {e}"))?;
+        sock.connect_timeout(&addr.into(), IO_TIMEOUT)
+            .map_err(|e| format!("connect from {from} to {addr}: {e}"))?;
+        let ctrl: TcpStream = sock.into();
+        configure(&ctrl)?;
+        let (ftp, greeting) = Ftp::with_stream(addr, ctrl)?;
+        if greeting.code != 220 {
+            return Err(format!("greeting: expected 220, got {greeting}"));
+        }
+        Ok(ftp)
+    }
+
     /// Connects and returns the greeting, whatever its code.
     pub fn connect_any(addr: SocketAddr) -> Result<(Ftp, Reply), String> {
-        let ctrl = connect_stream(addr)?;
+        Ftp::with_stream(addr, connect_stream(addr)?)
+    }
+
+    fn with_stream(addr: SocketAddr, ctrl: TcpStream) -> Result<(Ftp, Reply), String> {
         let reader = BufReader::new(
             ctrl.try_clone()
                 .map_err(|e| format!("clone control socket: {e}"))?,
