@@ -3,7 +3,7 @@
 
 pub mod date;
 pub mod escape;
-// pub mod head;
+pub mod head;
 pub mod mime;
 // pub mod range;
 // pub mod target;
