@@ -5,5 +5,5 @@ pub mod date;
 pub mod escape;
 pub mod head;
 pub mod mime;
-// pub mod range;
+pub mod range;
 // pub mod target;
