@@ -6,7 +6,7 @@
 /// Length of an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const IMF_FIXDATE_LEN: usize = 29;
 
-/// The last second [`format`] can write: 9999-12-31 23:59:59 GMT. The
+/// The last second [`format()`] can write: 9999-12-31 23:59:59 GMT. The
 /// formats have four-digit years; later times are written as this one.
 pub const MAX_SECS: u64 = 253_402_300_799;
 

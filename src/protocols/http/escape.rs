@@ -57,7 +57,8 @@ fn is_segment_safe(b: u8) -> bool {
 /// including `%`, `?`, `#`, `/`, space, controls and every byte of a
 /// non-ASCII character (UTF-8, as URLs are). The result is plain ASCII
 /// without `& < > " '`, so it can go into an `href="..."` as it is, and
-/// decoding it once gives the name back.
+/// decoding it once (as [`super::target::decode`] does) gives the name
+/// back.
 pub fn percent_encode_segment(segment: &str, out: &mut String) {
     for &b in segment.as_bytes() {
         if is_segment_safe(b) {

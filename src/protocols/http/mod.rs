@@ -6,4 +6,4 @@ pub mod escape;
 pub mod head;
 pub mod mime;
 pub mod range;
-// pub mod target;
+pub mod target;
