@@ -19,7 +19,8 @@
 //! - [`VPath`] is a *virtual* path, pure string logic with no filesystem
 //!   access: absolute, normalized, free of `.`/`..`, NUL, backslashes and
 //!   control characters. [`VPath::resolve`] is how client input enters; `..`
-//!   at the top is clamped to `/` as FTP servers do. Holding a `VPath` proves
+//!   at the top is clamped to `/` as FTP servers do ([`VPath::resolve_strict`],
+//!   HTTP's door, refuses it instead). Holding a `VPath` proves
 //!   the string is well formed, not that it is safe: that is the kernel's job.
 //! - [`Root`] owns an `O_PATH` descriptor of the root directory and is the only
 //!   code that touches files. It never builds an ambient path (after
@@ -115,6 +116,8 @@ pub enum PathError {
     NameTooLong,
     #[error("not a single file name")]
     NotAName,
+    #[error("path climbs above the root")]
+    AboveRoot,
 }
 
 impl From<PathError> for io::Error {
@@ -183,6 +186,28 @@ impl VPath {
             out.push('/');
         }
         Ok(VPath(out))
+    }
+
+    /// Resolves client input from `/` like [`VPath::resolve`], with the same
+    /// refusals, except that a `..` which would climb above `/` is refused
+    /// ([`PathError::AboveRoot`]) instead of clamped. This is HTTP's policy:
+    /// a URL that reaches above the root is an attack or a broken link, not
+    /// a user typing `cd ..` once too often as in FTP, so it gets 400 rather
+    /// than silently naming some other file. Nothing is decoded (the HTTP
+    /// layer percent-decodes before calling this).
+    pub fn resolve_strict(input: &[u8]) -> Result<VPath, PathError> {
+        let path = VPath::resolve(&VPath::root(), input)?;
+        // resolve accepted it, so it is short UTF-8 without NUL: only the
+        // climb is left to check.
+        let mut depth = 0usize;
+        for c in input.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => depth = depth.checked_sub(1).ok_or(PathError::AboveRoot)?,
+                _ => depth += 1,
+            }
+        }
+        Ok(path)
     }
 
     /// The path as text, e.g. `/pub/file.txt`.
@@ -1314,6 +1339,54 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn resolve_strict_refuses_climbing_above_root() {
+        let ok: &[(&str, &str)] = &[
+            ("/", "/"),
+            ("", "/"),
+            ("/a/b/../c", "/a/c"),
+            ("/a/..", "/"),
+            ("/a/../b/./c/", "/b/c"),
+            ("a/b", "/a/b"),
+            ("//a//b//", "/a/b"),
+            ("/%2e%2e/x", "/%2e%2e/x"),
+            ("/.../x", "/.../x"),
+        ];
+        for (input, want) in ok {
+            let got = VPath::resolve_strict(input.as_bytes());
+            assert_eq!(got.as_ref().map(VPath::as_str), Ok(*want), "{input:?}");
+            // Where nothing climbs, strict and clamping agree.
+            assert_eq!(got, VPath::resolve(&VPath::root(), input.as_bytes()));
+        }
+        for input in [
+            "/..",
+            "..",
+            "/../etc/passwd",
+            "/a/../..",
+            "/a/b/../../../c",
+            "/./..",
+        ] {
+            assert_eq!(
+                VPath::resolve_strict(input.as_bytes()),
+                Err(PathError::AboveRoot),
+                "{input:?}"
+            );
+            // FTP's resolve still clamps the same input.
+            assert!(VPath::resolve(&VPath::root(), input.as_bytes()).is_ok());
+        }
+        // resolve's own refusals come first and are unchanged.
+        assert_eq!(
+            VPath::resolve_strict(b"/../a\\b"),
+            Err(PathError::Backslash)
+        );
+        assert_eq!(VPath::resolve_strict(b"/a\0"), Err(PathError::Nul));
+        assert_eq!(VPath::resolve_strict(b"/\xc0\xae"), Err(PathError::NotUtf8));
+        assert_eq!(
+            VPath::resolve_strict(&vec![b'a'; MAX_NAME + 1]),
+            Err(PathError::NameTooLong)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod ftp;
+pub mod http;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
