@@ -45,7 +45,7 @@ use std::any::Any;
 use std::fmt;
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// What a session knows about its control connection when it is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,11 @@ pub struct ConnInfo {
     /// The server's address for this connection (the address the client
     /// reached; FTP advertises it in passive replies).
     pub local: SocketAddr,
+    /// The calendar time at the `now` given to [`Protocol::new_session`],
+    /// read by the driver. A session that needs calendar time (HTTP's
+    /// `Date`) adds the monotonic time elapsed since, so it never reads a
+    /// clock itself and a test can give it any time.
+    pub wall: SystemTime,
 }
 
 /// How an architecture places sessions. Protocols with shared state (the kv
@@ -163,13 +168,15 @@ pub trait Session: Send {
         None
     }
 
-    /// Bytes waiting to be written to the control connection.
+    /// The next item of output for the control connection (bytes, or a
+    /// file range to send with `sendfile`), in order.
     #[must_use]
-    fn poll_output(&self) -> &[u8];
+    fn poll_output(&self) -> Output<'_>;
 
-    /// The driver wrote the first `n` bytes of [`Session::poll_output`].
-    /// A session that stopped taking input because its output was full goes
-    /// on here with the input it already holds.
+    /// The driver wrote the first `n` bytes of the item
+    /// [`Session::poll_output`] returned. A session that stopped taking
+    /// input because its output was full goes on here with the input it
+    /// already holds.
     fn consume_output(&mut self, n: usize, now: Instant);
 
     /// The instant at which the session wants [`Session::handle_timeout`].
@@ -186,7 +193,7 @@ pub trait Session: Send {
 
     /// Whether the connection is to be closed once the output is flushed:
     /// the session takes no more input, and the driver closes the
-    /// connection as soon as [`Session::poll_output`] is empty (sending the
+    /// connection as soon as [`Session::poll_output`] has nothing (sending the
     /// last bytes so that the FIN may travel with them).
     #[must_use]
     fn wants_close(&self) -> bool;
@@ -416,50 +423,297 @@ impl ChannelEvent {
     }
 }
 
-/// Bytes a session has produced for its control connection that the driver
-/// has not written yet. The front is consumed as the driver writes; the
-/// buffer is reused, so steady request/response traffic allocates nothing.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    buf: Vec<u8>,
-    sent: usize,
+/// The next piece of a session's output for its control connection, in
+/// order ([`Session::poll_output`]). The driver writes what it can of it and
+/// reports the count with [`Session::consume_output`]; then it asks again.
+///
+/// A later kind of item will be "switch this connection to TLS here"
+/// (FTPS's `AUTH TLS` after its `234`): the queue is ordered so that such a
+/// switch lands exactly between two replies.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// Nothing to send.
+    Nothing,
+    /// Bytes. With `more`, another item follows at once: the driver sends
+    /// with `MSG_MORE`, so that a response's head and the start of its body
+    /// leave in one segment.
+    Bytes {
+        /// The bytes.
+        data: &'a [u8],
+        /// Another item follows.
+        more: bool,
+    },
+    /// `len` bytes of an open file from `offset` (sent with `sendfile`).
+    /// The count consumed is of these bytes; a file that ends before `len`
+    /// breaks the promise made in the head before it, so the driver closes
+    /// the connection.
+    File {
+        /// The open file.
+        file: &'a File,
+        /// Where the bytes still to send begin.
+        offset: u64,
+        /// How many are still to send (more than zero).
+        len: u64,
+        /// Another item follows.
+        more: bool,
+    },
 }
 
-impl Outbox {
-    /// An empty outbox with room for `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> Outbox {
-        Outbox {
-            buf: Vec::with_capacity(capacity),
+impl<'a> Output<'a> {
+    /// Whether there is nothing to send.
+    pub fn is_nothing(&self) -> bool {
+        matches!(self, Output::Nothing)
+    }
+
+    /// The bytes of a `Bytes` item (empty for anything else): for tests and
+    /// for drivers that can only send bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        match *self {
+            Output::Bytes { data, .. } => data,
+            _ => &[],
+        }
+    }
+}
+
+/// A session's pending output for its control connection: bytes, and file
+/// ranges placed between them, flushed in order ([`Output`]). The bytes of
+/// every item live in one buffer that is reused, and each file range only
+/// records where in the bytes it goes, so steady request/response traffic
+/// allocates nothing; the front is consumed as the driver writes.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    /// Every byte item, in order; `bytes[sent..]` is still to send.
+    bytes: Vec<u8>,
+    sent: usize,
+    /// File ranges, each sent once `sent` reaches its `at`.
+    files: std::collections::VecDeque<FileRange>,
+}
+
+#[derive(Debug)]
+struct FileRange {
+    /// Where in `bytes` this range goes (before the bytes at `at`).
+    at: usize,
+    file: File,
+    offset: u64,
+    end: u64,
+}
+
+/// Bytes already sent that a queue keeps before moving the rest to the front
+/// of its buffer (while a file range holds the buffer's end in place).
+const COMPACT_AT: usize = 64 * 1024;
+
+impl OutQueue {
+    /// An empty queue with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> OutQueue {
+        OutQueue {
+            bytes: Vec::with_capacity(capacity),
             sent: 0,
+            files: std::collections::VecDeque::new(),
         }
     }
 
-    /// The bytes still to write (what [`Session::poll_output`] returns).
-    pub fn pending(&self) -> &[u8] {
-        &self.buf[self.sent..]
+    /// The buffer to append bytes to: they go after everything queued, file
+    /// ranges included.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
     }
 
-    /// The driver wrote the first `n` pending bytes.
+    /// Queues `len` bytes of `file` from `offset`, after everything queued.
+    /// An empty range queues nothing.
+    pub fn push_file(&mut self, file: File, offset: u64, len: u64) {
+        if len > 0 {
+            self.files.push_back(FileRange {
+                at: self.bytes.len(),
+                file,
+                offset,
+                end: offset + len,
+            });
+        }
+    }
+
+    /// The item at the front.
+    pub fn front(&self) -> Output<'_> {
+        let unsent = &self.bytes[self.sent..];
+        match self.files.front() {
+            Some(f) if f.at > self.sent => Output::Bytes {
+                data: &self.bytes[self.sent..f.at],
+                more: true,
+            },
+            Some(f) => Output::File {
+                file: &f.file,
+                offset: f.offset,
+                len: f.end - f.offset,
+                more: self.files.len() > 1 || f.at < self.bytes.len(),
+            },
+            None if unsent.is_empty() => Output::Nothing,
+            None => Output::Bytes {
+                data: unsent,
+                more: false,
+            },
+        }
+    }
+
+    /// The driver wrote the first `n` bytes of the front item.
     pub fn consume(&mut self, n: usize) {
-        self.sent = (self.sent + n).min(self.buf.len());
-        if self.sent == self.buf.len() {
-            self.buf.clear();
+        match self.files.front_mut() {
+            Some(f) if f.at <= self.sent => {
+                f.offset = (f.offset + n as u64).min(f.end);
+                if f.offset == f.end {
+                    self.files.pop_front();
+                }
+            }
+            Some(f) => self.sent = (self.sent + n).min(f.at),
+            None => self.sent = (self.sent + n).min(self.bytes.len()),
+        }
+        if self.sent == self.bytes.len() && self.files.is_empty() {
+            self.bytes.clear();
+            self.sent = 0;
+        } else if self.sent >= COMPACT_AT && self.sent * 2 >= self.bytes.len() {
+            self.bytes.drain(..self.sent);
+            for f in &mut self.files {
+                f.at -= self.sent;
+            }
             self.sent = 0;
         }
     }
 
-    /// How many bytes are still to write.
+    /// Bytes still to send, not counting file ranges.
     pub fn len(&self) -> usize {
-        self.buf.len() - self.sent
+        self.bytes.len() - self.sent
+    }
+
+    /// File ranges still to send.
+    pub fn files(&self) -> usize {
+        self.files.len()
     }
 
     /// Whether everything has been written.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == 0 && self.files.is_empty()
     }
 
-    /// The buffer to append new output to.
-    pub fn buf(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
+    /// Drops everything still queued (a connection that will never send
+    /// it).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.sent = 0;
+        self.files.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_of(content: &[u8]) -> File {
+        let mut f = tempfile_in_target();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    /// An unnamed temporary file (removed when closed).
+    fn tempfile_in_target() -> File {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!(
+            "muse-outqueue-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+
+    /// Takes the whole queue as a driver would, `step` bytes at a time,
+    /// reading file ranges with `pread`.
+    fn drain(q: &mut OutQueue, step: usize) -> (Vec<u8>, Vec<(usize, bool)>) {
+        use std::os::unix::fs::FileExt;
+        let mut out = Vec::new();
+        let mut mores = Vec::new();
+        loop {
+            match q.front() {
+                Output::Nothing => break,
+                Output::Bytes { data, more } => {
+                    let n = data.len().min(step);
+                    out.extend_from_slice(&data[..n]);
+                    mores.push((n, more));
+                    q.consume(n);
+                }
+                Output::File {
+                    file,
+                    offset,
+                    len,
+                    more,
+                } => {
+                    let n = (len as usize).min(step);
+                    let mut buf = vec![0; n];
+                    file.read_exact_at(&mut buf, offset).unwrap();
+                    out.extend_from_slice(&buf);
+                    mores.push((n, more));
+                    q.consume(n);
+                }
+            }
+        }
+        (out, mores)
+    }
+
+    #[test]
+    fn bytes_and_file_ranges_leave_in_order() {
+        for step in [1, 3, 7, 1000] {
+            let mut q = OutQueue::default();
+            q.buf().extend_from_slice(b"HEAD1|");
+            q.push_file(file_of(b"0123456789"), 2, 5);
+            q.buf().extend_from_slice(b"|HEAD2|");
+            q.push_file(file_of(b"abcdef"), 0, 6);
+            q.push_file(file_of(b"xyz"), 0, 0);
+            q.buf().extend_from_slice(b"|END");
+            let (out, mores) = drain(&mut q, step);
+            assert_eq!(out, b"HEAD1|23456|HEAD2|abcdef|END", "step {step}");
+            // Only the last item ("|END") is sent without `more`.
+            let last: usize = mores.iter().filter(|m| !m.1).map(|m| m.0).sum();
+            assert_eq!(last, 4, "step {step}: {mores:?}");
+            assert!(mores.last().is_some_and(|m| !m.1));
+            assert!(q.is_empty());
+            assert_eq!(q.len(), 0);
+        }
+    }
+
+    #[test]
+    fn a_queue_ending_with_a_file_says_no_more_on_its_last_bytes() {
+        let mut q = OutQueue::default();
+        q.buf().extend_from_slice(b"head");
+        q.push_file(file_of(b"body"), 0, 4);
+        assert!(matches!(q.front(), Output::Bytes { more: true, .. }));
+        q.consume(4);
+        assert!(matches!(
+            q.front(),
+            Output::File {
+                more: false,
+                len: 4,
+                ..
+            }
+        ));
+        q.consume(4);
+        assert!(q.front().is_nothing());
+    }
+
+    #[test]
+    fn sent_bytes_are_compacted_while_a_file_holds_the_end() {
+        let mut q = OutQueue::default();
+        q.buf().extend(std::iter::repeat_n(b'a', COMPACT_AT + 10));
+        q.push_file(file_of(b"f"), 0, 1);
+        q.buf().extend_from_slice(b"tail");
+        q.consume(COMPACT_AT + 10);
+        // Compacted: the file range now sits at the front of the buffer.
+        assert_eq!(q.len(), 4);
+        assert!(matches!(q.front(), Output::File { .. }));
+        let (out, _) = drain(&mut q, 100);
+        assert_eq!(out, b"ftail");
     }
 }

@@ -24,8 +24,16 @@ use std::time::Instant;
 use crate::drivers::channel::{Channel, Pump, Retired, Wait};
 use crate::net::Accepted;
 use crate::scoreboard::Ticket;
-use crate::session::{ChannelEvent, Computed, ConnInfo, Request, Session, Work, MAX_CHANNELS};
+use crate::session::{
+    ChannelEvent, Computed, ConnInfo, Output, Request, Session, Work, MAX_CHANNELS,
+};
 use crate::sys;
+
+/// File bytes one `process` call sends on a non-blocking control connection
+/// before it lets the driver serve others: one 1 GiB download must not
+/// starve the other connections of a reactor. (A blocking connection has its
+/// own thread and sends on until the socket is full.)
+pub const FILE_BUDGET: usize = 1 << 20;
 
 /// What the driver knows of the world when it calls `process`.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +78,9 @@ pub struct Connection {
     urgent_seen: bool,
     told_shutdown: bool,
     failed: bool,
+    /// The file budget ran out with the socket still writable: come back
+    /// soon without waiting.
+    output_more: bool,
     events: Vec<ChannelEvent>,
     retired: Vec<Retired>,
     /// A computation the session asked for, waiting for a worker thread
@@ -101,6 +112,7 @@ impl Connection {
             urgent_seen: false,
             told_shutdown: false,
             failed: false,
+            output_more: false,
             events: Vec::new(),
             retired: Vec::new(),
             work: None,
@@ -119,6 +131,7 @@ impl Connection {
         let info = ConnInfo {
             peer: accepted.peer,
             local: accepted.local,
+            wall: std::time::SystemTime::now(),
         };
         let session = protocol.new_session(&info, now);
         Connection::new(accepted.stream, session, blocking, ticket)
@@ -136,7 +149,7 @@ impl Connection {
 
     /// Whether the driver should wait for the control socket to be writable.
     pub fn wants_write(&self) -> bool {
-        !self.writable && !self.failed && !self.session.poll_output().is_empty()
+        !self.writable && !self.failed && !self.session.poll_output().is_nothing()
     }
 
     /// Whether the session would read now if bytes were there (used by the
@@ -168,10 +181,12 @@ impl Connection {
     /// Whether a channel spent its budget while still ready: the driver
     /// should call `process` again soon without waiting.
     pub fn has_more(&self) -> bool {
-        self.channels
-            .iter()
-            .flatten()
-            .any(|c| c.ready && c.wait() != Wait::Nothing)
+        self.output_more
+            || self
+                .channels
+                .iter()
+                .flatten()
+                .any(|c| c.ready && c.wait() != Wait::Nothing)
     }
 
     /// The instant at which the session wants to be woken.
@@ -187,9 +202,10 @@ impl Connection {
             return;
         }
         self.session.handle_shutdown_expired(now);
-        let out = self.session.poll_output();
-        if !out.is_empty() {
-            let _ = sys::send_now(self.stream.as_raw_fd(), out);
+        // Only bytes: a file range in front means the client is cut off in
+        // the middle of a body, and nothing more can be said in order.
+        if let Output::Bytes { data, .. } = self.session.poll_output() {
+            let _ = sys::send_now(self.stream.as_raw_fd(), data);
         }
     }
 
@@ -241,7 +257,7 @@ impl Connection {
         }
         if self.failed
             || self.session.wants_close_now()
-            || (self.session.wants_close() && self.session.poll_output().is_empty())
+            || (self.session.wants_close() && self.session.poll_output().is_nothing())
         {
             Status::Closed
         } else {
@@ -280,19 +296,75 @@ impl Connection {
         }
     }
 
-    /// Writes the session's output until done or the socket would block.
-    /// Returns whether anything was written.
+    /// Writes the session's output, in order, until done, the socket would
+    /// block, or (non-blocking) the file budget is spent. Returns whether
+    /// anything was written.
     fn flush(&mut self, now: Instant) -> bool {
         let mut wrote = false;
+        let mut budget = if self.blocking {
+            usize::MAX
+        } else {
+            FILE_BUDGET
+        };
+        self.output_more = false;
+        let sock = self.stream.as_raw_fd();
         while self.writable {
-            // The session's last words: the connection closes as soon as
-            // they are out, and the FIN can go in the same segment.
-            let last = self.session.wants_close();
-            let out = self.session.poll_output();
-            if out.is_empty() {
-                break;
-            }
-            match sys::send(self.stream.as_raw_fd(), out, last) {
+            let sent = match self.session.poll_output() {
+                Output::Nothing => break,
+                Output::Bytes { data, more } => {
+                    // The session's last words: the connection closes as
+                    // soon as they are out, and the FIN can go in the same
+                    // segment.
+                    let more = more || self.session.wants_close();
+                    sys::send(sock, data, more)
+                }
+                Output::File {
+                    file, offset, len, ..
+                } => {
+                    if budget == 0 {
+                        self.output_more = true;
+                        break;
+                    }
+                    let count = usize::try_from(len).unwrap_or(usize::MAX).min(budget);
+                    let mut at = offset;
+                    match sys::sendfile(sock, file.as_raw_fd(), &mut at, count) {
+                        Ok(0) => {
+                            // The file is shorter than the head announced:
+                            // the body cannot be finished, so the
+                            // connection ends here (the client sees a short
+                            // body, not a wrong one).
+                            crate::log::warn(format_args!(
+                                "a file being sent shrank; closing the connection"
+                            ));
+                            self.failed = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            budget -= n;
+                            Ok(n)
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock
+                                    | io::ErrorKind::Interrupted
+                                    | io::ErrorKind::BrokenPipe
+                                    | io::ErrorKind::ConnectionReset
+                            ) =>
+                        {
+                            Err(e)
+                        }
+                        Err(e) => {
+                            crate::log::warn(format_args!(
+                                "reading a file being sent: {e}; closing the connection"
+                            ));
+                            self.failed = true;
+                            break;
+                        }
+                    }
+                }
+            };
+            match sent {
                 Ok(0) => self.failed = true,
                 Ok(n) => {
                     wrote = true;

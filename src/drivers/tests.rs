@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::archs::Arch;
 use crate::server::{Config, Server};
 use crate::session::{
-    ChannelEvent, Computed, ConnInfo, Protocol, Request, Session, Transform, Work,
+    ChannelEvent, Computed, ConnInfo, Output, Protocol, Request, Session, Transform, Work,
 };
 use crate::shutdown::Shutdown;
 
@@ -255,8 +255,15 @@ impl Session for CourierSession {
         }
     }
 
-    fn poll_output(&self) -> &[u8] {
-        &self.out
+    fn poll_output(&self) -> Output<'_> {
+        if self.out.is_empty() {
+            Output::Nothing
+        } else {
+            Output::Bytes {
+                data: &self.out,
+                more: false,
+            }
+        }
     }
 
     fn consume_output(&mut self, n: usize, _now: Instant) {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::session::{ConnInfo, Outbox, Protocol, Session};
+use crate::session::{ConnInfo, OutQueue, Output, Protocol, Session};
 
 /// Output bytes an echo session holds before it stops reading: a client that
 /// sends without reading is throttled by TCP, not by server memory.
@@ -30,7 +30,7 @@ impl Protocol for Echo {
 
     fn new_session(&self, _info: &ConnInfo, now: Instant) -> Box<dyn Session> {
         Box::new(EchoSession {
-            out: Outbox::default(),
+            out: OutQueue::default(),
             eof: false,
             timed_out: false,
             idle_timeout: self.idle_timeout,
@@ -42,7 +42,7 @@ impl Protocol for Echo {
 /// One echo connection.
 pub struct EchoSession {
     /// Bytes to send back are `out[sent..]`.
-    out: Outbox,
+    out: OutQueue,
     eof: bool,
     timed_out: bool,
     idle_timeout: Option<Duration>,
@@ -69,8 +69,8 @@ impl Session for EchoSession {
         }
     }
 
-    fn poll_output(&self) -> &[u8] {
-        self.out.pending()
+    fn poll_output(&self) -> Output<'_> {
+        self.out.front()
     }
 
     fn consume_output(&mut self, n: usize, now: Instant) {
@@ -106,6 +106,7 @@ mod tests {
         let info = ConnInfo {
             peer: "127.0.0.1:1".parse().unwrap(),
             local: "127.0.0.1:2".parse().unwrap(),
+            wall: std::time::SystemTime::UNIX_EPOCH,
         };
         (Echo { idle_timeout: idle }.new_session(&info, now), now)
     }
@@ -115,11 +116,11 @@ mod tests {
         let (mut s, now) = session(None);
         s.handle_input(b"hello ", now);
         s.handle_input(b"world", now);
-        assert_eq!(s.poll_output(), b"hello world");
+        assert_eq!(s.poll_output().bytes(), b"hello world");
         s.consume_output(3, now);
-        assert_eq!(s.poll_output(), b"lo world");
+        assert_eq!(s.poll_output().bytes(), b"lo world");
         s.consume_output(8, now);
-        assert!(s.poll_output().is_empty());
+        assert!(s.poll_output().bytes().is_empty());
     }
 
     #[test]
@@ -129,8 +130,8 @@ mod tests {
         while s.wants_read() {
             s.handle_input(&chunk, now);
         }
-        assert!(s.poll_output().len() >= MAX_BUFFERED);
-        let n = s.poll_output().len();
+        assert!(s.poll_output().bytes().len() >= MAX_BUFFERED);
+        let n = s.poll_output().bytes().len();
         s.consume_output(n, now);
         assert!(s.wants_read());
     }
@@ -144,7 +145,7 @@ mod tests {
         assert!(!s.wants_read());
         // The driver flushes the output first, then closes.
         assert!(s.wants_close());
-        assert_eq!(s.poll_output(), b"abc");
+        assert_eq!(s.poll_output().bytes(), b"abc");
     }
 
     #[test]
@@ -172,7 +173,7 @@ mod tests {
         s.handle_timeout(t0 + Duration::from_secs(10));
         assert!(!s.wants_close_now(), "output taken at t+3 is activity");
         s.handle_timeout(t1 + Duration::from_secs(10));
-        assert!(!s.poll_output().is_empty());
+        assert!(!s.poll_output().bytes().is_empty());
         assert!(s.wants_close_now(), "closed whatever it still owes");
     }
 }

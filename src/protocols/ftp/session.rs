@@ -41,7 +41,8 @@ use crate::protocols::ftp::wire::{self, Command, EpsvArg, LineError, LineReader,
 use crate::protocols::ftp::FtpConfig;
 use crate::root::{Kind, Root, Upload, VPath};
 use crate::session::{
-    ChannelEvent, ChannelId, Computed, ConnInfo, Outbox, Request, Session, Transform, Work,
+    ChannelEvent, ChannelId, Computed, ConnInfo, OutQueue, Output, Request, Session, Transform,
+    Work,
 };
 
 /// Failed logins before the connection is closed (with `421`).
@@ -186,7 +187,7 @@ pub struct FtpSession {
     input_ended: bool,
     /// The server is shutting down: close at the next clean boundary.
     shutting_down: bool,
-    out: Outbox,
+    out: OutQueue,
     requests: VecDeque<Request>,
     phase: Phase,
     awaiting: Option<Awaiting>,
@@ -227,7 +228,7 @@ impl FtpSession {
             deferred: VecDeque::new(),
             input_ended: false,
             shutting_down: false,
-            out: Outbox::with_capacity(256),
+            out: OutQueue::with_capacity(256),
             requests: VecDeque::new(),
             phase: Phase::Commands,
             awaiting: None,
@@ -1564,8 +1565,8 @@ impl Session for FtpSession {
         self.requests.pop_front()
     }
 
-    fn poll_output(&self) -> &[u8] {
-        self.out.pending()
+    fn poll_output(&self) -> Output<'_> {
+        self.out.front()
     }
 
     fn consume_output(&mut self, n: usize, now: Instant) {

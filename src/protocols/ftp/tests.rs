@@ -76,7 +76,11 @@ impl Harness {
         };
         let addr: SocketAddr = "127.0.0.1:2121".parse().unwrap();
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let info = ConnInfo { peer, local: addr };
+        let info = ConnInfo {
+            peer,
+            local: addr,
+            wall: std::time::SystemTime::now(),
+        };
         let now = Instant::now();
         let s = FtpSession::new(
             Arc::new(Root::open(dir.path()).unwrap()),
@@ -115,8 +119,8 @@ impl Harness {
 
     /// Everything the session wrote, as the driver would take it.
     fn output(&mut self) -> String {
-        let out = String::from_utf8_lossy(self.s.poll_output()).into_owned();
-        let n = self.s.poll_output().len();
+        let out = String::from_utf8_lossy(self.s.poll_output().bytes()).into_owned();
+        let n = self.s.poll_output().bytes().len();
         self.s.consume_output(n, self.now);
         self.collect();
         out
@@ -249,7 +253,7 @@ fn pipelined_replies_past_the_output_bound_are_all_sent_as_output_drains() {
     let n = 1000;
     h.send(&"HELP\r\n".repeat(n));
     // The session stops at its bound with input still held...
-    assert!(h.s.poll_output().len() > MAX_OUTPUT);
+    assert!(h.s.poll_output().bytes().len() > MAX_OUTPUT);
     assert!(!h.s.wants_read());
     // ...and goes on as the driver takes its output, with no more input.
     let mut all = String::new();
@@ -450,7 +454,7 @@ fn a_client_that_never_reads_is_closed_at_a_deadline_whatever_it_owes() {
     while h.s.wants_read() {
         h.s.handle_input(&b"NOOP\r\n".repeat(1000), h.now);
     }
-    assert!(!h.s.poll_output().is_empty());
+    assert!(!h.s.poll_output().bytes().is_empty());
     h.advance(IDLE);
     assert!(h.s.wants_close(), "421 queued behind the unsent replies");
     assert!(!h.s.wants_close_now());
