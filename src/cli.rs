@@ -71,7 +71,7 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, wait this many seconds for open connections.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     shutdown_timeout: Duration,
-    /// ftp: the directory served [default: the current directory].
+    /// ftp, http: the directory served [default: the current directory].
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// ftp: virtual users, `name:hash:home:permissions` per line (see the
@@ -88,6 +88,21 @@ pub struct ServeArgs {
     /// many seconds, with 426 (0: never).
     #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_secs)]
     data_timeout: Duration,
+    /// http: close a client that has not sent a whole request head this
+    /// many seconds after its first byte, with 408 (slowloris; 0: never).
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_secs)]
+    header_timeout: Duration,
+    /// http: list directories that have no index.html.
+    #[arg(long)]
+    autoindex: bool,
+    /// http: serve NAME.gz, where it exists, for NAME to clients that accept
+    /// gzip.
+    #[arg(long)]
+    gzip_static: bool,
+    /// http: write an access log (combined format) to FILE, or stdout for
+    /// `-` [default: none].
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<PathBuf>,
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
@@ -221,6 +236,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         passive_ports: args.passive_ports.unwrap_or((0, 0)),
         masquerade: args.masquerade,
         data_timeout: Some(args.data_timeout).filter(|d| !d.is_zero()),
+        header_timeout: Some(args.header_timeout).filter(|d| !d.is_zero()),
+        autoindex: args.autoindex,
+        gzip_static: args.gzip_static,
+        access_log: args.access_log,
     };
     let protocol = protocols::build(&args.protocol, &options)?;
     let server = Server::bind(config, protocol).context("cannot start the server")?;

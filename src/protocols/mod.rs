@@ -15,7 +15,7 @@ use crate::root::{Root, VPath};
 use crate::session::Protocol;
 
 /// The protocols `muse serve` knows, by command-line name.
-pub const NAMES: &[&str] = &["echo", "ftp"];
+pub const NAMES: &[&str] = &["echo", "ftp", "http"];
 
 /// Protocol settings from the command line (each protocol reads those it
 /// understands).
@@ -33,6 +33,14 @@ pub struct Options {
     pub masquerade: Option<IpAddr>,
     /// How long a data connection may move nothing (ftp; `None`: forever).
     pub data_timeout: Option<Duration>,
+    /// How long a request head may take to arrive (http; `None`: forever).
+    pub header_timeout: Option<Duration>,
+    /// List directories without an index (http).
+    pub autoindex: bool,
+    /// Serve precompressed `.gz` sidecars (http).
+    pub gzip_static: bool,
+    /// Where the access log goes, `-` for stdout (http; `None`: nowhere).
+    pub access_log: Option<PathBuf>,
 }
 
 /// Builds the protocol named `name`. Fails, naming the path, when its root
@@ -74,6 +82,23 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
             )
             .context("cannot set up the login gate")?;
             Ok(Box::new(ftp))
+        }
+        "http" => {
+            let root = Root::open(&options.root)?;
+            let access_log = match &options.access_log {
+                Some(path) => Some(std::sync::Arc::new(http::AccessLog::open(path)?)),
+                None => None,
+            };
+            Ok(Box::new(http::Http::new(
+                root,
+                http::HttpConfig {
+                    header_timeout: options.header_timeout,
+                    idle_timeout: options.idle_timeout,
+                    autoindex: options.autoindex,
+                    gzip_static: options.gzip_static,
+                    access_log,
+                },
+            )))
         }
         other => anyhow::bail!("unknown protocol {other:?}"),
     }

@@ -1,0 +1,760 @@
+//! One HTTP/1.1 connection: request heads in, responses out, in order.
+//!
+//! The session buffers what the client sends until a whole head is there
+//! ([`head::head_end`] scans only new bytes, so a client trickling one byte
+//! at a time costs linear work), answers it, drops it from the buffer, and
+//! goes on with the next pipelined head. Each answer is appended to the
+//! connection's output queue: the head as bytes, a body as a range of the
+//! open file that the driver sends with `sendfile` after it, in the same
+//! segment as the head's end. While the queue holds [`MAX_OUTPUT`] bytes or
+//! [`MAX_QUEUED_FILES`] bodies the session answers nothing more and stops
+//! reading: a client that pipelines without reading is held by TCP, not by
+//! server memory.
+//!
+//! Deadlines, all from the driver's `now`:
+//! - a head must arrive within `header_timeout` of its first byte (of the
+//!   connection's start for the first request): else 408 and close;
+//! - a keep-alive connection may wait `idle_timeout` for its next request,
+//!   then closes without a word;
+//! - output that moves nothing for [`SEND_TIMEOUT`] closes the connection at
+//!   once (a client that never reads).
+//!
+//! After a malformed head the framing of what follows is unknown, so the
+//! error says `Connection: close` and the session reads nothing more.
+//!
+//! Files are opened (one `openat2` and `fstat`) on the session's thread, as
+//! nginx does on its event loop: a lookup in the dentry cache, not a read.
+//! A directory listing reads a whole directory and runs as a computation
+//! (`Request::Compute`), off an event loop.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use super::access_log::LogRequest;
+use super::head::{self, Head, Method, Parse, TransferEncoding, Version};
+use super::range::{self, RangeOutcome};
+use super::target::{self, Decoded};
+use super::{date, listing, mime, response, Shared};
+use crate::root::{Meta, VPath};
+use crate::session::{Computed, ConnInfo, OutQueue, Output, Request, Session, Work};
+
+/// Output bytes queued before the session stops answering and reading.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// Response bodies (open files) queued before the session stops answering
+/// and reading: each holds a descriptor until it is sent.
+pub const MAX_QUEUED_FILES: usize = 8;
+
+/// The largest request body on a GET or HEAD that is read and thrown away
+/// so the connection can go on; a larger one gets 413 and the connection
+/// closes (a static server has no use for bodies).
+pub const MAX_DISCARD: u64 = 1 << 20;
+
+/// Output that moves nothing for this long closes the connection at once:
+/// the client does not read (nginx's `send_timeout` is 60 s too).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What methods a resource allows (the `Allow` of a 405).
+const ALLOW: &str = "GET, HEAD";
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading and answering requests.
+    Open,
+    /// No more requests: close once the output is flushed.
+    Closing,
+    /// Close now, whatever is unsent.
+    Gone,
+}
+
+/// A listing being computed, and what its response needs.
+struct PendingListing {
+    head_only: bool,
+    close: bool,
+    http10: bool,
+    log: LogRequest,
+}
+
+/// The `Date` value, formatted once per second.
+struct DateCache {
+    secs: u64,
+    text: [u8; date::IMF_FIXDATE_LEN],
+}
+
+/// One HTTP connection.
+pub struct HttpSession {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Calendar time at `born`: the wall clock is `wall0 + (now - born)`.
+    wall0: Duration,
+    born: Instant,
+    /// Bytes received and not yet answered.
+    input: Vec<u8>,
+    /// How much of `input` [`head::head_end`] has looked at.
+    scanned: usize,
+    /// Body bytes of the last request still to read and throw away.
+    discard: u64,
+    out: OutQueue,
+    requests: Option<Request>,
+    phase: Phase,
+    eof: bool,
+    shutting_down: bool,
+    /// Requests answered on this connection.
+    served: u64,
+    /// When the head now being received began to count against the
+    /// header timeout (`None`: no request under way).
+    head_since: Option<Instant>,
+    /// The last byte in or out.
+    last_progress: Instant,
+    listing: Option<PendingListing>,
+    date: DateCache,
+}
+
+impl HttpSession {
+    pub(crate) fn new(shared: Arc<Shared>, info: &ConnInfo, now: Instant) -> HttpSession {
+        HttpSession {
+            shared,
+            peer: info.peer,
+            wall0: info.wall.duration_since(UNIX_EPOCH).unwrap_or_default(),
+            born: now,
+            input: Vec::new(),
+            scanned: 0,
+            discard: 0,
+            out: OutQueue::default(),
+            requests: None,
+            phase: Phase::Open,
+            eof: false,
+            shutting_down: false,
+            served: 0,
+            head_since: Some(now),
+            last_progress: now,
+            listing: None,
+            date: DateCache {
+                secs: u64::MAX,
+                text: [b' '; date::IMF_FIXDATE_LEN],
+            },
+        }
+    }
+
+    /// The calendar time at `now`, in seconds since the epoch.
+    fn wall_secs(&self, now: Instant) -> u64 {
+        (self.wall0 + now.saturating_duration_since(self.born)).as_secs()
+    }
+
+    /// The `Date` value for `now`.
+    fn date(&mut self, now: Instant) -> [u8; date::IMF_FIXDATE_LEN] {
+        let secs = self.wall_secs(now).min(date::MAX_SECS);
+        if secs != self.date.secs {
+            date::format(secs, &mut self.date.text);
+            self.date.secs = secs;
+        }
+        self.date.text
+    }
+
+    fn output_full(&self) -> bool {
+        self.out.len() >= MAX_OUTPUT || self.out.files() >= MAX_QUEUED_FILES
+    }
+
+    /// Answers every whole request buffered, in order, until the output is
+    /// full or something waits.
+    fn process(&mut self, now: Instant) {
+        while self.phase == Phase::Open && self.listing.is_none() && !self.output_full() {
+            if self.discard > 0 {
+                let n = self.discard.min(self.input.len() as u64) as usize;
+                self.input.drain(..n);
+                self.discard -= n as u64;
+                if self.discard > 0 {
+                    break;
+                }
+                self.head_since = (!self.input.is_empty()).then_some(now);
+                continue;
+            }
+            if self.input.is_empty() {
+                break;
+            }
+            self.head_since.get_or_insert(now);
+            let Some(end) = head::head_end(&self.input, self.scanned) else {
+                self.scanned = self.input.len();
+                break;
+            };
+            let input = std::mem::take(&mut self.input);
+            let consumed = match head::parse(&input[..end]) {
+                Parse::Complete { head, len } => {
+                    self.respond(&head, &input[..len], now);
+                    len
+                }
+                Parse::Partial => {
+                    // head_end promised a decision; treat a broken promise
+                    // as a malformed head rather than wait for ever.
+                    self.refuse(400, now);
+                    end
+                }
+                Parse::Error(e) => {
+                    self.refuse(e.status(), now);
+                    end
+                }
+            };
+            self.input = input;
+            self.input.drain(..consumed.min(self.input.len()));
+            self.scanned = 0;
+            self.served += 1;
+            self.head_since = (!self.input.is_empty()).then_some(now);
+        }
+        self.settle();
+    }
+
+    /// Closes a connection whose client has finished sending, once every
+    /// whole request it sent has been answered.
+    fn settle(&mut self) {
+        if self.phase != Phase::Open || self.listing.is_some() {
+            return;
+        }
+        let pending = self.discard > 0 || self.has_whole_head();
+        if self.eof && !pending {
+            // A partial head the client can no longer finish is dropped.
+            self.phase = Phase::Closing;
+        } else if self.shutting_down && self.input.is_empty() && self.out.is_empty() {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    fn has_whole_head(&self) -> bool {
+        !self.input.is_empty() && head::head_end(&self.input, 0).is_some()
+    }
+
+    /// A malformed head: its status, and the connection closes.
+    fn refuse(&mut self, code: u16, now: Instant) {
+        let date = self.date(now);
+        response::error(self.out.buf(), code, &date, true, false, false, None, b"");
+        self.log_raw(None, code, 0, now);
+        self.phase = Phase::Closing;
+    }
+
+    /// Answers one parsed request. `raw` is its head, for the access log.
+    fn respond(&mut self, head: &Head<'_>, raw: &[u8], now: Instant) {
+        let log = self.log_request(raw);
+        let http10 = head.version == Version::Http10;
+        let head_only = head.method == Method::Head;
+        let mut close = !head.keep_alive() || self.shutting_down;
+
+        // The body's framing first: it decides whether the connection can
+        // go on after the answer.
+        match head.transfer_encoding {
+            Some(TransferEncoding::Chunked) => {
+                // RFC 9112 §6.3: a server may refuse a body without a
+                // length. A static server has no use for one.
+                return self.finish_error(411, true, http10, head_only, None, log, now);
+            }
+            Some(TransferEncoding::Other) => {
+                return self.finish_error(400, true, http10, head_only, None, log, now);
+            }
+            None => {}
+        }
+        if let Some(n) = head.content_length.filter(|&n| n > 0) {
+            if n > MAX_DISCARD {
+                return self.finish_error(413, true, http10, head_only, None, log, now);
+            }
+            if head.expect_continue {
+                // The client waits for 100 before sending the body; the
+                // answer comes now instead, and the connection closes so
+                // the body that may follow is never mistaken for a request.
+                close = true;
+            } else {
+                self.discard = n;
+            }
+        }
+
+        match head.method {
+            Method::Get | Method::Head => {}
+            Method::Other => {
+                return self.finish_error(501, close, http10, head_only, None, log, now);
+            }
+            _ => {
+                return self.finish_error(405, close, http10, head_only, Some(ALLOW), log, now);
+            }
+        }
+        let tp = match target::decode(head.target) {
+            Ok(Decoded::Path(tp)) => tp,
+            Ok(Decoded::Asterisk) | Err(_) => {
+                return self.finish_error(400, true, http10, head_only, None, log, now);
+            }
+        };
+        if tp.reserved {
+            return self.finish_error(404, close, http10, head_only, None, log, now);
+        }
+        let shared = Arc::clone(&self.shared);
+        let root = &shared.root;
+        match root.open_read(&tp.path) {
+            Ok((file, meta)) => {
+                if tp.trailing_slash && !tp.path.is_root() {
+                    // `/file.txt/`: no such directory.
+                    return self.finish_error(404, close, http10, head_only, None, log, now);
+                }
+                self.serve_file(head, &tp.path, file, meta, close, log, now);
+            }
+            Err(e) if e.kind() == ErrorKind::IsADirectory => {
+                if !tp.trailing_slash {
+                    return self
+                        .redirect_to_dir(&tp.path, tp.query, close, http10, head_only, log, now);
+                }
+                let index = tp.path.join("index.html");
+                match index.as_ref().map(|p| root.open_read(p)) {
+                    Ok(Ok((file, meta))) => {
+                        let index = index.expect("opened");
+                        self.serve_file(head, &index, file, meta, close, log, now);
+                    }
+                    Ok(Err(e)) if e.kind() != ErrorKind::NotFound => {
+                        let code = status_of(&e);
+                        self.finish_error(code, close, http10, head_only, None, log, now);
+                    }
+                    _ if self.shared.config.autoindex => {
+                        self.start_listing(tp.path, head_only, close, http10, log);
+                    }
+                    _ => self.finish_error(404, close, http10, head_only, None, log, now),
+                }
+            }
+            Err(e) => {
+                let code = status_of(&e);
+                if code == 500 {
+                    crate::log::warn(format_args!("http: open {}: {e}", tp.path));
+                }
+                self.finish_error(code, close, http10, head_only, None, log, now);
+            }
+        }
+    }
+
+    /// A file found: 200, 206, 304 or 416, by the request's conditionals
+    /// and range (RFC 9110 §13.2.2's order).
+    #[allow(clippy::too_many_arguments)]
+    fn serve_file(
+        &mut self,
+        head: &Head<'_>,
+        path: &VPath,
+        file: std::fs::File,
+        meta: Meta,
+        close: bool,
+        log: LogRequest,
+        now: Instant,
+    ) {
+        let http10 = head.version == Version::Http10;
+        let head_only = head.method == Method::Head;
+        let mut file = file;
+        let mut meta = meta;
+        let mut gzip = false;
+        let gzip_static = self.shared.config.gzip_static;
+        if gzip_static && head.accept_encoding_gzip {
+            if let Some(gz) = sidecar(path) {
+                if let Ok((f, m)) = self.shared.root.open_read(&gz) {
+                    file = f;
+                    meta = m;
+                    gzip = true;
+                }
+            }
+        }
+        let size = meta.size;
+        let (secs, nanos) = mtime(&meta);
+        let mut tag = [0u8; range::ETAG_MAX];
+        let etag = range::etag(secs, nanos, size, &mut tag);
+        let modified = u64::try_from(secs).unwrap_or(0).min(date::MAX_SECS);
+        let mut last_modified = [0u8; date::IMF_FIXDATE_LEN];
+        date::format(modified, &mut last_modified);
+
+        let not_modified = match head.if_none_match {
+            Some(inm) => range::if_none_match_matches(inm, etag),
+            None => head
+                .if_modified_since
+                .is_some_and(|ims| range::not_modified_since(ims, modified)),
+        };
+        let outcome = if not_modified || head.method != Method::Get {
+            RangeOutcome::Full
+        } else {
+            match head.range {
+                Some(r)
+                    if head
+                        .if_range
+                        .is_none_or(|ir| range::if_range_allows(ir, etag, modified)) =>
+                {
+                    range::range(r, size)
+                }
+                _ => RangeOutcome::Full,
+            }
+        };
+        let (code, start, len) = if not_modified {
+            (304, 0, 0)
+        } else {
+            match outcome {
+                RangeOutcome::Full => (200, 0, size),
+                RangeOutcome::Partial { start, end } => (206, start, end - start + 1),
+                RangeOutcome::Unsatisfiable => (416, 0, 0),
+            }
+        };
+        let date = self.date(now);
+        if code == 416 {
+            let mut extra = Vec::new();
+            let _ = std::io::Write::write_fmt(
+                &mut extra,
+                format_args!("Content-Range: bytes */{size}\r\n"),
+            );
+            response::error(
+                self.out.buf(),
+                416,
+                &date,
+                close,
+                http10,
+                head_only,
+                None,
+                &extra,
+            );
+            return self.finish(416, 0, close, log, now);
+        }
+        let out = self.out.buf();
+        response::start(out, code, &date);
+        if code != 304 {
+            let ctype = mime::content_type(path.as_str());
+            response::field(out, "Content-Type", ctype.as_bytes());
+            response::field_number(out, "Content-Length", len);
+            if code == 206 {
+                response::content_range(out, start, start + len - 1, size);
+            }
+            if gzip {
+                response::field(out, "Content-Encoding", b"gzip");
+            }
+        }
+        response::field(out, "Last-Modified", &last_modified);
+        response::field(out, "ETag", etag);
+        if code != 304 {
+            response::field(out, "Accept-Ranges", b"bytes");
+        }
+        if gzip_static {
+            response::field(out, "Vary", b"Accept-Encoding");
+        }
+        response::end(out, close, http10);
+        let body = if code == 304 || head_only { 0 } else { len };
+        self.out.push_file(file, start, body);
+        self.finish(code, body, close, log, now);
+    }
+
+    /// `/dir` is a directory: send the client to `/dir/`, so that relative
+    /// links in its index resolve inside it.
+    #[allow(clippy::too_many_arguments)]
+    fn redirect_to_dir(
+        &mut self,
+        path: &VPath,
+        query: Option<&[u8]>,
+        close: bool,
+        http10: bool,
+        head_only: bool,
+        log: LogRequest,
+        now: Instant,
+    ) {
+        let mut location = String::with_capacity(path.as_str().len() + 8);
+        for c in path.components() {
+            location.push('/');
+            super::escape::percent_encode_segment(c, &mut location);
+        }
+        location.push('/');
+        let mut extra = Vec::with_capacity(location.len() + 16);
+        extra.extend_from_slice(b"Location: ");
+        extra.extend_from_slice(location.as_bytes());
+        if let Some(q) = query {
+            extra.push(b'?');
+            extra.extend_from_slice(q);
+        }
+        extra.extend_from_slice(b"\r\n");
+        let date = self.date(now);
+        response::error(
+            self.out.buf(),
+            301,
+            &date,
+            close,
+            http10,
+            head_only,
+            None,
+            &extra,
+        );
+        self.finish(301, 0, close, log, now);
+    }
+
+    /// An error response for a request whose head was understood.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_error(
+        &mut self,
+        code: u16,
+        close: bool,
+        http10: bool,
+        head_only: bool,
+        allow: Option<&str>,
+        log: LogRequest,
+        now: Instant,
+    ) {
+        let date = self.date(now);
+        response::error(
+            self.out.buf(),
+            code,
+            &date,
+            close,
+            http10,
+            head_only,
+            allow,
+            b"",
+        );
+        self.finish(code, 0, close, log, now);
+    }
+
+    /// After a response is queued: the log line, and the close it asked
+    /// for.
+    fn finish(&mut self, code: u16, body: u64, close: bool, log: LogRequest, now: Instant) {
+        self.log_raw(Some(log), code, body, now);
+        if close {
+            self.phase = Phase::Closing;
+            self.discard = 0;
+        }
+    }
+
+    /// A directory without an index, with `--autoindex`: its listing is
+    /// read and rendered off the session's thread.
+    fn start_listing(
+        &mut self,
+        path: VPath,
+        head_only: bool,
+        close: bool,
+        http10: bool,
+        log: LogRequest,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        self.requests = Some(Request::Compute(Work::new(move || {
+            Box::new(listing::render(&shared.root, &path)) as Computed
+        })));
+        self.listing = Some(PendingListing {
+            head_only,
+            close,
+            http10,
+            log,
+        });
+    }
+
+    /// What the access log keeps of a request head (nothing when it is off).
+    fn log_request(&self, raw: &[u8]) -> LogRequest {
+        if self.shared.config.access_log.is_none() {
+            return LogRequest::default();
+        }
+        LogRequest::of(raw)
+    }
+
+    fn log_raw(&mut self, log: Option<LogRequest>, code: u16, body: u64, now: Instant) {
+        if self.shared.config.access_log.is_none() {
+            return;
+        }
+        let date = self.date(now);
+        if let Some(sink) = &self.shared.config.access_log {
+            sink.record(self.peer.ip(), &date, &log.unwrap_or_default(), code, body);
+        }
+    }
+
+    /// The deadline for the request under way, or for the next one.
+    fn request_deadline(&self) -> Option<Instant> {
+        if self.phase != Phase::Open || self.listing.is_some() || !self.out.is_empty() {
+            return None;
+        }
+        let header = self.shared.config.header_timeout;
+        if self.discard > 0 {
+            // A body trickling in counts like a head.
+            return header.map(|t| self.last_progress + t);
+        }
+        match self.head_since {
+            Some(since) if !self.input.is_empty() || self.served == 0 => header.map(|t| since + t),
+            _ => self
+                .shared
+                .config
+                .idle_timeout
+                .map(|t| self.last_progress + t),
+        }
+    }
+
+    fn send_deadline(&self) -> Option<Instant> {
+        (!self.out.is_empty() && self.phase != Phase::Gone)
+            .then(|| self.last_progress + SEND_TIMEOUT)
+    }
+}
+
+impl Session for HttpSession {
+    fn handle_input(&mut self, data: &[u8], now: Instant) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.input.extend_from_slice(data);
+        self.last_progress = now;
+        self.process(now);
+    }
+
+    fn handle_eof(&mut self, now: Instant) {
+        self.eof = true;
+        self.process(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.send_deadline().is_some_and(|t| now >= t) {
+            self.phase = Phase::Gone;
+            return;
+        }
+        if self.request_deadline().is_some_and(|t| now >= t) {
+            if self.input.is_empty() && self.discard == 0 {
+                // Nothing asked: a keep-alive connection that went quiet
+                // (or one that never spoke) closes without a word.
+                self.phase = Phase::Closing;
+            } else {
+                self.head_since = None;
+                self.refuse(408, now);
+                self.input.clear();
+            }
+        }
+    }
+
+    fn handle_shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        if self.phase == Phase::Open
+            && self.input.is_empty()
+            && self.discard == 0
+            && self.listing.is_none()
+        {
+            // Between requests: close now. (A response being sent finishes
+            // first; the connection closes after it.)
+            self.phase = Phase::Closing;
+        }
+        self.process(now);
+    }
+
+    fn handle_computed(&mut self, result: Computed, now: Instant) {
+        let Some(pending) = self.listing.take() else {
+            return;
+        };
+        let html = match result.downcast::<std::io::Result<Vec<u8>>>() {
+            Ok(r) => *r,
+            Err(_) => Err(std::io::Error::other("listing: unexpected result")),
+        };
+        let date = self.date(now);
+        match html {
+            Ok(html) => {
+                let out = self.out.buf();
+                response::start(out, 200, &date);
+                response::field(out, "Content-Type", b"text/html; charset=utf-8");
+                response::field_number(out, "Content-Length", html.len() as u64);
+                response::end(out, pending.close, pending.http10);
+                if !pending.head_only {
+                    out.extend_from_slice(&html);
+                }
+                self.finish(200, html.len() as u64, pending.close, pending.log, now);
+            }
+            Err(e) => {
+                let code = status_of(&e);
+                response::error(
+                    self.out.buf(),
+                    code,
+                    &date,
+                    pending.close,
+                    pending.http10,
+                    pending.head_only,
+                    None,
+                    b"",
+                );
+                self.finish(code, 0, pending.close, pending.log, now);
+            }
+        }
+        self.process(now);
+    }
+
+    fn poll_request(&mut self) -> Option<Request> {
+        self.requests.take()
+    }
+
+    fn poll_output(&self) -> Output<'_> {
+        self.out.front()
+    }
+
+    fn consume_output(&mut self, n: usize, now: Instant) {
+        self.out.consume(n);
+        if n > 0 {
+            self.last_progress = now;
+        }
+        if self.out.is_empty() && self.head_since.is_some() {
+            // A head that arrived while a response was being sent is timed
+            // from now: the client was reading, not stalling.
+            self.head_since = Some(now);
+        }
+        if !self.output_full() {
+            self.process(now);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.request_deadline(), self.send_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn wants_read(&self) -> bool {
+        self.phase == Phase::Open
+            && !self.eof
+            && self.listing.is_none()
+            && !self.output_full()
+            && self.input.len() <= head::MAX_HEAD
+    }
+
+    fn wants_close(&self) -> bool {
+        self.phase != Phase::Open
+    }
+
+    fn wants_close_now(&self) -> bool {
+        self.phase == Phase::Gone
+    }
+}
+
+/// The status for a file-system error on a path a client named.
+fn status_of(e: &std::io::Error) -> u16 {
+    match e.kind() {
+        ErrorKind::NotFound
+        | ErrorKind::NotADirectory
+        | ErrorKind::InvalidInput
+        | ErrorKind::IsADirectory
+        | ErrorKind::InvalidFilename => 404,
+        ErrorKind::PermissionDenied => 403,
+        _ => match e.raw_os_error() {
+            // Beneath-the-root refusals (a symlink out of it) and loops
+            // look like absence from outside.
+            Some(libc::EXDEV | libc::ELOOP | libc::ENAMETOOLONG) => 404,
+            _ => 500,
+        },
+    }
+}
+
+/// `path.gz`, the precompressed sidecar of `path`.
+fn sidecar(path: &VPath) -> Option<VPath> {
+    let name = path.file_name()?;
+    let parent = path.parent()?;
+    parent.join(&format!("{name}.gz")).ok()
+}
+
+/// A file's modification time as (seconds, nanoseconds) since the epoch.
+fn mtime(meta: &Meta) -> (i64, u32) {
+    match meta.modified.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            (-(d.as_secs() as i64), 0)
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSession")
+            .field("peer", &self.peer)
+            .field("phase", &self.phase)
+            .field("served", &self.served)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the HTTP session without a driver.
