@@ -524,7 +524,7 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 }
 
 /// Adds the architecture's sizing flags that `extra` does not set itself.
-fn with_sizing<'a>(arch: &str, extra: &[&'a str]) -> Vec<&'a str> {
+pub fn with_sizing<'a>(arch: &str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args: Vec<&'a str> = Vec::new();
     for (flag, value) in sizing(arch) {
         if !extra.contains(flag) {

@@ -16,8 +16,9 @@
 //!   connection's start for the first request): else 408 and close;
 //! - a keep-alive connection may wait `idle_timeout` for its next request,
 //!   then closes without a word;
-//! - output that moves nothing for [`SEND_TIMEOUT`] closes the connection at
-//!   once (a client that never reads).
+//! - output that moves nothing for the idle timeout (at most
+//!   [`SEND_TIMEOUT`]) closes the connection at once (a client that never
+//!   reads).
 //!
 //! After a malformed head the framing of what follows is unknown, so the
 //! error says `Connection: close` and the session reads nothing more.
@@ -574,9 +575,15 @@ impl HttpSession {
         }
     }
 
+    /// Output that moves nothing for the idle timeout (at most
+    /// [`SEND_TIMEOUT`]) ends the connection: the client is not reading.
     fn send_deadline(&self) -> Option<Instant> {
-        (!self.out.is_empty() && self.phase != Phase::Gone)
-            .then(|| self.last_progress + SEND_TIMEOUT)
+        let limit = self
+            .shared
+            .config
+            .idle_timeout
+            .map_or(SEND_TIMEOUT, |t| t.min(SEND_TIMEOUT));
+        (!self.out.is_empty() && self.phase != Phase::Gone).then(|| self.last_progress + limit)
     }
 }
 
@@ -721,7 +728,11 @@ fn status_of(e: &std::io::Error) -> u16 {
         | ErrorKind::InvalidInput
         | ErrorKind::IsADirectory
         | ErrorKind::InvalidFilename => 404,
-        ErrorKind::PermissionDenied => 403,
+        // The file's own permissions say no: 403. The root layer's refusal
+        // of a path leading outside it (a symlink out) is reported as
+        // absence, so a client learns nothing of what lies beyond.
+        ErrorKind::PermissionDenied if e.raw_os_error() == Some(libc::EACCES) => 403,
+        ErrorKind::PermissionDenied => 404,
         _ => match e.raw_os_error() {
             // Beneath-the-root refusals (a symlink out of it) and loops
             // look like absence from outside.
