@@ -8,10 +8,12 @@
 //! rank the servers and print the table, and write `--json` / `--svg`.
 //!
 //! - [`scenario`]: scenarios as data;
-//! - [`load`]: the load generator;
+//! - [`client`]: the sans-IO load clients (echo, stream, FTP, HTTP);
+//! - [`load`]: the load generator, one evented loop that runs them;
 //! - [`target`]: starting, sampling and stopping servers;
 //! - [`model`]: the results; [`report`]: the table, JSON and SVG.
 
+pub mod client;
 pub mod load;
 pub mod model;
 pub mod report;
@@ -38,7 +40,7 @@ use crate::signals;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// The protocol to load.
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::protocols::NAMES))]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(scenario::PROTOCOLS))]
     protocol: String,
     /// Architectures to run, comma-separated, or `all`.
     #[arg(long, value_name = "LIST|all", default_value = "all")]
@@ -48,12 +50,12 @@ pub struct BenchArgs {
     against: Vec<String>,
     /// Also start a server for each run: NAME=COMMAND, where the command
     /// prints `listening on ADDR` once it serves (repeatable). `{root}` in
-    /// the command becomes the directory of the scenario's files (ftp), also
+    /// the command becomes the directory of the scenario's files (ftp, http), also
     /// given as $MUSE_BENCH_ROOT.
     #[arg(long, value_name = "NAME=CMD")]
     spawn: Vec<String>,
     /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
-    /// sessions, download).
+    /// sessions, download; http: get, large, close, pipeline, idle, slow).
     #[arg(long, default_value = "rr")]
     scenario: String,
     /// Measuring connections [default: the scenario's].

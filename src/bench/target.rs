@@ -33,7 +33,7 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The protocols whose `muse serve` takes `--root DIR` (the bench gives
 /// them the scenario's fixture directory).
-pub const ROOTED: &[&str] = &["ftp"];
+pub const ROOTED: &[&str] = &["ftp", "http"];
 
 /// The environment variable that gives a spawned command the fixture
 /// directory (as `{root}` does in its command line).
