@@ -55,9 +55,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME=CMD")]
     spawn: Vec<String>,
     /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
-    /// sessions, download; http: get, large, close, pipeline, idle, slow).
-    #[arg(long, default_value = "rr")]
-    scenario: String,
+    /// sessions, download; http: get, large, close, pipeline, idle, slow)
+    /// [default: the protocol's first: rr, sessions, get].
+    #[arg(long)]
+    scenario: Option<String>,
     /// Measuring connections [default: the scenario's].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     clients: Option<u32>,
@@ -149,12 +150,18 @@ fn targets(args: &BenchArgs) -> anyhow::Result<Vec<Target>> {
 
 /// Runs `muse bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let scenario = scenario::find(&args.protocol, &args.scenario).ok_or_else(|| {
+    let names = scenario::names(&args.protocol);
+    let wanted = args
+        .scenario
+        .as_deref()
+        .or(names.first().copied())
+        .unwrap_or_default();
+    let scenario = scenario::find(&args.protocol, wanted).ok_or_else(|| {
         Usage(format!(
             "no scenario {:?} for {} (there are: {})",
-            args.scenario,
+            wanted,
             args.protocol,
-            scenario::names(&args.protocol).join(", ")
+            names.join(", ")
         ))
     })?;
     if let Some(r) = args.rate {
