@@ -431,3 +431,137 @@ fn ftp_sessions_run_clean_against_muse_and_a_spawned_server() {
         .collect();
     assert!(left.is_empty(), "fixture left behind: {left:?}");
 }
+
+/// A static file server for the HTTP tests: Python's `http.server`
+/// serving ROOT with the given protocol version (HTTP/1.0 closes after
+/// every response, HTTP/1.1 keeps the connection), printing the line the
+/// bench waits for. `None` when there is no python3.
+fn python_http_server(dir: &Scratch) -> Option<String> {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("no python3: skipping");
+        return None;
+    }
+    let path = dir.path("serve.py");
+    std::fs::write(
+        &path,
+        r#"import functools, http.server, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = sys.argv[2]
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[1]))
+print("listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
+server.serve_forever()
+"#,
+    )
+    .unwrap();
+    Some(path)
+}
+
+#[test]
+fn http_scenarios_run_clean_against_a_static_server() {
+    let dir = Scratch::new("http");
+    let Some(script) = python_http_server(&dir) else {
+        return;
+    };
+    let json_path = dir.path("r.json");
+    let (py11, py10) = (
+        format!("py11=python3 {script} {{root}} HTTP/1.1"),
+        format!("py10=python3 {script} {{root}} HTTP/1.0"),
+    );
+    for scenario in ["get", "close", "pipeline"] {
+        let mut args = vec![
+            "http",
+            "--arch",
+            "none",
+            "--spawn",
+            &py11,
+            "--spawn",
+            &py10,
+            "--scenario",
+            scenario,
+        ];
+        args.extend_from_slice(SHORT);
+        args.extend_from_slice(&["--clients", "2", "--json", &json_path]);
+        bench(&args);
+        let report = json(&json_path);
+        assert_eq!(report["protocol"], "http");
+        for name in ["py11", "py10"] {
+            let load = &server(&report, name)["runs"][0]["load"];
+            assert!(
+                load["requests"].as_u64().unwrap() > 0,
+                "{scenario} {name}: {load}"
+            );
+            // Bodies only: whole 1 KiB files.
+            assert_eq!(
+                load["bytes"].as_u64().unwrap() % 1024,
+                0,
+                "{scenario} {name}: {load}"
+            );
+            for kind in ["connect", "mismatch", "closed", "io", "stalled"] {
+                assert_eq!(load["errors"][kind], 0, "{scenario} {name}: {load}");
+            }
+        }
+    }
+}
+
+#[test]
+fn http_wrong_answers_are_mismatches() {
+    // Answers every read with a 404.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+                    if stream.write_all(reply).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let dir = Scratch::new("http-bad");
+    let json_path = dir.path("r.json");
+    let against = format!("nope={addr}");
+    let mut args = vec!["http", "--arch", "none", "--against", &against];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--clients", "3", "--json", &json_path]);
+    bench(&args);
+    let report = json(&json_path);
+    let load = &server(&report, "nope")["runs"][0]["load"];
+    assert_eq!(load["requests"], 0, "{load}");
+    assert_eq!(load["errors"]["mismatch"], 3, "{load}");
+}
+
+#[test]
+fn http_with_an_architecture_is_accepted_and_never_hangs() {
+    // Whether or not this muse serves http yet, the bench ends, and a
+    // server that cannot start is a note that says why.
+    let dir = Scratch::new("http-arch");
+    let json_path = dir.path("r.json");
+    let mut args = vec!["http", "--arch", "reactor", "--clients", "2"];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--json", &json_path]);
+    bench(&args);
+    let report = json(&json_path);
+    let servers = report["servers"].as_array().unwrap();
+    if servers.is_empty() {
+        let notes = report["notes"].to_string();
+        assert!(notes.contains("muse/reactor"), "{notes}");
+        assert!(notes.contains("listening on"), "{notes}");
+    } else {
+        let load = &servers[0]["runs"][0]["load"];
+        assert!(load["requests"].as_u64().unwrap() > 0, "{load}");
+    }
+}

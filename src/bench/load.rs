@@ -1,57 +1,60 @@
 //! The bench's load generator: drives one server with a scenario's
 //! [`Workload`] from several threads and measures what comes back.
 //!
-//! [`run`] first opens whatever the workload holds beside the measuring
-//! connections (the idle connections of `Idle`, the staller of `Slow`) from
-//! the calling thread, then starts `threads` load threads, each with its own
-//! mio `Poll` and its share of the measuring connections. One load thread:
+//! What a simulated client says and expects is a [`LoadClient`] (the sans-IO
+//! seam in `client.rs`: echo, stream, FTP and HTTP implement it); this file
+//! is the one evented loop that runs any of them, and owns every socket.
 //!
-//! 1. Starts non-blocking connects for all its connections and waits (at most
+//! [`run`] first opens whatever the workload holds beside the measuring
+//! clients (the idle connections of an `idle` scenario, the stallers of a
+//! `slow` one) from the calling thread, then starts `threads` load threads,
+//! each with its own mio `Poll` and its share of the clients. One load
+//! thread:
+//!
+//! 1. Makes its clients and calls their `handle_start`: the connections that
+//!    live through the run are opened now, and the thread waits (at most
 //!    `CONNECT_TIMEOUT`) until each is up or has failed (`errors.connect`).
-//!    (`Connect` has nothing to do here: its slots connect in the loop.)
 //! 2. Reports at the gate and waits for the shared clock: the calling
 //!    thread sets it once every thread is connected, so all threads warm up
 //!    and measure over the same window.
 //! 3. Runs its event loop until the clock's end: wait (a poll with a timeout,
 //!    never longer than `POLL_TICK`) for readiness or the nearest deadline;
-//!    let each ready connection write and read until it would block, checking
-//!    every byte it reads against what it must be; start the requests and
-//!    connects that are due; add the answers completed to the shared progress
-//!    counter once per turn. An answer completed inside the timed window
-//!    counts, and its latency goes into the thread's histogram.
+//!    let each ready connection write what its client has to send and read
+//!    until it would block, handing every byte read to the client; carry out
+//!    what the client asks (verdicts counted, connections opened and closed);
+//!    give the clients their permits (closed loop: whenever they want one;
+//!    open loop: on the schedule below); at the nearest deadline (a client's
+//!    timeout, a handshake's limit, a scheduled request) look at every
+//!    client; add the answers completed to the shared progress counter once
+//!    per turn. An answer completed inside the timed window counts, and its
+//!    latency goes into the thread's histogram.
 //! 4. Samples its own CPU time (`RUSAGE_THREAD`) as the timed window opens and
-//!    when the loop ends, counts its connections that owed an answer and got
-//!    none in the window (`stalled`), and returns what it measured.
+//!    when the loop ends, counts its clients that owed an answer and got
+//!    none, nor any byte, in the window without an error (`stalled`), and
+//!    returns what it measured.
 //!
 //! The calling thread merges the threads' results, checks which idle
 //! connections the server kept, and closes everything.
 //!
-//! Every socket is registered once, edge-triggered, for both directions.
-//! Buffers are allocated per connection or per thread before the run (the
-//! request repeated `depth` times, the expected answer, a read scratch, a
-//! ring of send times), so the steady state allocates nothing. Reads are
-//! verified in place as they arrive; nothing is copied.
+//! Every socket is registered once, edge-triggered, for both directions;
+//! client `i`'s link `l` has the token `i * LINKS + l`. A connect is over at
+//! the socket's first readiness edge: asking the kernel which way it went
+//! would cost system calls per connection, and a failed connect shows anyway
+//! as the error of the first read or write (counted `connect` while nothing
+//! has been read). A read shorter than the buffer after the server's FIN has
+//! been seen is the end of the stream: the client is told without one more
+//! read. Buffers are allocated before the run (per thread: the read buffer
+//! and the effect buffers; per client: whatever it needs), so the steady
+//! state allocates nothing. Reads are handed to the clients in place.
 //!
-//! FTP (`FtpSessions`, `FtpDownload`) runs on its own loop of the same
-//! shape (`FtpWorker`): each client is a state machine over a control and
-//! a data connection (tokens `2i`, `2i + 1`), replies parsed as they arrive
-//! (multi-line ones included) and checked code by code, the data checked
-//! byte for byte against the fixture pattern and its length. Any other code
-//! or byte is a `mismatch`; a failed connect is `connect`; a session that
-//! moves no byte for `FTP_STUCK_AFTER` is `stalled`; after any error the
-//! client starts a new session after `RETRY_BACKOFF`. Connections the
-//! server has closed (the data at its end, the control after 221) are
-//! closed with a reset, so that no TIME_WAIT is left: thousands of sessions
-//! a second over loopback would otherwise use up the ports in seconds.
-//!
-//! Open loop (`rate`): each measuring connection's k-th request has an
-//! intended send time `start + phase + k / r`, where r is the connection's
-//! share of the rate and `phase` staggers the connections evenly over one
-//! period. A request is sent when due and a slot in its pipeline is free;
-//! its latency counts from the intended time, so a server that falls behind
-//! shows it in the tail instead of slowing the load down (coordinated
-//! omission). A timerfd wakes the thread at due times with microsecond
-//! precision, which an epoll timeout (milliseconds) cannot.
+//! Open loop (`rate`): each client's k-th permit has an intended time
+//! `start + phase + k / r`, where r is the client's share of the rate and
+//! `phase` staggers the clients evenly over one period. A permit is given
+//! when due and the client wants one (a free place in its pipeline, no
+//! session under way); its latency counts from the intended time, so a
+//! server that falls behind shows it in the tail instead of slowing the load
+//! down (coordinated omission). A timerfd wakes the thread at due times with
+//! microsecond precision, which an epoll timeout (milliseconds) cannot.
 
 use std::io::{self, Read, Write};
 use std::mem;
@@ -68,8 +71,13 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
+use crate::bench::client::echo::{EchoClient, EchoShape};
+use crate::bench::client::ftp::{FtpClient, FtpShape};
+use crate::bench::client::http::{HttpClient, HttpShape};
+use crate::bench::client::stream::{StreamClient, StreamShape};
+use crate::bench::client::{Effect, Effects, ErrorKind, Link, LoadClient, LINKS, READ_MAX};
 use crate::bench::model::{Errors, Latency, LoadResult};
-use crate::bench::scenario::{self, Workload};
+use crate::bench::scenario::Workload;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -102,14 +110,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// + 10 s (and a few poll ticks) whatever the server does.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `Connect`: one connection attempt's limit. Long enough for one SYN
+/// One connection attempt's limit once the load runs. Long enough for one SYN
 /// retransmission (1 s) to succeed; a server that needs more is counted as
 /// refusing.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `Connect`: the pause after a failed attempt before the slot tries again,
-/// so a dead server does not turn the slot into a busy loop.
-const RETRY_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Longest single poll wait: the loop looks at the clock at least this often
 /// even when nothing happens.
@@ -128,33 +132,14 @@ const GATE_WAIT: Duration = Duration::from_secs(30);
 /// Events fetched per poll call.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// Per-thread read buffer. Answers are verified straight out of it.
-const SCRATCH_SIZE: usize = 64 * 1024;
-
-/// Per-thread read buffer of the FTP clients: larger than a loopback
-/// segment (64 KiB), so that a read that returns less than this has emptied
-/// the socket, and a data connection whose end had already come is seen to
-/// be over without one more read.
-const FTP_SCRATCH_SIZE: usize = 256 * 1024;
-
 /// Idle connections being established at once: firing thousands of SYNs at
 /// a listener with a short backlog gets most of them dropped and retried a
 /// second later; a window keeps the handshakes flowing.
 const CONNECT_WINDOW: usize = 256;
 
-/// Write/read rounds a connection gets per turn before the others get theirs
+/// Write/read rounds a client gets per turn before the others get theirs
 /// (it is driven again on the next turn without waiting for an event).
 const MAX_ROUNDS: usize = 64;
-
-/// `Stream`: unacknowledged bytes per connection at most (rounded to chunks,
-/// at least [`STREAM_MIN_CHUNKS`]), so memory and queues stay bounded.
-const STREAM_WINDOW_BYTES: usize = 256 * 1024;
-const STREAM_MIN_CHUNKS: usize = 4;
-
-/// `Stream`: each chunk starts with its index (8 bytes, mixed with the
-/// connection's id), so dropped, repeated or reordered chunks are caught even
-/// where the rest of the pattern would line up.
-const STAMP: usize = 8;
 
 /// The poll token of a load thread's timerfd.
 const TIMER: Token = Token(usize::MAX);
@@ -197,16 +182,12 @@ pub fn raise_fd_limit(needed: usize) -> u64 {
 /// Runs the load and returns what it measured.
 pub fn run(spec: &LoadSpec) -> io::Result<LoadResult> {
     let plan = Plan::new(spec)?;
-    let (idle, stall) = match &spec.workload {
-        Workload::Idle { idle, .. } => (*idle, None),
-        Workload::Slow { exchange } => (0, Some(&exchange.request[..exchange.request.len() / 2])),
-        _ => (0, None),
-    };
-    raise_fd_limit(idle + spec.clients + 256);
+    let beside = spec.workload.beside();
+    raise_fd_limit(beside.idle + beside.stallers + spec.clients + 256);
 
-    // The idle connections and the staller go first: they are what the
-    // measuring connections are up against.
-    let extras = Extras::open(spec.addr, idle, stall)?;
+    // The idle connections and the stallers go first: they are what the
+    // measuring clients are up against.
+    let extras = Extras::open(spec.addr, beside.idle, beside.stallers, &beside.stall)?;
 
     let threads = spec.threads.clamp(1, spec.clients.max(1));
     let gate = Gate::default();
@@ -297,93 +278,69 @@ fn new_histogram(high: u64) -> io::Result<Histogram<u64>> {
         .map_err(|e| io::Error::other(format!("latency histogram: {e:?}")))
 }
 
-/// What the measuring connections do, reduced to what the loop needs.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    /// Request/response on long-lived connections (`RequestResponse`, and
-    /// the measuring side of `Idle` and `Slow`).
-    Rr,
-    /// Bulk writes echoed back.
-    Stream,
-    /// A connection per request.
-    Connect,
-    /// FTP sessions or downloads (the details are in [`Plan::ftp`]).
-    Ftp,
+/// What the clients of a run are, prepared once and shared read-only by
+/// the load threads.
+enum Shape {
+    Echo(EchoShape),
+    Stream(StreamShape),
+    Ftp(FtpShape),
+    Http(HttpShape),
 }
 
 /// Everything the load threads share, read-only, prepared before the run.
 struct Plan {
     addr: SocketAddr,
-    mode: Mode,
-    /// Requests in flight per connection.
-    depth: usize,
-    request_len: usize,
-    /// The request repeated `depth` times: any run of queued requests is one
-    /// contiguous slice of it, so a pipeline is written in one call.
-    batch: Vec<u8>,
-    /// The bytes each answer must be.
-    answer: Vec<u8>,
-    /// `Stream`: bytes per chunk, and chunks unacknowledged at most.
-    chunk: usize,
-    window: usize,
-    /// Open loop: nanoseconds between one connection's intended sends.
+    shape: Shape,
+    /// Open loop: nanoseconds between one client's intended permits.
     period_ns: Option<u64>,
-    /// Measuring connections over all threads (for the open-loop phases).
+    /// Measuring clients over all threads (for the open-loop phases).
     clients: usize,
     /// The histogram's upper bound in microseconds (longer waits saturate).
     hist_high: u64,
     progress: Option<Arc<AtomicU64>>,
-    /// `Ftp`: what the clients retrieve and how.
-    ftp: Option<FtpPlan>,
 }
 
 impl Plan {
     fn new(spec: &LoadSpec) -> io::Result<Plan> {
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
-        let (mode, exchange, depth) = match &spec.workload {
-            Workload::RequestResponse { exchange, depth } => (Mode::Rr, Some(exchange), *depth),
-            Workload::Stream { .. } => (Mode::Stream, None, 1),
-            Workload::Connect { exchange } => (Mode::Connect, Some(exchange), 1),
+        let echo = |x: &crate::bench::scenario::Exchange, depth: usize, per_request: bool| {
+            if x.request.is_empty() || x.answer_len() == 0 {
+                Err(invalid("the exchange needs a request and an answer"))
+            } else {
+                Ok(Shape::Echo(EchoShape::new(
+                    &x.request,
+                    x.answer(),
+                    depth,
+                    per_request,
+                )))
+            }
+        };
+        let ftp = |file: &str, size: u64, download: bool| {
+            FtpShape::new(file, size, download)
+                .map(Shape::Ftp)
+                .ok_or_else(|| invalid("the FTP file needs a one-line name"))
+        };
+        let shape = match &spec.workload {
+            Workload::RequestResponse { exchange, depth } => echo(exchange, *depth, false)?,
+            Workload::Connect { exchange } => echo(exchange, 1, true)?,
             Workload::Idle { exchange, .. } | Workload::Slow { exchange } => {
-                (Mode::Rr, Some(exchange), 1)
+                echo(exchange, 1, false)?
             }
-            Workload::FtpSessions { .. } | Workload::FtpDownload { .. } => (Mode::Ftp, None, 1),
-        };
-        let ftp = match &spec.workload {
-            Workload::FtpSessions { file, size } | Workload::FtpDownload { file, size } => {
-                if file.is_empty() || file.contains(['\r', '\n']) {
-                    return Err(invalid("the FTP file needs a one-line name"));
-                }
-                Some(FtpPlan {
-                    download: matches!(spec.workload, Workload::FtpDownload { .. }),
-                    size: *size,
-                    pattern: ftp_pattern(),
-                    retr: format!("RETR {file}\r\n").into_bytes(),
-                })
-            }
-            _ => None,
-        };
-        let depth = depth.max(1);
-        let (request, answer) = match exchange {
-            Some(x) if x.request.is_empty() || x.answer_len() == 0 => {
-                return Err(invalid("the exchange needs a request and an answer"))
-            }
-            Some(x) => (x.request.clone(), x.answer().to_vec()),
-            None => (Vec::new(), Vec::new()),
-        };
-        let chunk = match spec.workload {
             Workload::Stream { chunk: 0 } => return Err(invalid("stream chunk must be positive")),
-            Workload::Stream { chunk } => chunk,
-            _ => 0,
+            Workload::Stream { chunk } => Shape::Stream(StreamShape::new(*chunk)),
+            Workload::FtpSessions { file, size } => ftp(file, *size, false)?,
+            Workload::FtpDownload { file, size } => ftp(file, *size, true)?,
+            Workload::Http(load) => Shape::Http(HttpShape::new(load).map_err(invalid)?),
         };
-        let window = STREAM_WINDOW_BYTES
-            .checked_div(chunk)
-            .map_or(0, |w| w.max(STREAM_MIN_CHUNKS));
+        // Bulk streaming has no requests to schedule, nor has a client
+        // downloading one file after another.
+        let paced = match &shape {
+            Shape::Stream(_) => false,
+            Shape::Ftp(f) => !f.download,
+            Shape::Echo(_) | Shape::Http(_) => true,
+        };
         let period_ns = match spec.rate {
-            // Bulk streaming has no requests to schedule, nor has a
-            // client downloading one file after another.
-            _ if mode == Mode::Stream => None,
-            _ if ftp.as_ref().is_some_and(|f| f.download) => None,
+            _ if !paced => None,
             None => None,
             Some(r) if r.is_finite() && r > 0.0 => {
                 let ns = spec.clients.max(1) as f64 / r * 1e9;
@@ -395,31 +352,14 @@ impl Plan {
         let longest = spec.warmup + spec.duration + Duration::from_secs(60);
         Ok(Plan {
             addr: spec.addr,
-            mode,
-            depth,
-            request_len: request.len(),
-            batch: request.repeat(depth),
-            answer,
-            chunk,
-            window,
+            shape,
             period_ns,
             clients: spec.clients,
             hist_high: u64::try_from(longest.as_micros())
                 .unwrap_or(u64::MAX)
                 .max(2),
             progress: spec.progress.clone(),
-            ftp,
         })
-    }
-
-    /// Slots in a connection's ring of send times.
-    fn ring(&self) -> usize {
-        match self.mode {
-            Mode::Rr => self.depth,
-            // A window's worth of chunks can straddle one more chunk.
-            Mode::Stream => self.window + 1,
-            Mode::Connect | Mode::Ftp => 1,
-        }
     }
 }
 
@@ -535,40 +475,40 @@ impl Drop for Arrival<'_> {
 struct Extras {
     idle: Vec<TcpStream>,
     /// Held open, never read, until the run ends.
-    _staller: Option<TcpStream>,
+    _stallers: Vec<TcpStream>,
     errors: Errors,
 }
 
 impl Extras {
-    fn open(addr: SocketAddr, idle: usize, stall: Option<&[u8]>) -> io::Result<Extras> {
+    /// Opens `stallers` connections that each send `stall` and then nothing
+    /// more, and `idle` that send nothing at all.
+    fn open(addr: SocketAddr, idle: usize, stallers: usize, stall: &[u8]) -> io::Result<Extras> {
         let mut extras = Extras {
             idle: Vec::new(),
-            _staller: None,
+            _stallers: Vec::new(),
             errors: Errors::default(),
         };
-        if idle == 0 && stall.is_none() {
+        if idle == 0 && stallers == 0 {
             return Ok(extras);
         }
         let mut poll = Poll::new()?;
         let deadline = Instant::now() + SETUP_TIMEOUT;
-        if let Some(half) = stall {
-            let mut opened = open_many(&mut poll, addr, 1, deadline)?;
-            match opened.pop() {
-                None => extras.errors.connect += 1,
-                Some(mut staller) => {
-                    // A fresh socket's send buffer takes a partial request at
-                    // once; if it somehow does not, the staller simply stalls
-                    // earlier.
-                    if !half.is_empty() {
-                        if let Err(e) = staller.write(half) {
-                            if e.kind() != io::ErrorKind::WouldBlock {
-                                extras.errors.io += 1;
-                            }
+        if stallers > 0 {
+            let mut opened = open_many(&mut poll, addr, stallers, deadline)?;
+            extras.errors.connect += (stallers - opened.len()) as u64;
+            for staller in &mut opened {
+                // A fresh socket's send buffer takes a partial request at
+                // once; if it somehow does not, the staller simply stalls
+                // earlier.
+                if !stall.is_empty() {
+                    if let Err(e) = staller.write(stall) {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            extras.errors.io += 1;
                         }
                     }
-                    extras._staller = Some(staller);
                 }
             }
+            extras._stallers = opened;
         }
         if idle > 0 {
             extras.idle = open_many(&mut poll, addr, idle, deadline)?;
@@ -690,24 +630,13 @@ fn refused(e: &io::Error) -> bool {
     )
 }
 
-/// Error kinds, as [`Errors`] counts them.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Connect,
-    Mismatch,
-    Closed,
-    Io,
-    /// An FTP session that moved no byte for [`FTP_STUCK_AFTER`].
-    Stalled,
-}
-
 /// What a socket error means for the loop.
 enum Outcome {
     /// Wait for the next readiness edge.
     Block,
     /// Try again now (EINTR).
     Retry,
-    Fail(Kind),
+    Fail(ErrorKind),
 }
 
 fn classify(e: &io::Error) -> Outcome {
@@ -715,141 +644,8 @@ fn classify(e: &io::Error) -> Outcome {
         io::ErrorKind::WouldBlock => Outcome::Block,
         io::ErrorKind::Interrupted => Outcome::Retry,
         // EPIPE: the server shut its side down.
-        io::ErrorKind::BrokenPipe => Outcome::Fail(Kind::Closed),
-        _ => Outcome::Fail(Kind::Io),
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Phase {
-    Connecting,
-    Open,
-    /// `Connect`: between attempts, until `next_at`.
-    Waiting,
-    /// Given up on (a measuring connection that failed is not replaced).
-    Failed,
-}
-
-/// One measuring connection (for `Connect`, one slot that connects again
-/// and again). Every buffer it needs is allocated here, before the run.
-struct Conn {
-    stream: Option<TcpStream>,
-    phase: Phase,
-    /// Global index over all measuring connections.
-    id: usize,
-    /// Readiness not yet used up: set by an event, cleared when the socket
-    /// would block (edge-triggered: the next edge sets it again).
-    can_read: bool,
-    can_write: bool,
-    /// The server closed its side: read to the end, a short read is not a
-    /// drain then.
-    peer_closed: bool,
-    /// Listed to be driven again next turn.
-    again: bool,
-
-    // Request/response.
-    /// Requests sent or queued whose answers are not complete.
-    inflight: usize,
-    /// Requests queued and not yet fully written; the first has `sent_off`
-    /// bytes out.
-    queued: usize,
-    sent_off: usize,
-    /// Bytes of the oldest owed answer received and checked so far.
-    ans_off: usize,
-    /// Send (or intended send) times of the requests in flight, oldest at
-    /// `head` (`Stream`: of the chunks, by chunk index).
-    times: Box<[Instant]>,
-    head: usize,
-    /// Requests issued so far: the open-loop schedule's k.
-    issued: u64,
-    /// This connection's offset in the open-loop schedule.
-    phase_ns: u64,
-
-    // Stream.
-    /// One chunk: a pattern with the chunk's stamp in front.
-    out: Box<[u8]>,
-    /// Bytes written and bytes echoed back and checked.
-    sent: u64,
-    echoed: u64,
-
-    /// `Connect`: Waiting, when to start the next attempt; Connecting, when
-    /// to give up on this one.
-    next_at: Instant,
-    /// Answers completed in the timed window.
-    measured: u64,
-    /// Errors this connection (slot) has had.
-    errors: u64,
-}
-
-impl Conn {
-    fn new(plan: &Plan, id: usize, stream: Option<TcpStream>, phase: Phase) -> Conn {
-        let now = Instant::now();
-        let out = if plan.mode == Mode::Stream {
-            (0..plan.chunk)
-                .map(|i| ((i * 7 + id * 13 + 1) % 251) as u8)
-                .collect()
-        } else {
-            Box::default()
-        };
-        let phase_ns = plan.period_ns.map_or(0, |p| {
-            (u128::from(p) * id as u128 / plan.clients.max(1) as u128) as u64
-        });
-        Conn {
-            stream,
-            phase,
-            id,
-            can_read: false,
-            can_write: false,
-            peer_closed: false,
-            again: false,
-            inflight: 0,
-            queued: 0,
-            sent_off: 0,
-            ans_off: 0,
-            times: vec![now; plan.ring()].into_boxed_slice(),
-            head: 0,
-            issued: 0,
-            phase_ns,
-            out,
-            sent: 0,
-            echoed: 0,
-            next_at: now,
-            measured: 0,
-            errors: 0,
-        }
-    }
-
-    /// Queues one request sent (or intended) at `at`.
-    fn issue(&mut self, at: Instant) {
-        let slot = (self.head + self.inflight) % self.times.len();
-        self.times[slot] = at;
-        self.inflight += 1;
-        self.queued += 1;
-        self.issued += 1;
-    }
-
-    /// Open loop: when the next request is due.
-    fn due(&self, period_ns: u64, clock: &Clock) -> Instant {
-        let ns = self
-            .issued
-            .saturating_mul(period_ns)
-            .saturating_add(self.phase_ns);
-        clock
-            .start
-            .checked_add(Duration::from_nanos(ns))
-            .unwrap_or(clock.end)
-    }
-
-    /// Closes the socket (deregistering it first).
-    fn close(&mut self, registry: &Registry) {
-        if let Some(mut stream) = self.stream.take() {
-            let _ = registry.deregister(&mut stream);
-        }
-    }
-
-    /// The chunk stamp for chunk `index`.
-    fn stamp(&self, index: u64) -> [u8; STAMP] {
-        (index ^ ((self.id as u64) << 40)).to_le_bytes()
+        io::ErrorKind::BrokenPipe => Outcome::Fail(ErrorKind::Closed),
+        _ => Outcome::Fail(ErrorKind::Io),
     }
 }
 
@@ -865,139 +661,39 @@ struct ThreadReport {
 
 /// One load thread, start to end (see the module docs).
 fn load_thread(plan: &Plan, first: usize, count: usize, gate: &Gate) -> io::Result<ThreadReport> {
-    let mut arrival = Arrival { gate, done: false };
-    let mut poll = Poll::new()?;
-    let histogram = new_histogram(plan.hist_high)?;
-    let mut errors = Errors::default();
-    if let Some(ftp) = &plan.ftp {
-        let clients = (0..count)
-            .map(|k| FtpClient::new(plan, first + k))
-            .collect();
-        let Some(clock) = arrival.arrive() else {
-            return Err(io::Error::other("the load never started"));
-        };
-        let worker = FtpWorker {
+    let now = Instant::now();
+    let ids = first..first + count;
+    match &plan.shape {
+        Shape::Echo(s) => run_clients(plan, gate, first, ids.map(|_| EchoClient::new(s, now))),
+        Shape::Stream(s) => run_clients(
             plan,
-            ftp,
-            clock,
-            poll,
-            tally: Tally {
-                clock,
-                histogram,
-                requests: 0,
-                bytes: 0,
-                errors,
-                unflushed: 0,
-            },
-            next_scan: clock.start,
-            again: Vec::with_capacity(count),
-            again_work: Vec::with_capacity(count),
-        };
-        return worker.run(clients);
+            gate,
+            first,
+            ids.map(|id| StreamClient::new(s, id, now)),
+        ),
+        Shape::Ftp(s) => run_clients(plan, gate, first, ids.map(|_| FtpClient::new(s, now))),
+        Shape::Http(s) => run_clients(plan, gate, first, ids.map(|_| HttpClient::new(s, now))),
     }
-    let conns = if plan.mode == Mode::Connect {
-        (0..count)
-            .map(|k| Conn::new(plan, first + k, None, Phase::Waiting))
-            .collect()
-    } else {
-        connect_all(&mut poll, plan, first, count, &mut errors)?
-    };
+}
+
+/// Steps 1 to 4 of the module docs for one thread's `clients`.
+fn run_clients<C: LoadClient>(
+    plan: &Plan,
+    gate: &Gate,
+    first: usize,
+    clients: impl Iterator<Item = C>,
+) -> io::Result<ThreadReport> {
+    let mut arrival = Arrival { gate, done: false };
+    let mut worker = Worker::new(plan)?;
+    let mut slots: Vec<Slot<C>> = clients
+        .enumerate()
+        .map(|(k, client)| Slot::new(client, plan, first + k))
+        .collect();
+    worker.set_up(&mut slots)?;
     let Some(clock) = arrival.arrive() else {
         return Err(io::Error::other("the load never started"));
     };
-    let worker = Worker {
-        plan,
-        clock,
-        poll,
-        scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-        tally: Tally {
-            clock,
-            histogram,
-            requests: 0,
-            bytes: 0,
-            errors,
-            unflushed: 0,
-        },
-        soonest: clock.start,
-        again: Vec::with_capacity(count),
-        again_work: Vec::with_capacity(count),
-    };
-    worker.run(conns)
-}
-
-/// Connects a thread's measuring connections, all at once, within
-/// [`CONNECT_TIMEOUT`]; failures are counted and left `Failed`.
-fn connect_all(
-    poll: &mut Poll,
-    plan: &Plan,
-    first: usize,
-    count: usize,
-    errors: &mut Errors,
-) -> io::Result<Vec<Conn>> {
-    let mut conns = Vec::with_capacity(count);
-    let mut pending = 0;
-    for k in 0..count {
-        let attempt = open(plan.addr).and_then(|mut s| {
-            poll.registry()
-                .register(&mut s, Token(k), Interest::READABLE | Interest::WRITABLE)?;
-            Ok(s)
-        });
-        let conn = match attempt {
-            Ok(s) => {
-                pending += 1;
-                Conn::new(plan, first + k, Some(s), Phase::Connecting)
-            }
-            Err(_) => {
-                errors.connect += 1;
-                Conn::new(plan, first + k, None, Phase::Failed)
-            }
-        };
-        conns.push(conn);
-    }
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
-    let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    while pending > 0 {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        if let Err(e) = poll.poll(&mut events, Some((deadline - now).min(POLL_TICK))) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        for event in events.iter() {
-            let Some(c) = conns.get_mut(event.token().0) else {
-                continue;
-            };
-            if c.phase != Phase::Connecting {
-                continue;
-            }
-            match c.stream.as_ref().and_then(established) {
-                None => continue,
-                Some(true) => {
-                    c.phase = Phase::Open;
-                    // Whatever readiness the handshake's edge carried is
-                    // found out by trying.
-                    c.can_read = true;
-                    c.can_write = true;
-                }
-                Some(false) => {
-                    errors.connect += 1;
-                    c.close(poll.registry());
-                    c.phase = Phase::Failed;
-                }
-            }
-            pending -= 1;
-        }
-    }
-    for c in conns.iter_mut().filter(|c| c.phase == Phase::Connecting) {
-        errors.connect += 1;
-        c.close(poll.registry());
-        c.phase = Phase::Failed;
-    }
-    Ok(conns)
+    worker.run(slots, clock)
 }
 
 /// A load thread's counts.
@@ -1024,800 +720,69 @@ impl Tally {
         }
     }
 
-    fn received(&mut self, n: usize, now: Instant) {
-        if self.clock.timed(now) {
+    /// Payload bytes; whether they fell in the timed window.
+    fn received(&mut self, n: usize, now: Instant) -> bool {
+        let timed = self.clock.timed(now);
+        if timed {
             self.bytes += n as u64;
         }
+        timed
     }
 
-    fn count(&mut self, kind: Kind) {
+    fn count(&mut self, kind: ErrorKind) {
         match kind {
-            Kind::Connect => self.errors.connect += 1,
-            Kind::Mismatch => self.errors.mismatch += 1,
-            Kind::Closed => self.errors.closed += 1,
-            Kind::Io => self.errors.io += 1,
-            Kind::Stalled => self.errors.stalled += 1,
+            ErrorKind::Connect => self.errors.connect += 1,
+            ErrorKind::Mismatch => self.errors.mismatch += 1,
+            ErrorKind::Closed => self.errors.closed += 1,
+            ErrorKind::Io => self.errors.io += 1,
+            ErrorKind::Stalled => self.errors.stalled += 1,
         }
     }
 }
 
-/// What driving a connection came to.
-enum Step {
-    /// It would block; the next event moves it on.
-    Wait,
-    /// It spent its rounds; drive it again next turn.
-    Again,
-    /// `Connect`: the answer is complete.
-    Done,
-    Fail(Kind),
+/// One of a client's connections, as the loop holds it.
+#[derive(Default)]
+struct LinkState {
+    stream: Option<TcpStream>,
+    /// The handshake is under way: when to give up on it.
+    connecting: Option<Instant>,
+    /// Readiness not yet used up: set by an event, cleared when the socket
+    /// would block (edge-triggered: the next edge sets it again).
+    can_read: bool,
+    can_write: bool,
+    /// The server's FIN has been seen: a short read is then the end.
+    peer_closed: bool,
+    /// The end of stream was handed to the client: nothing more to read.
+    ended: bool,
+    /// A byte has been read: an error now is not a failed connect.
+    heard: bool,
+    /// Bumped at every open, so that a link closed and opened again inside
+    /// one client call is not taken for the one before.
+    generation: u32,
 }
 
-/// A load thread after the gate.
-struct Worker<'a> {
-    plan: &'a Plan,
-    clock: Clock,
-    poll: Poll,
-    scratch: Box<[u8]>,
-    tally: Tally,
-    /// No connection has anything due before this (open-loop sends,
-    /// `Connect` attempts and timeouts): `service` skips its scan until then.
-    /// Lowered whenever a connection gets an earlier deadline.
-    soonest: Instant,
-    /// Connections to drive again next turn, and the list being worked
-    /// through (two, swapped, so neither reallocates).
-    again: Vec<usize>,
-    again_work: Vec<usize>,
-}
-
-impl Worker<'_> {
-    fn run(mut self, mut conns: Vec<Conn>) -> io::Result<ThreadReport> {
-        let plan = self.plan;
-        let clock = self.clock;
-        let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        let mut timer = Timer::new(self.poll.registry())?;
-        let scheduled = plan.mode == Mode::Connect || plan.period_ns.is_some();
-
-        // Closed loop: fill every pipeline now; each answer then sends the
-        // next request. (Open loop and `Connect` start from `service`.)
-        if !scheduled {
-            let now = Instant::now();
-            for (i, c) in conns.iter_mut().enumerate() {
-                if c.phase == Phase::Open {
-                    self.refill(c, now);
-                    self.drive(i, c);
-                }
-            }
-        }
-
-        let mut cpu_start = None;
-        loop {
-            let now = Instant::now();
-            if cpu_start.is_none() && now >= clock.measure_from {
-                cpu_start = Some(thread_cpu());
-            }
-            if now >= clock.end || ABORT.load(std::sync::atomic::Ordering::Relaxed) {
-                break;
-            }
-            let mut wake = if cpu_start.is_some() {
-                clock.end
-            } else {
-                clock.measure_from
-            };
-            if scheduled {
-                if let Some(at) = self.service(&mut conns, now) {
-                    wake = wake.min(at);
-                }
-            }
-            let timeout = timer.wait_until(wake, !self.again.is_empty());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            for event in events.iter() {
-                if event.token() == TIMER {
-                    continue;
-                }
-                let i = event.token().0;
-                if let Some(c) = conns.get_mut(i) {
-                    note_readiness(c, event);
-                    self.drive(i, c);
-                }
-            }
-            let mut work = mem::take(&mut self.again_work);
-            mem::swap(&mut work, &mut self.again);
-            for &i in &work {
-                if let Some(c) = conns.get_mut(i) {
-                    c.again = false;
-                    self.drive(i, c);
-                }
-            }
-            work.clear();
-            self.again_work = work;
-            if self.tally.unflushed > 0 {
-                if let Some(progress) = &plan.progress {
-                    progress.fetch_add(self.tally.unflushed, Ordering::Relaxed);
-                }
-                self.tally.unflushed = 0;
-            }
-        }
-        let cpu_seconds = cpu_start.map_or(0.0, |start| (thread_cpu() - start).max(0.0));
-
-        // Stalled: owed an answer, not failed, and got none in the window.
-        // (In open loop a connection may have had nothing due; it owes
-        // nothing then and is not counted.)
-        let stalled = conns
-            .iter()
-            .filter(|c| {
-                c.measured == 0
-                    && match plan.mode {
-                        Mode::Rr => c.phase == Phase::Open && c.inflight > 0,
-                        Mode::Stream => c.phase == Phase::Open && c.sent > c.echoed,
-                        Mode::Connect => {
-                            c.errors == 0 && matches!(c.phase, Phase::Connecting | Phase::Open)
-                        }
-                        // FTP runs on its own worker.
-                        Mode::Ftp => false,
-                    }
-            })
-            .count() as u64;
-        Ok(ThreadReport {
-            histogram: self.tally.histogram,
-            requests: self.tally.requests,
-            bytes: self.tally.bytes,
-            errors: self.tally.errors,
-            stalled,
-            cpu_seconds,
-        })
-    }
-
-    /// Starts what is due (open-loop requests, `Connect` attempts), times
-    /// out connects, and returns the next time something will be due.
-    fn service(&mut self, conns: &mut [Conn], now: Instant) -> Option<Instant> {
-        if now < self.soonest {
-            return Some(self.soonest);
-        }
-        // Anything the scan makes due is found by the scan itself.
-        self.soonest = self.clock.end;
-        let plan = self.plan;
-        let mut next: Option<Instant> = None;
-        for (i, c) in conns.iter_mut().enumerate() {
-            let wake = match (plan.mode, c.phase) {
-                (Mode::Rr, Phase::Open) => {
-                    let before = c.issued;
-                    self.refill(c, now);
-                    if c.issued != before {
-                        self.drive(i, c);
-                    }
-                    match plan.period_ns {
-                        Some(p) if c.phase == Phase::Open && c.inflight < plan.depth => {
-                            Some(c.due(p, &self.clock))
-                        }
-                        _ => None,
-                    }
-                }
-                (Mode::Connect, Phase::Waiting) => {
-                    let (at, sent) = match plan.period_ns {
-                        Some(p) => {
-                            let due = c.due(p, &self.clock);
-                            (due.max(c.next_at), due)
-                        }
-                        None => (c.next_at, now),
-                    };
-                    if at <= now {
-                        self.start_attempt(i, c, now, sent);
-                    }
-                    Some(c.next_at.max(at))
-                }
-                (Mode::Connect, Phase::Connecting) => {
-                    if now >= c.next_at {
-                        self.fail(c, Kind::Connect, now);
-                    }
-                    Some(c.next_at)
-                }
-                _ => None,
-            };
-            if let Some(w) = wake {
-                next = Some(next.map_or(w, |n| n.min(w)));
-            }
-        }
-        if let Some(n) = next {
-            self.wake_by(n);
-        }
-        Some(self.soonest)
-    }
-
-    /// Something is due at `at`: make sure `service` looks by then.
-    fn wake_by(&mut self, at: Instant) {
-        self.soonest = self.soonest.min(at);
-    }
-
-    /// `Connect`: opens the slot's next connection for a request sent (or
-    /// intended) at `sent`; latency then includes the handshake.
-    fn start_attempt(&mut self, i: usize, c: &mut Conn, now: Instant, sent: Instant) {
-        c.inflight = 0;
-        c.queued = 0;
-        c.sent_off = 0;
-        c.ans_off = 0;
-        c.head = 0;
-        c.peer_closed = false;
-        c.issue(sent);
-        let attempt = open(self.plan.addr).and_then(|mut s| {
-            self.poll.registry().register(
-                &mut s,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(s)
-        });
-        match attempt {
-            Ok(s) => {
-                c.stream = Some(s);
-                c.phase = Phase::Connecting;
-                c.next_at = now + ATTEMPT_TIMEOUT;
-                self.wake_by(c.next_at);
-            }
-            Err(_) => self.fail(c, Kind::Connect, now),
-        }
-    }
-
-    /// Issues the requests a connection may send now: closed loop, enough
-    /// to fill its pipeline; open loop, those due while a slot is free,
-    /// stamped with their intended times.
-    fn refill(&mut self, c: &mut Conn, now: Instant) {
-        if self.plan.mode != Mode::Rr {
-            return;
-        }
-        match self.plan.period_ns {
-            None => {
-                while c.inflight < self.plan.depth {
-                    c.issue(now);
-                }
-            }
-            Some(p) => {
-                while c.inflight < self.plan.depth {
-                    let due = c.due(p, &self.clock);
-                    if due > now {
-                        self.wake_by(due);
-                        break;
-                    }
-                    c.issue(due);
-                }
-            }
-        }
-    }
-
-    /// Moves connection `i` forward until it would block.
-    fn drive(&mut self, i: usize, c: &mut Conn) {
-        if c.phase == Phase::Connecting {
-            match c.stream.as_ref().and_then(established) {
-                None => return,
-                Some(false) => {
-                    self.fail(c, Kind::Connect, Instant::now());
-                    return;
-                }
-                Some(true) => {
-                    c.phase = Phase::Open;
-                    c.can_read = true;
-                    c.can_write = true;
-                }
-            }
-        }
-        if c.phase != Phase::Open {
-            return;
-        }
-        let Some(mut stream) = c.stream.take() else {
-            return;
-        };
-        let step = match self.plan.mode {
-            Mode::Stream => self.pump_stream(c, &mut stream),
-            Mode::Rr | Mode::Connect | Mode::Ftp => self.pump_rr(c, &mut stream),
-        };
-        c.stream = Some(stream);
-        match step {
-            Step::Wait => {}
-            Step::Again => {
-                if !c.again {
-                    c.again = true;
-                    self.again.push(i);
-                }
-            }
-            Step::Done => {
-                // The next attempt starts on the next turn's `service`.
-                c.close(self.poll.registry());
-                c.phase = Phase::Waiting;
-                c.next_at = Instant::now();
-                self.wake_by(c.next_at);
-            }
-            Step::Fail(kind) => self.fail(c, kind, Instant::now()),
-        }
-    }
-
-    /// Counts an error and stops using the connection: a measuring
-    /// connection is given up; a `Connect` slot tries again after a pause.
-    fn fail(&mut self, c: &mut Conn, kind: Kind, now: Instant) {
-        self.tally.count(kind);
-        c.errors += 1;
-        c.close(self.poll.registry());
-        if self.plan.mode == Mode::Connect {
-            c.phase = Phase::Waiting;
-            c.next_at = now + RETRY_BACKOFF;
-            self.wake_by(c.next_at);
-        } else {
-            c.phase = Phase::Failed;
-        }
-    }
-
-    /// Request/response: writes queued requests, reads and checks answers,
-    /// sends more as answers complete.
-    fn pump_rr(&mut self, c: &mut Conn, stream: &mut TcpStream) -> Step {
-        let plan = self.plan;
-        let len = plan.request_len;
-        for _ in 0..MAX_ROUNDS {
-            let mut moved = false;
-            if c.can_write && c.queued > 0 {
-                let pending = &plan.batch[c.sent_off..c.queued * len];
-                match stream.write(pending) {
-                    Ok(0) => return Step::Fail(Kind::Closed),
-                    Ok(n) => {
-                        moved = true;
-                        // A short write means the send buffer is full.
-                        c.can_write = n == pending.len();
-                        let done = c.sent_off + n;
-                        c.queued -= done / len;
-                        c.sent_off = done % len;
-                    }
-                    Err(e) => match classify(&e) {
-                        Outcome::Block => c.can_write = false,
-                        Outcome::Retry => moved = true,
-                        Outcome::Fail(kind) => return Step::Fail(kind),
-                    },
-                }
-            }
-            if c.can_read {
-                match stream.read(&mut self.scratch) {
-                    Ok(0) => return Step::Fail(Kind::Closed),
-                    Ok(n) => {
-                        moved = true;
-                        // A short read drained the socket (unless the peer
-                        // closed: then read on to the end of stream).
-                        c.can_read = n == self.scratch.len() || c.peer_closed;
-                        let now = Instant::now();
-                        if let Err(kind) =
-                            check_answers(c, &self.scratch[..n], &plan.answer, &mut self.tally, now)
-                        {
-                            return Step::Fail(kind);
-                        }
-                        self.tally.received(n, now);
-                        if plan.mode == Mode::Connect && c.inflight == 0 {
-                            return Step::Done;
-                        }
-                        self.refill(c, now);
-                    }
-                    Err(e) => match classify(&e) {
-                        Outcome::Block => c.can_read = false,
-                        Outcome::Retry => moved = true,
-                        Outcome::Fail(kind) => return Step::Fail(kind),
-                    },
-                }
-            }
-            if !moved {
-                return Step::Wait;
-            }
-        }
-        Step::Again
-    }
-
-    /// Stream: writes chunks while the window allows, reads and checks the
-    /// echo.
-    fn pump_stream(&mut self, c: &mut Conn, stream: &mut TcpStream) -> Step {
-        let chunk = self.plan.chunk;
-        let limit = (self.plan.window * chunk) as u64;
-        for _ in 0..MAX_ROUNDS {
-            let mut moved = false;
-            let unacked = c.sent - c.echoed;
-            if c.can_write && unacked < limit {
-                let off = (c.sent % chunk as u64) as usize;
-                if off == 0 {
-                    // A new chunk: the previous one is wholly in the kernel,
-                    // so its stamp may be overwritten.
-                    let index = c.sent / chunk as u64;
-                    let stamp = c.stamp(index);
-                    let k = STAMP.min(chunk);
-                    c.out[..k].copy_from_slice(&stamp[..k]);
-                    let slot = (index % c.times.len() as u64) as usize;
-                    c.times[slot] = Instant::now();
-                }
-                let room = (limit - unacked) as usize;
-                let end = chunk.min(off + room);
-                match stream.write(&c.out[off..end]) {
-                    Ok(0) => return Step::Fail(Kind::Closed),
-                    Ok(n) => {
-                        moved = true;
-                        c.can_write = n == end - off;
-                        c.sent += n as u64;
-                    }
-                    Err(e) => match classify(&e) {
-                        Outcome::Block => c.can_write = false,
-                        Outcome::Retry => moved = true,
-                        Outcome::Fail(kind) => return Step::Fail(kind),
-                    },
-                }
-            }
-            if c.can_read {
-                match stream.read(&mut self.scratch) {
-                    Ok(0) => return Step::Fail(Kind::Closed),
-                    Ok(n) => {
-                        moved = true;
-                        c.can_read = n == self.scratch.len() || c.peer_closed;
-                        let now = Instant::now();
-                        if let Err(kind) =
-                            check_stream(c, &self.scratch[..n], chunk, &mut self.tally, now)
-                        {
-                            return Step::Fail(kind);
-                        }
-                        self.tally.received(n, now);
-                    }
-                    Err(e) => match classify(&e) {
-                        Outcome::Block => c.can_read = false,
-                        Outcome::Retry => moved = true,
-                        Outcome::Fail(kind) => return Step::Fail(kind),
-                    },
-                }
-            }
-            if !moved {
-                return Step::Wait;
-            }
-        }
-        Step::Again
-    }
-}
-
-/// Records an event's readiness on its connection.
-fn note_readiness(c: &mut Conn, event: &Event) {
-    if event.is_readable() || event.is_read_closed() || event.is_error() {
-        c.can_read = true;
-    }
-    if event.is_writable() || event.is_write_closed() || event.is_error() {
-        c.can_write = true;
-    }
-    if event.is_read_closed() {
-        c.peer_closed = true;
-    }
-}
-
-/// Checks `data`, just read, against the answers owed, completing them in
-/// order. More bytes than owed, or any byte that differs, is a mismatch.
-fn check_answers(
-    c: &mut Conn,
-    data: &[u8],
-    answer: &[u8],
-    tally: &mut Tally,
-    now: Instant,
-) -> Result<(), Kind> {
-    let owed = c.inflight * answer.len() - c.ans_off;
-    if data.len() > owed {
-        return Err(Kind::Mismatch);
-    }
-    let mut rest = data;
-    while !rest.is_empty() {
-        let take = rest.len().min(answer.len() - c.ans_off);
-        if rest[..take] != answer[c.ans_off..c.ans_off + take] {
-            return Err(Kind::Mismatch);
-        }
-        rest = &rest[take..];
-        c.ans_off += take;
-        if c.ans_off == answer.len() {
-            c.ans_off = 0;
-            let sent = c.times[c.head];
-            c.head = (c.head + 1) % c.times.len();
-            c.inflight -= 1;
-            tally.answered(&mut c.measured, sent, now);
-        }
-    }
-    Ok(())
-}
-
-/// Checks echoed stream bytes against what was sent at their position: the
-/// chunk's stamp, then the connection's pattern.
-fn check_stream(
-    c: &mut Conn,
-    data: &[u8],
-    chunk: usize,
-    tally: &mut Tally,
-    now: Instant,
-) -> Result<(), Kind> {
-    if data.len() as u64 > c.sent - c.echoed {
-        return Err(Kind::Mismatch);
-    }
-    let stamped = STAMP.min(chunk);
-    let mut rest = data;
-    while !rest.is_empty() {
-        let index = c.echoed / chunk as u64;
-        let off = (c.echoed % chunk as u64) as usize;
-        let take = rest.len().min(chunk - off);
-        let piece = &rest[..take];
-        let mut k = 0;
-        if off < stamped {
-            let stamp = c.stamp(index);
-            k = (stamped - off).min(take);
-            if piece[..k] != stamp[off..off + k] {
-                return Err(Kind::Mismatch);
-            }
-        }
-        // Past the stamp, `out` holds the pattern every chunk shares.
-        if piece[k..] != c.out[off + k..off + take] {
-            return Err(Kind::Mismatch);
-        }
-        rest = &rest[take..];
-        c.echoed += take as u64;
-        if off + take == chunk {
-            let sent = c.times[(index % c.times.len() as u64) as usize];
-            tally.answered(&mut c.measured, sent, now);
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// FTP
-// ---------------------------------------------------------------------------
-
-/// FTP: the longest reply line kept (longer ones are cut: only a line's
-/// code and a 229's port are read).
-const FTP_LINE_MAX: usize = 512;
-
-/// FTP: a client that moves no byte for this long in the middle of a
-/// session is stuck: counted `stalled`, and started afresh.
-const FTP_STUCK_AFTER: Duration = Duration::from_secs(3);
-
-/// FTP: what the clients retrieve and how, prepared before the run.
-struct FtpPlan {
-    /// `FtpDownload` (log in once, retrieve again and again); else
-    /// `FtpSessions`.
-    download: bool,
-    /// The file's size.
-    size: u64,
-    /// The fixture pattern, long enough that the bytes expected for any
-    /// read (at most [`FTP_SCRATCH_SIZE`]) at any offset are one slice of it.
-    pattern: Vec<u8>,
-    /// `RETR file\r\n`.
-    retr: Vec<u8>,
-}
-
-/// [`scenario::fixture_pattern`], one period plus a read's worth.
-fn ftp_pattern() -> Vec<u8> {
-    let period = scenario::fixture_pattern();
-    period
-        .iter()
-        .cycle()
-        .take(period.len() + FTP_SCRATCH_SIZE)
-        .copied()
-        .collect()
-}
-
-/// The fixture's bytes expected at `offset`, `len` (at most
-/// [`FTP_SCRATCH_SIZE`]) of them.
-fn ftp_expected(pattern: &[u8], offset: u64, len: usize) -> &[u8] {
-    let at = (offset % scenario::FIXTURE_PERIOD as u64) as usize;
-    &pattern[at..at + len]
-}
-
-/// An FTP command the clients send.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Cmd {
-    User,
-    Pass,
-    Type,
-    Epsv,
-    Retr,
-    Quit,
-}
-
-impl Cmd {
-    fn bytes(self, ftp: &FtpPlan) -> &[u8] {
-        match self {
-            Cmd::User => b"USER anonymous\r\n",
-            Cmd::Pass => b"PASS bench@\r\n",
-            Cmd::Type => b"TYPE I\r\n",
-            Cmd::Epsv => b"EPSV\r\n",
-            Cmd::Retr => &ftp.retr,
-            Cmd::Quit => b"QUIT\r\n",
-        }
-    }
-}
-
-/// FTP replies, parsed as their bytes arrive: a reply is one line
-/// `NNN text`, or several, `NNN-text` ... `NNN text`. One line is kept (the
-/// last complete reply's last line, until more bytes come).
-struct Replies {
-    line: Box<[u8]>,
-    len: usize,
-    /// The kept line is complete: the next byte starts a new one.
-    complete: bool,
-    /// Inside a multi-line reply: its code.
-    multi: Option<[u8; 3]>,
-}
-
-impl Replies {
-    fn new() -> Replies {
-        Replies {
-            line: vec![0; FTP_LINE_MAX].into_boxed_slice(),
-            len: 0,
-            complete: false,
-            multi: None,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.len = 0;
-        self.complete = false;
-        self.multi = None;
-    }
-
-    /// The last complete reply's last line, without its line end.
-    fn line(&self) -> &[u8] {
-        let line = &self.line[..self.len];
-        line.strip_suffix(b"\r").unwrap_or(line)
-    }
-
-    /// Consumes `data` from `*pos` to the end of the next complete reply and
-    /// returns its code; `None` when the data ends first. `Err` when the
-    /// bytes are not FTP replies.
-    fn next(&mut self, data: &[u8], pos: &mut usize) -> Result<Option<u16>, ()> {
-        while *pos < data.len() {
-            if self.complete {
-                self.len = 0;
-                self.complete = false;
-            }
-            let rest = &data[*pos..];
-            let (piece, eol) = match rest.iter().position(|&b| b == b'\n') {
-                Some(k) => (&rest[..k], true),
-                None => (rest, false),
-            };
-            *pos += piece.len() + usize::from(eol);
-            let take = piece.len().min(FTP_LINE_MAX - self.len);
-            self.line[self.len..self.len + take].copy_from_slice(&piece[..take]);
-            self.len += take;
-            if !eol {
-                return Ok(None);
-            }
-            self.complete = true;
-            let line = self.line();
-            let code = match line.get(..3) {
-                Some(c) if c.iter().all(u8::is_ascii_digit) => [c[0], c[1], c[2]],
-                // Free text inside a multi-line reply.
-                _ if self.multi.is_some() => continue,
-                _ => return Err(()),
-            };
-            let sep = line.get(3).copied();
-            let value = code.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
-            match self.multi {
-                Some(open) if open == code && sep != Some(b'-') => {
-                    self.multi = None;
-                    return Ok(Some(value));
-                }
-                Some(_) => {}
-                None => match sep {
-                    Some(b'-') => self.multi = Some(code),
-                    Some(b' ') | None => return Ok(Some(value)),
-                    Some(_) => return Err(()),
-                },
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// The port of a 229 reply: `... (|||PORT|)`, any delimiter (RFC 2428).
-fn epsv_port(line: &[u8]) -> Option<u16> {
-    let open = line.iter().position(|&b| b == b'(')?;
-    let rest = &line[open + 1..];
-    let d = *rest.first()?;
-    if rest.get(1..3)? != [d, d] {
-        return None;
-    }
-    let digits = &rest[3..];
-    let end = digits.iter().position(|&b| b == d)?;
-    std::str::from_utf8(&digits[..end])
-        .ok()?
-        .parse()
-        .ok()
-        .filter(|&p| p != 0)
-}
-
-/// Where an FTP client is in its dialogue: the reply it waits for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum FtpStep {
-    /// No connection; the next session starts at `next_at`.
-    Waiting,
-    /// The control connection's handshake.
-    Connecting,
-    /// 220.
-    Greeting,
-    /// 331.
-    User,
-    /// 230.
-    Pass,
-    /// 200.
-    Type,
-    /// 229.
-    Epsv,
-    /// The data connection's handshake (`RETR` goes once it is up).
-    DataConnecting,
-    /// 150 (or 125), then 226; and the data to its end.
-    Retr,
-    /// 221.
-    Quit,
-    /// The session is over (221): waiting for the server to close.
-    Closing,
-}
-
-/// One FTP client: a control connection and, during a transfer, a data
-/// connection (tokens `2i` and `2i + 1`). Its buffers are allocated here,
-/// before the run.
-struct FtpClient {
-    ctrl: Option<TcpStream>,
-    data: Option<TcpStream>,
-    step: FtpStep,
-    /// Readiness not yet used up (see [`Conn`]).
-    ctrl_read: bool,
-    ctrl_write: bool,
-    ctrl_closed: bool,
-    data_read: bool,
-    data_closed: bool,
-    /// The data connection has had a readiness edge: its connect is over.
-    data_seen: bool,
-    /// The command being written, and how much of it is out.
-    out: Option<Cmd>,
-    out_off: usize,
-    replies: Replies,
-    /// The transfer: the preliminary reply came, the 226 came, the data
-    /// ended (all three complete it, in any order); data bytes so far.
-    prelim: bool,
-    finished: bool,
-    data_done: bool,
-    got: u64,
-    /// When the session (download: the transfer) started, or was due to.
-    started: Instant,
-    /// Waiting: when to start; connecting: when to give up.
-    next_at: Instant,
-    /// The last time a byte moved (for [`FTP_STUCK_AFTER`]).
-    moved_at: Instant,
-    /// Open loop: sessions started, and this client's offset.
+/// One client and what the loop keeps for it.
+struct Slot<C> {
+    client: C,
+    links: [LinkState; LINKS],
+    /// Permits given so far: the open-loop schedule's k.
     issued: u64,
+    /// This client's offset in the open-loop schedule.
     phase_ns: u64,
-    /// Sessions or downloads completed, and data bytes, in the window.
+    /// Answers completed, and payload bytes received, in the timed window.
     measured: u64,
     window_bytes: u64,
+    /// Errors this client has had.
     errors: u64,
+    /// Listed to be driven again next turn.
     again: bool,
 }
 
-impl FtpClient {
-    fn new(plan: &Plan, id: usize) -> FtpClient {
-        let now = Instant::now();
-        FtpClient {
-            ctrl: None,
-            data: None,
-            step: FtpStep::Waiting,
-            ctrl_read: false,
-            ctrl_write: false,
-            ctrl_closed: false,
-            data_read: false,
-            data_closed: false,
-            data_seen: false,
-            out: None,
-            out_off: 0,
-            replies: Replies::new(),
-            prelim: false,
-            finished: false,
-            data_done: false,
-            got: 0,
-            started: now,
-            next_at: now,
-            moved_at: now,
+impl<C> Slot<C> {
+    fn new(client: C, plan: &Plan, id: usize) -> Slot<C> {
+        Slot {
+            client,
+            links: Default::default(),
             issued: 0,
             phase_ns: plan.period_ns.map_or(0, |p| {
                 (u128::from(p) * id as u128 / plan.clients.max(1) as u128) as u64
@@ -1829,7 +794,7 @@ impl FtpClient {
         }
     }
 
-    /// Open loop: when the next session is due.
+    /// Open loop: when the next permit is due.
     fn due(&self, period_ns: u64, clock: &Clock) -> Instant {
         let ns = self
             .issued
@@ -1840,43 +805,527 @@ impl FtpClient {
             .checked_add(Duration::from_nanos(ns))
             .unwrap_or(clock.end)
     }
-
-    // Closing a socket takes it out of the epoll set (no descriptor is
-    // duplicated here), so sockets are dropped without an EPOLL_CTL_DEL.
-    fn close_data(&mut self) {
-        if let Some(s) = self.data.take() {
-            // The server closed first (the end of the data): a reset now
-            // spares it a TIME_WAIT that would hold its passive port for a
-            // minute. Thousands of sessions a second from one address would
-            // otherwise run loopback out of ports in seconds.
-            if self.data_done {
-                abort_on_close(&s);
-            }
-        }
-        self.data_read = false;
-        self.data_closed = false;
-        self.data_seen = false;
-    }
-
-    fn close(&mut self) {
-        self.ctrl = None;
-        self.close_data();
-        self.ctrl_read = false;
-        self.ctrl_write = false;
-        self.ctrl_closed = false;
-        self.out = None;
-        self.out_off = 0;
-    }
-
-    /// A new transfer: nothing of it has come yet.
-    fn new_transfer(&mut self) {
-        self.prelim = false;
-        self.finished = false;
-        self.data_done = false;
-        self.got = 0;
-    }
 }
 
+/// The client and link a token names.
+fn split_token(token: Token) -> (usize, Link) {
+    let link = if token.0.is_multiple_of(LINKS) {
+        Link::Main
+    } else {
+        Link::Side
+    };
+    (token.0 / LINKS, link)
+}
+
+/// A load thread's loop: owns the sockets, runs the clients.
+struct Worker<'a> {
+    plan: &'a Plan,
+    /// The shared clock (before the gate: an empty window).
+    clock: Clock,
+    /// Past the gate: permits are given.
+    running: bool,
+    poll: Poll,
+    scratch: Box<[u8]>,
+    tally: Tally,
+    /// What the client being served asks; and the batch being carried out
+    /// (two, swapped, so neither reallocates).
+    fx: Effects,
+    fx_work: Vec<Effect>,
+    /// Handshakes under way.
+    connecting: usize,
+    /// No client has anything due before this (timeouts, handshake limits,
+    /// open-loop permits): `service` is skipped until then. Lowered
+    /// whenever something gets an earlier deadline.
+    soonest: Instant,
+    /// Clients to drive again next turn, and the list being worked through
+    /// (two, swapped, so neither reallocates).
+    again: Vec<usize>,
+    again_work: Vec<usize>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(plan: &'a Plan) -> io::Result<Worker<'a>> {
+        let now = Instant::now();
+        let empty = Clock {
+            start: now,
+            measure_from: now,
+            end: now,
+        };
+        Ok(Worker {
+            plan,
+            clock: empty,
+            running: false,
+            poll: Poll::new()?,
+            scratch: vec![0; READ_MAX].into_boxed_slice(),
+            tally: Tally {
+                clock: empty,
+                histogram: new_histogram(plan.hist_high)?,
+                requests: 0,
+                bytes: 0,
+                errors: Errors::default(),
+                unflushed: 0,
+            },
+            fx: Effects::new(),
+            fx_work: Vec::with_capacity(64),
+            connecting: 0,
+            soonest: now,
+            again: Vec::new(),
+            again_work: Vec::new(),
+        })
+    }
+
+    /// Step 1: the clients open their long-lived connections, and the
+    /// handshakes finish (or fail) within [`CONNECT_TIMEOUT`].
+    fn set_up<C: LoadClient>(&mut self, slots: &mut [Slot<C>]) -> io::Result<()> {
+        self.again = Vec::with_capacity(slots.len());
+        self.again_work = Vec::with_capacity(slots.len());
+        let now = Instant::now();
+        for (i, s) in slots.iter_mut().enumerate() {
+            s.client.handle_start(now, &mut self.fx);
+            self.settle(i, s, now);
+        }
+        let deadline = now + CONNECT_TIMEOUT;
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        while self.connecting > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some((deadline - now).min(POLL_TICK)))
+            {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                let (i, link) = split_token(event.token());
+                if let Some(s) = slots.get_mut(i) {
+                    self.on_event(i, s, link, event);
+                }
+            }
+        }
+        let now = Instant::now();
+        for (i, s) in slots.iter_mut().enumerate() {
+            for link in Link::ALL {
+                if s.links[link.index()].connecting.is_some() {
+                    self.fail(i, s, link, ErrorKind::Connect, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps 3 and 4: the loop, from the gate to the clock's end.
+    fn run<C: LoadClient>(
+        mut self,
+        mut slots: Vec<Slot<C>>,
+        clock: Clock,
+    ) -> io::Result<ThreadReport> {
+        self.clock = clock;
+        self.tally.clock = clock;
+        self.running = true;
+        self.soonest = clock.end;
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut timer = Timer::new(self.poll.registry())?;
+
+        // Closed loop: every client takes its permits now (each answer then
+        // brings the next); open loop: the first are scheduled.
+        let now = Instant::now();
+        for (i, s) in slots.iter_mut().enumerate() {
+            self.settle(i, s, now);
+            self.drive(i, s);
+        }
+
+        let mut cpu_start = None;
+        loop {
+            let now = Instant::now();
+            if cpu_start.is_none() && now >= clock.measure_from {
+                cpu_start = Some(thread_cpu());
+            }
+            if now >= clock.end || ABORT.load(Ordering::Relaxed) {
+                break;
+            }
+            if now >= self.soonest {
+                self.service(&mut slots, now);
+            }
+            let mut wake = if cpu_start.is_some() {
+                clock.end
+            } else {
+                clock.measure_from
+            };
+            wake = wake.min(self.soonest);
+            let timeout = timer.wait_until(wake, !self.again.is_empty());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                if event.token() == TIMER {
+                    continue;
+                }
+                let (i, link) = split_token(event.token());
+                if let Some(s) = slots.get_mut(i) {
+                    self.on_event(i, s, link, event);
+                    self.drive(i, s);
+                }
+            }
+            let mut work = mem::take(&mut self.again_work);
+            mem::swap(&mut work, &mut self.again);
+            for &i in &work {
+                if let Some(s) = slots.get_mut(i) {
+                    s.again = false;
+                    self.drive(i, s);
+                }
+            }
+            work.clear();
+            self.again_work = work;
+            if self.tally.unflushed > 0 {
+                if let Some(progress) = &self.plan.progress {
+                    progress.fetch_add(self.tally.unflushed, Ordering::Relaxed);
+                }
+                self.tally.unflushed = 0;
+            }
+        }
+        let cpu_seconds = cpu_start.map_or(0.0, |start| (thread_cpu() - start).max(0.0));
+
+        // Stalled: owed an answer, had no error, and got nothing at all in
+        // the window. (In open loop a client may have had nothing due; it
+        // owes nothing then and is not counted.)
+        let stalled = slots
+            .iter()
+            .filter(|s| {
+                s.measured == 0 && s.window_bytes == 0 && s.errors == 0 && s.client.owes_answer()
+            })
+            .count() as u64;
+        // Closing a socket takes it out of the epoll set (no descriptor is
+        // duplicated here).
+        drop(slots);
+        Ok(ThreadReport {
+            histogram: self.tally.histogram,
+            requests: self.tally.requests,
+            bytes: self.tally.bytes,
+            errors: self.tally.errors,
+            stalled,
+            cpu_seconds,
+        })
+    }
+
+    /// Something is due at `at`: make sure `service` looks by then.
+    fn wake_by(&mut self, at: Instant) {
+        self.soonest = self.soonest.min(at);
+    }
+
+    /// At the nearest deadline: fails the handshakes that took too long,
+    /// gives the clients whose timeout has come their `handle_timeout`,
+    /// grants the open-loop permits due, and finds the next deadline.
+    fn service<C: LoadClient>(&mut self, slots: &mut [Slot<C>], now: Instant) {
+        // Anything the scan makes due is found by the scan itself.
+        self.soonest = self.clock.end;
+        for (i, s) in slots.iter_mut().enumerate() {
+            for link in Link::ALL {
+                match s.links[link.index()].connecting {
+                    Some(limit) if now >= limit => self.fail(i, s, link, ErrorKind::Connect, now),
+                    Some(limit) => self.wake_by(limit),
+                    None => {}
+                }
+            }
+            if s.client.poll_timeout().is_some_and(|t| t <= now) {
+                s.client.handle_timeout(now, &mut self.fx);
+            }
+            self.settle(i, s, now);
+            self.drive(i, s);
+        }
+    }
+
+    /// Records an event's readiness on its link; a first edge ends the
+    /// handshake.
+    fn on_event<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>, link: Link, event: &Event) {
+        let l = &mut s.links[link.index()];
+        if l.stream.is_none() {
+            // Closed since the event was queued.
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            l.can_read = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            l.can_write = true;
+        }
+        if event.is_read_closed() {
+            l.peer_closed = true;
+        }
+        if l.connecting.take().is_some() {
+            self.connecting -= 1;
+            let now = Instant::now();
+            s.client.handle_connected(link, now, &mut self.fx);
+            self.settle(i, s, now);
+        }
+    }
+
+    /// Carries out what the client asked, then grants the permits due
+    /// (past the gate), until the client asks nothing more; notes its next
+    /// deadline.
+    fn settle<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>, now: Instant) {
+        loop {
+            self.apply(i, s, now);
+            if !self.running || !s.client.wants_permit() {
+                break;
+            }
+            let sent = match self.plan.period_ns {
+                None => now,
+                Some(p) => {
+                    let due = s.due(p, &self.clock);
+                    if due > now {
+                        self.wake_by(due);
+                        break;
+                    }
+                    due
+                }
+            };
+            s.issued += 1;
+            s.client.handle_permit(sent, now, &mut self.fx);
+        }
+        if let Some(t) = s.client.poll_timeout() {
+            self.wake_by(t);
+        }
+    }
+
+    /// Carries out the pending effects, in order (and those that the
+    /// client's answers to them push).
+    fn apply<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>, now: Instant) {
+        while !self.fx.is_empty() {
+            let mut work = mem::take(&mut self.fx_work);
+            self.fx.take_into(&mut work);
+            for effect in work.drain(..) {
+                match effect {
+                    Effect::Answered { sent } => self.tally.answered(&mut s.measured, sent, now),
+                    Effect::Received(n) => {
+                        if self.tally.received(n, now) {
+                            s.window_bytes += n as u64;
+                        }
+                    }
+                    Effect::Failed(kind) => {
+                        self.tally.count(kind);
+                        s.errors += 1;
+                    }
+                    Effect::Open {
+                        link,
+                        port,
+                        nodelay,
+                    } => self.open_link(i, s, link, port, nodelay, now),
+                    Effect::Close { link, reset } => self.close_link(s, link, reset),
+                }
+            }
+            self.fx_work = work;
+        }
+    }
+
+    /// Starts a non-blocking connect for `link` (TCP_NODELAY, if asked, set
+    /// before the handshake ends, which Linux allows).
+    fn open_link<C: LoadClient>(
+        &mut self,
+        i: usize,
+        s: &mut Slot<C>,
+        link: Link,
+        port: Option<u16>,
+        nodelay: bool,
+        now: Instant,
+    ) {
+        self.close_link(s, link, false);
+        let addr = port.map_or(self.plan.addr, |p| SocketAddr::new(self.plan.addr.ip(), p));
+        let token = Token(i * LINKS + link.index());
+        let attempt = TcpStream::connect(addr).and_then(|mut stream| {
+            if nodelay {
+                stream.set_nodelay(true)?;
+            }
+            self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        match attempt {
+            Ok(stream) => {
+                let limit = now
+                    + if self.running {
+                        ATTEMPT_TIMEOUT
+                    } else {
+                        CONNECT_TIMEOUT
+                    };
+                let l = &mut s.links[link.index()];
+                l.stream = Some(stream);
+                l.connecting = Some(limit);
+                l.generation = l.generation.wrapping_add(1);
+                self.connecting += 1;
+                self.wake_by(limit);
+            }
+            // A socket that cannot even be created (out of descriptors,
+            // ports) is a failed connect.
+            Err(_) => {
+                self.tally.count(ErrorKind::Connect);
+                s.errors += 1;
+                s.client
+                    .handle_failure(link, ErrorKind::Connect, now, &mut self.fx);
+            }
+        }
+    }
+
+    /// Closes `link` if it is open (with a reset, if asked).
+    fn close_link<C>(&mut self, s: &mut Slot<C>, link: Link, reset: bool) {
+        let l = &mut s.links[link.index()];
+        if let Some(stream) = l.stream.take() {
+            if reset {
+                abort_on_close(&stream);
+            }
+            if l.connecting.take().is_some() {
+                self.connecting -= 1;
+            }
+        }
+        let generation = l.generation;
+        *l = LinkState {
+            generation,
+            ..LinkState::default()
+        };
+    }
+
+    /// The loop saw `link` fail: close it, count `kind`, tell the client.
+    fn fail<C: LoadClient>(
+        &mut self,
+        i: usize,
+        s: &mut Slot<C>,
+        link: Link,
+        kind: ErrorKind,
+        now: Instant,
+    ) {
+        self.close_link(s, link, false);
+        self.tally.count(kind);
+        s.errors += 1;
+        s.client.handle_failure(link, kind, now, &mut self.fx);
+        self.settle(i, s, now);
+    }
+
+    /// Moves client `i` forward until it would block, or until it has had
+    /// [`MAX_ROUNDS`] (then it is driven again next turn).
+    fn drive<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>) {
+        for _ in 0..MAX_ROUNDS {
+            let mut moved = false;
+            for link in Link::ALL {
+                moved |= self.pump(i, s, link);
+            }
+            if !moved {
+                return;
+            }
+        }
+        if !s.again {
+            s.again = true;
+            self.again.push(i);
+        }
+    }
+
+    /// One write and one read on `link`; whether anything moved.
+    fn pump<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>, link: Link) -> bool {
+        let k = link.index();
+        if s.links[k].stream.is_none() || s.links[k].connecting.is_some() {
+            return false;
+        }
+        let mut moved = false;
+        if s.links[k].can_write {
+            let out = s.client.poll_output(link);
+            if !out.is_empty() {
+                let l = &mut s.links[k];
+                let Some(stream) = l.stream.as_mut() else {
+                    return moved;
+                };
+                let len = out.len();
+                match stream.write(out) {
+                    Ok(0) => {
+                        self.fail(i, s, link, ErrorKind::Closed, Instant::now());
+                        return true;
+                    }
+                    Ok(n) => {
+                        moved = true;
+                        // A short write means the send buffer is full.
+                        l.can_write = n == len;
+                        s.client.consume_output(link, n, Instant::now());
+                    }
+                    Err(e) => match classify(&e) {
+                        Outcome::Block => l.can_write = false,
+                        Outcome::Retry => moved = true,
+                        Outcome::Fail(kind) => {
+                            let kind = if !l.heard && refused(&e) {
+                                ErrorKind::Connect
+                            } else {
+                                kind
+                            };
+                            self.fail(i, s, link, kind, Instant::now());
+                            return true;
+                        }
+                    },
+                }
+            }
+        }
+        let l = &mut s.links[k];
+        if !l.can_read || l.ended {
+            return moved;
+        }
+        let Some(stream) = l.stream.as_mut() else {
+            return moved;
+        };
+        let generation = l.generation;
+        match stream.read(&mut self.scratch) {
+            Ok(0) => {
+                l.ended = true;
+                l.can_read = false;
+                let now = Instant::now();
+                s.client.handle_eof(link, now, &mut self.fx);
+                self.settle(i, s, now);
+                true
+            }
+            Ok(n) => {
+                l.heard = true;
+                // A short read drained the socket; if the FIN had come
+                // before it, nothing follows.
+                let drained = n < self.scratch.len();
+                let at_end = drained && l.peer_closed;
+                l.can_read = !drained;
+                let now = Instant::now();
+                s.client
+                    .handle_input(link, &self.scratch[..n], now, &mut self.fx);
+                self.settle(i, s, now);
+                let l = &mut s.links[k];
+                if at_end && l.stream.is_some() && l.generation == generation && !l.ended {
+                    l.ended = true;
+                    l.can_read = false;
+                    s.client.handle_eof(link, now, &mut self.fx);
+                    self.settle(i, s, now);
+                }
+                true
+            }
+            Err(e) => match classify(&e) {
+                Outcome::Block => {
+                    l.can_read = false;
+                    moved
+                }
+                Outcome::Retry => true,
+                Outcome::Fail(kind) => {
+                    let kind = if !l.heard && refused(&e) {
+                        ErrorKind::Connect
+                    } else {
+                        kind
+                    };
+                    self.fail(i, s, link, kind, Instant::now());
+                    true
+                }
+            },
+        }
+    }
+}
 /// Makes closing `stream` reset the connection (SO_LINGER 0): no
 /// TIME_WAIT on either side. Only for connections whose dialogue is over.
 fn abort_on_close(stream: &TcpStream) {
@@ -1893,472 +1342,6 @@ fn abort_on_close(stream: &TcpStream) {
             (&linger as *const libc::linger).cast(),
             mem::size_of::<libc::linger>() as libc::socklen_t,
         );
-    }
-}
-
-/// A load thread driving FTP clients.
-struct FtpWorker<'a> {
-    plan: &'a Plan,
-    ftp: &'a FtpPlan,
-    clock: Clock,
-    poll: Poll,
-    tally: Tally,
-    /// `service` looks at the clients again no later than this.
-    next_scan: Instant,
-    again: Vec<usize>,
-    again_work: Vec<usize>,
-}
-
-impl FtpWorker<'_> {
-    fn run(mut self, mut clients: Vec<FtpClient>) -> io::Result<ThreadReport> {
-        let clock = self.clock;
-        let mut scratch = vec![0u8; FTP_SCRATCH_SIZE].into_boxed_slice();
-        let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        let mut timer = Timer::new(self.poll.registry())?;
-        let mut cpu_start = None;
-        loop {
-            let now = Instant::now();
-            if cpu_start.is_none() && now >= clock.measure_from {
-                cpu_start = Some(thread_cpu());
-            }
-            if now >= clock.end || ABORT.load(Ordering::Relaxed) {
-                break;
-            }
-            if now >= self.next_scan {
-                self.service(&mut clients, now, &mut scratch);
-            }
-            let mut wake = if cpu_start.is_some() {
-                clock.end
-            } else {
-                clock.measure_from
-            };
-            wake = wake.min(self.next_scan);
-            let timeout = timer.wait_until(wake, !self.again.is_empty());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            for event in events.iter() {
-                if event.token() == TIMER {
-                    continue;
-                }
-                let (i, data) = (event.token().0 / 2, event.token().0 % 2 == 1);
-                let Some(c) = clients.get_mut(i) else {
-                    continue;
-                };
-                let r = event.is_readable() || event.is_read_closed() || event.is_error();
-                let w = event.is_writable() || event.is_write_closed() || event.is_error();
-                if data {
-                    c.data_read |= r;
-                    c.data_seen |= r || w;
-                    c.data_closed |= event.is_read_closed();
-                } else {
-                    c.ctrl_read |= r;
-                    c.ctrl_write |= w;
-                    c.ctrl_closed |= event.is_read_closed();
-                }
-                self.drive(i, c, &mut scratch);
-            }
-            let mut work = mem::take(&mut self.again_work);
-            mem::swap(&mut work, &mut self.again);
-            for &i in &work {
-                if let Some(c) = clients.get_mut(i) {
-                    c.again = false;
-                    self.drive(i, c, &mut scratch);
-                }
-            }
-            work.clear();
-            self.again_work = work;
-            if self.tally.unflushed > 0 {
-                if let Some(progress) = &self.plan.progress {
-                    progress.fetch_add(self.tally.unflushed, Ordering::Relaxed);
-                }
-                self.tally.unflushed = 0;
-            }
-        }
-        let cpu_seconds = cpu_start.map_or(0.0, |start| (thread_cpu() - start).max(0.0));
-        // Stalled: mid-session, without an error, and nothing at all done in
-        // the window.
-        let stalled = clients
-            .iter()
-            .filter(|c| {
-                c.errors == 0
-                    && c.measured == 0
-                    && c.window_bytes == 0
-                    && c.step != FtpStep::Waiting
-            })
-            .count() as u64;
-        for c in &mut clients {
-            c.close();
-        }
-        Ok(ThreadReport {
-            histogram: self.tally.histogram,
-            requests: self.tally.requests,
-            bytes: self.tally.bytes,
-            errors: self.tally.errors,
-            stalled,
-            cpu_seconds,
-        })
-    }
-
-    /// Starts the sessions that are due, gives up on connects and sessions
-    /// that take too long; sets `next_scan`.
-    fn service(&mut self, clients: &mut [FtpClient], now: Instant, scratch: &mut [u8]) {
-        self.next_scan = now + POLL_TICK;
-        for (i, c) in clients.iter_mut().enumerate() {
-            match c.step {
-                FtpStep::Waiting => {
-                    let (at, sent) = match self.plan.period_ns {
-                        Some(p) => {
-                            let due = c.due(p, &self.clock);
-                            (due.max(c.next_at), due)
-                        }
-                        None => (c.next_at, now),
-                    };
-                    if at <= now {
-                        self.start(i, c, now, sent);
-                        self.drive(i, c, scratch);
-                    } else {
-                        self.wake_by(at);
-                    }
-                }
-                FtpStep::Connecting | FtpStep::DataConnecting => {
-                    if now >= c.next_at {
-                        self.restart(c, Kind::Connect, now);
-                    } else {
-                        self.wake_by(c.next_at);
-                    }
-                }
-                _ => {
-                    if now.saturating_duration_since(c.moved_at) >= FTP_STUCK_AFTER {
-                        self.restart(c, Kind::Stalled, now);
-                    }
-                }
-            }
-        }
-    }
-
-    fn wake_by(&mut self, at: Instant) {
-        self.next_scan = self.next_scan.min(at);
-    }
-
-    /// Opens a session's control connection; `sent` is when the session
-    /// started (open loop: was due), from which its latency counts.
-    fn start(&mut self, i: usize, c: &mut FtpClient, now: Instant, sent: Instant) {
-        c.issued += 1;
-        c.started = sent;
-        c.moved_at = now;
-        c.replies.reset();
-        c.new_transfer();
-        // No TCP_NODELAY: the dialogue is lock-step, each command going out
-        // after the reply that acknowledged the one before, so Nagle never
-        // holds one back (and clients such as ftplib do not set it either).
-        let attempt = TcpStream::connect(self.plan.addr).and_then(|mut s| {
-            self.poll.registry().register(
-                &mut s,
-                Token(2 * i),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(s)
-        });
-        match attempt {
-            Ok(s) => {
-                c.ctrl = Some(s);
-                c.step = FtpStep::Connecting;
-                c.next_at = now + ATTEMPT_TIMEOUT;
-                self.wake_by(c.next_at);
-            }
-            Err(_) => self.restart(c, Kind::Connect, now),
-        }
-    }
-
-    /// Counts an error, drops the session and starts a new one after a
-    /// pause.
-    fn restart(&mut self, c: &mut FtpClient, kind: Kind, now: Instant) {
-        self.tally.count(kind);
-        c.errors += 1;
-        c.close();
-        c.step = FtpStep::Waiting;
-        c.next_at = now + RETRY_BACKOFF;
-        self.wake_by(c.next_at);
-    }
-
-    /// A session ended well (the 221 came): the next one starts now (closed
-    /// loop) or when due. The control connection is reset rather than
-    /// closed, as the data connection is: a client closing first would hold
-    /// its port in TIME_WAIT for a minute, and thousands of sessions a second
-    /// would run out of ports in seconds.
-    fn session_over(&mut self, i: usize, c: &mut FtpClient, now: Instant) {
-        if let Some(ctrl) = &c.ctrl {
-            abort_on_close(ctrl);
-        }
-        c.close();
-        c.step = FtpStep::Waiting;
-        c.next_at = now;
-        match self.plan.period_ns {
-            None => self.start(i, c, now, now),
-            Some(p) => {
-                let due = c.due(p, &self.clock);
-                if due <= now {
-                    self.start(i, c, now, due);
-                } else {
-                    self.wake_by(due);
-                }
-            }
-        }
-    }
-
-    /// Queues a command (the dialogue is lock-step: one at a time).
-    fn send(c: &mut FtpClient, cmd: Cmd) {
-        c.out = Some(cmd);
-        c.out_off = 0;
-    }
-
-    /// Moves client `i` forward until it would block.
-    fn drive(&mut self, i: usize, c: &mut FtpClient, scratch: &mut [u8]) {
-        for _ in 0..MAX_ROUNDS {
-            match self.step_once(i, c, scratch) {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(kind) => {
-                    self.restart(c, kind, Instant::now());
-                    return;
-                }
-            }
-        }
-        if !c.again {
-            c.again = true;
-            self.again.push(i);
-        }
-    }
-
-    /// One round of connects, writes and reads; whether anything moved.
-    fn step_once(&mut self, i: usize, c: &mut FtpClient, scratch: &mut [u8]) -> Result<bool, Kind> {
-        let mut moved = false;
-        match c.step {
-            // A connect ends with the socket's first readiness edge, either
-            // way: asking the kernel which (SO_ERROR, getpeername) would
-            // cost two system calls a connection, and a failed connect shows
-            // anyway as the error of the first read.
-            // (A readable edge alone says that there is something to read.)
-            FtpStep::Connecting => {
-                if !(c.ctrl_read || c.ctrl_write) {
-                    return Ok(false);
-                }
-                c.step = FtpStep::Greeting;
-                c.ctrl_write = true;
-                c.moved_at = Instant::now();
-                moved = true;
-            }
-            FtpStep::DataConnecting if c.data_seen => {
-                c.step = FtpStep::Retr;
-                Self::send(c, Cmd::Retr);
-                moved = true;
-            }
-            _ => {}
-        }
-        let Some(ctrl) = c.ctrl.as_mut() else {
-            return Ok(moved);
-        };
-        if let (true, Some(cmd)) = (c.ctrl_write, c.out) {
-            let pending = &cmd.bytes(self.ftp)[c.out_off..];
-            match ctrl.write(pending) {
-                Ok(0) => return Err(Kind::Closed),
-                Ok(n) => {
-                    moved = true;
-                    c.ctrl_write = n == pending.len();
-                    c.out_off += n;
-                    if c.out_off == cmd.bytes(self.ftp).len() {
-                        c.out = None;
-                    }
-                }
-                Err(e) => match classify(&e) {
-                    Outcome::Block => c.ctrl_write = false,
-                    Outcome::Retry => moved = true,
-                    Outcome::Fail(kind) => return Err(kind),
-                },
-            }
-        }
-        if c.ctrl_read {
-            match ctrl.read(scratch) {
-                // The server hung up on a session that was not over.
-                Ok(0) => return Err(Kind::Closed),
-                Ok(n) => {
-                    moved = true;
-                    c.ctrl_read = n == scratch.len() || c.ctrl_closed;
-                    let now = Instant::now();
-                    c.moved_at = now;
-                    let mut pos = 0;
-                    // Anything after the 221 is of no interest.
-                    while c.step != FtpStep::Closing {
-                        let Some(code) = c
-                            .replies
-                            .next(&scratch[..n], &mut pos)
-                            .map_err(|()| Kind::Mismatch)?
-                        else {
-                            break;
-                        };
-                        self.on_reply(i, c, code, now)?;
-                    }
-                    if c.step == FtpStep::Closing {
-                        // The 221 came: the session is over, whether or not
-                        // the server has closed its side yet.
-                        self.session_over(i, c, now);
-                        return Ok(true);
-                    }
-                }
-                Err(e) => match classify(&e) {
-                    Outcome::Block => c.ctrl_read = false,
-                    Outcome::Retry => moved = true,
-                    Outcome::Fail(_) if c.step == FtpStep::Greeting && refused(&e) => {
-                        return Err(Kind::Connect)
-                    }
-                    Outcome::Fail(kind) => return Err(kind),
-                },
-            }
-        }
-        if let (true, Some(data)) = (c.data_read, c.data.as_mut()) {
-            if c.step == FtpStep::DataConnecting {
-                return Ok(moved);
-            }
-            match data.read(scratch) {
-                Ok(0) => {
-                    moved = true;
-                    self.data_over(c)?;
-                }
-                Ok(n) => {
-                    moved = true;
-                    if c.got + n as u64 > self.ftp.size
-                        || scratch[..n] != *ftp_expected(&self.ftp.pattern, c.got, n)
-                    {
-                        return Err(Kind::Mismatch);
-                    }
-                    c.got += n as u64;
-                    let now = Instant::now();
-                    c.moved_at = now;
-                    if self.clock.timed(now) {
-                        c.window_bytes += n as u64;
-                    }
-                    self.tally.received(n, now);
-                    let drained = n < scratch.len();
-                    if drained && c.data_closed && c.got == self.ftp.size {
-                        // The server's FIN had come before this read emptied
-                        // the socket: nothing follows, and the read that
-                        // would return 0 can be spared.
-                        self.data_over(c)?;
-                    } else {
-                        c.data_read = !drained || c.data_closed;
-                    }
-                }
-                Err(e) => match classify(&e) {
-                    Outcome::Block => c.data_read = false,
-                    Outcome::Retry => moved = true,
-                    Outcome::Fail(_) if c.got == 0 && refused(&e) => return Err(Kind::Connect),
-                    Outcome::Fail(kind) => return Err(kind),
-                },
-            }
-        }
-        Ok(moved)
-    }
-
-    /// The data connection has ended: the file must be whole.
-    fn data_over(&mut self, c: &mut FtpClient) -> Result<(), Kind> {
-        if c.got != self.ftp.size {
-            return Err(Kind::Mismatch);
-        }
-        c.data_done = true;
-        c.close_data();
-        self.transfer_progress(c, Instant::now())
-    }
-
-    /// The dialogue: what each reply must be and what follows it.
-    fn on_reply(
-        &mut self,
-        i: usize,
-        c: &mut FtpClient,
-        code: u16,
-        now: Instant,
-    ) -> Result<(), Kind> {
-        // A reply while a command is still going out answers nothing we sent.
-        if c.out.is_some() && c.step != FtpStep::Retr {
-            return Err(Kind::Mismatch);
-        }
-        match (c.step, code) {
-            (FtpStep::Greeting, 220) => {
-                Self::send(c, Cmd::User);
-                c.step = FtpStep::User;
-            }
-            (FtpStep::User, 331) => {
-                Self::send(c, Cmd::Pass);
-                c.step = FtpStep::Pass;
-            }
-            (FtpStep::Pass, 230) => {
-                Self::send(c, Cmd::Type);
-                c.step = FtpStep::Type;
-            }
-            (FtpStep::Type, 200) => self.epsv(c, now),
-            (FtpStep::Epsv, 229) => {
-                let port = epsv_port(c.replies.line()).ok_or(Kind::Mismatch)?;
-                let addr = SocketAddr::new(self.plan.addr.ip(), port);
-                // No TCP_NODELAY: nothing is ever written on it.
-                let mut s = TcpStream::connect(addr).map_err(|_| Kind::Connect)?;
-                self.poll
-                    .registry()
-                    .register(
-                        &mut s,
-                        Token(2 * i + 1),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .map_err(|_| Kind::Io)?;
-                c.data = Some(s);
-                c.data_read = false;
-                c.step = FtpStep::DataConnecting;
-                c.next_at = now + ATTEMPT_TIMEOUT;
-                self.wake_by(c.next_at);
-            }
-            (FtpStep::Retr, 125 | 150) if !c.prelim => c.prelim = true,
-            (FtpStep::Retr, 226) if c.prelim && !c.finished => {
-                c.finished = true;
-                self.transfer_progress(c, now)?;
-            }
-            (FtpStep::Quit, 221) => {
-                self.tally.answered(&mut c.measured, c.started, now);
-                c.step = FtpStep::Closing;
-            }
-            _ => return Err(Kind::Mismatch),
-        }
-        Ok(())
-    }
-
-    /// Asks for a passive data connection (download: a transfer starts).
-    fn epsv(&mut self, c: &mut FtpClient, now: Instant) {
-        if self.ftp.download {
-            c.started = now;
-        }
-        c.new_transfer();
-        Self::send(c, Cmd::Epsv);
-        c.step = FtpStep::Epsv;
-    }
-
-    /// The transfer is complete once the 1yz and the 226 have come and the
-    /// data has ended: then QUIT (sessions) or the next transfer (download).
-    fn transfer_progress(&mut self, c: &mut FtpClient, now: Instant) -> Result<(), Kind> {
-        if !(c.prelim && c.finished && c.data_done) {
-            return Ok(());
-        }
-        if c.got != self.ftp.size {
-            return Err(Kind::Mismatch);
-        }
-        if self.ftp.download {
-            self.tally.answered(&mut c.measured, c.started, now);
-            self.epsv(c, now);
-        } else {
-            Self::send(c, Cmd::Quit);
-            c.step = FtpStep::Quit;
-        }
-        Ok(())
     }
 }
 
@@ -2446,7 +1429,7 @@ fn thread_cpu() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::scenario::{Exchange, Expect};
+    use crate::bench::scenario::{self, Exchange, Expect};
     use std::net::{Shutdown, TcpListener};
     use std::sync::atomic::AtomicBool;
     use std::thread::JoinHandle;
@@ -2933,44 +1916,6 @@ mod tests {
         Workload::FtpDownload {
             file: "f.bin".into(),
             size,
-        }
-    }
-
-    #[test]
-    fn ftp_replies_are_parsed_across_reads() {
-        let mut r = Replies::new();
-        let text = b"220-hello\r\n there\r\n220-more\r\n220 ready\r\n331 ok\r\n229 Entering (|||4242|)\r\n";
-        // Every split of the stream into two reads gives the same replies.
-        for cut in 0..text.len() {
-            r.reset();
-            let mut codes = Vec::new();
-            for part in [&text[..cut], &text[cut..]] {
-                let mut pos = 0;
-                while let Some(code) = r.next(part, &mut pos).unwrap() {
-                    codes.push(code);
-                }
-                assert_eq!(pos, part.len());
-            }
-            assert_eq!(codes, [220, 331, 229], "cut at {cut}");
-            assert_eq!(epsv_port(r.line()), Some(4242));
-        }
-        r.reset();
-        assert!(r.next(b"hello\r\n", &mut 0).is_err());
-        r.reset();
-        assert!(r.next(b"220x\r\n", &mut 0).is_err());
-        assert_eq!(epsv_port(b"229 (!!!21!)"), Some(21));
-        assert_eq!(epsv_port(b"229 (|||0|)"), None);
-        assert_eq!(epsv_port(b"229 (||21|)"), None);
-        assert_eq!(epsv_port(b"229 no port"), None);
-    }
-
-    #[test]
-    fn ftp_pattern_is_the_fixture() {
-        let p = ftp_pattern();
-        for off in [0u64, 1, 65_520, 65_521, 1 << 30, (1 << 30) + 77] {
-            let got = ftp_expected(&p, off, 300);
-            let want: Vec<u8> = (off..off + 300).map(scenario::fixture_byte).collect();
-            assert_eq!(got, &want[..], "at {off}");
         }
     }
 

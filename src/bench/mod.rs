@@ -8,10 +8,12 @@
 //! rank the servers and print the table, and write `--json` / `--svg`.
 //!
 //! - [`scenario`]: scenarios as data;
-//! - [`load`]: the load generator;
+//! - [`client`]: the sans-IO load clients (echo, stream, FTP, HTTP);
+//! - [`load`]: the load generator, one evented loop that runs them;
 //! - [`target`]: starting, sampling and stopping servers;
 //! - [`model`]: the results; [`report`]: the table, JSON and SVG.
 
+pub mod client;
 pub mod load;
 pub mod model;
 pub mod report;
@@ -38,7 +40,7 @@ use crate::signals;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// The protocol to load.
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::protocols::NAMES))]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(scenario::PROTOCOLS))]
     protocol: String,
     /// Architectures to run, comma-separated, or `all`.
     #[arg(long, value_name = "LIST|all", default_value = "all")]
@@ -48,14 +50,15 @@ pub struct BenchArgs {
     against: Vec<String>,
     /// Also start a server for each run: NAME=COMMAND, where the command
     /// prints `listening on ADDR` once it serves (repeatable). `{root}` in
-    /// the command becomes the directory of the scenario's files (ftp), also
+    /// the command becomes the directory of the scenario's files (ftp, http), also
     /// given as $MUSE_BENCH_ROOT.
     #[arg(long, value_name = "NAME=CMD")]
     spawn: Vec<String>,
     /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
-    /// sessions, download).
-    #[arg(long, default_value = "rr")]
-    scenario: String,
+    /// sessions, download; http: get, large, close, pipeline, idle, slow)
+    /// [default: the protocol's first: rr, sessions, get].
+    #[arg(long)]
+    scenario: Option<String>,
     /// Measuring connections [default: the scenario's].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     clients: Option<u32>,
@@ -147,12 +150,18 @@ fn targets(args: &BenchArgs) -> anyhow::Result<Vec<Target>> {
 
 /// Runs `muse bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let scenario = scenario::find(&args.protocol, &args.scenario).ok_or_else(|| {
+    let names = scenario::names(&args.protocol);
+    let wanted = args
+        .scenario
+        .as_deref()
+        .or(names.first().copied())
+        .unwrap_or_default();
+    let scenario = scenario::find(&args.protocol, wanted).ok_or_else(|| {
         Usage(format!(
             "no scenario {:?} for {} (there are: {})",
-            args.scenario,
+            wanted,
             args.protocol,
-            scenario::names(&args.protocol).join(", ")
+            names.join(", ")
         ))
     })?;
     if let Some(r) = args.rate {

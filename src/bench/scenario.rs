@@ -103,13 +103,93 @@ pub enum Workload {
         /// Its size in bytes.
         size: u64,
     },
+    /// HTTP: every client fetches one file again and again (see
+    /// [`HttpLoad`]). A "request" is one response, verified: status 200,
+    /// `Content-Length`, every body byte; bytes are the bodies received.
+    Http(HttpLoad),
+}
+
+/// What the HTTP clients fetch and how, and what they are up against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLoad {
+    /// The file fetched (a fixture of the scenario): `GET /file`.
+    pub file: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Requests in flight per connection (more than 1: pipelining).
+    pub depth: usize,
+    /// One request per connection (`Connection: close`; the server closes
+    /// after the response). Latency then includes the handshake.
+    pub close: bool,
+    /// Idle keep-alive connections held open beside the measuring clients.
+    pub idle: usize,
+    /// Slowloris connections beside the measuring clients: each sends half
+    /// a request head, then nothing more.
+    pub slow: usize,
+}
+
+impl HttpLoad {
+    /// The request every client sends.
+    pub fn request(&self) -> Vec<u8> {
+        format!(
+            "GET /{} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: muse-bench\r\n{}\r\n",
+            self.file,
+            if self.close {
+                "Connection: close\r\n"
+            } else {
+                ""
+            }
+        )
+        .into_bytes()
+    }
+}
+
+/// The connections a workload holds open beside its measuring clients.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Beside {
+    /// Connections that never send a byte.
+    pub idle: usize,
+    /// Connections that send [`Beside::stall`] and then nothing.
+    pub stallers: usize,
+    /// What each staller sends: the first half of a request.
+    pub stall: Vec<u8>,
 }
 
 impl Workload {
     /// Whether the figure that matters is bytes per second (bulk data), not
     /// requests per second.
     pub fn is_bulk(&self) -> bool {
-        matches!(self, Workload::FtpDownload { .. })
+        match self {
+            Workload::FtpDownload { .. } => true,
+            Workload::Http(h) => h.size >= 1 << 20,
+            _ => false,
+        }
+    }
+
+    /// The idle connections and stallers beside the measuring clients.
+    pub fn beside(&self) -> Beside {
+        let half = |r: &[u8]| r[..r.len() / 2].to_vec();
+        match self {
+            Workload::Idle { idle, .. } => Beside {
+                idle: *idle,
+                ..Beside::default()
+            },
+            Workload::Slow { exchange } => Beside {
+                idle: 0,
+                stallers: 1,
+                stall: half(&exchange.request),
+            },
+            Workload::Http(h) => Beside {
+                idle: h.idle,
+                stallers: h.slow,
+                stall: if h.slow > 0 {
+                    half(&h.request())
+                } else {
+                    Vec::new()
+                },
+            },
+            _ => Beside::default(),
+        }
     }
 }
 
@@ -264,8 +344,81 @@ pub fn all() -> Vec<Scenario> {
             duration: secs(5),
             fixture: vec![("1g.bin", DOWNLOAD_FILE)],
         },
+        Scenario {
+            name: "get",
+            protocol: "http",
+            summary: "50 keep-alive connections, GET of a 1 KiB file, one at a time",
+            workload: http(HTTP_SMALL, 1, false, 0, 0),
+            clients: 50,
+            duration: secs(5),
+            fixture: vec![HTTP_SMALL],
+        },
+        Scenario {
+            name: "large",
+            protocol: "http",
+            summary: "8 keep-alive connections, GET of a 1 MiB file (bulk throughput)",
+            workload: http(HTTP_LARGE, 1, false, 0, 0),
+            clients: 8,
+            duration: secs(5),
+            fixture: vec![HTTP_LARGE],
+        },
+        Scenario {
+            name: "close",
+            protocol: "http",
+            summary: "a new connection per 1 KiB GET (Connection: close), 16 at a time",
+            workload: http(HTTP_SMALL, 1, true, 0, 0),
+            clients: 16,
+            duration: secs(5),
+            fixture: vec![HTTP_SMALL],
+        },
+        Scenario {
+            name: "pipeline",
+            protocol: "http",
+            summary: "50 keep-alive connections, 16 pipelined 1 KiB GETs each",
+            workload: http(HTTP_SMALL, 16, false, 0, 0),
+            clients: 50,
+            duration: secs(5),
+            fixture: vec![HTTP_SMALL],
+        },
+        Scenario {
+            name: "idle",
+            protocol: "http",
+            summary: "10,000 idle keep-alive connections held open while 10 measure 1 KiB GETs",
+            workload: http(HTTP_SMALL, 1, false, 10_000, 0),
+            clients: 10,
+            duration: secs(5),
+            fixture: vec![HTTP_SMALL],
+        },
+        Scenario {
+            name: "slow",
+            protocol: "http",
+            summary: "100 slowloris clients send half a request head while 10 measure 1 KiB GETs",
+            workload: http(HTTP_SMALL, 1, false, 0, 100),
+            clients: 10,
+            duration: secs(5),
+            fixture: vec![HTTP_SMALL],
+        },
     ]
 }
+
+/// `http`: the small file and the large one.
+const HTTP_SMALL: (&str, u64) = ("1k.bin", 1024);
+const HTTP_LARGE: (&str, u64) = ("1m.bin", 1 << 20);
+
+/// An HTTP workload fetching `file`.
+fn http(file: (&str, u64), depth: usize, close: bool, idle: usize, slow: usize) -> Workload {
+    Workload::Http(HttpLoad {
+        file: file.0.to_string(),
+        size: file.1,
+        depth,
+        close,
+        idle,
+        slow,
+    })
+}
+
+/// The protocols that have scenarios, in the order `--help` lists them.
+pub const PROTOCOLS: &[&str] = &["echo", "ftp", "http"];
 
 /// `ftp sessions`: the file each session retrieves.
 const SESSION_FILE: u64 = 64 * 1024;

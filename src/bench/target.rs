@@ -26,6 +26,8 @@ use crate::sys;
 
 /// How long a server may take to print its `listening on` line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a starting server is checked for having exited instead.
+const START_TICK: Duration = Duration::from_millis(50);
 /// How long a server may take to exit after `SIGTERM` before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the server's processes are sampled.
@@ -33,7 +35,7 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The protocols whose `muse serve` takes `--root DIR` (the bench gives
 /// them the scenario's fixture directory).
-pub const ROOTED: &[&str] = &["ftp"];
+pub const ROOTED: &[&str] = &["ftp", "http"];
 
 /// The environment variable that gives a spawned command the fixture
 /// directory (as `{root}` does in its command line).
@@ -164,25 +166,38 @@ impl Target {
             child: Some(child),
             stderr: Some(stderr),
         };
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => {
-                started.addr = addr;
-                Ok(started)
+        // Waits for the line, looking every tick whether the server has
+        // exited instead (a grandchild may still hold its stdout open).
+        let deadline = Instant::now() + START_TIMEOUT;
+        let failure = loop {
+            match rx.recv_timeout(START_TICK) {
+                Ok(addr) => {
+                    started.addr = addr;
+                    return Ok(started);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break "closed its output before it printed `listening on ADDR`".to_string()
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if started.has_exited() => {
+                    break "exited before it printed `listening on ADDR`".to_string()
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                    break format!("printed no `listening on ADDR` line within {START_TIMEOUT:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            Err(_) => {
-                let tail = started.stderr_tail();
-                started.stop();
-                bail!(
-                    "{} printed no `listening on ADDR` line within {START_TIMEOUT:?}{}",
-                    self.name,
-                    if tail.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; it said: {tail}")
-                    }
-                )
+        };
+        let tail = started.stderr_tail();
+        started.stop();
+        bail!(
+            "{} {failure}{}",
+            self.name,
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; it said: {tail}")
             }
-        }
+        )
     }
 }
 
