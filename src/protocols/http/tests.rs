@@ -1,1 +1,361 @@
-//! Unit tests of the HTTP session without a driver.
+//! Unit tests of the HTTP session without a driver: a [`Harness`] feeds a
+//! session bytes and a fake clock over a scratch root, takes its output as a
+//! driver would (reading file ranges with `pread`), and runs its
+//! computations in place. Deadlines are tested by moving the clock, not by
+//! sleeping.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::session::{MAX_OUTPUT, MAX_QUEUED_FILES};
+use super::{Http, HttpConfig};
+use crate::root::Root;
+use crate::session::{ConnInfo, Output, Protocol, Request, Session};
+
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const IDLE: Duration = Duration::from_secs(30);
+/// The calendar time the session is born at: 2001-09-09 01:46:40 UTC.
+const BORN: u64 = 1_000_000_000;
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "muse-http-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Harness {
+    s: Box<dyn Session>,
+    now: Instant,
+    dir: Scratch,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(|_| {})
+    }
+
+    fn with(configure: impl FnOnce(&mut HttpConfig)) -> Harness {
+        let dir = Scratch::new();
+        std::fs::write(dir.0.join("a.txt"), b"hello\n").unwrap();
+        std::fs::write(dir.0.join("big.bin"), vec![7u8; 100_000]).unwrap();
+        std::fs::create_dir(dir.0.join("d")).unwrap();
+        std::fs::write(dir.0.join("d/x.txt"), b"x").unwrap();
+        let mut config = HttpConfig {
+            header_timeout: Some(HEADER_TIMEOUT),
+            idle_timeout: Some(IDLE),
+            autoindex: false,
+            gzip_static: false,
+            access_log: None,
+        };
+        configure(&mut config);
+        let http = Http::new(Root::open(&dir.0).unwrap(), config);
+        let now = Instant::now();
+        let info = ConnInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            wall: UNIX_EPOCH + Duration::from_secs(BORN),
+        };
+        Harness {
+            s: http.new_session(&info, now),
+            now,
+            dir,
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        self.s.handle_input(text.as_bytes(), self.now);
+    }
+
+    /// Everything the session has queued, bodies included, as a driver
+    /// would send it.
+    fn output(&mut self) -> String {
+        let mut out = Vec::new();
+        loop {
+            match self.s.poll_output() {
+                Output::Nothing => break,
+                Output::Bytes { data, .. } => {
+                    let n = data.len();
+                    out.extend_from_slice(data);
+                    self.s.consume_output(n, self.now);
+                }
+                Output::File {
+                    file, offset, len, ..
+                } => {
+                    let mut buf = vec![0u8; len as usize];
+                    file.read_exact_at(&mut buf, offset).unwrap();
+                    out.extend_from_slice(&buf);
+                    self.s.consume_output(len as usize, self.now);
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        if self.s.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.s.handle_timeout(self.now);
+        }
+    }
+
+    /// Runs the computation the session asked for, as a driver would.
+    fn compute(&mut self) {
+        match self.s.poll_request() {
+            Some(Request::Compute(work)) => {
+                let result = work.run();
+                self.s.handle_computed(result, self.now);
+            }
+            other => panic!("expected a computation, got {other:?}"),
+        }
+    }
+}
+
+/// The status codes in `out`, in order.
+fn statuses(out: &str) -> Vec<u16> {
+    out.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| out[i + 9..i + 12].parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_get_is_answered_with_the_file_after_its_head() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.output();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("\r\nContent-Length: 6\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nhello\n"), "{out}");
+    // The calendar time comes from the connection's start, not a clock.
+    assert!(
+        out.contains("\r\nDate: Sun, 09 Sep 2001 01:46:40 GMT\r\n"),
+        "{out}"
+    );
+    h.advance(Duration::from_secs(21));
+    h.send("HEAD /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.output();
+    assert!(
+        out.contains("\r\nDate: Sun, 09 Sep 2001 01:47:01 GMT\r\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\n"), "HEAD has no body: {out}");
+    assert!(h.s.wants_read() && !h.s.wants_close());
+}
+
+#[test]
+fn a_head_fed_one_byte_at_a_time_is_the_same_request() {
+    let mut h = Harness::new();
+    for b in "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n".bytes() {
+        assert_eq!(h.output(), "");
+        h.s.handle_input(&[b], h.now);
+    }
+    assert!(h.output().ends_with("hello\n"));
+}
+
+#[test]
+fn pipelined_requests_past_the_output_bound_wait_their_turn() {
+    let mut h = Harness::new();
+    let many = "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3 * MAX_QUEUED_FILES);
+    h.send(&many);
+    // Only so many bodies are queued; the rest wait in the input, and the
+    // session reads no more until the client takes what it was sent.
+    assert!(!h.s.wants_read(), "back-pressure");
+    let out = h.output();
+    assert_eq!(statuses(&out).len(), 3 * MAX_QUEUED_FILES);
+    assert!(h.s.wants_read());
+    // Error responses are bounded by bytes too.
+    let mut h = Harness::new();
+    let misses = "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n".repeat(MAX_OUTPUT / 100 * 2);
+    h.send(&misses);
+    assert!(!h.s.wants_read(), "back-pressure on bytes");
+    let out = h.output();
+    assert_eq!(statuses(&out).len(), MAX_OUTPUT / 100 * 2);
+}
+
+#[test]
+fn a_slow_head_gets_408_at_the_header_timeout() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\n");
+    h.advance(HEADER_TIMEOUT - Duration::from_millis(1));
+    assert_eq!(h.output(), "");
+    // Bytes arriving do not extend the head's deadline.
+    h.send("X-A: 1\r\n");
+    h.advance(Duration::from_millis(1));
+    let out = h.output();
+    assert_eq!(statuses(&out), [408]);
+    assert!(out.contains("Connection: close"));
+    assert!(h.s.wants_close() && !h.s.wants_read());
+}
+
+#[test]
+fn a_connection_that_never_speaks_closes_quietly_at_the_header_timeout() {
+    let mut h = Harness::new();
+    h.advance(HEADER_TIMEOUT);
+    assert_eq!(h.output(), "");
+    assert!(h.s.wants_close());
+}
+
+#[test]
+fn a_keep_alive_connection_closes_quietly_at_the_idle_timeout() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    h.output();
+    h.advance(HEADER_TIMEOUT * 2);
+    assert!(
+        !h.s.wants_close(),
+        "between requests the idle timeout counts"
+    );
+    h.advance(IDLE);
+    assert_eq!(h.output(), "");
+    assert!(h.s.wants_close());
+}
+
+#[test]
+fn output_that_does_not_move_closes_the_connection_now() {
+    let mut h = Harness::new();
+    h.send("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    // The driver writes nothing: the client does not read.
+    h.advance(IDLE);
+    assert!(h.s.wants_close_now());
+}
+
+#[test]
+fn shutdown_closes_at_the_next_request_boundary() {
+    // A whole request waiting is answered, with Connection: close, and the
+    // partial one after it is not waited for.
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\n");
+    let first = h.output();
+    assert_eq!(statuses(&first), [200]);
+    h.s.handle_shutdown(h.now);
+    h.advance(HEADER_TIMEOUT);
+    let out = h.output();
+    assert!(h.s.wants_close(), "{out}");
+
+    // An idle connection closes at once.
+    let mut h = Harness::new();
+    h.s.handle_shutdown(h.now);
+    assert!(h.s.wants_close());
+
+    // A request completed during the drain is answered, and says close.
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n");
+    h.s.handle_shutdown(h.now);
+    assert!(!h.s.wants_close(), "a request under way is finished first");
+    h.send("\r\n");
+    let out = h.output();
+    assert_eq!(statuses(&out), [200]);
+    assert!(out.contains("Connection: close"), "{out}");
+    assert!(h.s.wants_close());
+}
+
+#[test]
+fn end_of_input_answers_what_was_sent_then_closes() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /d/x.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a");
+    h.s.handle_eof(h.now);
+    let out = h.output();
+    assert_eq!(statuses(&out), [200, 200]);
+    assert!(h.s.wants_close());
+}
+
+#[test]
+fn a_listing_is_a_computation_and_later_requests_wait_for_it() {
+    let mut h = Harness::with(|c| c.autoindex = true);
+    h.send("GET /d/ HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(h.output(), "", "nothing before the listing");
+    assert!(!h.s.wants_read());
+    h.compute();
+    let out = h.output();
+    assert_eq!(statuses(&out), [200, 200]);
+    let listing_end = out.find("</html>").expect("the listing first");
+    assert!(out[listing_end..].contains("hello\n"));
+    assert!(out.contains("href=\"x.txt\""));
+}
+
+#[test]
+fn a_directory_redirect_names_the_slash_form() {
+    let mut h = Harness::new();
+    h.send("GET /d?q=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.output();
+    assert_eq!(statuses(&out), [301]);
+    assert!(out.contains("\r\nLocation: /d/?q=1\r\n"), "{out}");
+}
+
+#[test]
+fn a_request_body_is_thrown_away_before_the_next_request() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234");
+    let out = h.output();
+    assert_eq!(statuses(&out), [200]);
+    // The body's rest, then the next request, in one piece.
+    h.send("56789GET /d/x.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.output();
+    assert_eq!(statuses(&out), [200]);
+    assert!(out.ends_with("\r\n\r\nx"), "{out}");
+}
+
+#[test]
+fn a_file_that_changes_gets_a_new_etag_and_loses_its_304() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.output();
+    let etag = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETag: "))
+        .unwrap()
+        .to_string();
+    h.send(&format!(
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"
+    ));
+    assert_eq!(statuses(&h.output()), [304]);
+    std::fs::write(h.dir.0.join("a.txt"), b"hello, changed\n").unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(h.dir.0.join("a.txt"))
+        .unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    h.send(&format!(
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"
+    ));
+    let out = h.output();
+    assert_eq!(statuses(&out), [200]);
+    assert!(out.ends_with("hello, changed\n"));
+}
+
+#[test]
+fn the_protocol_refusal_is_a_whole_503() {
+    let dir = Scratch::new();
+    let http = Http::new(
+        Root::open(&dir.0).unwrap(),
+        HttpConfig {
+            header_timeout: None,
+            idle_timeout: None,
+            autoindex: false,
+            gzip_static: false,
+            access_log: None,
+        },
+    );
+    let text = std::str::from_utf8(http.refusal()).unwrap();
+    assert!(text.starts_with("HTTP/1.1 503 "));
+    let _ = Arc::new(http);
+}
