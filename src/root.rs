@@ -196,18 +196,35 @@ impl VPath {
     /// than silently naming some other file. Nothing is decoded (the HTTP
     /// layer percent-decodes before calling this).
     pub fn resolve_strict(input: &[u8]) -> Result<VPath, PathError> {
-        let path = VPath::resolve(&VPath::root(), input)?;
-        // resolve accepted it, so it is short UTF-8 without NUL: only the
-        // climb is left to check.
-        let mut depth = 0usize;
-        for c in input.split(|&b| b == b'/') {
-            match c {
-                b"" | b"." => {}
-                b".." => depth = depth.checked_sub(1).ok_or(PathError::AboveRoot)?,
-                _ => depth += 1,
-            }
-        }
+        let mut path = VPath(String::new());
+        VPath::resolve_strict_into(input, &mut path)?;
         Ok(path)
+    }
+
+    /// [`VPath::resolve_strict`] into `out`, reusing its buffer: a server
+    /// resolving a path per request allocates nothing once the buffer is
+    /// big enough. On error `out` holds `/`.
+    pub fn resolve_strict_into(input: &[u8], out: &mut VPath) -> Result<(), PathError> {
+        let result = resolve_strict_in_place(input, &mut out.0);
+        if result.is_err() || out.0.is_empty() {
+            out.0.clear();
+            out.0.push('/');
+        }
+        result
+    }
+
+    /// Appends `name` as a new last component, in place (see [`VPath::join`]).
+    pub fn push(&mut self, name: &str) -> Result<(), PathError> {
+        check_name(name)?;
+        let sep = usize::from(!self.is_root());
+        if self.0.len() + sep + name.len() > MAX_PATH {
+            return Err(PathError::TooLong);
+        }
+        if sep == 1 {
+            self.0.push('/');
+        }
+        self.0.push_str(name);
+        Ok(())
     }
 
     /// The path as text, e.g. `/pub/file.txt`.
@@ -318,6 +335,42 @@ fn check_name(name: &str) -> Result<(), PathError> {
     check_chars(name)?;
     if name.len() > MAX_NAME {
         return Err(PathError::NameTooLong);
+    }
+    Ok(())
+}
+
+/// The work of [`VPath::resolve_strict_into`]: the same refusals as
+/// [`VPath::resolve`], in the same order, and a `..` above `/` refused;
+/// the components are written straight into `out` (a `..` truncates it at
+/// its last `/`), so nothing is allocated.
+fn resolve_strict_in_place(input: &[u8], out: &mut String) -> Result<(), PathError> {
+    out.clear();
+    if input.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    if input.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    let s = std::str::from_utf8(input).map_err(|_| PathError::NotUtf8)?;
+    check_chars(s)?;
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if out.is_empty() {
+                    return Err(PathError::AboveRoot);
+                }
+                let i = out.rfind('/').unwrap_or(0);
+                out.truncate(i);
+            }
+            name => {
+                if name.len() > MAX_NAME {
+                    return Err(PathError::NameTooLong);
+                }
+                out.push('/');
+                out.push_str(name);
+            }
+        }
     }
     Ok(())
 }
@@ -525,7 +578,9 @@ impl Root {
         // O_NONBLOCK so that opening a FIFO does not wait for a writer;
         // O_NOCTTY so that a terminal device never becomes ours.
         let fd = self.lookup(p, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
-        let meta = plain_file(&fd, OFlags::empty())?;
+        // O_NONBLOCK stays: it means nothing for a regular file, and
+        // clearing it would cost a system call on every download.
+        let meta = plain_file(&fd, None)?;
         Ok((File::from(fd), meta))
     }
 
@@ -560,7 +615,7 @@ impl Root {
             Mode::from_raw_mode(0o644),
         )
         .map_err(write_open_err)?;
-        plain_file(&fd, extra & OFlags::APPEND)?;
+        plain_file(&fd, Some(extra & OFlags::APPEND))?;
         Ok(File::from(fd))
     }
 
@@ -847,12 +902,14 @@ impl fmt::Debug for DirStream {
     }
 }
 
-/// Checks that `fd` is a regular file and makes it blocking again (it was
-/// opened `O_NONBLOCK` so that a FIFO could not stall the open). `keep` is
-/// the status flags it was opened with besides `O_NONBLOCK` (`F_SETFL`
-/// replaces all of them at once; the access mode and creation flags are not
-/// among them), so one `fcntl` does without reading them first.
-fn plain_file(fd: &OwnedFd, keep: OFlags) -> io::Result<Meta> {
+/// Checks that `fd` is a regular file (it was opened `O_NONBLOCK` so that a
+/// FIFO could not stall the open). With `Some(keep)` it is made blocking
+/// again: `keep` is the status flags it was opened with besides
+/// `O_NONBLOCK` (`F_SETFL` replaces all of them at once; the access mode and
+/// creation flags are not among them), so one `fcntl` does without reading
+/// them first. A file only read may stay as it is: `O_NONBLOCK` has no
+/// effect on a regular file's reads.
+fn plain_file(fd: &OwnedFd, keep: Option<OFlags>) -> io::Result<Meta> {
     let meta = Meta::from_stat(&fstat(fd)?);
     if meta.kind == Kind::Dir {
         return Err(is_a_dir());
@@ -860,7 +917,9 @@ fn plain_file(fd: &OwnedFd, keep: OFlags) -> io::Result<Meta> {
     if meta.kind != Kind::File {
         return Err(not_plain());
     }
-    rustix::fs::fcntl_setfl(fd.as_fd(), keep)?;
+    if let Some(keep) = keep {
+        rustix::fs::fcntl_setfl(fd.as_fd(), keep)?;
+    }
     Ok(meta)
 }
 
@@ -1648,9 +1707,15 @@ mod tests {
             r.stat(&v("/dangling")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
-        // open_read is nonblocking-free: reading works as a normal file.
+        // open_read leaves O_NONBLOCK set (clearing it costs a system call
+        // per download); on a regular file it changes nothing: a read from
+        // the start gets the whole file.
         let flags = rustix::fs::fcntl_getfl(&f).unwrap();
-        assert!(!flags.contains(OFlags::NONBLOCK));
+        assert!(flags.contains(OFlags::NONBLOCK));
+        let mut again = String::new();
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_string(&mut again).unwrap();
+        assert_eq!(again, "deep!!");
     }
 
     #[test]

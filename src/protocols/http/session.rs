@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use super::access_log::LogRequest;
 use super::head::{self, Head, Method, Parse, TransferEncoding, Version};
 use super::range::{self, RangeOutcome};
-use super::target::{self, Decoded};
+use super::target::{self, Found};
 use super::{date, listing, mime, response, Shared};
 use crate::root::{Meta, VPath};
 use crate::session::{Computed, ConnInfo, OutQueue, Output, Request, Session, Work};
@@ -112,6 +112,10 @@ pub struct HttpSession {
     last_progress: Instant,
     listing: Option<PendingListing>,
     date: DateCache,
+    /// Buffers reused by every request: the percent-decoded target and the
+    /// path it names (taken out while a request is answered).
+    decoded: Vec<u8>,
+    path: Option<VPath>,
 }
 
 impl HttpSession {
@@ -137,6 +141,8 @@ impl HttpSession {
                 secs: u64::MAX,
                 text: [b' '; date::IMF_FIXDATE_LEN],
             },
+            decoded: Vec::new(),
+            path: None,
         }
     }
 
@@ -277,42 +283,66 @@ impl HttpSession {
                 return self.finish_error(405, close, http10, head_only, Some(ALLOW), log, now);
             }
         }
-        let tp = match target::decode(head.target) {
-            Ok(Decoded::Path(tp)) => tp,
-            Ok(Decoded::Asterisk) | Err(_) => {
-                return self.finish_error(400, true, http10, head_only, None, log, now);
-            }
-        };
-        if tp.reserved {
-            return self.finish_error(404, close, http10, head_only, None, log, now);
-        }
-        let shared = Arc::clone(&self.shared);
-        let root = &shared.root;
-        match root.open_read(&tp.path) {
+        let mut path = self.path.take().unwrap_or_else(VPath::root);
+        self.serve_path(head, &mut path, close, log, now);
+        self.path = Some(path);
+    }
+
+    /// A GET or HEAD of a target: the file, a directory's index or listing,
+    /// a redirect, or why not. `path` is the reused buffer the target is
+    /// resolved into.
+    fn serve_path(
+        &mut self,
+        head: &Head<'_>,
+        path: &mut VPath,
+        close: bool,
+        log: LogRequest,
+        now: Instant,
+    ) {
+        let http10 = head.version == Version::Http10;
+        let head_only = head.method == Method::Head;
+        let (trailing_slash, query) =
+            match target::decode_into(head.target, &mut self.decoded, path) {
+                Ok(Found::Path { reserved: true, .. }) => {
+                    return self.finish_error(404, close, http10, head_only, None, log, now);
+                }
+                Ok(Found::Path {
+                    trailing_slash,
+                    query,
+                    ..
+                }) => (trailing_slash, query),
+                Ok(Found::Asterisk) | Err(_) => {
+                    return self.finish_error(400, true, http10, head_only, None, log, now);
+                }
+            };
+        let opened = self.shared.root.open_read(path);
+        match opened {
             Ok((file, meta)) => {
-                if tp.trailing_slash && !tp.path.is_root() {
+                if trailing_slash && !path.is_root() {
                     // `/file.txt/`: no such directory.
                     return self.finish_error(404, close, http10, head_only, None, log, now);
                 }
-                self.serve_file(head, &tp.path, file, meta, close, log, now);
+                self.serve_file(head, path, file, meta, close, log, now);
             }
             Err(e) if e.kind() == ErrorKind::IsADirectory => {
-                if !tp.trailing_slash {
-                    return self
-                        .redirect_to_dir(&tp.path, tp.query, close, http10, head_only, log, now);
+                if !trailing_slash {
+                    return self.redirect_to_dir(path, query, close, http10, head_only, log, now);
                 }
-                let index = tp.path.join("index.html");
-                match index.as_ref().map(|p| root.open_read(p)) {
+                let index = path
+                    .push("index.html")
+                    .map(|()| self.shared.root.open_read(path));
+                match index {
                     Ok(Ok((file, meta))) => {
-                        let index = index.expect("opened");
-                        self.serve_file(head, &index, file, meta, close, log, now);
+                        self.serve_file(head, path, file, meta, close, log, now);
                     }
                     Ok(Err(e)) if e.kind() != ErrorKind::NotFound => {
                         let code = status_of(&e);
                         self.finish_error(code, close, http10, head_only, None, log, now);
                     }
-                    _ if self.shared.config.autoindex => {
-                        self.start_listing(tp.path, head_only, close, http10, log);
+                    Ok(Err(_)) if self.shared.config.autoindex => {
+                        // `path` is DIR/index.html now: list DIR.
+                        let dir = path.parent().unwrap_or_else(VPath::root);
+                        self.start_listing(dir, head_only, close, http10, log);
                     }
                     _ => self.finish_error(404, close, http10, head_only, None, log, now),
                 }
@@ -320,7 +350,7 @@ impl HttpSession {
             Err(e) => {
                 let code = status_of(&e);
                 if code == 500 {
-                    crate::log::warn(format_args!("http: open {}: {e}", tp.path));
+                    crate::log::warn(format_args!("http: open {path}: {e}"));
                 }
                 self.finish_error(code, close, http10, head_only, None, log, now);
             }

@@ -88,11 +88,48 @@ impl TargetError {
 /// Raw non-ASCII bytes (a client that sent UTF-8 unescaped) are taken as
 /// they are and must be UTF-8 like decoded ones.
 pub fn decode(target: &[u8]) -> Result<Decoded<'_>, TargetError> {
+    let mut scratch = Vec::new();
+    let mut path = VPath::root();
+    Ok(match decode_into(target, &mut scratch, &mut path)? {
+        Found::Asterisk => Decoded::Asterisk,
+        Found::Path {
+            trailing_slash,
+            reserved,
+            query,
+        } => Decoded::Path(TargetPath {
+            path,
+            trailing_slash,
+            reserved,
+            query,
+        }),
+    })
+}
+
+/// What [`decode_into`] found, the path itself being in its `path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// `*`.
+    Asterisk,
+    /// A path, written into `path`; the fields as in [`TargetPath`].
+    Path {
+        trailing_slash: bool,
+        reserved: bool,
+        query: Option<&'a [u8]>,
+    },
+}
+
+/// [`decode`] without allocating: the percent-decoded bytes go through
+/// `scratch` and the path into `path`, both reused from request to request.
+pub fn decode_into<'a>(
+    target: &'a [u8],
+    scratch: &mut Vec<u8>,
+    path: &mut VPath,
+) -> Result<Found<'a>, TargetError> {
     if target.is_empty() {
         return Err(TargetError::Empty);
     }
     if target == b"*" {
-        return Ok(Decoded::Asterisk);
+        return Ok(Found::Asterisk);
     }
     let rest = if target.starts_with(b"/") {
         target
@@ -114,17 +151,17 @@ pub fn decode(target: &[u8]) -> Result<Decoded<'_>, TargetError> {
         Some(i) => (&rest[..i], Some(&rest[i + 1..])),
         None => (rest, None),
     };
-    let decoded = percent_decode(raw_path)?;
+    percent_decode(raw_path, scratch)?;
+    let decoded = &scratch[..];
     let last = decoded.rsplit(|&b| b == b'/').next().unwrap_or(&[]);
     let trailing_slash = decoded.is_empty() || last.is_empty() || last == b"." || last == b"..";
-    let path = VPath::resolve_strict(&decoded).map_err(TargetError::Path)?;
+    VPath::resolve_strict_into(decoded, path).map_err(TargetError::Path)?;
     let reserved = path.is_reserved();
-    Ok(Decoded::Path(TargetPath {
-        path,
+    Ok(Found::Path {
         trailing_slash,
         reserved,
         query,
-    }))
+    })
 }
 
 /// The rest of an `http://` or `https://` URL after the `//`.
@@ -138,8 +175,8 @@ fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
 }
 
 /// Decodes `%XX` once (step 3 of [`decode`]).
-fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
-    let mut out = Vec::with_capacity(raw.len());
+fn percent_decode(raw: &[u8], out: &mut Vec<u8>) -> Result<(), TargetError> {
+    out.clear();
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
@@ -161,7 +198,7 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
         }
         i += 3;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn hex_value(b: u8) -> Option<u8> {
