@@ -489,10 +489,11 @@ done
 # =============================================================================
 # For each of HTTP_ARCHS, one server over a small tree. curl downloads a
 # 300 000-byte binary byte-exact over HTTP/1.1 and HTTP/1.0, reuses a keep-alive
-# connection, asks for ranges (206, 416, several ranges served whole, If-Range)
-# and conditionals (If-Modified-Since and If-None-Match: 304), sends HEAD, a
-# directory without its slash (301), traversal in several spellings (400, and
-# never the secret file beside the root), a missing file (404 with a body),
+# connection, asks for ranges (206, 416, several ranges served whole, If-Range,
+# a suffix of an empty file) and conditionals (If-Modified-Since and
+# If-None-Match: 304), sends HEAD, a directory without its slash (301),
+# traversal in several spellings (400) and a symlink out of the root (never
+# the secret file beside the root), a missing file (404 with a body),
 # POST/DELETE (405 with Allow) and an unknown method (501). Python's http.client
 # makes several requests on one connection; a raw socket pipelines requests in
 # one write and reads the answers in order. wrk loads a 1 KiB file for 2 s and
@@ -500,7 +501,7 @@ done
 # images: the DOM it dumps must say that every image loaded and the style
 # applied, and a screenshot's pixels must show them. Then one server with
 # --access-log, --gzip-static, --autoindex and --header-timeout 1: combined log
-# lines, precompressed sidecars, a listing, 408, 411 and 413.
+# lines, precompressed sidecars, a listing (names escaped), 408, 411 and 413.
 HTTP_ARCHS=${HTTP_ARCHS:-"reactor thread-per-connection prefork"}
 HTTP_DIR=$WORK/http
 HTTP_CLIENT_TIMEOUT_S=30
@@ -531,6 +532,9 @@ make_http_root() {
 	printf '<!doctype html><title>sub</title><p>the index of sub</p>\n' >"$root/sub/index.html"
 	printf 'in a listing\n' >"$root/docs/a file.txt"
 	head -c 10 /dev/urandom >"$root/docs/b.bin"
+	: >"$root/docs/<i>x&y\".txt"
+	: >"$root/empty.txt"
+	ln -s ../secret.txt "$root/link-out"
 	for i in $(seq 1 200); do printf 'line %d of a text that compresses well\n' "$i"; done >"$root/text.txt"
 	gzip -9 -n -c "$root/text.txt" >"$root/text.txt.gz"
 	# The page Chromium renders: a stylesheet that colours the body and
@@ -685,6 +689,18 @@ check_http_range() {
 	same_file "$http_work/suffix.want" "$resp.body"
 }
 
+# curl: -r -5 of an empty file. RFC 9110 §14.1.1: "If the selected
+# representation has zero length, the only satisfiable form of range-spec is a
+# suffix-range with a non-zero suffix-length", and a longer suffix than the
+# representation selects all of it; so not 416: the whole (empty) file.
+check_http_range_empty() {
+	http_fetch range-empty -r -5 /empty.txt || return 1
+	if [[ $code != 200 && $code != 206 ]] || [[ -s $resp.body ]]; then
+		log "$(head -n 1 "$resp.head" | tr -d '\r') with $(stat -c %s "$resp.body") bytes: expected 200, empty"
+		return 1
+	fi
+}
+
 # curl: a range past the end is 416 with Content-Range: bytes */SIZE.
 check_http_range_416() {
 	http_fetch range416 -r 99999999- /bin.dat || return 1
@@ -779,7 +795,8 @@ check_http_dir_redirect() {
 }
 
 # curl --path-as-is: a way out of the root in several spellings is 400, and
-# the secret beside the root never comes back.
+# the secret beside the root never comes back; nor through a symlink to it
+# (refused: 403 or 404).
 check_http_traversal() {
 	local path
 	for path in /../secret.txt /%2e%2e/secret.txt /sub/../../secret.txt \
@@ -795,6 +812,11 @@ check_http_traversal() {
 			return 1
 		}
 	done
+	http_fetch symlink /link-out || return 1
+	if grep -qF "$HTTP_SECRET" "$resp.body" || [[ $code != 403 && $code != 404 ]]; then
+		log "GET /link-out (a symlink to ../secret.txt): $code"
+		return 1
+	fi
 }
 
 # curl: a missing file is 404 with a body as long as its Content-Length.
@@ -1108,11 +1130,13 @@ check_gzip_static() {
 	}
 }
 
-# --autoindex: a directory without index.html is listed, with links.
+# --autoindex: a directory without index.html is listed, with links, and a
+# name with markup in it is escaped.
 check_autoindex() {
 	http_fetch autoindex /docs/ || return 1
 	expect_code 200 || return 1
-	if ! grep -qF 'href="a%20file.txt"' "$resp.body" || ! grep -qF 'href="b.bin"' "$resp.body"; then
+	if ! grep -qF 'href="a%20file.txt"' "$resp.body" || ! grep -qF 'href="b.bin"' "$resp.body" ||
+		! grep -qF '&lt;i&gt;x&amp;y&quot;.txt' "$resp.body" || grep -qF '<i>x' "$resp.body"; then
 		log "listing of /docs/ lacks its entries:"
 		head -c 600 "$resp.body" >&2
 		return 1
@@ -1175,13 +1199,14 @@ for arch in $HTTP_ARCHS; do
 	check "curl: two URLs on one keep-alive connection" check_http_keepalive
 	check "curl: -r 100-199 and -r -500 (206)" check_http_range
 	check "curl: a range past the end (416, bytes */SIZE)" check_http_range_416
+	check "curl: -r -5 of an empty file (200, empty)" check_http_range_empty
 	check "curl: two ranges (200, whole)" check_http_multi_range
 	check "curl: If-Range (206 with the ETag, 200 with another)" check_http_if_range
 	check "curl: -z / If-Modified-Since (304)" check_http_if_modified_since
 	check "curl: If-None-Match (304)" check_http_if_none_match
 	check "curl: HEAD (Content-Length, no body)" check_http_head
 	check "curl: a directory without its slash (301, Location)" check_http_dir_redirect
-	check "curl: traversal out of the root (400, no secret)" check_http_traversal
+	check "curl: traversal out of the root (400; no secret, nor by symlink)" check_http_traversal
 	check "curl: a missing file (404 with a body)" check_http_404
 	check "curl: POST and DELETE (405, Allow), BREW (501)" check_http_methods
 	check "python http.client: 8 requests on one connection" check_http_client
