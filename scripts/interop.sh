@@ -4,11 +4,16 @@
 # talked to by OpenBSD netcat (a line, half-close, echo back) and by Python's
 # socket module (1 MiB in one connection, and 8 connections at once); FTP under
 # three architectures, talked to by curl, wget, lftp and Python's ftplib (see the
-# FTP section below).
+# FTP section below); HTTP under three architectures, talked to by curl, Python's
+# http.client and raw sockets, wrk and a headless Chromium (see the HTTP section).
 # Installs missing clients with apt. Every wait is bounded.
 #
-# Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection" and
-#        FTP_ARCHS="reactor thread-per-connection prefork" to choose;
+# Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection",
+#        FTP_ARCHS="reactor thread-per-connection prefork" and
+#        HTTP_ARCHS="reactor thread-per-connection prefork" to choose;
+#        HTTP_BROWSER=0 skips Chromium, HTTP_BROWSER=1 runs it (installing the
+#        chromium package, about 200 MB, if missing); unset, it runs when CI is
+#        set or chromium is already installed;
 #        MUSE=path to test another binary instead of building target/debug/muse)
 set -euo pipefail
 
@@ -477,6 +482,763 @@ for arch in $FTP_ARCHS; do
 	check "python ftplib: login, nlst, mlsd, retr, stor, rename, delete, mkd/rmd" check_ftplib
 	check "SIGTERM: exits 0" stop_server "$arch"
 done
+
+# =============================================================================
+# HTTP: curl, Python's http.client, wrk and a headless Chromium against
+# `muse serve http`
+# =============================================================================
+# For each of HTTP_ARCHS, one server over a small tree. curl downloads a
+# 300 000-byte binary byte-exact over HTTP/1.1 and HTTP/1.0, reuses a keep-alive
+# connection, asks for ranges (206, 416, several ranges served whole, If-Range,
+# a suffix of an empty file) and conditionals (If-Modified-Since and
+# If-None-Match: 304), sends HEAD, a directory without its slash (301),
+# traversal in several spellings (400) and a symlink out of the root (never
+# the secret file beside the root), a missing file (404 with a body),
+# POST/DELETE (405 with Allow) and an unknown method (501). Python's http.client
+# makes several requests on one connection; a raw socket pipelines requests in
+# one write and reads the answers in order. wrk loads a 1 KiB file for 2 s and
+# must see no error. Chromium loads a page with a stylesheet, a script and two
+# images: the DOM it dumps must say that every image loaded and the style
+# applied, and a screenshot's pixels must show them. Then one server with
+# --access-log, --gzip-static, --autoindex and --header-timeout 1: combined log
+# lines, precompressed sidecars, a listing (names escaped), 408, 411 and 413.
+HTTP_ARCHS=${HTTP_ARCHS:-"reactor thread-per-connection prefork"}
+HTTP_DIR=$WORK/http
+HTTP_CLIENT_TIMEOUT_S=30
+HTTP_BIG_SIZE=300000
+HTTP_SECRET="muse-interop-secret-$RANDOM$RANDOM"
+# The browser is a 200 MB install: on in CI or where it is already installed.
+if [[ -z ${HTTP_BROWSER:-} ]]; then
+	if [[ -n ${CI:-} ]] || command -v chromium >/dev/null; then
+		HTTP_BROWSER=1
+	else
+		HTTP_BROWSER=0
+	fi
+fi
+
+command -v wrk >/dev/null || apt_install wrk
+command -v gzip >/dev/null || apt_install gzip
+if [[ $HTTP_BROWSER == 1 ]]; then
+	command -v chromium >/dev/null || apt_install chromium
+fi
+
+# make_http_root DIR: the served tree (DIR/root) and a secret file beside it.
+make_http_root() {
+	local dir=$1 root=$1/root
+	mkdir -p "$root/sub" "$root/docs" "$root/page/img"
+	printf '%s\n' "$HTTP_SECRET" >"$dir/secret.txt"
+	head -c "$HTTP_BIG_SIZE" /dev/urandom >"$root/bin.dat"
+	head -c 1024 /dev/urandom >"$root/small.bin"
+	printf '<!doctype html><title>sub</title><p>the index of sub</p>\n' >"$root/sub/index.html"
+	printf 'in a listing\n' >"$root/docs/a file.txt"
+	head -c 10 /dev/urandom >"$root/docs/b.bin"
+	: >"$root/docs/<i>x&y\".txt"
+	: >"$root/empty.txt"
+	ln -s ../secret.txt "$root/link-out"
+	for i in $(seq 1 200); do printf 'line %d of a text that compresses well\n' "$i"; done >"$root/text.txt"
+	gzip -9 -n -c "$root/text.txt" >"$root/text.txt.gz"
+	# The page Chromium renders: a stylesheet that colours the body and
+	# places two images and a box, a script that reports what loaded.
+	cat >"$root/page/index.html" <<'HTML'
+<!doctype html>
+<html><head><meta charset="utf-8"><title>muse interop</title>
+<link rel="stylesheet" href="style.css">
+<script src="app.js" defer></script></head>
+<body><img id="a" src="a.png" alt="a"><img id="b" src="img/b%20c.png" alt="b">
+<div id="box"></div><pre id="result">pending</pre></body></html>
+HTML
+	cat >"$root/page/style.css" <<'CSS'
+html, body { margin: 0; }
+body { background: rgb(0, 128, 255); }
+#a { position: absolute; left: 0; top: 0; }
+#b { position: absolute; left: 60px; top: 0; }
+#box { position: absolute; left: 0; top: 60px; width: 123px; height: 10px; background: rgb(255, 255, 0); }
+#result { position: absolute; left: 0; top: 100px; margin: 0; font-size: 10px; }
+CSS
+	cat >"$root/page/app.js" <<'JS'
+window.addEventListener("load", () => {
+  const out = [];
+  for (const id of ["a", "b"]) {
+    const img = document.getElementById(id);
+    const ok = img.complete && img.naturalWidth > 0;
+    out.push(`img-${id}:${ok ? "ok" : "missing"}:${img.naturalWidth}x${img.naturalHeight}`);
+  }
+  out.push("bg:" + getComputedStyle(document.body).backgroundColor);
+  out.push("box:" + document.getElementById("box").offsetWidth);
+  document.getElementById("result").textContent = out.join(" ");
+});
+JS
+	python3 - "$root/page/a.png" "$root/page/img/b c.png" <<'PY'
+import struct, sys, zlib
+
+def png(path, width, height, rgb):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+        f.write(chunk(b"IDAT", zlib.compress(rows)))
+        f.write(chunk(b"IEND", b""))
+
+png(sys.argv[1], 40, 40, (255, 0, 0))
+png(sys.argv[2], 30, 20, (0, 160, 0))
+PY
+}
+
+# Starts `muse serve http --arch $2 --root $3 [more flags]` like start_server;
+# $1 names its output files.
+start_http_server() {
+	local name=$1 arch=$2 root=$3 line i
+	shift 3
+	addr=""
+	server_out=$WORK/http-$name.out server_err=$WORK/http-$name.err
+	: >"$server_out"
+	setsid "$MUSE" serve http --arch "$arch" --listen 127.0.0.1:0 --root "$root" "$@" \
+		>"$server_out" 2>"$server_err" </dev/null &
+	server_pid=$!
+	for ((i = 0; i < START_TIMEOUT_S * 20; i++)); do
+		if read -r line <"$server_out" 2>/dev/null && [[ $line == "listening on "* ]]; then
+			read -r _ _ addr _ <<<"$line"
+			return 0
+		fi
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	log "http $name: no 'listening on' line within ${START_TIMEOUT_S}s; server stderr:"
+	tail -n 20 "$server_err" >&2 || true
+	return 1
+}
+
+http_curl() {
+	timeout "$HTTP_CLIENT_TIMEOUT_S" curl -sS --max-time "$((HTTP_CLIENT_TIMEOUT_S - 5))" "$@"
+}
+
+# http_fetch TAG [curl flags] PATH: one request for http://$addr PATH. Sets
+# resp (the head is in $resp.head, the body in $resp.body) and code.
+http_fetch() {
+	local tag=$1 path=${*: -1}
+	resp=$http_work/$tag
+	rm -f "$resp.head" "$resp.body"
+	code=$(http_curl -D "$resp.head" -o "$resp.body" -w '%{http_code}' "${@:2:$#-2}" \
+		"http://$addr$path") || {
+		log "curl ($tag) for $path failed"
+		return 1
+	}
+	touch "$resp.body"
+}
+
+# resp_header NAME: the value of the field NAME in $resp.head (the last one).
+resp_header() {
+	grep -i "^$1:" "$resp.head" | tail -n 1 | cut -d: -f2- | sed 's/^ *//; s/\r$//'
+}
+
+# expect_code WANT: the last response had status WANT.
+expect_code() {
+	if [[ $code != "$1" ]]; then
+		log "$(head -n 1 "$resp.head" 2>/dev/null | tr -d '\r'): expected $1"
+		return 1
+	fi
+}
+
+# expect_header NAME VALUE: the last response had NAME: VALUE.
+expect_header() {
+	local got
+	got=$(resp_header "$1")
+	if [[ $got != "$2" ]]; then
+		log "$1: expected '$2', got '$got'"
+		return 1
+	fi
+}
+
+# curl: the 300 000-byte binary, byte-exact (extra curl flags: --http1.0).
+check_http_download() {
+	http_fetch download "$@" /bin.dat || return 1
+	expect_code 200 && expect_header Content-Length "$HTTP_BIG_SIZE" &&
+		same_file "$http_root/bin.dat" "$resp.body"
+}
+
+# curl: two URLs in one invocation go on one connection.
+check_http_keepalive() {
+	local err=$http_work/keepalive.err
+	http_curl -v -o "$http_work/ka1" -o "$http_work/ka2" \
+		"http://$addr/bin.dat" "http://$addr/small.bin" 2>"$err" || {
+		log "curl failed:"
+		tail -n 5 "$err" >&2
+		return 1
+	}
+	if ! grep -q 'Re-using existing connection' "$err"; then
+		log "curl opened a second connection:"
+		grep -E '^\* |^< HTTP|^< Connection' "$err" | head -n 20 >&2
+		return 1
+	fi
+	same_file "$http_root/bin.dat" "$http_work/ka1" && same_file "$http_root/small.bin" "$http_work/ka2"
+}
+
+# curl: -r 100-199 is 206 with those 100 bytes; -r -500 the last 500.
+check_http_range() {
+	http_fetch range -r 100-199 /bin.dat || return 1
+	expect_code 206 && expect_header Content-Range "bytes 100-199/$HTTP_BIG_SIZE" || return 1
+	tail -c +101 "$http_root/bin.dat" | head -c 100 >"$http_work/range.want"
+	same_file "$http_work/range.want" "$resp.body" || return 1
+	http_fetch suffix -r -500 /bin.dat || return 1
+	expect_code 206 &&
+		expect_header Content-Range "bytes $((HTTP_BIG_SIZE - 500))-$((HTTP_BIG_SIZE - 1))/$HTTP_BIG_SIZE" ||
+		return 1
+	tail -c 500 "$http_root/bin.dat" >"$http_work/suffix.want"
+	same_file "$http_work/suffix.want" "$resp.body"
+}
+
+# curl: -r -5 of an empty file. RFC 9110 §14.1.1: "If the selected
+# representation has zero length, the only satisfiable form of range-spec is a
+# suffix-range with a non-zero suffix-length", and a longer suffix than the
+# representation selects all of it; so not 416: the whole (empty) file.
+check_http_range_empty() {
+	http_fetch range-empty -r -5 /empty.txt || return 1
+	if [[ $code != 200 && $code != 206 ]] || [[ -s $resp.body ]]; then
+		log "$(head -n 1 "$resp.head" | tr -d '\r') with $(stat -c %s "$resp.body") bytes: expected 200, empty"
+		return 1
+	fi
+}
+
+# curl: a range past the end is 416 with Content-Range: bytes */SIZE.
+check_http_range_416() {
+	http_fetch range416 -r 99999999- /bin.dat || return 1
+	expect_code 416 && expect_header Content-Range "bytes */$HTTP_BIG_SIZE"
+}
+
+# curl: several ranges are served whole, 200.
+check_http_multi_range() {
+	http_fetch multirange -r 0-9,20-29 /bin.dat || return 1
+	expect_code 200 && same_file "$http_root/bin.dat" "$resp.body"
+}
+
+# curl: a Range with If-Range and the current ETag is 206; with another, 200.
+check_http_if_range() {
+	local etag
+	http_fetch ifrange-head -I /bin.dat || return 1
+	etag=$(resp_header ETag)
+	[[ -n $etag ]] || {
+		log "no ETag"
+		return 1
+	}
+	http_fetch ifrange -r 100-199 -H "If-Range: $etag" /bin.dat || return 1
+	expect_code 206 || return 1
+	http_fetch ifrange-stale -r 100-199 -H 'If-Range: "not-the-tag"' /bin.dat || return 1
+	expect_code 200 && same_file "$http_root/bin.dat" "$resp.body"
+}
+
+# curl: -z FILE (If-Modified-Since its mtime) is 304 without a body; an older
+# date is 200.
+check_http_if_modified_since() {
+	http_fetch ims -z "$http_root/bin.dat" /bin.dat || return 1
+	expect_code 304 || return 1
+	[[ ! -s $resp.body ]] || {
+		log "304 with a body"
+		return 1
+	}
+	http_fetch ims-old -H 'If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT' /bin.dat || return 1
+	expect_code 200 && same_file "$http_root/bin.dat" "$resp.body"
+}
+
+# curl: If-None-Match with the ETag of a first response is 304 (weak
+# comparison: W/ too); another tag is 200.
+check_http_if_none_match() {
+	local etag
+	http_fetch inm-first /small.bin || return 1
+	etag=$(resp_header ETag)
+	[[ -n $etag ]] || {
+		log "no ETag"
+		return 1
+	}
+	http_fetch inm -H "If-None-Match: $etag" /small.bin || return 1
+	expect_code 304 && expect_header ETag "$etag" || return 1
+	http_fetch inm-weak -H "If-None-Match: \"x\", W/$etag" /small.bin || return 1
+	expect_code 304 || return 1
+	http_fetch inm-other -H 'If-None-Match: "not-the-tag"' /small.bin || return 1
+	expect_code 200 && same_file "$http_root/small.bin" "$resp.body"
+}
+
+# curl: HEAD has the GET's Content-Length and no body: a GET after it on the
+# same connection (--next) gets exactly its own body.
+check_http_head() {
+	local err=$http_work/head.err
+	rm -f "$http_work/head.head" "$http_work/after-head"
+	http_curl -v -I -D "$http_work/head.head" -o /dev/null "http://$addr/bin.dat" \
+		--next -sS -o "$http_work/after-head" "http://$addr/small.bin" 2>"$err" || {
+		log "curl failed:"
+		tail -n 5 "$err" >&2
+		return 1
+	}
+	resp=$http_work/head
+	code=$(head -n 1 "$resp.head" | cut -d' ' -f2)
+	expect_code 200 && expect_header Content-Length "$HTTP_BIG_SIZE" || return 1
+	grep -q 'Re-using existing connection' "$err" || {
+		log "HEAD then GET: not on one connection"
+		return 1
+	}
+	same_file "$http_root/small.bin" "$http_work/after-head"
+}
+
+# curl: /sub is 301 to /sub/; -L follows to its index.html.
+check_http_dir_redirect() {
+	local location
+	http_fetch redirect /sub || return 1
+	expect_code 301 || return 1
+	location=$(resp_header Location)
+	if [[ $location != "/sub/" && $location != "http://$addr/sub/" ]]; then
+		log "Location: '$location', expected /sub/"
+		return 1
+	fi
+	http_fetch follow -L /sub || return 1
+	expect_code 200 && same_file "$http_root/sub/index.html" "$resp.body"
+}
+
+# curl --path-as-is: a way out of the root in several spellings is 400, and
+# the secret beside the root never comes back; nor through a symlink to it
+# (refused: 403 or 404).
+check_http_traversal() {
+	local path
+	for path in /../secret.txt /%2e%2e/secret.txt /sub/../../secret.txt \
+		/%2E%2E/secret.txt /..%2fsecret.txt /sub/%2e%2e/%2e%2e/secret.txt \
+		/./../secret.txt; do
+		http_fetch traversal --path-as-is "$path" || return 1
+		if grep -qF "$HTTP_SECRET" "$resp.body"; then
+			log "GET $path served the secret beside the root"
+			return 1
+		fi
+		expect_code 400 || {
+			log "  (for GET $path)"
+			return 1
+		}
+	done
+	http_fetch symlink /link-out || return 1
+	if grep -qF "$HTTP_SECRET" "$resp.body" || [[ $code != 403 && $code != 404 ]]; then
+		log "GET /link-out (a symlink to ../secret.txt): $code"
+		return 1
+	fi
+}
+
+# curl: a missing file is 404 with a body as long as its Content-Length.
+check_http_404() {
+	http_fetch notfound /no-such-file || return 1
+	expect_code 404 || return 1
+	if [[ ! -s $resp.body ]] || [[ $(resp_header Content-Length) != "$(stat -c %s "$resp.body")" ]]; then
+		log "404: Content-Length '$(resp_header Content-Length)', body of $(stat -c %s "$resp.body") bytes"
+		return 1
+	fi
+}
+
+# curl: POST and DELETE are 405 with Allow: GET, HEAD; an unknown method 501.
+check_http_methods() {
+	local allow
+	http_fetch post --data-binary "@$http_root/small.bin" /bin.dat || return 1
+	expect_code 405 || return 1
+	allow=$(resp_header Allow)
+	if [[ $allow != *GET* || $allow != *HEAD* ]]; then
+		log "405: Allow '$allow', expected GET and HEAD"
+		return 1
+	fi
+	http_fetch delete -X DELETE /bin.dat || return 1
+	expect_code 405 && [[ -n $(resp_header Allow) ]] || return 1
+	http_fetch brew -X BREW /bin.dat || return 1
+	expect_code 501
+}
+
+# Python http.client: every request on one connection, bodies and statuses
+# right, a 304 and a HEAD (no body) between them.
+check_http_client() {
+	timeout 60 python3 - "$addr" "$http_root" <<'PY'
+import http.client, os, sys
+
+addr, root = sys.argv[1:3]
+host, port = addr.rsplit(":", 1)
+failures = []
+
+def disk(rel):
+    with open(os.path.join(root, rel), "rb") as f:
+        return f.read()
+
+try:
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    first_sock = None
+    etag = None
+    plan = [
+        ("GET", "/bin.dat", {}, 200, disk("bin.dat")),
+        ("HEAD", "/bin.dat", {}, 200, b""),
+        ("GET", "/small.bin", {}, 200, disk("small.bin")),
+        ("GET", "/small.bin", "etag", 304, b""),
+        ("GET", "/no-such-file", {}, 404, None),
+        ("GET", "/sub/", {}, 200, disk("sub/index.html")),
+        ("GET", "/bin.dat", {"Range": "bytes=0-9"}, 206, disk("bin.dat")[:10]),
+        ("GET", "/page/style.css", {}, 200, disk("page/style.css")),
+    ]
+    for n, (method, path, headers, status, body) in enumerate(plan):
+        if headers == "etag":
+            headers = {"If-None-Match": etag or '"no-etag-was-sent"'}
+        conn.request(method, path, headers=headers)
+        if first_sock is None:
+            first_sock = conn.sock
+        elif conn.sock is not first_sock:
+            failures.append(f"request {n} ({method} {path}) went on a new connection")
+        r = conn.getresponse()
+        data = r.read()
+        if path == "/small.bin" and status == 200:
+            etag = r.getheader("ETag")
+        if r.status != status:
+            failures.append(f"{method} {path}: status {r.status}, expected {status}")
+        if body is not None and data != body:
+            failures.append(f"{method} {path}: {len(data)} bytes of body, not the {len(body)} expected")
+        if method == "HEAD" and r.getheader("Content-Length") != str(len(disk("bin.dat"))):
+            failures.append(f"HEAD: Content-Length {r.getheader('Content-Length')}")
+        if r.will_close:
+            failures.append(f"{method} {path}: the server closes the connection")
+    if path.endswith(".css") and not (r.getheader("Content-Type") or "").startswith("text/css"):
+        failures.append(f"style.css: Content-Type {r.getheader('Content-Type')}")
+    conn.close()
+except (OSError, http.client.HTTPException) as e:
+    failures.append(f"{type(e).__name__}: {e}")
+for f in failures:
+    print("http.client:", f, file=sys.stderr)
+sys.exit(1 if failures else 0)
+PY
+}
+
+# A raw socket: requests pipelined in one write are answered in order, each
+# with its own body; the last says Connection: close and the server closes
+# after it. First 3 mixed requests, then 16 of the 300 000-byte file (more
+# than the server queues at once: it must hold the rest, not drop them).
+check_http_pipelining() {
+	timeout 60 python3 - "$addr" "$http_root" <<'PY'
+import os, socket, sys
+
+addr, root = sys.argv[1:3]
+host, port = addr.rsplit(":", 1)
+failures = []
+
+def disk(rel):
+    with open(os.path.join(root, rel), "rb") as f:
+        return f.read()
+
+def read_response(f, head_only):
+    status_line = f.readline()
+    if not status_line:
+        raise EOFError("connection closed before a response")
+    fields = {}
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        fields[name.strip().lower()] = value.strip()
+    length = int(fields.get("content-length", "0"))
+    body = b"" if head_only else f.read(length)
+    return int(status_line.split()[1]), fields, body
+
+def pipeline(requests):
+    s = socket.create_connection((host, int(port)), timeout=20)
+    wire = b""
+    for n, (method, path, _, _) in enumerate(requests):
+        last = n == len(requests) - 1
+        wire += f"{method} {path} HTTP/1.1\r\nHost: {addr}\r\n".encode()
+        wire += b"Connection: close\r\n\r\n" if last else b"\r\n"
+    s.sendall(wire)
+    f = s.makefile("rb")
+    for n, (method, path, status, body) in enumerate(requests):
+        got_status, fields, got_body = read_response(f, method == "HEAD")
+        if got_status != status:
+            failures.append(f"response {n} ({method} {path}): status {got_status}, expected {status}")
+        if got_body != body:
+            failures.append(f"response {n} ({method} {path}): {len(got_body)} bytes, not the expected {len(body)}")
+        if method == "HEAD" and fields.get("content-length") != str(len(disk(path[1:]))):
+            failures.append(f"response {n} (HEAD): Content-Length {fields.get('content-length')}")
+    rest = f.read()
+    if rest:
+        failures.append(f"{len(rest)} bytes after the last response: {rest[:60]!r}")
+    s.close()
+
+try:
+    pipeline([
+        ("GET", "/small.bin", 200, disk("small.bin")),
+        ("HEAD", "/bin.dat", 200, b""),
+        ("GET", "/sub/index.html", 200, disk("sub/index.html")),
+    ])
+    pipeline([("GET", "/bin.dat", 200, disk("bin.dat"))] * 16)
+except (OSError, EOFError, ValueError, IndexError) as e:
+    failures.append(f"{type(e).__name__}: {e}")
+for f in failures:
+    print("pipelining:", f, file=sys.stderr)
+sys.exit(1 if failures else 0)
+PY
+}
+
+# wrk: 10 connections for 2 s on the 1 KiB file; no non-2xx/3xx answer, no
+# socket error, and some requests done.
+check_wrk() {
+	local out requests
+	out=$(timeout 30 wrk -t1 -c10 -d2s --timeout 5s "http://$addr/small.bin" 2>&1) || {
+		log "wrk failed (status $?): $out"
+		return 1
+	}
+	requests=$(awk '/ requests in / { print $1 }' <<<"$out")
+	# "Socket errors: connect 0, read 0, write 0, timeout 0" only when one is not 0.
+	if grep -q 'Non-2xx or 3xx responses' <<<"$out" || grep 'Socket errors' <<<"$out" | grep -q '[1-9]' ||
+		((${requests:-0} == 0)); then
+		log "wrk saw errors (or did nothing):"
+		printf '%s\n' "$out" >&2
+		return 1
+	fi
+	log "        wrk: $requests requests in 2 s"
+}
+
+# Chromium, headless, with a fresh profile each time (nothing from a cache).
+chromium_run() {
+	local profile
+	profile=$(mktemp -d "$HTTP_DIR/chromium.XXXXXX")
+	timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+		--no-first-run --no-default-browser-check --disable-extensions \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--user-data-dir="$profile" --hide-scrollbars --force-device-scale-factor=1 \
+		--window-size=400,300 --virtual-time-budget=5000 "$@" 2>>"$HTTP_DIR/chromium.err"
+}
+
+CHROMIUM_WANT='img-a:ok:40x40 img-b:ok:30x20 bg:rgb(0, 128, 255) box:123'
+
+# Chromium: /page (a 301 to /page/) rendered; the script's report in the DOM
+# says both images loaded and the stylesheet applied.
+check_chromium_dom() {
+	local dom
+	dom=$(chromium_run --dump-dom "http://$addr/page") || {
+		log "chromium --dump-dom failed (status $?); its stderr ends:"
+		tail -n 10 "$HTTP_DIR/chromium.err" >&2
+		return 1
+	}
+	if ! grep -qF "$CHROMIUM_WANT" <<<"$dom"; then
+		log "chromium: the DOM lacks '$CHROMIUM_WANT':"
+		grep -o '<pre id="result">[^<]*' <<<"$dom" >&2 || printf '%s\n' "$dom" | head -n 20 >&2
+		return 1
+	fi
+}
+
+# Chromium: a screenshot of /page/ shows the body's colour, both images and the
+# box where the stylesheet puts them.
+check_chromium_screenshot() {
+	local shot=$http_work/shot.png
+	rm -f "$shot"
+	chromium_run --screenshot="$shot" "http://$addr/page/" >/dev/null || {
+		log "chromium --screenshot failed (status $?); its stderr ends:"
+		tail -n 10 "$HTTP_DIR/chromium.err" >&2
+		return 1
+	}
+	timeout 30 python3 - "$shot" <<'PY'
+import struct, sys, zlib
+
+def decode(path):
+    """Width, height, channels and rows of an 8-bit RGB/RGBA PNG."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            if depth != 8 or ctype not in (2, 6) or interlace:
+                raise ValueError(f"unsupported PNG: depth {depth}, colour type {ctype}, interlace {interlace}")
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    rows, prev = [], bytearray(stride)
+    for y in range(h):
+        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 255
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 255
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif ftype == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(line)
+        prev = line
+    return w, h, bpp, rows
+
+w, h, bpp, rows = decode(sys.argv[1])
+want = {
+    (20, 20): ((255, 0, 0), "a.png"),
+    (75, 10): ((0, 160, 0), "img/b c.png"),
+    (100, 65): ((255, 255, 0), "the box"),
+    (300, 200): ((0, 128, 255), "the body's background"),
+}
+bad = []
+for (x, y), (rgb, what) in want.items():
+    got = tuple(rows[y][x * bpp:x * bpp + 3]) if x < w and y < h else None
+    if got is None or any(abs(g - e) > 8 for g, e in zip(got, rgb)):
+        bad.append(f"pixel ({x}, {y}) ({what}): {got}, expected {rgb}")
+for b in bad:
+    print("screenshot:", b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
+# --access-log: two requests, two combined-format lines with their statuses.
+check_access_log() {
+	local file=$1 lines i
+	http_fetch log1 -A interop-agent/1 -e http://referer.example/ /small.bin || return 1
+	http_fetch log2 -A interop-agent/2 /no-such-file || return 1
+	for ((i = 0; i < 20; i++)); do
+		[[ -f $file && $(wc -l <"$file") -ge 2 ]] && break
+		sleep 0.1
+	done
+	lines=$(cat "$file" 2>/dev/null) || true
+	local stamp='\[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} \+0000\]'
+	if [[ $(wc -l <<<"$lines") != 2 ]] ||
+		! sed -n 1p <<<"$lines" | grep -qE "^127\.0\.0\.1 - - $stamp \"GET /small\.bin HTTP/1\.1\" 200 1024 \"http://referer\.example/\" \"interop-agent/1\"$" ||
+		! sed -n 2p <<<"$lines" | grep -qE "^127\.0\.0\.1 - - $stamp \"GET /no-such-file HTTP/1\.1\" 404 [0-9]+ \"-\" \"interop-agent/2\"$"; then
+		log "access log: expected a 200 line and a 404 line, got:"
+		printf '%s\n' "$lines" >&2
+		return 1
+	fi
+}
+
+# --gzip-static: text.txt.gz is sent for text.txt to a client that accepts
+# gzip (Content-Encoding: gzip, Vary), text.txt itself to one that does not.
+check_gzip_static() {
+	http_fetch gzip --compressed /text.txt || return 1
+	expect_code 200 && expect_header Content-Encoding gzip && expect_header Vary Accept-Encoding &&
+		same_file "$http_root/text.txt" "$resp.body" || return 1
+	[[ $(resp_header Content-Length) == "$(stat -c %s "$http_root/text.txt.gz")" ]] || {
+		log "Content-Length '$(resp_header Content-Length)' is not the .gz file's"
+		return 1
+	}
+	http_fetch identity /text.txt || return 1
+	expect_code 200 && expect_header Vary Accept-Encoding && same_file "$http_root/text.txt" "$resp.body" || return 1
+	[[ -z $(resp_header Content-Encoding) ]] || {
+		log "Content-Encoding for a client that does not accept gzip"
+		return 1
+	}
+}
+
+# --autoindex: a directory without index.html is listed, with links, and a
+# name with markup in it is escaped.
+check_autoindex() {
+	http_fetch autoindex /docs/ || return 1
+	expect_code 200 || return 1
+	if ! grep -qF 'href="a%20file.txt"' "$resp.body" || ! grep -qF 'href="b.bin"' "$resp.body" ||
+		! grep -qF '&lt;i&gt;x&amp;y&quot;.txt' "$resp.body" || grep -qF '<i>x' "$resp.body"; then
+		log "listing of /docs/ lacks its entries:"
+		head -c 600 "$resp.body" >&2
+		return 1
+	fi
+}
+
+# --header-timeout 1: a head still unfinished after it gets 408 and the close.
+check_header_timeout() {
+	timeout 20 python3 - "$addr" <<'PY'
+import socket, sys, time
+
+host, port = sys.argv[1].rsplit(":", 1)
+start = time.monotonic()
+got = b""
+try:
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(b"GET /small.bin HTTP/1.1\r\nHost: x\r\n")
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+except OSError as e:
+    got += f" ({type(e).__name__}: {e})".encode()
+took = time.monotonic() - start
+if not got.startswith(b"HTTP/1.1 408 ") or not 0.5 <= took <= 8:
+    print(f"header timeout: after {took:.1f}s got {got[:80]!r}", file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
+# A chunked request body is 411; one over 1 MiB is 413 (curl sends
+# Expect: 100-continue and gets the answer instead).
+check_body_refusals() {
+	head -c $((2 << 20)) /dev/zero >"$http_work/2mib"
+	http_fetch chunked -H 'Transfer-Encoding: chunked' --data-binary "@$http_root/small.bin" /small.bin ||
+		return 1
+	expect_code 411 || return 1
+	http_fetch toolarge -X GET --data-binary "@$http_work/2mib" /small.bin || return 1
+	expect_code 413
+}
+
+http_started=$SECONDS
+log "http: building the test tree"
+make_http_root "$HTTP_DIR"
+http_root=$HTTP_DIR/root
+
+for arch in $HTTP_ARCHS; do
+	log "http --arch $arch"
+	http_work=$HTTP_DIR/$arch
+	mkdir -p "$http_work"
+	if ! start_http_server "$arch" "$arch" "$http_root"; then
+		log "  FAIL  start"
+		failed=1
+		stop_server "$arch" || true
+		continue
+	fi
+	check "curl: download, byte-exact (HTTP/1.1)" check_http_download
+	check "curl: download, byte-exact (HTTP/1.0)" check_http_download --http1.0
+	check "curl: two URLs on one keep-alive connection" check_http_keepalive
+	check "curl: -r 100-199 and -r -500 (206)" check_http_range
+	check "curl: a range past the end (416, bytes */SIZE)" check_http_range_416
+	check "curl: -r -5 of an empty file (200, empty)" check_http_range_empty
+	check "curl: two ranges (200, whole)" check_http_multi_range
+	check "curl: If-Range (206 with the ETag, 200 with another)" check_http_if_range
+	check "curl: -z / If-Modified-Since (304)" check_http_if_modified_since
+	check "curl: If-None-Match (304)" check_http_if_none_match
+	check "curl: HEAD (Content-Length, no body)" check_http_head
+	check "curl: a directory without its slash (301, Location)" check_http_dir_redirect
+	check "curl: traversal out of the root (400; no secret, nor by symlink)" check_http_traversal
+	check "curl: a missing file (404 with a body)" check_http_404
+	check "curl: POST and DELETE (405, Allow), BREW (501)" check_http_methods
+	check "python http.client: 8 requests on one connection" check_http_client
+	check "python socket: pipelined requests answered in order" check_http_pipelining
+	check "wrk: 2 s on a 1 KiB file, no errors" check_wrk
+	if [[ $HTTP_BROWSER == 1 ]]; then
+		check "chromium: page, stylesheet, script, images (DOM)" check_chromium_dom
+		check "chromium: screenshot pixels" check_chromium_screenshot
+	fi
+	check "SIGTERM: exits 0" stop_server "$arch"
+done
+if [[ $HTTP_BROWSER != 1 ]]; then
+	log "http: chromium skipped (HTTP_BROWSER=$HTTP_BROWSER)"
+fi
+
+log "http --access-log --gzip-static --autoindex --header-timeout 1 (reactor)"
+http_work=$HTTP_DIR/options
+mkdir -p "$http_work"
+if start_http_server options reactor "$http_root" --access-log "$http_work/access.log" \
+	--gzip-static --autoindex --header-timeout 1; then
+	check "access log: two combined-format lines" check_access_log "$http_work/access.log"
+	check "--gzip-static: the .gz sidecar, Vary" check_gzip_static
+	check "--autoindex: a listing" check_autoindex
+	check "--header-timeout: 408" check_header_timeout
+	check "request bodies: chunked (411), over 1 MiB (413)" check_body_refusals
+	check "SIGTERM: exits 0" stop_server options
+else
+	log "  FAIL  start"
+	failed=1
+	stop_server options || true
+fi
+log "http: $((SECONDS - http_started))s"
 
 if ((failed)); then
 	log "FAILED"
