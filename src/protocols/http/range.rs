@@ -25,8 +25,10 @@ pub enum RangeOutcome {
 /// - `bytes=a-`: from a to the end.
 /// - `bytes=-n`: the last n bytes (the whole file if it is shorter).
 ///
-/// `a` at or past the end, `-0`, and any range of an empty file are
-/// [`RangeOutcome::Unsatisfiable`] (§14.1.1: nothing there to send).
+/// `a` at or past the end (any `a-` range of an empty file) and `-0` are
+/// [`RangeOutcome::Unsatisfiable`] (§14.1.1); `-n` of an empty file is
+/// [`RangeOutcome::Full`] (the only satisfiable range there, and a 206
+/// cannot express an empty one).
 /// The unit is case-insensitive; numbers are digits only and may be huge:
 /// one that overflows u64 counts as u64::MAX (so it is past any end).
 /// Whatever is not this grammar — another unit, signs, spaces inside a
@@ -60,8 +62,14 @@ pub fn range(header: &[u8], size: u64) -> RangeOutcome {
         let Some(n) = number(last) else {
             return RangeOutcome::Full;
         };
-        if n == 0 || size == 0 {
+        if n == 0 {
             return RangeOutcome::Unsatisfiable;
+        }
+        if size == 0 {
+            // §14.1.1: on an empty representation a non-zero suffix is
+            // satisfiable and selects all of it, nothing, which no 206
+            // can say: the whole (empty) file is sent, with 200.
+            return RangeOutcome::Full;
         }
         return RangeOutcome::Partial {
             start: size - n.min(size),
@@ -282,7 +290,8 @@ mod tests {
             ("bytes=-0", 100, Unsatisfiable),
             ("bytes=-000", 100, Unsatisfiable),
             ("bytes=0-", 0, Unsatisfiable),
-            ("bytes=-5", 0, Unsatisfiable),
+            ("bytes=-5", 0, Full),
+            ("bytes=-0", 0, Unsatisfiable),
             ("bytes=0-0", 0, Unsatisfiable),
             ("bytes=0-0", 1, p(0, 0)),
         ];

@@ -79,7 +79,8 @@ pub fn end(out: &mut Vec<u8>, close: bool, http10: bool) {
 /// A complete error (or other bodiless-by-nature) response: a short
 /// plain-text body saying the status, unless `head_only` (a HEAD request
 /// gets the same head without the body). `allow`: the `Allow` value of a
-/// 405. `extra`: more header lines, already formatted.
+/// 405. `extra`: more header lines, already formatted. Returns the body's
+/// length as sent (0 for `head_only`).
 #[allow(clippy::too_many_arguments)]
 pub fn error(
     out: &mut Vec<u8>,
@@ -90,7 +91,7 @@ pub fn error(
     head_only: bool,
     allow: Option<&str>,
     extra: &[u8],
-) {
+) -> u64 {
     let reason = reason(code);
     // "404 Not Found\n"
     let body_len = 3 + 1 + reason.len() + 1;
@@ -102,12 +103,14 @@ pub fn error(
     }
     out.extend_from_slice(extra);
     end(out, close, http10);
-    if !head_only {
-        number(out, u64::from(code));
-        out.push(b' ');
-        out.extend_from_slice(reason.as_bytes());
-        out.push(b'\n');
+    if head_only {
+        return 0;
     }
+    number(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.push(b'\n');
+    body_len as u64
 }
 
 /// Appends `n` in decimal.

@@ -57,6 +57,11 @@ pub const MAX_DISCARD: u64 = 1 << 20;
 /// the client does not read (nginx's `send_timeout` is 60 s too).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a connection closing after an error keeps reading and dropping
+/// what the client sends (nginx's `lingering_timeout` is 5 s; a client that
+/// reads its error closes long before).
+pub const LINGER: Duration = Duration::from_secs(2);
+
 /// What methods a resource allows (the `Allow` of a 405).
 const ALLOW: &str = "GET, HEAD";
 
@@ -65,6 +70,10 @@ const ALLOW: &str = "GET, HEAD";
 enum Phase {
     /// Reading and answering requests.
     Open,
+    /// No more requests, after an error: what the client still sends is
+    /// read and dropped until it closes or the instant passes, then the
+    /// connection closes once the output is flushed.
+    Lingering(Instant),
     /// No more requests: close once the output is flushed.
     Closing,
     /// Close now, whatever is unsent.
@@ -210,6 +219,10 @@ impl HttpSession {
             self.served += 1;
             self.head_since = (!self.input.is_empty()).then_some(now);
         }
+        if self.phase != Phase::Open {
+            // Whatever follows a refused or final request is never read.
+            self.input.clear();
+        }
         self.settle();
     }
 
@@ -235,9 +248,9 @@ impl HttpSession {
     /// A malformed head: its status, and the connection closes.
     fn refuse(&mut self, code: u16, now: Instant) {
         let date = self.date(now);
-        response::error(self.out.buf(), code, &date, true, false, false, None, b"");
-        self.log_raw(None, code, 0, now);
-        self.phase = Phase::Closing;
+        let body = response::error(self.out.buf(), code, &date, true, false, false, None, b"");
+        self.log_raw(None, code, body, now);
+        self.linger(now);
     }
 
     /// Answers one parsed request. `raw` is its head, for the access log.
@@ -429,7 +442,7 @@ impl HttpSession {
                 &mut extra,
                 format_args!("Content-Range: bytes */{size}\r\n"),
             );
-            response::error(
+            let body = response::error(
                 self.out.buf(),
                 416,
                 &date,
@@ -439,7 +452,7 @@ impl HttpSession {
                 None,
                 &extra,
             );
-            return self.finish(416, 0, close, log, now);
+            return self.finish(416, body, close, log, now);
         }
         let out = self.out.buf();
         response::start(out, code, &date);
@@ -496,7 +509,7 @@ impl HttpSession {
         }
         extra.extend_from_slice(b"\r\n");
         let date = self.date(now);
-        response::error(
+        let body = response::error(
             self.out.buf(),
             301,
             &date,
@@ -506,7 +519,7 @@ impl HttpSession {
             None,
             &extra,
         );
-        self.finish(301, 0, close, log, now);
+        self.finish(301, body, close, log, now);
     }
 
     /// An error response for a request whose head was understood.
@@ -522,7 +535,7 @@ impl HttpSession {
         now: Instant,
     ) {
         let date = self.date(now);
-        response::error(
+        let body = response::error(
             self.out.buf(),
             code,
             &date,
@@ -532,7 +545,7 @@ impl HttpSession {
             allow,
             b"",
         );
-        self.finish(code, 0, close, log, now);
+        self.finish(code, body, close, log, now);
     }
 
     /// After a response is queued: the log line, and the close it asked
@@ -540,9 +553,23 @@ impl HttpSession {
     fn finish(&mut self, code: u16, body: u64, close: bool, log: LogRequest, now: Instant) {
         self.log_raw(Some(log), code, body, now);
         if close {
-            self.phase = Phase::Closing;
             self.discard = 0;
+            if code >= 400 {
+                // The client may still be sending what we refused.
+                self.linger(now);
+            } else {
+                self.phase = Phase::Closing;
+            }
         }
+    }
+
+    /// Closes after an error, but reads and drops what the client still
+    /// sends for a while first (RFC 9112 §9.6): closing with its bytes
+    /// unread would reset the connection, and a reset can destroy the
+    /// error response before the client reads it.
+    fn linger(&mut self, now: Instant) {
+        self.input.clear();
+        self.phase = Phase::Lingering(now + LINGER);
     }
 
     /// A directory without an index, with `--autoindex`: its listing is
@@ -620,6 +647,7 @@ impl HttpSession {
 impl Session for HttpSession {
     fn handle_input(&mut self, data: &[u8], now: Instant) {
         if self.phase != Phase::Open {
+            // Lingering: dropped. (Nothing else reads.)
             return;
         }
         self.input.extend_from_slice(data);
@@ -629,12 +657,21 @@ impl Session for HttpSession {
 
     fn handle_eof(&mut self, now: Instant) {
         self.eof = true;
+        if matches!(self.phase, Phase::Lingering(_)) {
+            self.phase = Phase::Closing;
+        }
         self.process(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.send_deadline().is_some_and(|t| now >= t) {
             self.phase = Phase::Gone;
+            return;
+        }
+        if let Phase::Lingering(until) = self.phase {
+            if now >= until {
+                self.phase = Phase::Closing;
+            }
             return;
         }
         if self.request_deadline().is_some_and(|t| now >= t) {
@@ -687,7 +724,7 @@ impl Session for HttpSession {
             }
             Err(e) => {
                 let code = status_of(&e);
-                response::error(
+                let body = response::error(
                     self.out.buf(),
                     code,
                     &date,
@@ -697,7 +734,7 @@ impl Session for HttpSession {
                     None,
                     b"",
                 );
-                self.finish(code, 0, pending.close, pending.log, now);
+                self.finish(code, body, pending.close, pending.log, now);
             }
         }
         self.process(now);
@@ -727,22 +764,31 @@ impl Session for HttpSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match (self.request_deadline(), self.send_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let linger = match self.phase {
+            Phase::Lingering(until) => Some(until),
+            _ => None,
+        };
+        [self.request_deadline(), self.send_deadline(), linger]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn wants_read(&self) -> bool {
-        self.phase == Phase::Open
-            && !self.eof
-            && self.listing.is_none()
-            && !self.output_full()
-            && self.input.len() <= head::MAX_HEAD
+        match self.phase {
+            Phase::Open => {
+                !self.eof
+                    && self.listing.is_none()
+                    && !self.output_full()
+                    && self.input.len() <= head::MAX_HEAD
+            }
+            Phase::Lingering(_) => !self.eof,
+            Phase::Closing | Phase::Gone => false,
+        }
     }
 
     fn wants_close(&self) -> bool {
-        self.phase != Phase::Open
+        matches!(self.phase, Phase::Closing | Phase::Gone)
     }
 
     fn wants_close_now(&self) -> bool {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::session::{MAX_OUTPUT, MAX_QUEUED_FILES};
+use super::session::{LINGER, MAX_OUTPUT, MAX_QUEUED_FILES};
 use super::{Http, HttpConfig};
 use crate::root::Root;
 use crate::session::{ConnInfo, Output, Protocol, Request, Session};
@@ -202,7 +202,30 @@ fn a_slow_head_gets_408_at_the_header_timeout() {
     let out = h.output();
     assert_eq!(statuses(&out), [408]);
     assert!(out.contains("Connection: close"));
+    // It lingers, reading and dropping what the client still sends, until
+    // the client closes or the linger ends.
+    assert!(!h.s.wants_close() && h.s.wants_read());
+    h.send("more of the slow head");
+    assert_eq!(h.output(), "");
+    h.advance(LINGER);
     assert!(h.s.wants_close() && !h.s.wants_read());
+}
+
+#[test]
+fn an_error_that_closes_lingers_until_the_client_closes() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\nsome of the body");
+    let out = h.output();
+    assert_eq!(statuses(&out), [413]);
+    assert!(
+        h.s.wants_read(),
+        "the body still coming is read and dropped"
+    );
+    h.send(&"x".repeat(100_000));
+    assert_eq!(h.output(), "");
+    assert!(!h.s.wants_close());
+    h.s.handle_eof(h.now);
+    assert!(h.s.wants_close());
 }
 
 #[test]
@@ -239,8 +262,9 @@ fn output_that_does_not_move_closes_the_connection_now() {
 
 #[test]
 fn shutdown_closes_at_the_next_request_boundary() {
-    // A whole request waiting is answered, with Connection: close, and the
-    // partial one after it is not waited for.
+    // A whole request waiting is answered, and the partial one after it is
+    // waited for no longer than the header timeout (then 408, the linger,
+    // the close).
     let mut h = Harness::new();
     h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\n");
     let first = h.output();
@@ -248,6 +272,8 @@ fn shutdown_closes_at_the_next_request_boundary() {
     h.s.handle_shutdown(h.now);
     h.advance(HEADER_TIMEOUT);
     let out = h.output();
+    assert_eq!(statuses(&out), [408]);
+    h.advance(LINGER);
     assert!(h.s.wants_close(), "{out}");
 
     // An idle connection closes at once.
