@@ -503,6 +503,11 @@ struct FileRange {
 /// than a second system call through the kernel's splice machinery.
 pub const INLINE_MAX: usize = 16 * 1024;
 
+/// The most buffer capacity an empty queue keeps: enough for the heads and
+/// small bodies of steady keep-alive traffic (so it allocates nothing per
+/// response), little enough that 10,000 idle connections cost little.
+pub const RETAIN_MAX: usize = 4 * 1024;
+
 /// Bytes already sent that a queue keeps before moving the rest to the front
 /// of its buffer (while a file range holds the buffer's end in place).
 const COMPACT_AT: usize = 64 * 1024;
@@ -588,6 +593,11 @@ impl OutQueue {
         if self.sent == self.bytes.len() && self.files.is_empty() {
             self.bytes.clear();
             self.sent = 0;
+            if self.bytes.capacity() > RETAIN_MAX {
+                // An idle connection keeps a small buffer, not the largest
+                // response it ever sent.
+                self.bytes = Vec::new();
+            }
         } else if self.sent >= COMPACT_AT && self.sent * 2 >= self.bytes.len() {
             self.bytes.drain(..self.sent);
             for f in &mut self.files {

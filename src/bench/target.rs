@@ -77,6 +77,9 @@ pub fn family(arch: Arch) -> Family {
     }
 }
 
+/// The `--max-connections` a `muse serve` started by the bench gets.
+const BENCH_MAX_CONNECTIONS: &str = "1000000";
+
 impl Target {
     /// The target for a muse architecture.
     pub fn muse(arch: Arch) -> Target {
@@ -119,6 +122,17 @@ impl Target {
                 ]);
                 if let (Some(root), true) = (root, ROOTED.contains(&protocol)) {
                     c.arg("--root").arg(root);
+                }
+                // The peers measured beside muse have no connection limit
+                // (or one far above any scenario's), so muse's default of
+                // 10,000 is lifted too, unless the run sets its own: the
+                // idle scenarios hold 10,000 connections beside the
+                // measuring clients.
+                if !serve_args
+                    .iter()
+                    .any(|a| a.starts_with("--max-connections"))
+                {
+                    c.args(["--max-connections", BENCH_MAX_CONNECTIONS]);
                 }
                 c.args(serve_args);
                 c

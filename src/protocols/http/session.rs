@@ -62,6 +62,9 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// reads its error closes long before).
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// The most input buffer capacity a connection keeps between requests.
+const RETAIN_INPUT: usize = 4 * 1024;
+
 /// What methods a resource allows (the `Allow` of a 405).
 const ALLOW: &str = "GET, HEAD";
 
@@ -222,6 +225,11 @@ impl HttpSession {
         if self.phase != Phase::Open {
             // Whatever follows a refused or final request is never read.
             self.input.clear();
+        }
+        if self.input.is_empty() && self.input.capacity() > RETAIN_INPUT {
+            // Between requests a connection keeps a small buffer, not the
+            // largest head (or pipeline) it ever received.
+            self.input = Vec::new();
         }
         self.settle();
     }
