@@ -64,13 +64,24 @@ pub fn content_range(out: &mut Vec<u8>, start: u64, end: u64, size: u64) {
     let _ = write!(out, "Content-Range: bytes {start}-{end}/{size}\r\n");
 }
 
+/// How a response is framed for the request it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// The connection closes after this response.
+    pub close: bool,
+    /// The request was HTTP/1.0.
+    pub http10: bool,
+    /// The request was HEAD: the head without the body.
+    pub head_only: bool,
+}
+
 /// The `Connection` field a response needs, then the empty line that ends
-/// the head. `close`: the connection closes after this response. An
-/// HTTP/1.0 client that asked to keep the connection is told it is kept.
-pub fn end(out: &mut Vec<u8>, close: bool, http10: bool) {
-    if close {
+/// the head. An HTTP/1.0 client that asked to keep the connection is told
+/// it is kept.
+pub fn end(out: &mut Vec<u8>, framing: Framing) {
+    if framing.close {
         out.extend_from_slice(b"Connection: close\r\n");
-    } else if http10 {
+    } else if framing.http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -81,14 +92,11 @@ pub fn end(out: &mut Vec<u8>, close: bool, http10: bool) {
 /// gets the same head without the body). `allow`: the `Allow` value of a
 /// 405. `extra`: more header lines, already formatted. Returns the body's
 /// length as sent (0 for `head_only`).
-#[allow(clippy::too_many_arguments)]
 pub fn error(
     out: &mut Vec<u8>,
     code: u16,
     date: &[u8],
-    close: bool,
-    http10: bool,
-    head_only: bool,
+    framing: Framing,
     allow: Option<&str>,
     extra: &[u8],
 ) -> u64 {
@@ -102,8 +110,8 @@ pub fn error(
         field(out, "Allow", allow.as_bytes());
     }
     out.extend_from_slice(extra);
-    end(out, close, http10);
-    if head_only {
+    end(out, framing);
+    if framing.head_only {
         return 0;
     }
     number(out, u64::from(code));
@@ -146,7 +154,12 @@ mod tests {
     fn an_error_response_says_its_length_right() {
         for code in [400, 404, 405, 408, 411, 413, 414, 416, 431, 500, 501, 505] {
             let mut out = Vec::new();
-            error(&mut out, code, b"DATE", true, false, false, None, b"");
+            let framing = Framing {
+                close: true,
+                http10: false,
+                head_only: false,
+            };
+            error(&mut out, code, b"DATE", framing, None, b"");
             let text = String::from_utf8(out).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             let len: usize = head

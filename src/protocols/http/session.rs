@@ -36,8 +36,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use super::access_log::LogRequest;
 use super::head::{self, Head, Method, Parse, TransferEncoding, Version};
 use super::range::{self, RangeOutcome};
+use super::response::{self, Framing};
 use super::target::{self, Found};
-use super::{date, listing, mime, response, Shared};
+use super::{date, listing, mime, Shared};
 use crate::root::{Meta, VPath};
 use crate::session::{Computed, ConnInfo, OutQueue, Output, Request, Session, Work};
 
@@ -83,12 +84,24 @@ enum Phase {
     Gone,
 }
 
-/// A listing being computed, and what its response needs.
-struct PendingListing {
-    head_only: bool,
-    close: bool,
-    http10: bool,
+/// What answering a request needs besides the answer itself: how the
+/// response is framed, and what the access log keeps of the request.
+struct Reply {
+    framing: Framing,
     log: LogRequest,
+}
+
+impl Reply {
+    /// The same, with the connection closing after the response.
+    fn closing(self) -> Reply {
+        Reply {
+            framing: Framing {
+                close: true,
+                ..self.framing
+            },
+            ..self
+        }
+    }
 }
 
 /// The `Date` value, formatted once per second.
@@ -122,7 +135,8 @@ pub struct HttpSession {
     head_since: Option<Instant>,
     /// The last byte in or out.
     last_progress: Instant,
-    listing: Option<PendingListing>,
+    /// A listing being computed, and how to answer with it.
+    listing: Option<Reply>,
     date: DateCache,
     /// Buffers reused by every request: the percent-decoded target and the
     /// path it names (taken out while a request is answered).
@@ -256,17 +270,26 @@ impl HttpSession {
     /// A malformed head: its status, and the connection closes.
     fn refuse(&mut self, code: u16, now: Instant) {
         let date = self.date(now);
-        let body = response::error(self.out.buf(), code, &date, true, false, false, None, b"");
+        let framing = Framing {
+            close: true,
+            http10: false,
+            head_only: false,
+        };
+        let body = response::error(self.out.buf(), code, &date, framing, None, b"");
         self.log_raw(None, code, body, now);
         self.linger(now);
     }
 
     /// Answers one parsed request. `raw` is its head, for the access log.
     fn respond(&mut self, head: &Head<'_>, raw: &[u8], now: Instant) {
-        let log = self.log_request(raw);
-        let http10 = head.version == Version::Http10;
-        let head_only = head.method == Method::Head;
-        let mut close = !head.keep_alive() || self.shutting_down;
+        let mut reply = Reply {
+            framing: Framing {
+                close: !head.keep_alive() || self.shutting_down,
+                http10: head.version == Version::Http10,
+                head_only: head.method == Method::Head,
+            },
+            log: self.log_request(raw),
+        };
 
         // The body's framing first: it decides whether the connection can
         // go on after the answer.
@@ -274,22 +297,22 @@ impl HttpSession {
             Some(TransferEncoding::Chunked) => {
                 // RFC 9112 §6.3: a server may refuse a body without a
                 // length. A static server has no use for one.
-                return self.finish_error(411, true, http10, head_only, None, log, now);
+                return self.finish_error(411, reply.closing(), None, now);
             }
             Some(TransferEncoding::Other) => {
-                return self.finish_error(400, true, http10, head_only, None, log, now);
+                return self.finish_error(400, reply.closing(), None, now);
             }
             None => {}
         }
         if let Some(n) = head.content_length.filter(|&n| n > 0) {
             if n > MAX_DISCARD {
-                return self.finish_error(413, true, http10, head_only, None, log, now);
+                return self.finish_error(413, reply.closing(), None, now);
             }
             if head.expect_continue {
                 // The client waits for 100 before sending the body; the
                 // answer comes now instead, and the connection closes so
                 // the body that may follow is never mistaken for a request.
-                close = true;
+                reply = reply.closing();
             } else {
                 self.discard = n;
             }
@@ -297,35 +320,22 @@ impl HttpSession {
 
         match head.method {
             Method::Get | Method::Head => {}
-            Method::Other => {
-                return self.finish_error(501, close, http10, head_only, None, log, now);
-            }
-            _ => {
-                return self.finish_error(405, close, http10, head_only, Some(ALLOW), log, now);
-            }
+            Method::Other => return self.finish_error(501, reply, None, now),
+            _ => return self.finish_error(405, reply, Some(ALLOW), now),
         }
         let mut path = self.path.take().unwrap_or_else(VPath::root);
-        self.serve_path(head, &mut path, close, log, now);
+        self.serve_path(head, &mut path, reply, now);
         self.path = Some(path);
     }
 
     /// A GET or HEAD of a target: the file, a directory's index or listing,
     /// a redirect, or why not. `path` is the reused buffer the target is
     /// resolved into.
-    fn serve_path(
-        &mut self,
-        head: &Head<'_>,
-        path: &mut VPath,
-        close: bool,
-        log: LogRequest,
-        now: Instant,
-    ) {
-        let http10 = head.version == Version::Http10;
-        let head_only = head.method == Method::Head;
+    fn serve_path(&mut self, head: &Head<'_>, path: &mut VPath, reply: Reply, now: Instant) {
         let (trailing_slash, query) =
             match target::decode_into(head.target, &mut self.decoded, path) {
                 Ok(Found::Path { reserved: true, .. }) => {
-                    return self.finish_error(404, close, http10, head_only, None, log, now);
+                    return self.finish_error(404, reply, None, now);
                 }
                 Ok(Found::Path {
                     trailing_slash,
@@ -333,7 +343,7 @@ impl HttpSession {
                     ..
                 }) => (trailing_slash, query),
                 Ok(Found::Asterisk) | Err(_) => {
-                    return self.finish_error(400, true, http10, head_only, None, log, now);
+                    return self.finish_error(400, reply.closing(), None, now);
                 }
             };
         let opened = self.shared.root.open_read(path);
@@ -341,31 +351,28 @@ impl HttpSession {
             Ok((file, meta)) => {
                 if trailing_slash && !path.is_root() {
                     // `/file.txt/`: no such directory.
-                    return self.finish_error(404, close, http10, head_only, None, log, now);
+                    return self.finish_error(404, reply, None, now);
                 }
-                self.serve_file(head, path, file, meta, close, log, now);
+                self.serve_file(head, path, file, meta, reply, now);
             }
             Err(e) if e.kind() == ErrorKind::IsADirectory => {
                 if !trailing_slash {
-                    return self.redirect_to_dir(path, query, close, http10, head_only, log, now);
+                    return self.redirect_to_dir(path, query, reply, now);
                 }
                 let index = path
                     .push("index.html")
                     .map(|()| self.shared.root.open_read(path));
                 match index {
-                    Ok(Ok((file, meta))) => {
-                        self.serve_file(head, path, file, meta, close, log, now);
-                    }
+                    Ok(Ok((file, meta))) => self.serve_file(head, path, file, meta, reply, now),
                     Ok(Err(e)) if e.kind() != ErrorKind::NotFound => {
-                        let code = status_of(&e);
-                        self.finish_error(code, close, http10, head_only, None, log, now);
+                        self.finish_error(status_of(&e), reply, None, now);
                     }
                     Ok(Err(_)) if self.shared.config.autoindex => {
                         // `path` is DIR/index.html now: list DIR.
                         let dir = path.parent().unwrap_or_else(VPath::root);
-                        self.start_listing(dir, head_only, close, http10, log);
+                        self.start_listing(dir, reply);
                     }
-                    _ => self.finish_error(404, close, http10, head_only, None, log, now),
+                    _ => self.finish_error(404, reply, None, now),
                 }
             }
             Err(e) => {
@@ -373,26 +380,22 @@ impl HttpSession {
                 if code == 500 {
                     crate::log::warn(format_args!("http: open {path}: {e}"));
                 }
-                self.finish_error(code, close, http10, head_only, None, log, now);
+                self.finish_error(code, reply, None, now);
             }
         }
     }
 
     /// A file found: 200, 206, 304 or 416, by the request's conditionals
     /// and range (RFC 9110 §13.2.2's order).
-    #[allow(clippy::too_many_arguments)]
     fn serve_file(
         &mut self,
         head: &Head<'_>,
         path: &VPath,
         file: std::fs::File,
         meta: Meta,
-        close: bool,
-        log: LogRequest,
+        reply: Reply,
         now: Instant,
     ) {
-        let http10 = head.version == Version::Http10;
-        let head_only = head.method == Method::Head;
         let mut file = file;
         let mut meta = meta;
         let mut gzip = false;
@@ -450,17 +453,8 @@ impl HttpSession {
                 &mut extra,
                 format_args!("Content-Range: bytes */{size}\r\n"),
             );
-            let body = response::error(
-                self.out.buf(),
-                416,
-                &date,
-                close,
-                http10,
-                head_only,
-                None,
-                &extra,
-            );
-            return self.finish(416, body, close, log, now);
+            let body = response::error(self.out.buf(), 416, &date, reply.framing, None, &extra);
+            return self.finish(416, body, reply, now);
         }
         let out = self.out.buf();
         response::start(out, code, &date);
@@ -483,25 +477,19 @@ impl HttpSession {
         if gzip_static {
             response::field(out, "Vary", b"Accept-Encoding");
         }
-        response::end(out, close, http10);
-        let body = if code == 304 || head_only { 0 } else { len };
+        response::end(out, reply.framing);
+        let body = if code == 304 || reply.framing.head_only {
+            0
+        } else {
+            len
+        };
         self.out.push_file(file, start, body);
-        self.finish(code, body, close, log, now);
+        self.finish(code, body, reply, now);
     }
 
     /// `/dir` is a directory: send the client to `/dir/`, so that relative
     /// links in its index resolve inside it.
-    #[allow(clippy::too_many_arguments)]
-    fn redirect_to_dir(
-        &mut self,
-        path: &VPath,
-        query: Option<&[u8]>,
-        close: bool,
-        http10: bool,
-        head_only: bool,
-        log: LogRequest,
-        now: Instant,
-    ) {
+    fn redirect_to_dir(&mut self, path: &VPath, query: Option<&[u8]>, reply: Reply, now: Instant) {
         let mut location = String::with_capacity(path.as_str().len() + 8);
         for c in path.components() {
             location.push('/');
@@ -517,50 +505,22 @@ impl HttpSession {
         }
         extra.extend_from_slice(b"\r\n");
         let date = self.date(now);
-        let body = response::error(
-            self.out.buf(),
-            301,
-            &date,
-            close,
-            http10,
-            head_only,
-            None,
-            &extra,
-        );
-        self.finish(301, body, close, log, now);
+        let body = response::error(self.out.buf(), 301, &date, reply.framing, None, &extra);
+        self.finish(301, body, reply, now);
     }
 
     /// An error response for a request whose head was understood.
-    #[allow(clippy::too_many_arguments)]
-    fn finish_error(
-        &mut self,
-        code: u16,
-        close: bool,
-        http10: bool,
-        head_only: bool,
-        allow: Option<&str>,
-        log: LogRequest,
-        now: Instant,
-    ) {
+    fn finish_error(&mut self, code: u16, reply: Reply, allow: Option<&str>, now: Instant) {
         let date = self.date(now);
-        let body = response::error(
-            self.out.buf(),
-            code,
-            &date,
-            close,
-            http10,
-            head_only,
-            allow,
-            b"",
-        );
-        self.finish(code, body, close, log, now);
+        let body = response::error(self.out.buf(), code, &date, reply.framing, allow, b"");
+        self.finish(code, body, reply, now);
     }
 
     /// After a response is queued: the log line, and the close it asked
     /// for.
-    fn finish(&mut self, code: u16, body: u64, close: bool, log: LogRequest, now: Instant) {
-        self.log_raw(Some(log), code, body, now);
-        if close {
+    fn finish(&mut self, code: u16, body: u64, reply: Reply, now: Instant) {
+        self.log_raw(Some(reply.log), code, body, now);
+        if reply.framing.close {
             self.discard = 0;
             if code >= 400 {
                 // The client may still be sending what we refused.
@@ -582,24 +542,12 @@ impl HttpSession {
 
     /// A directory without an index, with `--autoindex`: its listing is
     /// read and rendered off the session's thread.
-    fn start_listing(
-        &mut self,
-        path: VPath,
-        head_only: bool,
-        close: bool,
-        http10: bool,
-        log: LogRequest,
-    ) {
+    fn start_listing(&mut self, path: VPath, reply: Reply) {
         let shared = Arc::clone(&self.shared);
         self.requests = Some(Request::Compute(Work::new(move || {
             Box::new(listing::render(&shared.root, &path)) as Computed
         })));
-        self.listing = Some(PendingListing {
-            head_only,
-            close,
-            http10,
-            log,
-        });
+        self.listing = Some(reply);
     }
 
     /// What the access log keeps of a request head (nothing when it is off).
@@ -724,25 +672,19 @@ impl Session for HttpSession {
                 response::start(out, 200, &date);
                 response::field(out, "Content-Type", b"text/html; charset=utf-8");
                 response::field_number(out, "Content-Length", html.len() as u64);
-                response::end(out, pending.close, pending.http10);
-                if !pending.head_only {
+                response::end(out, pending.framing);
+                let body = if pending.framing.head_only {
+                    0
+                } else {
                     out.extend_from_slice(&html);
-                }
-                self.finish(200, html.len() as u64, pending.close, pending.log, now);
+                    html.len() as u64
+                };
+                self.finish(200, body, pending, now);
             }
             Err(e) => {
                 let code = status_of(&e);
-                let body = response::error(
-                    self.out.buf(),
-                    code,
-                    &date,
-                    pending.close,
-                    pending.http10,
-                    pending.head_only,
-                    None,
-                    b"",
-                );
-                self.finish(code, body, pending.close, pending.log, now);
+                let body = response::error(self.out.buf(), code, &date, pending.framing, None, b"");
+                self.finish(code, body, pending, now);
             }
         }
         self.process(now);
