@@ -46,7 +46,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "multi-reactor", value_parser = arch_names())]
     arch: String,
     /// Address to listen on; repeat for several. Port 0 picks a free port.
-    /// [default: 127.0.0.1 on the protocol's port: echo 7007]
+    /// [default: 127.0.0.1 on the protocol's port: echo 7007, calc 7070]
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
     /// Worker processes for the prefork family [default: per architecture,
@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// `-` [default: none].
     #[arg(long, value_name = "FILE")]
     access_log: Option<PathBuf>,
+    /// calc: refuse answers longer than this many decimal digits.
+    #[arg(long, value_name = "N", default_value_t = protocols::calc::expr::DEFAULT_MAX_DIGITS, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    max_digits: u32,
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
@@ -141,6 +144,7 @@ fn default_port(protocol: &str) -> u16 {
         "kv" => 6380,
         "ftp" => 2121,
         "http" => 8080,
+        "calc" => 7070,
         _ => 7007,
     }
 }
@@ -240,6 +244,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         autoindex: args.autoindex,
         gzip_static: args.gzip_static,
         access_log: args.access_log,
+        max_digits: args.max_digits,
     };
     let protocol = protocols::build(&args.protocol, &options)?;
     let server = Server::bind(config, protocol).context("cannot start the server")?;

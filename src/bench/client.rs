@@ -4,7 +4,7 @@
 //! (`load.rs`) hands it bytes read, connection events and `now`; the client
 //! answers with the bytes to send on each of its connections and, through
 //! [`Effects`], with a verdict per completed request and the connections it
-//! wants opened or closed. Echo, FTP and HTTP are implementations (the
+//! wants opened or closed. Echo, FTP, HTTP and calc are implementations (the
 //! modules below); one evented loop runs them all.
 //!
 //! # Loop contract
@@ -46,6 +46,7 @@
 //! own buffers are allocated when it is made, so that the steady state
 //! allocates nothing.
 
+pub mod calc;
 pub mod echo;
 pub mod ftp;
 pub mod http;

@@ -2,7 +2,7 @@
 //! [`Workload`] from several threads and measures what comes back.
 //!
 //! What a simulated client says and expects is a [`LoadClient`] (the sans-IO
-//! seam in `client.rs`: echo, stream, FTP and HTTP implement it); this file
+//! seam in `client.rs`: echo, stream, FTP, HTTP and calc implement it); this file
 //! is the one evented loop that runs any of them, and owns every socket.
 //!
 //! [`run`] first opens whatever the workload holds beside the measuring
@@ -71,6 +71,7 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
+use crate::bench::client::calc::{CalcClient, CalcShape};
 use crate::bench::client::echo::{EchoClient, EchoShape};
 use crate::bench::client::ftp::{FtpClient, FtpShape};
 use crate::bench::client::http::{HttpClient, HttpShape};
@@ -285,6 +286,7 @@ enum Shape {
     Stream(StreamShape),
     Ftp(FtpShape),
     Http(HttpShape),
+    Calc(CalcShape),
 }
 
 /// Everything the load threads share, read-only, prepared before the run.
@@ -331,13 +333,16 @@ impl Plan {
             Workload::FtpSessions { file, size } => ftp(file, *size, false)?,
             Workload::FtpDownload { file, size } => ftp(file, *size, true)?,
             Workload::Http(load) => Shape::Http(HttpShape::new(load).map_err(invalid)?),
+            Workload::Calc(load) => {
+                Shape::Calc(CalcShape::new(load, spec.clients).map_err(|e| invalid(&e))?)
+            }
         };
         // Bulk streaming has no requests to schedule, nor has a client
         // downloading one file after another.
         let paced = match &shape {
             Shape::Stream(_) => false,
             Shape::Ftp(f) => !f.download,
-            Shape::Echo(_) | Shape::Http(_) => true,
+            Shape::Echo(_) | Shape::Http(_) | Shape::Calc(_) => true,
         };
         let period_ns = match spec.rate {
             _ if !paced => None,
@@ -673,6 +678,7 @@ fn load_thread(plan: &Plan, first: usize, count: usize, gate: &Gate) -> io::Resu
         ),
         Shape::Ftp(s) => run_clients(plan, gate, first, ids.map(|_| FtpClient::new(s, now))),
         Shape::Http(s) => run_clients(plan, gate, first, ids.map(|_| HttpClient::new(s, now))),
+        Shape::Calc(s) => run_clients(plan, gate, first, ids.map(|id| CalcClient::new(s, id, now))),
     }
 }
 

@@ -56,7 +56,7 @@ pub struct BenchArgs {
     spawn: Vec<String>,
     /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
     /// sessions, download; http: get, large, close, pipeline, idle, slow)
-    /// [default: the protocol's first: rr, sessions, get].
+    /// [default: the protocol's first: rr, sessions, get, cheap].
     #[arg(long)]
     scenario: Option<String>,
     /// Measuring connections [default: the scenario's].

@@ -107,6 +107,22 @@ pub enum Workload {
     /// [`HttpLoad`]). A "request" is one response, verified: status 200,
     /// `Content-Length`, every body byte; bytes are the bodies received.
     Http(HttpLoad),
+    /// calc: every client sends one expression line at a time and checks
+    /// the answer (see [`CalcLoad`]). A "request" is one answer.
+    Calc(CalcLoad),
+}
+
+/// What the calc clients send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CalcLoad {
+    /// The measured clients' expression.
+    pub expr: String,
+    /// How many of the clients (the last ones) send `beside_expr` instead:
+    /// their answers are checked but not measured (`mixed`: heavy work
+    /// beside the cheap clients whose latency is the figure).
+    pub heavy_beside: usize,
+    /// What the clients beside the measured ones send.
+    pub beside_expr: String,
 }
 
 /// What the HTTP clients fetch and how, and what they are up against.
@@ -398,7 +414,51 @@ pub fn all() -> Vec<Scenario> {
             duration: secs(5),
             fixture: vec![HTTP_SMALL],
         },
+        Scenario {
+            name: "cheap",
+            protocol: "calc",
+            summary: "50 connections, a small expression at a time",
+            workload: calc(CALC_CHEAP, 0),
+            clients: 50,
+            duration: secs(5),
+            fixture: Vec::new(),
+        },
+        Scenario {
+            name: "heavy",
+            protocol: "calc",
+            summary: "8 connections, 3 ** 200000 at a time (a few ms of CPU each)",
+            workload: calc(CALC_HEAVY, 0),
+            clients: 8,
+            duration: secs(5),
+            fixture: Vec::new(),
+        },
+        Scenario {
+            name: "mixed",
+            protocol: "calc",
+            summary: "4 connections computing 3 ** 200000 while 10 measure small expressions",
+            workload: calc(CALC_CHEAP, 4),
+            clients: 14,
+            duration: secs(5),
+            fixture: Vec::new(),
+        },
     ]
+}
+
+/// `calc cheap`: a small expression with every operator (about a
+/// microsecond to answer).
+const CALC_CHEAP: &str = "(7 - 3) * 12 / 5 + 2 ** 64 % 1000003 - -1";
+/// `calc heavy`: 95,425 digits, a few milliseconds of CPU to compute and
+/// write out.
+const CALC_HEAVY: &str = "3 ** 200000";
+
+/// A calc workload: `expr` for the measured clients, `heavy_beside`
+/// clients sending [`CALC_HEAVY`] beside them.
+fn calc(expr: &str, heavy_beside: usize) -> Workload {
+    Workload::Calc(CalcLoad {
+        expr: expr.to_string(),
+        heavy_beside,
+        beside_expr: CALC_HEAVY.to_string(),
+    })
 }
 
 /// `http`: the small file and the large one.
@@ -418,7 +478,7 @@ fn http(file: (&str, u64), depth: usize, close: bool, idle: usize, slow: usize) 
 }
 
 /// The protocols that have scenarios, in the order `--help` lists them.
-pub const PROTOCOLS: &[&str] = &["echo", "ftp", "http"];
+pub const PROTOCOLS: &[&str] = &["echo", "ftp", "http", "calc"];
 
 /// `ftp sessions`: the file each session retrieves.
 const SESSION_FILE: u64 = 64 * 1024;

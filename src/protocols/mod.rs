@@ -1,6 +1,7 @@
 //! The protocols muse serves, each a sans-IO session (see `session.rs`),
 //! and the table that builds one from the command line.
 
+pub mod calc;
 pub mod echo;
 pub mod ftp;
 pub mod http;
@@ -15,7 +16,7 @@ use crate::root::{Root, VPath};
 use crate::session::Protocol;
 
 /// The protocols `muse serve` knows, by command-line name.
-pub const NAMES: &[&str] = &["echo", "ftp", "http"];
+pub const NAMES: &[&str] = &["echo", "ftp", "http", "calc"];
 
 /// Protocol settings from the command line (each protocol reads those it
 /// understands).
@@ -41,6 +42,8 @@ pub struct Options {
     pub gzip_static: bool,
     /// Where the access log goes, `-` for stdout (http; `None`: nowhere).
     pub access_log: Option<PathBuf>,
+    /// The most decimal digits an answer may have (calc).
+    pub max_digits: u32,
 }
 
 /// Builds the protocol named `name`. Fails, naming the path, when its root
@@ -100,6 +103,13 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                 },
             )))
         }
+        "calc" => Ok(Box::new(
+            calc::Calc::new(calc::CalcConfig {
+                max_digits: options.max_digits,
+                idle_timeout: options.idle_timeout,
+            })
+            .context("cannot set up the computation gate")?,
+        )),
         other => anyhow::bail!("unknown protocol {other:?}"),
     }
 }
