@@ -25,6 +25,7 @@ pub mod archs;
 pub mod bench;
 pub mod cli;
 pub mod drivers;
+pub mod gate;
 pub mod log;
 pub mod net;
 pub mod protocols;

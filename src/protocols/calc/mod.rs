@@ -7,7 +7,7 @@
 //!   a computation off the event loop.
 //!
 //! The per-server half, [`Calc`], holds the limits and the bound on
-//! computations under way at once ([`ComputeGate`]): the FTP login gate's
+//! computations under way at once ([`ComputeGate`]): a [`Gate`](crate::gate::Gate)'s
 //! places in memory shared across `fork`, with no per-address bound, so a
 //! prefork server's workers together run no more than one computation per
 //! CPU, and clients past that wait their turn holding no thread.
@@ -17,7 +17,7 @@ pub mod session;
 
 use std::time::{Duration, Instant};
 
-use crate::protocols::ftp::gate::{LoginGate, LoginPermit, MAX_TOTAL};
+use crate::gate::{Gate, Permit, MAX_TOTAL};
 use crate::session::{ConnInfo, Protocol, Session};
 
 /// calc's per-server settings.
@@ -66,12 +66,12 @@ impl Protocol for Calc {
 /// The bound on calc computations under way at once in the whole server,
 /// whatever its processes and threads (see the module documentation).
 #[derive(Clone, Copy, Debug)]
-pub struct ComputeGate(LoginGate);
+pub struct ComputeGate(Gate);
 
 /// One place at the [`ComputeGate`], given back when dropped (moved into
 /// the computation, it is given back wherever that ends).
 #[derive(Debug)]
-pub struct ComputePermit(#[allow(dead_code)] LoginPermit);
+pub struct ComputePermit(#[allow(dead_code)] Permit);
 
 impl ComputeGate {
     /// One place per CPU: more computations than cores only share the
@@ -81,12 +81,12 @@ impl ComputeGate {
         cpus.clamp(1, MAX_TOTAL)
     }
 
-    /// A gate of `places` (1 to the login gate's `MAX_TOTAL`), in memory
+    /// A gate of `places` (1 to [`MAX_TOTAL`]), in memory
     /// shared with every process forked afterwards.
     pub fn new(places: usize) -> std::io::Result<ComputeGate> {
         // Every place may go to one address: calc's work is bounded per
         // line, and a bench (or a proxy) brings every client from one.
-        LoginGate::new(places, places).map(ComputeGate)
+        Gate::new(places, places).map(ComputeGate)
     }
 
     /// A place, if fewer than `places` are held by the whole server.

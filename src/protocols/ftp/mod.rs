@@ -10,7 +10,6 @@
 //! Files are reached only through [`crate::root::Root`]; data connections
 //! belong to the driver (see `session.rs`).
 
-pub mod gate;
 pub mod listing;
 pub mod session;
 pub mod users;
@@ -46,14 +45,15 @@ pub struct Ftp {
     root: Arc<Root>,
     users: Arc<users::Users>,
     config: Arc<FtpConfig>,
-    gate: gate::LoginGate,
+    gate: crate::gate::Gate,
 }
 
 impl Ftp {
     /// An FTP server over `root` for `users`. Called before any fork: the
     /// login gate is memory every worker process shares.
     pub fn new(root: Root, users: users::Users, config: FtpConfig) -> std::io::Result<Ftp> {
-        let gate = gate::LoginGate::new(gate::default_total(), gate::DEFAULT_PER_IP)?;
+        let gate =
+            crate::gate::Gate::new(crate::gate::default_total(), crate::gate::DEFAULT_PER_IP)?;
         Ok(Ftp {
             root: Arc::new(root),
             users: Arc::new(users),

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::drivers::channel::same_ip;
-use crate::protocols::ftp::gate::{LoginGate, LoginPermit};
+use crate::gate::{Gate, Permit};
 use crate::protocols::ftp::listing::{self, Batch, Format, Listing, Opened};
 use crate::protocols::ftp::users::{Perms, User, Users};
 use crate::protocols::ftp::wire::{self, Command, EpsvArg, LineError, LineReader, Verb};
@@ -110,7 +110,7 @@ enum Awaiting {
     /// A password check: commands wait for its answer.
     Login,
     /// A password check waiting for a place at the login gate.
-    LoginGate {
+    Gate {
         name: String,
         password: Vec<u8>,
         retry_at: Instant,
@@ -177,7 +177,7 @@ pub struct FtpSession {
     root: Arc<Root>,
     users: Arc<Users>,
     config: Arc<FtpConfig>,
-    gate: LoginGate,
+    gate: Gate,
     info: ConnInfo,
     lines: LineReader,
     /// Lines read during a transfer, answered after it (an over-long line
@@ -214,7 +214,7 @@ impl FtpSession {
         root: Arc<Root>,
         users: Arc<Users>,
         config: Arc<FtpConfig>,
-        gate: LoginGate,
+        gate: Gate,
         info: ConnInfo,
         now: Instant,
     ) -> FtpSession {
@@ -297,7 +297,7 @@ impl FtpSession {
                 self.awaiting,
                 Some(
                     Awaiting::Login
-                        | Awaiting::LoginGate { .. }
+                        | Awaiting::Gate { .. }
                         | Awaiting::ListOpen { .. }
                         | Awaiting::Stat
                 )
@@ -630,7 +630,7 @@ impl FtpSession {
     /// itself.
     fn check_password(&mut self, name: String, password: Vec<u8>, now: Instant) {
         let Some(permit) = self.gate.try_acquire(self.info.peer.ip()) else {
-            self.awaiting = Some(Awaiting::LoginGate {
+            self.awaiting = Some(Awaiting::Gate {
                 name,
                 password,
                 retry_at: now + LOGIN_RETRY,
@@ -642,7 +642,7 @@ impl FtpSession {
         self.requests
             .push_back(Request::Compute(Work::new(move || -> Computed {
                 let user = users.authenticate(&name, &password).cloned();
-                drop::<LoginPermit>(permit);
+                drop::<Permit>(permit);
                 Box::new(user)
             })));
     }
@@ -1524,9 +1524,9 @@ impl Session for FtpSession {
                 }
             }
         }
-        if let Some(Awaiting::LoginGate { retry_at, .. }) = &self.awaiting {
+        if let Some(Awaiting::Gate { retry_at, .. }) = &self.awaiting {
             if now >= *retry_at {
-                if let Some(Awaiting::LoginGate { name, password, .. }) = self.awaiting.take() {
+                if let Some(Awaiting::Gate { name, password, .. }) = self.awaiting.take() {
                     self.check_password(name, password, now);
                 }
             }
@@ -1592,7 +1592,7 @@ impl Session for FtpSession {
             Phase::Commands | Phase::Gone => None,
         };
         let retry = match &self.awaiting {
-            Some(Awaiting::LoginGate { retry_at, .. }) => Some(*retry_at),
+            Some(Awaiting::Gate { retry_at, .. }) => Some(*retry_at),
             _ => None,
         };
         [
@@ -1644,7 +1644,7 @@ impl Session for FtpSession {
                     self.stat_listed(*listed);
                 }
             }
-            Awaiting::LoginGate { .. } => {}
+            Awaiting::Gate { .. } => {}
         }
         self.last_activity = now;
         self.process_lines(now);

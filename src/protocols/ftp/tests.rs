@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::gate::LoginGate;
 use super::session::{
     FtpSession, CLOSE_LINGER, DATA_CONNECT_TIMEOUT, LOGIN_FAILURE_DELAY, LOGIN_TIMEOUT,
     MAX_DEFERRED, MAX_OUTPUT,
 };
 use super::users::{self, Users};
 use super::FtpConfig;
+use crate::gate::Gate;
 use crate::root::Root;
 use crate::session::{ChannelEvent, ChannelId, ConnInfo, Request, Session};
 
@@ -60,10 +60,10 @@ impl Harness {
     /// A session over a fresh root, logged in as a user with every right
     /// (`alice`, password `secret`) when `login`.
     fn new(login: bool) -> Harness {
-        Harness::with_gate(login, LoginGate::new(4, 2).unwrap())
+        Harness::with_gate(login, Gate::new(4, 2).unwrap())
     }
 
-    fn with_gate(login: bool, gate: LoginGate) -> Harness {
+    fn with_gate(login: bool, gate: Gate) -> Harness {
         let dir = Scratch::new();
         let hash = users::hash_password(b"secret").unwrap();
         let list = format!("alice:{hash}:/:all\nanonymous::/:read,list\n");
@@ -231,7 +231,7 @@ fn a_password_is_checked_off_the_session_and_commands_wait_for_it() {
 
 #[test]
 fn a_full_login_gate_makes_a_check_wait_holding_nothing() {
-    let gate = LoginGate::new(1, 1).unwrap();
+    let gate = Gate::new(1, 1).unwrap();
     let held = gate
         .try_acquire("127.0.0.1".parse().unwrap())
         .expect("the one place");

@@ -1,21 +1,23 @@
-//! The login gate: a bound on FTP password checks under way, per server and
-//! per client address, shared by every process of the server.
+//! A gate: a bound on costly work under way (password checks, big
+//! computations), per server and per client address, shared by every
+//! process of the server. FTP bounds its argon2 login checks with one; calc
+//! bounds its computations with another (without a per-address share).
 //!
-//! An argon2 check costs ~19 MiB and tens of milliseconds of CPU. Unbounded,
-//! 150 clients failing logins at once took a server to 1.9 GiB and 155
-//! threads, and a valid login waited 8 s behind them.
+//! Why: an argon2 check costs ~19 MiB and tens of milliseconds of CPU.
+//! Unbounded, 150 clients failing logins at once took a server to 1.9 GiB
+//! and 155 threads, and a valid login waited 8 s behind them.
 //!
 //! # How a session uses it
 //!
-//! Before it starts a check, the session calls
-//! [`LoginGate::try_acquire`] with its peer's address.
+//! Before it starts the work, the session calls [`Gate::try_acquire`] with
+//! its peer's address.
 //!
-//! - With a [`LoginPermit`], it moves the permit into the closure that runs
-//!   the check, which drops it when the check ends (so the place is given
-//!   back wherever and however the check finishes).
-//! - Without one, it keeps only the name and password, holding no thread
-//!   and no hash memory, and tries again a little later (the session's
-//!   `LOGIN_RETRY`, 20 ms) until its login deadline.
+//! - With a [`Permit`], it moves the permit into the closure that does the
+//!   work, which drops it when the work ends (so the place is given back
+//!   wherever and however the work finishes).
+//! - Without one, it keeps only what the work needs, holding no thread and
+//!   no working memory, and tries again a little later (FTP's
+//!   `LOGIN_RETRY`, calc's `COMPUTE_RETRY`: 20 ms) until its deadline.
 //!
 //! One address holds at most `per_ip` places, so a flood of bad logins from
 //! one address delays only itself, and a valid login from another address
@@ -85,14 +87,14 @@ struct Slot {
 /// The shared places (see the module documentation). Copying it shares
 /// the same places.
 #[derive(Clone, Copy)]
-pub struct LoginGate {
+pub struct Gate {
     slots: &'static [Slot],
     per_ip: usize,
 }
 
-impl std::fmt::Debug for LoginGate {
+impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginGate")
+        f.debug_struct("Gate")
             .field("total", &self.slots.len())
             .field("per_ip", &self.per_ip)
             .field("held", &self.held())
@@ -105,12 +107,12 @@ impl std::fmt::Debug for LoginGate {
 /// Only the process that took it gives it back: a copy inherited by a
 /// forked child is inert there.
 #[derive(Debug)]
-pub struct LoginPermit {
+pub struct Permit {
     slot: &'static Slot,
     owner_pid: i32,
 }
 
-impl Drop for LoginPermit {
+impl Drop for Permit {
     fn drop(&mut self) {
         if self.slot.owner_pid.load(Ordering::SeqCst) != self.owner_pid
             || std::process::id() as i32 != self.owner_pid
@@ -124,11 +126,11 @@ impl Drop for LoginPermit {
     }
 }
 
-impl LoginGate {
+impl Gate {
     /// A gate of `total` places (1 to [`MAX_TOTAL`]), at most `per_ip`
     /// (at least 1) of them for one address, in memory shared with every
     /// process forked afterwards. Call it before the first fork.
-    pub fn new(total: usize, per_ip: usize) -> std::io::Result<LoginGate> {
+    pub fn new(total: usize, per_ip: usize) -> std::io::Result<Gate> {
         if !(1..=MAX_TOTAL).contains(&total) || per_ip == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -140,14 +142,14 @@ impl LoginGate {
         // enough, zero-filled (all slots free, see NO_BUCKET) and never
         // unmapped; Slot is plain atomics.
         let slots = unsafe { std::slice::from_raw_parts(mem.as_ptr().cast::<Slot>(), total) };
-        Ok(LoginGate { slots, per_ip })
+        Ok(Gate { slots, per_ip })
     }
 
     /// A place for a check from `ip`, if fewer than `total` are held in the
     /// whole server and fewer than `per_ip` from `ip`'s bucket. Lock-free;
     /// when the gate looks full it first frees the places of processes that
     /// have died.
-    pub fn try_acquire(&self, ip: IpAddr) -> Option<LoginPermit> {
+    pub fn try_acquire(&self, ip: IpAddr) -> Option<Permit> {
         let bucket = ip_bucket(ip) as u32 + 1;
         let me = std::process::id() as i32;
         if let Some(permit) = self.claim(bucket, me) {
@@ -169,7 +171,7 @@ impl LoginGate {
 
     /// Claims a free slot for `bucket`, unless that bucket already has
     /// `per_ip` places.
-    fn claim(&self, bucket: u32, me: i32) -> Option<LoginPermit> {
+    fn claim(&self, bucket: u32, me: i32) -> Option<Permit> {
         if self.count(bucket, None) >= self.per_ip {
             return None;
         }
@@ -179,14 +181,14 @@ impl LoginGate {
 
     /// Takes any free slot and labels it `bucket`. Another thread or
     /// process may race for each free slot: they are tried in turn.
-    fn take_free(&self, bucket: u32, me: i32) -> Option<LoginPermit> {
+    fn take_free(&self, bucket: u32, me: i32) -> Option<Permit> {
         let slot = self.slots.iter().find(|s| {
             s.owner_pid
                 .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         })?;
         slot.bucket.store(bucket, Ordering::SeqCst);
-        Some(LoginPermit {
+        Some(Permit {
             slot,
             owner_pid: me,
         })
@@ -196,7 +198,7 @@ impl LoginGate {
     /// address that raced past the first count, the last to label sees all
     /// the others, so no more than `per_ip` keep their place (the others
     /// drop theirs, giving it back).
-    fn keep_within_bound(&self, permit: LoginPermit) -> Option<LoginPermit> {
+    fn keep_within_bound(&self, permit: Permit) -> Option<Permit> {
         let bucket = permit.slot.bucket.load(Ordering::SeqCst);
         (self.count(bucket, Some(permit.slot)) < self.per_ip).then_some(permit)
     }
@@ -313,23 +315,23 @@ mod tests {
     fn gate_and_permit_cross_threads_and_outlive_their_scope() {
         fn shared<T: Copy + Send + Sync + 'static>() {}
         fn movable<T: Send + 'static>() {}
-        shared::<LoginGate>();
-        movable::<LoginPermit>();
+        shared::<Gate>();
+        movable::<Permit>();
     }
 
     #[test]
     fn gate_sizes_out_of_range_are_refused() {
-        assert!(LoginGate::new(0, 1).is_err());
-        assert!(LoginGate::new(1, 0).is_err());
-        assert!(LoginGate::new(MAX_TOTAL + 1, 2).is_err());
-        assert!(LoginGate::new(MAX_TOTAL, 1).is_ok());
+        assert!(Gate::new(0, 1).is_err());
+        assert!(Gate::new(1, 0).is_err());
+        assert!(Gate::new(MAX_TOTAL + 1, 2).is_err());
+        assert!(Gate::new(MAX_TOTAL, 1).is_ok());
         assert!((2..=MAX_TOTAL).contains(&default_total()));
     }
 
     #[test]
     fn gate_bounds_per_server_and_per_address_and_gives_back_on_drop() {
         let [a, b, c] = addrs();
-        let gate = LoginGate::new(3, 2).unwrap();
+        let gate = Gate::new(3, 2).unwrap();
         let a1 = gate.try_acquire(a).unwrap();
         let a2 = gate.try_acquire(a).unwrap();
         assert!(gate.try_acquire(a).is_none(), "per address");
@@ -350,7 +352,7 @@ mod tests {
 
     #[test]
     fn gate_counts_an_ipv4_mapped_address_as_the_ipv4_one() {
-        let gate = LoginGate::new(4, 1).unwrap();
+        let gate = Gate::new(4, 1).unwrap();
         let _v4 = gate.try_acquire("192.0.2.7".parse().unwrap()).unwrap();
         assert!(gate
             .try_acquire("::ffff:192.0.2.7".parse().unwrap())
@@ -360,7 +362,7 @@ mod tests {
     #[test]
     fn gate_place_of_a_child_that_exits_holding_it_is_reclaimed() {
         let [a, b] = addrs();
-        let gate = LoginGate::new(1, 1).unwrap();
+        let gate = Gate::new(1, 1).unwrap();
         let pid = in_child(|| match gate.try_acquire(a) {
             Some(p) => {
                 std::mem::forget(p);
@@ -396,7 +398,7 @@ mod tests {
     #[test]
     fn gate_place_of_a_live_child_is_kept_until_it_is_killed_and_reaped() {
         let [a, b] = addrs();
-        let gate = LoginGate::new(1, 1).unwrap();
+        let gate = Gate::new(1, 1).unwrap();
         let mut fds = [0; 2];
         // SAFETY: pipe fills the two-element array.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -445,7 +447,7 @@ mod tests {
     #[test]
     fn gate_permit_inherited_by_a_child_is_given_back_only_by_its_taker() {
         let [a] = addrs();
-        let gate = LoginGate::new(1, 1).unwrap();
+        let gate = Gate::new(1, 1).unwrap();
         let mut permit = gate.try_acquire(a);
         assert!(permit.is_some());
         // The child drops its copy; the parent's stays held.
@@ -469,7 +471,7 @@ mod tests {
         let bucket = ip_bucket(a) as u32 + 1;
         let me = std::process::id() as i32;
         for per_ip in 1..=3 {
-            let gate = LoginGate::new(8, per_ip).unwrap();
+            let gate = Gate::new(8, per_ip).unwrap();
             // per_ip + 2 claimants all passed the first count before any
             // took a slot, then all took one.
             assert_eq!(gate.count(bucket, None), 0);
@@ -494,7 +496,7 @@ mod tests {
     /// address of `ips`) while holding one; returns how often a bound was
     /// passed.
     fn hammer(
-        gate: LoginGate,
+        gate: Gate,
         ips: &[IpAddr],
         start: usize,
         counts: &[AtomicUsize],
@@ -523,7 +525,7 @@ mod tests {
         // Three addresses at two each could hold six: the total (four)
         // binds as well as the per-address bound.
         let ips: [IpAddr; 3] = addrs();
-        let gate = LoginGate::new(4, 2).unwrap();
+        let gate = Gate::new(4, 2).unwrap();
         let counts: Arc<[AtomicUsize]> = (0..4).map(|_| AtomicUsize::new(0)).collect();
         let threads: Vec<_> = (0..6)
             .map(|t| {
@@ -539,7 +541,7 @@ mod tests {
     #[test]
     fn gate_processes_racing_never_pass_the_bounds() {
         let ips: [IpAddr; 3] = addrs();
-        let gate = LoginGate::new(4, 2).unwrap();
+        let gate = Gate::new(4, 2).unwrap();
         let mem = crate::sys::shared_memory(4 * std::mem::size_of::<AtomicUsize>()).unwrap();
         // SAFETY: page-aligned, zero-filled (all counts 0), never unmapped;
         // shared with the children.
