@@ -90,6 +90,9 @@ struct Slot {
 pub struct Gate {
     slots: &'static [Slot],
     per_ip: usize,
+    /// How many [`WaitTurn`]s are out: clients waiting for a place, whom a
+    /// newcomer lets go first ([`Gate::try_acquire_in_turn`]).
+    waiting: &'static AtomicU32,
 }
 
 impl std::fmt::Debug for Gate {
@@ -126,6 +129,27 @@ impl Drop for Permit {
     }
 }
 
+/// A client's place in the line of those waiting at a [`Gate`], given up
+/// when dropped. Only the process that took it gives it up (a copy
+/// inherited by a forked child is inert there). A process killed while
+/// waiting leaves the count one too high: newcomers then wait one retry
+/// before taking a free place, which is slower, never stuck.
+#[derive(Debug)]
+pub struct WaitTurn {
+    waiting: &'static AtomicU32,
+    owner_pid: i32,
+}
+
+impl Drop for WaitTurn {
+    fn drop(&mut self) {
+        if std::process::id() as i32 == self.owner_pid {
+            let _ = self
+                .waiting
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
+    }
+}
+
 impl Gate {
     /// A gate of `total` places (1 to [`MAX_TOTAL`]), at most `per_ip`
     /// (at least 1) of them for one address, in memory shared with every
@@ -137,12 +161,49 @@ impl Gate {
                 format!("login gate: {total} places, {per_ip} per address (want 1 to {MAX_TOTAL}, and at least 1)"),
             ));
         }
-        let mem = crate::sys::shared_memory(total * std::mem::size_of::<Slot>())?;
+        let slots_len = total * std::mem::size_of::<Slot>();
+        let mem = crate::sys::shared_memory(slots_len + std::mem::size_of::<AtomicU32>())?;
         // SAFETY: the mapping is page-aligned (so aligned for atomics), large
-        // enough, zero-filled (all slots free, see NO_BUCKET) and never
-        // unmapped; Slot is plain atomics.
+        // enough, zero-filled (all slots free, see NO_BUCKET; no one
+        // waiting) and never unmapped; Slot is plain atomics, and the
+        // waiting count sits after the slots at a 4-byte-aligned offset
+        // (Slot is two 4-byte atomics).
         let slots = unsafe { std::slice::from_raw_parts(mem.as_ptr().cast::<Slot>(), total) };
-        Ok(Gate { slots, per_ip })
+        let waiting = unsafe { &*mem.as_ptr().add(slots_len).cast::<AtomicU32>() };
+        Ok(Gate {
+            slots,
+            per_ip,
+            waiting,
+        })
+    }
+
+    /// [`Gate::try_acquire`] that keeps turns: a client that is not yet
+    /// waiting (`turn` is `None`) takes no place while others wait, and
+    /// joins them instead (`turn` becomes its [`WaitTurn`]); a waiting
+    /// client takes a place when one is free, and its turn ends. Without
+    /// this, a client whose last piece of work just ended, asking again at
+    /// once, would take the place it gave back every time, ahead of those
+    /// polling for it.
+    pub fn try_acquire_in_turn(&self, ip: IpAddr, turn: &mut Option<WaitTurn>) -> Option<Permit> {
+        if turn.is_none() && self.waiting.load(Ordering::SeqCst) > 0 {
+            *turn = Some(self.wait_turn());
+            return None;
+        }
+        let permit = self.try_acquire(ip);
+        match (&permit, turn.is_some()) {
+            (Some(_), _) => *turn = None,
+            (None, false) => *turn = Some(self.wait_turn()),
+            (None, true) => {}
+        }
+        permit
+    }
+
+    fn wait_turn(&self) -> WaitTurn {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        WaitTurn {
+            waiting: self.waiting,
+            owner_pid: std::process::id() as i32,
+        }
     }
 
     /// A place for a check from `ip`, if fewer than `total` are held in the

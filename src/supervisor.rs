@@ -224,7 +224,10 @@ impl<'a> Master<'a> {
 
     fn spawn_worker(&mut self, nr: usize) {
         let board = self.server.board;
-        board.slot(nr).tick_ms.store(0, Ordering::Relaxed);
+        // The spawn is the worker's first sign of life: one that hangs
+        // before its own first beat (stopped, or stuck while booting) is
+        // timed out like any other.
+        board.tick(nr);
         match signals::fork() {
             Err(e) => log::warn(format_args!("cannot fork worker {nr}: {e}")),
             Ok(Forked::Parent(pid)) => {

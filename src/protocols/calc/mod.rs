@@ -17,7 +17,7 @@ pub mod session;
 
 use std::time::{Duration, Instant};
 
-use crate::gate::{Gate, Permit, MAX_TOTAL};
+use crate::gate::{Gate, Permit, WaitTurn, MAX_TOTAL};
 use crate::session::{ConnInfo, Protocol, Session};
 
 /// calc's per-server settings.
@@ -92,6 +92,16 @@ impl ComputeGate {
     /// A place, if fewer than `places` are held by the whole server.
     pub fn try_acquire(&self, ip: std::net::IpAddr) -> Option<ComputePermit> {
         self.0.try_acquire(ip).map(ComputePermit)
+    }
+
+    /// A place, in turn: a session not yet waiting lets those waiting go
+    /// first (see [`Gate::try_acquire_in_turn`]).
+    pub fn try_acquire_in_turn(
+        &self,
+        ip: std::net::IpAddr,
+        turn: &mut Option<WaitTurn>,
+    ) -> Option<ComputePermit> {
+        self.0.try_acquire_in_turn(ip, turn).map(ComputePermit)
     }
 
     /// Places held now, by any process.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::expr::{self, CalcError, Cost, Expr, Limits, MAX_LINE};
 use super::{CalcConfig, ComputeGate};
+use crate::gate::WaitTurn;
 use crate::session::{Computed, OutQueue, Output, Request, Session, Work};
 
 /// Answer bytes queued before the session stops answering and reading. One
@@ -45,8 +46,11 @@ pub const MAX_INPUT: usize = 64 * 1024;
 /// An event loop's other clients wait at most this long for one line.
 pub const INLINE_BUDGET: Cost = 100_000;
 
-/// How often a session that found the [`ComputeGate`] full tries again.
-pub const COMPUTE_RETRY: Duration = Duration::from_millis(20);
+/// How often a session waiting at the [`ComputeGate`] tries again. A place
+/// given back stays free until a waiting session looks (a newcomer lets the
+/// waiting go first), so this is short next to a computation's few
+/// milliseconds; each look is a scan of a few shared slots.
+pub const COMPUTE_RETRY: Duration = Duration::from_millis(2);
 
 /// What the session waits for before it answers more lines.
 #[derive(Debug)]
@@ -72,6 +76,8 @@ pub struct CalcSession {
     discarding: bool,
     out: OutQueue,
     pending: Option<Pending>,
+    /// This session's turn in the line at the gate, while it waits there.
+    turn: Option<WaitTurn>,
     request: Option<Request>,
     eof: bool,
     quit: bool,
@@ -90,6 +96,7 @@ impl CalcSession {
             discarding: false,
             out: OutQueue::default(),
             pending: None,
+            turn: None,
             request: None,
             eof: false,
             quit: false,
@@ -176,7 +183,7 @@ impl CalcSession {
 
     /// Runs `expr` as a computation if the gate has a place; else waits.
     fn start_computation(&mut self, expr: Expr, now: Instant) {
-        let Some(permit) = self.gate.try_acquire(self.peer) else {
+        let Some(permit) = self.gate.try_acquire_in_turn(self.peer, &mut self.turn) else {
             self.pending = Some(Pending::Waiting {
                 expr,
                 retry_at: now + COMPUTE_RETRY,
