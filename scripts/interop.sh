@@ -5,10 +5,12 @@
 # socket module (1 MiB in one connection, and 8 connections at once); FTP under
 # three architectures, talked to by curl, wget, lftp and Python's ftplib (see the
 # FTP section below); HTTP under three architectures, talked to by curl, Python's
-# http.client and raw sockets, wrk and a headless Chromium (see the HTTP section).
+# http.client and raw sockets, wrk and a headless Chromium (see the HTTP section);
+# calc under two, expressions typed into netcat, answers checked against Python.
 # Installs missing clients with apt. Every wait is bounded.
 #
 # Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection",
+#        CALC_ARCHS="reactor thread-per-connection",
 #        FTP_ARCHS="reactor thread-per-connection prefork" and
 #        HTTP_ARCHS="reactor thread-per-connection prefork" to choose;
 #        HTTP_BROWSER=0 skips Chromium, HTTP_BROWSER=1 runs it (installing the
@@ -60,14 +62,14 @@ if [[ -z $MUSE ]]; then
 	MUSE=target/debug/muse
 fi
 
-# Starts `muse serve echo --arch $1` in its own process group; sets server_pid
-# and addr (IP:PORT from its `listening on` line).
+# Starts `muse serve ${2:-echo} --arch $1` in its own process group; sets
+# server_pid and addr (IP:PORT from its `listening on` line).
 start_server() {
-	local arch=$1 line i
+	local arch=$1 protocol=${2:-echo} line i
 	addr=""
 	server_out=$WORK/$arch.out server_err=$WORK/$arch.err
 	: >"$server_out"
-	setsid "$MUSE" serve echo --arch "$arch" --listen 127.0.0.1:0 \
+	setsid "$MUSE" serve "$protocol" --arch "$arch" --listen 127.0.0.1:0 \
 		>"$server_out" 2>"$server_err" </dev/null &
 	server_pid=$!
 	for ((i = 0; i < START_TIMEOUT_S * 20; i++)); do
@@ -1239,6 +1241,52 @@ else
 	stop_server options || true
 fi
 log "http: $((SECONDS - http_started))s"
+
+# =============================================================================
+# calc: expressions typed into nc, answers checked against Python's integers
+# =============================================================================
+CALC_ARCHS=${CALC_ARCHS:-"reactor thread-per-connection"}
+
+# Sends every expression in one go through nc (half-closing after QUIT) and
+# compares the answers with what python3 computes for the same lines.
+check_calc_nc() {
+	local host=${addr%:*} port=${addr##*:} got want
+	local exprs=('1 + 2' '(7 - 3) * 12 / 5' '-2 ** 2' '2 ** 3 ** 2' '-7 / 2' '7 % -2'
+		'2 ** 521 - 1' '12345678901234567890 * 98765432109876543210 % 1000000007')
+	want=$(python3 - "${exprs[@]}" <<'PY'
+import sys
+for e in sys.argv[1:]:
+    print(eval(e.replace("/", "//")))
+print("ERR division by zero")
+print("ERR result too large")
+print("BYE")
+PY
+	)
+	got=$( (printf '%s\n' "${exprs[@]}"; printf '1 %% 0\n2 ** 10 ** 9\nQUIT\n') |
+		timeout 10 "$NC" -N "$host" "$port" | tr -d '\r') || {
+		log "nc failed or timed out (status $?)"
+		return 1
+	}
+	if [[ $got != "$want" ]]; then
+		log "calc: expected"
+		printf '%s\n' "$want" >&2
+		log "calc: got"
+		printf '%s\n' "$got" >&2
+		return 1
+	fi
+}
+
+for arch in $CALC_ARCHS; do
+	log "calc --arch $arch"
+	if ! start_server "$arch" calc; then
+		log "  FAIL  start"
+		failed=1
+		stop_server "$arch" || true
+		continue
+	fi
+	check "nc: expressions, errors, QUIT (answers as Python computes them)" check_calc_nc
+	check "SIGTERM: exits 0" stop_server "$arch"
+done
 
 if ((failed)); then
 	log "FAILED"
