@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// gzip.
     #[arg(long)]
     gzip_static: bool,
+    /// http: serve files and directories whose names start with `.` (by
+    /// default they are 404 and unlisted, `.well-known` excepted).
+    #[arg(long)]
+    dotfiles: bool,
     /// http: write an access log (combined format) to FILE, or stdout for
     /// `-` [default: none].
     #[arg(long, value_name = "FILE")]
@@ -244,6 +248,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         autoindex: args.autoindex,
         gzip_static: args.gzip_static,
         access_log: args.access_log,
+        dotfiles: args.dotfiles,
         max_digits: args.max_digits,
     };
     let protocol = protocols::build(&args.protocol, &options)?;

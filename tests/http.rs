@@ -61,6 +61,11 @@ impl Fixture {
         fx.write("files/<x>&.txt", b"angles\n");
         fx.write("files/sub/deep.txt", b"deep\n");
         std::fs::create_dir_all(fx.path("empty")).unwrap();
+        fx.write(".git/config", SECRET.as_bytes());
+        fx.write(
+            ".well-known/security.txt",
+            b"Contact: mailto:x@example.org\n",
+        );
         std::fs::write(fx.base.join("secret.txt"), SECRET).unwrap();
         std::os::unix::fs::symlink("../secret.txt", fx.path("escape.txt")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", fx.path("passwd")).unwrap();
@@ -422,6 +427,9 @@ arch_tests!(hostile_targets_never_leave_the_root, |arch| {
         ("http://evil/../secret.txt", 400),
         ("*", 400),
         ("secret.txt", 400),
+        ("/.git/config", 404),
+        ("/%2egit/config", 404),
+        ("/files/../.git/config", 404),
     ] {
         let mut c = Conn::connect(s.addr()).or_fail(s);
         c.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
@@ -438,6 +446,12 @@ arch_tests!(hostile_targets_never_leave_the_root, |arch| {
         .or_fail(s);
     let r = c.response(false).or_fail(s);
     expect_body(s, "absolute form", &r, SMALL);
+    drop(c);
+    // Dotfiles are hidden, from listings too, but .well-known is served.
+    let r = get(s.addr(), "/.well-known/security.txt").or_fail(s);
+    expect_body(s, ".well-known", &r, b"Contact: mailto:x@example.org\n");
+    let r = get(s.addr(), "/").or_fail(s);
+    expect_status(s, "the root's index", &r, 200);
 });
 
 arch_tests!(malformed_requests_get_their_status, |arch| {

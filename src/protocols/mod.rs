@@ -42,6 +42,8 @@ pub struct Options {
     pub gzip_static: bool,
     /// Where the access log goes, `-` for stdout (http; `None`: nowhere).
     pub access_log: Option<PathBuf>,
+    /// Serve names starting with `.` (http).
+    pub dotfiles: bool,
     /// The most decimal digits an answer may have (calc).
     pub max_digits: u32,
 }
@@ -100,6 +102,7 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                     autoindex: options.autoindex,
                     gzip_static: options.gzip_static,
                     access_log,
+                    dotfiles: options.dotfiles,
                 },
             )))
         }

@@ -17,13 +17,17 @@ use crate::root::{Kind, Root, VPath};
 /// Most entries one listing shows.
 pub const LISTING_LIMIT: usize = 5_000;
 
-/// The listing of `dir` as a whole HTML page.
-pub fn render(root: &Root, dir: &VPath) -> io::Result<Vec<u8>> {
+/// The listing of `dir` as a whole HTML page; names starting with `.` are
+/// left out unless `dotfiles` (see `HttpConfig::dotfiles`).
+pub fn render(root: &Root, dir: &VPath, dotfiles: bool) -> io::Result<Vec<u8>> {
     let mut stream = root.open_dir(dir)?;
     let mut entries = Vec::new();
     let mut left_out = 0u64;
     while let Some(entry) = stream.next_entry() {
         let entry = entry?;
+        if !dotfiles && entry.name.starts_with('.') && entry.name != ".well-known" {
+            continue;
+        }
         if entries.len() < LISTING_LIMIT {
             entries.push(entry);
         } else {

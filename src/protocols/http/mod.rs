@@ -58,6 +58,18 @@ pub struct HttpConfig {
     pub gzip_static: bool,
     /// Where the access log goes (`--access-log`), if anywhere.
     pub access_log: Option<Arc<AccessLog>>,
+    /// Serve names starting with `.` (`--dotfiles`). Off, they are 404 and
+    /// left out of listings (all but `.well-known`), so serving a checkout
+    /// never hands out its `.git` or a `.env`.
+    pub dotfiles: bool,
+}
+
+/// Whether `path` is hidden from clients when dotfiles are not served: a
+/// component starts with `.`, other than `.well-known` (RFC 8615's
+/// well-known URIs, such as ACME challenges and `security.txt`).
+pub(crate) fn is_hidden(path: &crate::root::VPath) -> bool {
+    path.components()
+        .any(|c| c.starts_with('.') && c != ".well-known")
 }
 
 /// What every session of one server shares.

@@ -337,6 +337,11 @@ impl HttpSession {
                 Ok(Found::Path { reserved: true, .. }) => {
                     return self.finish_error(404, reply, None, now);
                 }
+                Ok(Found::Path { .. })
+                    if !self.shared.config.dotfiles && super::is_hidden(path) =>
+                {
+                    return self.finish_error(404, reply, None, now);
+                }
                 Ok(Found::Path {
                     trailing_slash,
                     query,
@@ -545,7 +550,8 @@ impl HttpSession {
     fn start_listing(&mut self, path: VPath, reply: Reply) {
         let shared = Arc::clone(&self.shared);
         self.requests = Some(Request::Compute(Work::new(move || {
-            Box::new(listing::render(&shared.root, &path)) as Computed
+            let dotfiles = shared.config.dotfiles;
+            Box::new(listing::render(&shared.root, &path, dotfiles)) as Computed
         })));
         self.listing = Some(reply);
     }

@@ -65,6 +65,7 @@ impl Harness {
             autoindex: false,
             gzip_static: false,
             access_log: None,
+            dotfiles: false,
         };
         configure(&mut config);
         let http = Http::new(Root::open(&dir.0).unwrap(), config);
@@ -379,9 +380,42 @@ fn the_protocol_refusal_is_a_whole_503() {
             autoindex: false,
             gzip_static: false,
             access_log: None,
+            dotfiles: false,
         },
     );
     let text = std::str::from_utf8(http.refusal()).unwrap();
     assert!(text.starts_with("HTTP/1.1 503 "));
     let _ = Arc::new(http);
+}
+
+#[test]
+fn dotfiles_are_hidden_unless_asked_for() {
+    for dotfiles in [false, true] {
+        let mut h = Harness::with(|c| {
+            c.autoindex = true;
+            c.dotfiles = dotfiles;
+        });
+        std::fs::create_dir(h.dir.0.join(".git")).unwrap();
+        std::fs::write(h.dir.0.join(".git/config"), b"secret").unwrap();
+        std::fs::write(h.dir.0.join(".env"), b"KEY=1").unwrap();
+        std::fs::create_dir(h.dir.0.join(".well-known")).unwrap();
+        std::fs::write(h.dir.0.join(".well-known/security.txt"), b"Contact: x").unwrap();
+        let hidden = if dotfiles { 200 } else { 404 };
+        for (path, want) in [
+            ("/.git/config", hidden),
+            ("/.env", hidden),
+            ("/d/../.env", hidden),
+            ("/%2Eenv", hidden),
+            ("/.well-known/security.txt", 200),
+        ] {
+            h.send(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+            let out = h.output();
+            assert_eq!(statuses(&out), [want], "{path} with dotfiles {dotfiles}");
+        }
+        h.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        h.compute();
+        let listing = h.output();
+        assert_eq!(listing.contains(".git"), dotfiles, "{listing}");
+        assert!(listing.contains(".well-known/"), "{listing}");
+    }
 }
