@@ -12,29 +12,19 @@
 # sessions into ROOT and drops to the `ftp` user).
 set -euo pipefail
 
-root=${1:?usage: vsftpd.sh ROOT}
-[ -d "$root" ] || { echo "vsftpd.sh: $root is not a directory" >&2; exit 1; }
-root=$(cd "$root" && pwd -P)
-
-if ! command -v vsftpd >/dev/null 2>&1 && [ ! -x /usr/sbin/vsftpd ]; then
-    echo "vsftpd.sh: installing vsftpd" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update >&2
-    apt-get install -y --no-install-recommends vsftpd >&2
-    # The package starts its own daemon on port 21 where it can; this
-    # script runs its own.
-    service vsftpd stop >/dev/null 2>&1 || true
-fi
-vsftpd=$(command -v vsftpd || echo /usr/sbin/vsftpd)
+me=vsftpd.sh
+# shellcheck source=scripts/peers/lib.sh
+. "$(dirname "$0")/lib.sh"
+peer_root "$@"
+peer_program vsftpd /usr/sbin/vsftpd
+vsftpd=$program
 
 # Anonymous sessions run as this user.
 if ! id ftp >/dev/null 2>&1; then
     useradd --system --no-create-home --home-dir /srv/ftp --shell /usr/sbin/nologin ftp
 fi
 
-# A free port: bound and released (a race with another program is unlikely
-# on a machine running a bench).
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(peer_free_port)
 
 tmp=$(mktemp -d /tmp/muse-peer-vsftpd.XXXXXX)
 mkdir -m 0755 "$tmp/empty"
@@ -69,38 +59,4 @@ use_localtime=YES
 CONF
 chmod 0600 "$tmp/vsftpd.conf"
 
-pid=
-# shellcheck disable=SC2317  # invoked by the trap
-stop() {
-    trap - TERM INT HUP
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-    exit 0
-}
-trap stop TERM INT HUP
-
-"$vsftpd" "$tmp/vsftpd.conf" </dev/null &
-pid=$!
-
-# Ready once it accepts (the probe is one short session).
-for _ in $(seq 200); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-        wait "$pid" || true
-        echo "vsftpd.sh: vsftpd exited before it listened" >&2
-        rm -rf "$tmp"
-        exit 1
-    fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "listening on 127.0.0.1:$port"
-        break
-    fi
-    sleep 0.05
-done
-
-status=0
-wait "$pid" || status=$?
-rm -rf "$tmp"
-exit "$status"
+peer_run "$vsftpd" "$tmp/vsftpd.conf"
