@@ -62,14 +62,17 @@ if [[ -z $MUSE ]]; then
 	MUSE=target/debug/muse
 fi
 
-# Starts `muse serve ${2:-echo} --arch $1` in its own process group; sets
-# server_pid and addr (IP:PORT from its `listening on` line).
-start_server() {
-	local arch=$1 protocol=${2:-echo} line i
+# start_muse NAME PROTOCOL ARCH [ARG...]: starts `muse serve PROTOCOL --arch
+# ARCH ARG...` on a free loopback port in its own process group; sets
+# server_pid, server_out/server_err (files named after PROTOCOL-NAME) and
+# addr (IP:PORT from its `listening on` line).
+start_muse() {
+	local name=$1 protocol=$2 arch=$3 line i
+	shift 3
 	addr=""
-	server_out=$WORK/$arch.out server_err=$WORK/$arch.err
+	server_out=$WORK/$protocol-$name.out server_err=$WORK/$protocol-$name.err
 	: >"$server_out"
-	setsid "$MUSE" serve "$protocol" --arch "$arch" --listen 127.0.0.1:0 \
+	setsid "$MUSE" serve "$protocol" --arch "$arch" --listen 127.0.0.1:0 "$@" \
 		>"$server_out" 2>"$server_err" </dev/null &
 	server_pid=$!
 	for ((i = 0; i < START_TIMEOUT_S * 20; i++)); do
@@ -80,9 +83,14 @@ start_server() {
 		kill -0 "$server_pid" 2>/dev/null || break
 		sleep 0.05
 	done
-	log "$arch: no 'listening on' line within ${START_TIMEOUT_S}s; server stderr:"
+	log "$protocol $name: no 'listening on' line within ${START_TIMEOUT_S}s; server stderr:"
 	tail -n 20 "$server_err" >&2 || true
 	return 1
+}
+
+# Starts `muse serve ${2:-echo} --arch $1` (see start_muse).
+start_server() {
+	start_muse "$1" "${2:-echo}" "$1"
 }
 
 # SIGTERM, then a bounded wait for exit 0; SIGKILL to the group otherwise.
@@ -255,25 +263,7 @@ same_file() {
 
 # Starts `muse serve ftp --arch $1 --root $2 --users $3` like start_server.
 start_ftp_server() {
-	local arch=$1 root=$2 users=$3 line i
-	addr=""
-	server_out=$WORK/ftp-$arch.out server_err=$WORK/ftp-$arch.err
-	: >"$server_out"
-	setsid "$MUSE" serve ftp --arch "$arch" --listen 127.0.0.1:0 \
-		--root "$root" --users "$users" \
-		>"$server_out" 2>"$server_err" </dev/null &
-	server_pid=$!
-	for ((i = 0; i < START_TIMEOUT_S * 20; i++)); do
-		if read -r line <"$server_out" 2>/dev/null && [[ $line == "listening on "* ]]; then
-			read -r _ _ addr _ <<<"$line"
-			return 0
-		fi
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	log "ftp $arch: no 'listening on' line within ${START_TIMEOUT_S}s; server stderr:"
-	tail -n 20 "$server_err" >&2 || true
-	return 1
+	start_muse "$1" ftp "$1" --root "$2" --users "$3"
 }
 
 ftp_curl() {
@@ -591,25 +581,9 @@ PY
 # Starts `muse serve http --arch $2 --root $3 [more flags]` like start_server;
 # $1 names its output files.
 start_http_server() {
-	local name=$1 arch=$2 root=$3 line i
+	local name=$1 arch=$2 root=$3
 	shift 3
-	addr=""
-	server_out=$WORK/http-$name.out server_err=$WORK/http-$name.err
-	: >"$server_out"
-	setsid "$MUSE" serve http --arch "$arch" --listen 127.0.0.1:0 --root "$root" "$@" \
-		>"$server_out" 2>"$server_err" </dev/null &
-	server_pid=$!
-	for ((i = 0; i < START_TIMEOUT_S * 20; i++)); do
-		if read -r line <"$server_out" 2>/dev/null && [[ $line == "listening on "* ]]; then
-			read -r _ _ addr _ <<<"$line"
-			return 0
-		fi
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	log "http $name: no 'listening on' line within ${START_TIMEOUT_S}s; server stderr:"
-	tail -n 20 "$server_err" >&2 || true
-	return 1
+	start_muse "$name" http "$arch" --root "$root" "$@"
 }
 
 http_curl() {
