@@ -25,9 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
@@ -72,21 +70,18 @@ fn big_content() -> &'static [u8] {
 
 /// A temp directory `base` holding the server's `root` and, beside it, the
 /// secrets a hostile client tries to reach.
-struct Fixture {
-    base: PathBuf,
-    root: PathBuf,
+struct Fixture(TempRoot);
+
+impl std::ops::Deref for Fixture {
+    type Target = TempRoot;
+    fn deref(&self) -> &TempRoot {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let base =
-            std::env::temp_dir().join(format!("muse-ftp-test-{}-{n}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let root = base.join("root");
-        let fx = Fixture { base, root };
-        fx.mkdir("");
+        let fx = Fixture(TempRoot::new("ftp", tag));
         fx.write("big.bin", big_content());
         let big = std::fs::File::options()
             .write(true)
@@ -112,37 +107,6 @@ impl Fixture {
         std::fs::create_dir_all(fx.base.join("outside")).unwrap();
         std::fs::write(fx.base.join("outside/secret.txt"), SECRET).unwrap();
         fx
-    }
-
-    fn root_str(&self) -> &str {
-        self.root.to_str().expect("temp dir is UTF-8")
-    }
-
-    /// A path under the root.
-    fn path(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel)
-        }
-    }
-
-    fn write(&self, rel: &str, data: &[u8]) {
-        std::fs::write(self.path(rel), data).unwrap();
-    }
-
-    fn mkdir(&self, rel: &str) {
-        std::fs::create_dir_all(self.path(rel)).unwrap();
-    }
-
-    fn read(&self, rel: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.path(rel)).ok()
-    }
-
-    /// A sparse file of `len` zero bytes.
-    fn sparse(&self, rel: &str, len: u64) {
-        let f = std::fs::File::create(self.path(rel)).unwrap();
-        f.set_len(len).unwrap();
     }
 
     /// Names in a directory under the root.
@@ -202,12 +166,6 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
-
 // ---------------------------------------------------------------- server
 
 /// Worker and thread counts that keep each architecture small; flags that
@@ -233,17 +191,6 @@ fn serve(arch: &str, fx: &Fixture, extra: &[&str]) -> Server {
     }
     args.extend_from_slice(extra);
     Server::start("ftp", arch, &args)
-}
-
-/// Turns a client error into a test failure that shows the server's stderr.
-trait OrFail<T> {
-    fn or_fail(self, server: &Server) -> T;
-}
-
-impl<T> OrFail<T> for Result<T, String> {
-    fn or_fail(self, server: &Server) -> T {
-        self.unwrap_or_else(|e| server.fail(&e))
-    }
 }
 
 /// A control connection logged in as anonymous, in binary mode (TYPE I;

@@ -18,8 +18,6 @@ mod http_client;
 
 use common::*;
 use http_client::*;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Size of the binary file every root holds.
@@ -31,21 +29,18 @@ const SMALL_MTIME: u64 = 1_614_834_367;
 const SMALL_LAST_MODIFIED: &str = "Thu, 04 Mar 2021 05:06:07 GMT";
 const SMALL: &[u8] = b"a small text file\n";
 
-struct Fixture {
-    base: PathBuf,
-    root: PathBuf,
+struct Fixture(TempRoot);
+
+impl std::ops::Deref for Fixture {
+    type Target = TempRoot;
+    fn deref(&self) -> &TempRoot {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let base =
-            std::env::temp_dir().join(format!("muse-http-test-{}-{n}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let root = base.join("root");
-        let fx = Fixture { base, root };
-        std::fs::create_dir_all(&fx.root).unwrap();
+        let fx = Fixture(TempRoot::new("http", tag));
         fx.write("index.html", b"<!DOCTYPE html><title>home</title>\n");
         fx.write("big.bin", &big());
         fx.write("small.txt", SMALL);
@@ -71,26 +66,6 @@ impl Fixture {
         std::os::unix::fs::symlink("/etc/passwd", fx.path("passwd")).unwrap();
         fx
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-
-    fn write(&self, rel: &str, content: &[u8]) {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-
-    fn root_str(&self) -> &str {
-        self.root.to_str().unwrap()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
 }
 
 fn big() -> Vec<u8> {
@@ -103,16 +78,6 @@ fn serve(arch: &str, fx: &Fixture, extra: &[&str]) -> Server {
     let mut args = vec!["--root", fx.root_str()];
     args.extend_from_slice(extra);
     Server::start("http", arch, &with_sizing(arch, &args))
-}
-
-trait OrFail<T> {
-    fn or_fail(self, server: &Server) -> T;
-}
-
-impl<T> OrFail<T> for Result<T, String> {
-    fn or_fail(self, server: &Server) -> T {
-        self.unwrap_or_else(|e| server.fail(&e))
-    }
 }
 
 fn expect_status(s: &Server, what: &str, r: &Response, status: u16) {

@@ -864,3 +864,78 @@ pub fn run_cli(args: &[&str]) -> CliRun {
         stderr: stderr.join().unwrap_or_default(),
     }
 }
+
+/// A fresh temp directory `base` holding a server's `root` (and, beside it,
+/// whatever a test must keep out of the server's reach), removed when
+/// dropped.
+pub struct TempRoot {
+    pub base: std::path::PathBuf,
+    pub root: std::path::PathBuf,
+}
+
+impl TempRoot {
+    /// `muse-PREFIX-test-PID-N-TAG` under the temp directory, empty.
+    pub fn new(prefix: &str, tag: &str) -> TempRoot {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let base = std::env::temp_dir().join(format!(
+            "muse-{prefix}-test-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        TempRoot { base, root }
+    }
+
+    pub fn root_str(&self) -> &str {
+        self.root.to_str().expect("temp dir is UTF-8")
+    }
+
+    /// A path under the root (`""`: the root).
+    pub fn path(&self, rel: &str) -> std::path::PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    /// Writes a file under the root, making its directories.
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    pub fn mkdir(&self, rel: &str) {
+        std::fs::create_dir_all(self.path(rel)).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.path(rel)).ok()
+    }
+
+    /// A sparse file of `len` zero bytes.
+    pub fn sparse(&self, rel: &str, len: u64) {
+        let f = std::fs::File::create(self.path(rel)).unwrap();
+        f.set_len(len).unwrap();
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Turns a client error into a test failure that shows the server's stderr.
+pub trait OrFail<T> {
+    fn or_fail(self, server: &Server) -> T;
+}
+
+impl<T> OrFail<T> for Result<T, String> {
+    fn or_fail(self, server: &Server) -> T {
+        self.unwrap_or_else(|e| server.fail(&e))
+    }
+}
