@@ -307,3 +307,57 @@ pub(crate) mod testing {
         fx.0
     }
 }
+
+/// The send (or intended send) times of a client's requests in flight,
+/// oldest first: a ring as deep as the client's pipeline, so issuing and
+/// answering requests allocates nothing.
+#[derive(Debug)]
+pub struct SendTimes {
+    times: Box<[Instant]>,
+    head: usize,
+    len: usize,
+}
+
+impl SendTimes {
+    /// Room for `depth` requests in flight (at least one); `now` fills it.
+    pub fn new(depth: usize, now: Instant) -> SendTimes {
+        SendTimes {
+            times: vec![now; depth.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// Requests in flight.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A request issued at `sent`. The caller keeps within the depth.
+    pub fn push(&mut self, sent: Instant) {
+        debug_assert!(self.len < self.times.len(), "more in flight than the depth");
+        let slot = (self.head + self.len) % self.times.len();
+        self.times[slot] = sent;
+        self.len += 1;
+    }
+
+    /// The oldest request was answered: its send time.
+    pub fn pop(&mut self) -> Instant {
+        debug_assert!(self.len > 0, "an answer with nothing in flight");
+        let sent = self.times[self.head];
+        self.head = (self.head + 1) % self.times.len();
+        self.len -= 1;
+        sent
+    }
+
+    /// None in flight any more (the connection they were on is gone).
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+}

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use super::{Effects, ErrorKind, Link, LoadClient, RETRY_BACKOFF};
+use super::{Effects, ErrorKind, Link, LoadClient, SendTimes, RETRY_BACKOFF};
 
 /// What every echo client of a run sends and expects, prepared once.
 #[derive(Debug)]
@@ -59,18 +59,15 @@ enum State {
 pub struct EchoClient<'a> {
     shape: &'a EchoShape,
     state: State,
-    /// Requests issued whose answers are not complete.
-    inflight: usize,
     /// Requests issued and not yet fully written; the first has `sent_off`
     /// bytes out.
     queued: usize,
     sent_off: usize,
     /// Bytes of the oldest owed answer received and checked so far.
     ans_off: usize,
-    /// Send (or intended send) times of the requests in flight, oldest at
-    /// `head`.
-    times: Box<[Instant]>,
-    head: usize,
+    /// Send (or intended send) times of the requests whose answers are
+    /// not complete.
+    flight: SendTimes,
 }
 
 impl<'a> EchoClient<'a> {
@@ -79,12 +76,10 @@ impl<'a> EchoClient<'a> {
         EchoClient {
             shape,
             state: State::Closed,
-            inflight: 0,
             queued: 0,
             sent_off: 0,
             ans_off: 0,
-            times: vec![now; shape.depth].into_boxed_slice(),
-            head: 0,
+            flight: SendTimes::new(shape.depth, now),
         }
     }
 
@@ -101,7 +96,7 @@ impl<'a> EchoClient<'a> {
     /// Checks `data` against the answers owed, completing them in order.
     fn check(&mut self, data: &[u8], fx: &mut Effects) -> Result<(), ()> {
         let answer = &self.shape.answer[..];
-        let owed = self.inflight * answer.len() - self.ans_off;
+        let owed = self.flight.len() * answer.len() - self.ans_off;
         if data.len() > owed {
             return Err(());
         }
@@ -115,9 +110,7 @@ impl<'a> EchoClient<'a> {
             self.ans_off += take;
             if self.ans_off == answer.len() {
                 self.ans_off = 0;
-                fx.answered(self.times[self.head]);
-                self.head = (self.head + 1) % self.times.len();
-                self.inflight -= 1;
+                fx.answered(self.flight.pop());
             }
         }
         Ok(())
@@ -134,17 +127,14 @@ impl LoadClient for EchoClient<'_> {
 
     fn handle_permit(&mut self, sent: Instant, _now: Instant, fx: &mut Effects) {
         if self.shape.per_request && self.state == State::Closed {
-            self.inflight = 0;
+            self.flight.clear();
             self.queued = 0;
             self.sent_off = 0;
             self.ans_off = 0;
-            self.head = 0;
             fx.open(Link::Main, None, true);
             self.state = State::Connecting;
         }
-        let slot = (self.head + self.inflight) % self.times.len();
-        self.times[slot] = sent;
-        self.inflight += 1;
+        self.flight.push(sent);
         self.queued += 1;
     }
 
@@ -164,7 +154,7 @@ impl LoadClient for EchoClient<'_> {
             return;
         }
         fx.received(data.len());
-        if self.shape.per_request && self.inflight == 0 {
+        if self.shape.per_request && self.flight.is_empty() {
             fx.close(Link::Main, false);
             self.state = State::Closed;
         }
@@ -209,13 +199,13 @@ impl LoadClient for EchoClient<'_> {
     fn wants_permit(&self) -> bool {
         match self.state {
             State::Closed => self.shape.per_request,
-            State::Open => !self.shape.per_request && self.inflight < self.shape.depth,
+            State::Open => !self.shape.per_request && self.flight.len() < self.shape.depth,
             _ => false,
         }
     }
 
     fn owes_answer(&self) -> bool {
-        matches!(self.state, State::Connecting | State::Open) && self.inflight > 0
+        matches!(self.state, State::Connecting | State::Open) && !self.flight.is_empty()
     }
 }
 

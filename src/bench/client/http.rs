@@ -23,7 +23,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    fixture_expected, fixture_window, Effects, ErrorKind, Link, LoadClient, READ_MAX, RETRY_BACKOFF,
+    fixture_expected, fixture_window, Effects, ErrorKind, Link, LoadClient, SendTimes, READ_MAX,
+    RETRY_BACKOFF,
 };
 use crate::bench::scenario::HttpLoad;
 
@@ -264,16 +265,13 @@ enum State {
 pub struct HttpClient<'a> {
     shape: &'a HttpShape,
     state: State,
-    /// Requests issued whose responses are not complete.
-    inflight: usize,
     /// Requests issued and not yet fully written; the first has `sent_off`
     /// bytes out.
     queued: usize,
     sent_off: usize,
-    /// Send (or intended send) times of the requests in flight, oldest at
-    /// `head`.
-    times: Box<[Instant]>,
-    head: usize,
+    /// Send (or intended send) times of the requests whose answers are
+    /// not complete.
+    flight: SendTimes,
     parser: HeadParser,
     /// Inside a body: bytes of it verified so far.
     in_body: bool,
@@ -291,11 +289,9 @@ impl<'a> HttpClient<'a> {
         HttpClient {
             shape,
             state: State::Closed,
-            inflight: 0,
             queued: 0,
             sent_off: 0,
-            times: vec![now; shape.depth].into_boxed_slice(),
-            head: 0,
+            flight: SendTimes::new(shape.depth, now),
             parser: HeadParser::new(),
             in_body: false,
             got: 0,
@@ -308,7 +304,7 @@ impl<'a> HttpClient<'a> {
     fn connect(&mut self, fx: &mut Effects) {
         fx.open(Link::Main, None, true);
         self.state = State::Connecting;
-        self.queued = self.inflight;
+        self.queued = self.flight.len();
         self.sent_off = 0;
         self.parser.reset();
         self.in_body = false;
@@ -323,7 +319,7 @@ impl<'a> HttpClient<'a> {
         fx.close(Link::Main, false);
         self.closing = None;
         self.state = if self.shape.close {
-            self.inflight = 0;
+            self.flight.clear();
             self.queued = 0;
             State::Backoff(now + RETRY_BACKOFF)
         } else {
@@ -335,7 +331,7 @@ impl<'a> HttpClient<'a> {
     fn check(&mut self, data: &[u8], now: Instant, fx: &mut Effects) -> Result<(), ErrorKind> {
         let mut pos = 0;
         while pos < data.len() {
-            if self.inflight == 0 || self.closing.is_some() {
+            if self.flight.is_empty() || self.closing.is_some() {
                 // Bytes nothing asked for.
                 return Err(ErrorKind::Mismatch);
             }
@@ -365,9 +361,7 @@ impl<'a> HttpClient<'a> {
             fx.received(take);
             if self.got == self.shape.size {
                 self.in_body = false;
-                fx.answered(self.times[self.head]);
-                self.head = (self.head + 1) % self.times.len();
-                self.inflight -= 1;
+                fx.answered(self.flight.pop());
                 if self.last {
                     self.closing = Some(now + CLOSE_LIMIT);
                 }
@@ -396,9 +390,7 @@ impl LoadClient for HttpClient<'_> {
         if self.state == State::Closed {
             self.connect(fx);
         }
-        let slot = (self.head + self.inflight) % self.times.len();
-        self.times[slot] = sent;
-        self.inflight += 1;
+        self.flight.push(sent);
         self.queued += 1;
     }
 
@@ -423,7 +415,7 @@ impl LoadClient for HttpClient<'_> {
             return;
         }
         let announced = self.closing.is_some();
-        if self.mid_response() || (self.inflight > 0 && !announced) {
+        if self.mid_response() || (!self.flight.is_empty() && !announced) {
             fx.failed(ErrorKind::Closed);
             self.fail(now, fx);
             return;
@@ -433,7 +425,7 @@ impl LoadClient for HttpClient<'_> {
         fx.close(Link::Main, true);
         self.closing = None;
         self.state = State::Closed;
-        if self.inflight > 0 {
+        if !self.flight.is_empty() {
             // Pipelined requests the last response left unanswered.
             self.connect(fx);
         }
@@ -480,7 +472,7 @@ impl LoadClient for HttpClient<'_> {
         match self.state {
             State::Closed => true,
             State::Connecting | State::Open => {
-                !self.shape.close && self.closing.is_none() && self.inflight < self.shape.depth
+                !self.shape.close && self.closing.is_none() && self.flight.len() < self.shape.depth
             }
             State::Backoff(_) | State::Dead => false,
         }
@@ -488,7 +480,7 @@ impl LoadClient for HttpClient<'_> {
 
     fn owes_answer(&self) -> bool {
         matches!(self.state, State::Connecting | State::Open)
-            && (self.inflight > 0 || self.closing.is_some())
+            && (!self.flight.is_empty() || self.closing.is_some())
     }
 }
 
