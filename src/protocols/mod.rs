@@ -5,6 +5,7 @@ pub mod calc;
 pub mod echo;
 pub mod ftp;
 pub mod http;
+pub mod kv;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
