@@ -363,7 +363,7 @@ fn srandmember(e: &mut Engine, c: &mut Call<'_>) {
         let Ok(Some(set)) = get_set(e, c.db, key, c.now) else {
             unreachable!("the set was just seen")
         };
-        return reply_gathered(c, set.iter().map(|m| m.as_slice()), &want, k);
+        gather(set.iter().map(|m| m.as_slice()), &want, k)
     } else if k >= len {
         let Ok(Some(set)) = get_set(e, c.db, key, c.now) else {
             unreachable!("the set was just seen")
@@ -413,19 +413,6 @@ pub(super) fn gather<T: Copy>(
         }
     }
     out.into_iter().flatten().collect()
-}
-
-fn reply_gathered<'a>(
-    c: &mut Call<'_>,
-    items: impl Iterator<Item = &'a [u8]>,
-    want: &[(usize, usize)],
-    k: usize,
-) {
-    let got = gather(items, want, k);
-    c.reply.array(got.len());
-    for m in got {
-        c.reply.bulk(m);
-    }
 }
 
 /// The intersection of `sets` (none missing), stopping at `limit` members
