@@ -250,8 +250,34 @@ fn hincrby(e: &mut Engine, c: &mut Call<'_>) {
     c.reply.int(new);
 }
 
+/// The longest text Redis reads as a float (`MAX_LONG_DOUBLE_CHARS`), less
+/// one.
+const MAX_FLOAT_CHARS: usize = 5 * 1024;
+
+/// A float as Redis's `string2ld` reads one: `inf` is infinite, but a
+/// number too big for a long double is no float at all, and one too big
+/// for an `f64` only is kept as `f64::MAX` here (the long double
+/// arithmetic of [`long_double`] does the sum).
+fn read_float(s: &[u8]) -> Option<f64> {
+    if s.len() >= MAX_FLOAT_CHARS {
+        return None;
+    }
+    let v = parse_f64(s)?;
+    if !v.is_infinite() {
+        return Some(v);
+    }
+    let word = s.strip_prefix(b"-").or(s.strip_prefix(b"+")).unwrap_or(s);
+    if is(word, "inf") || is(word, "infinity") {
+        Some(v)
+    } else if long_double::reads(s) {
+        Some(f64::MAX.copysign(v))
+    } else {
+        None
+    }
+}
+
 fn hincrbyfloat(e: &mut Engine, c: &mut Call<'_>) {
-    let Some(incr) = parse_f64(c.arg(3)) else {
+    let Some(incr) = read_float(c.arg(3)) else {
         return c.reply.error(NOT_FLOAT);
     };
     if incr.is_infinite() {
@@ -262,18 +288,22 @@ fn hincrbyfloat(e: &mut Engine, c: &mut Call<'_>) {
         return c.reply.error(WRONGTYPE);
     };
     let old = match h.get(c.arg(2)) {
-        None => 0.0,
-        Some(v) => match parse_f64(v) {
-            Some(n) => n,
-            None => return c.reply.error("ERR hash value is not a float"),
-        },
+        None => &b"0"[..],
+        Some(v) if read_float(v).is_some() => v.as_slice(),
+        Some(_) => return c.reply.error("ERR hash value is not a float"),
     };
-    let new = old + incr;
-    if !new.is_finite() {
-        e.remove_if_empty(c.db, key);
-        return c.reply.error("ERR increment would produce NaN or Infinity");
+    let text = match long_double::add(old, c.arg(3)) {
+        Some(t) => t,
+        None => {
+            let new = read_float(old).unwrap_or(0.0) + incr;
+            if !new.is_finite() {
+                e.remove_if_empty(c.db, key);
+                return c.reply.error("ERR increment would produce NaN or Infinity");
+            }
+            format_double(new)
+        }
     }
-    let text = format_double(new).into_bytes();
+    .into_bytes();
     h.insert(c.arg(2).to_vec(), text.clone());
     c.changed += 1;
     c.propagate_as(vec![vec![
@@ -417,6 +447,440 @@ fn hscan(e: &mut Engine, c: &mut Call<'_>) {
         for (f, v) in found {
             c.reply.bulk(f);
             c.reply.bulk(v);
+        }
+    }
+}
+
+pub(super) mod long_double {
+    //! `HINCRBYFLOAT`'s arithmetic as Redis does it: in the x87 80-bit
+    //! `long double` (64-bit mantissa), printed with `%.17Lf` and its
+    //! trailing zeros cut. That is why Redis answers `0.3` to `0.1 + 0.2`
+    //! and `1000.09999999999999998` for `1000.1`; an `f64` would say
+    //! `0.30000000000000004` and `1000.1`.
+    //!
+    //! Values are `m * 2^e` with a 64-bit `m`; reading, adding and printing
+    //! are done exactly with a small unsigned big integer and rounded to
+    //! nearest, ties to even, as the hardware and glibc's `strtold` and
+    //! `printf` do. Inputs in forms other than decimal (`inf`, hex) or with
+    //! a decimal exponent beyond ±5000 give `None`.
+
+    use std::cmp::Ordering;
+
+    /// How far from 1 a decimal exponent may go (`long double` spans about
+    /// 1e-4951 to 1e4932).
+    const MAX_EXP10: i64 = 5000;
+    /// The binary exponents a normal `long double` may have (of `m * 2^e`).
+    const E_RANGE: std::ops::RangeInclusive<i64> = (-16382 - 63)..=(16383 - 63);
+
+    /// `old + incr` as Redis prints it, or `None` when either is not a
+    /// plain decimal or the result leaves the normal `long double` range
+    /// (the caller then computes in `f64`).
+    pub fn add(old: &[u8], incr: &[u8]) -> Option<String> {
+        let sum = F80::parse(old)?.add(F80::parse(incr)?)?;
+        Some(sum.format())
+    }
+
+    /// Whether `s` is a decimal this module reads.
+    pub fn reads(s: &[u8]) -> bool {
+        F80::parse(s).is_some()
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Big(Vec<u32>);
+
+    impl Big {
+        fn from_u64(v: u64) -> Big {
+            let mut b = Big(vec![v as u32, (v >> 32) as u32]);
+            b.trim();
+            b
+        }
+
+        fn trim(&mut self) {
+            while self.0.last() == Some(&0) {
+                self.0.pop();
+            }
+        }
+
+        fn is_zero(&self) -> bool {
+            self.0.is_empty()
+        }
+
+        fn bits(&self) -> i64 {
+            match self.0.last() {
+                None => 0,
+                Some(&top) => self.0.len() as i64 * 32 - i64::from(top.leading_zeros()),
+            }
+        }
+
+        fn mul_add_small(&mut self, m: u32, a: u32) {
+            let mut carry = u64::from(a);
+            for limb in &mut self.0 {
+                let v = u64::from(*limb) * u64::from(m) + carry;
+                *limb = v as u32;
+                carry = v >> 32;
+            }
+            if carry > 0 {
+                self.0.push(carry as u32);
+            }
+        }
+
+        fn pow10(n: i64) -> Big {
+            let mut b = Big::from_u64(1);
+            for _ in 0..n {
+                b.mul_add_small(10, 0);
+            }
+            b
+        }
+
+        fn shl(&self, n: i64) -> Big {
+            if self.is_zero() || n <= 0 {
+                return self.shr(-n);
+            }
+            let (limbs, bits) = ((n / 32) as usize, (n % 32) as u32);
+            let mut out = vec![0u32; limbs];
+            let mut carry = 0u32;
+            for &l in &self.0 {
+                if bits == 0 {
+                    out.push(l);
+                } else {
+                    out.push((l << bits) | carry);
+                    carry = l >> (32 - bits);
+                }
+            }
+            out.push(carry);
+            let mut b = Big(out);
+            b.trim();
+            b
+        }
+
+        fn shr(&self, n: i64) -> Big {
+            if n <= 0 {
+                return self.clone();
+            }
+            let (limbs, bits) = ((n / 32) as usize, (n % 32) as u32);
+            if limbs >= self.0.len() {
+                return Big(Vec::new());
+            }
+            let src = &self.0[limbs..];
+            let mut out = Vec::with_capacity(src.len());
+            for i in 0..src.len() {
+                let hi = src.get(i + 1).copied().unwrap_or(0);
+                out.push(if bits == 0 {
+                    src[i]
+                } else {
+                    (src[i] >> bits) | (hi << (32 - bits))
+                });
+            }
+            let mut b = Big(out);
+            b.trim();
+            b
+        }
+
+        fn cmp(&self, o: &Big) -> Ordering {
+            self.0
+                .len()
+                .cmp(&o.0.len())
+                .then_with(|| self.0.iter().rev().cmp(o.0.iter().rev()))
+        }
+
+        fn add(&self, o: &Big) -> Big {
+            let mut out = Vec::with_capacity(self.0.len().max(o.0.len()) + 1);
+            let mut carry = 0u64;
+            for i in 0..self.0.len().max(o.0.len()) {
+                let v = u64::from(self.0.get(i).copied().unwrap_or(0))
+                    + u64::from(o.0.get(i).copied().unwrap_or(0))
+                    + carry;
+                out.push(v as u32);
+                carry = v >> 32;
+            }
+            out.push(carry as u32);
+            let mut b = Big(out);
+            b.trim();
+            b
+        }
+
+        /// `self - o`, for `self >= o`.
+        fn sub(&self, o: &Big) -> Big {
+            let mut out = Vec::with_capacity(self.0.len());
+            let mut borrow = 0i64;
+            for i in 0..self.0.len() {
+                let mut v =
+                    i64::from(self.0[i]) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
+                borrow = i64::from(v < 0);
+                if v < 0 {
+                    v += 1 << 32;
+                }
+                out.push(v as u32);
+            }
+            let mut b = Big(out);
+            b.trim();
+            b
+        }
+
+        fn low_u64(&self) -> u64 {
+            u64::from(self.0.first().copied().unwrap_or(0))
+                | u64::from(self.0.get(1).copied().unwrap_or(0)) << 32
+        }
+
+        fn divmod_small(&mut self, d: u32) -> u32 {
+            let mut rem = 0u64;
+            for limb in self.0.iter_mut().rev() {
+                let v = (rem << 32) | u64::from(*limb);
+                *limb = (v / u64::from(d)) as u32;
+                rem = v % u64::from(d);
+            }
+            self.trim();
+            rem as u32
+        }
+
+        fn to_decimal(&self) -> String {
+            let mut b = self.clone();
+            let mut chunks = Vec::new();
+            while !b.is_zero() {
+                chunks.push(b.divmod_small(1_000_000_000));
+            }
+            let mut s = chunks.pop().map_or("0".to_string(), |c| c.to_string());
+            for c in chunks.iter().rev() {
+                s.push_str(&format!("{c:09}"));
+            }
+            s
+        }
+    }
+
+    /// `m * 2^e` with a sign; `m == 0` is zero.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct F80 {
+        neg: bool,
+        m: u64,
+        e: i64,
+    }
+
+    impl F80 {
+        /// The nearest value to `num / den * 2^shift` (ties to even).
+        fn round(num: &Big, den: &Big, shift: i64, neg: bool) -> Option<F80> {
+            if num.is_zero() {
+                return Some(F80 { neg, m: 0, e: 0 });
+            }
+            // Find k with 2^63 <= num * 2^k / den < 2^64.
+            let mut k = 64 - (num.bits() - den.bits());
+            let (q, a, b) = loop {
+                let a = num.shl(k.max(0));
+                let b = den.shl((-k).max(0));
+                if a.cmp(&b.shl(64)) != Ordering::Less {
+                    k -= 1;
+                } else if a.cmp(&b.shl(63)) == Ordering::Less {
+                    k += 1;
+                } else {
+                    // The quotient, bit by bit.
+                    let mut rem = a.clone();
+                    let mut q = 0u64;
+                    for bit in (0..64).rev() {
+                        let d = b.shl(bit);
+                        if rem.cmp(&d) != Ordering::Less {
+                            rem = rem.sub(&d);
+                            q |= 1 << bit;
+                        }
+                    }
+                    break (q, rem, b);
+                }
+            };
+            let mut m = q;
+            let mut e = shift - k;
+            match a.shl(1).cmp(&b) {
+                Ordering::Greater => m = m.wrapping_add(1),
+                Ordering::Equal if m & 1 == 1 => m = m.wrapping_add(1),
+                _ => {}
+            }
+            if m == 0 {
+                m = 1 << 63;
+                e += 1;
+            }
+            E_RANGE.contains(&e).then_some(F80 { neg, m, e })
+        }
+
+        /// Reads `[+-]digits[.digits][e[+-]digits]` (also `.5`, `5.`).
+        fn parse(s: &[u8]) -> Option<F80> {
+            let (neg, rest) = match s.first()? {
+                b'-' => (true, &s[1..]),
+                b'+' => (false, &s[1..]),
+                _ => (false, s),
+            };
+            let mut n = Big(Vec::new());
+            let mut exp10: i64 = 0;
+            let mut digits = 0;
+            let mut significant: i64 = 0;
+            let mut i = 0;
+            let mut seen_point = false;
+            while i < rest.len() {
+                match rest[i] {
+                    c @ b'0'..=b'9' => {
+                        n.mul_add_small(10, u32::from(c - b'0'));
+                        digits += 1;
+                        if !n.is_zero() {
+                            significant += 1;
+                        }
+                        if seen_point {
+                            exp10 -= 1;
+                        }
+                    }
+                    b'.' if !seen_point => seen_point = true,
+                    _ => break,
+                }
+                i += 1;
+            }
+            if digits == 0 {
+                return None;
+            }
+            if i < rest.len() {
+                if rest[i] != b'e' && rest[i] != b'E' {
+                    return None;
+                }
+                let e = std::str::from_utf8(&rest[i + 1..]).ok()?;
+                if e.is_empty()
+                    || !e
+                        .trim_start_matches(['+', '-'])
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                {
+                    return None;
+                }
+                let e: i64 = e.parse().ok().filter(|e: &i64| e.abs() <= MAX_EXP10)?;
+                exp10 += e;
+            }
+            if n.is_zero() {
+                return Some(F80 { neg, m: 0, e: 0 });
+            }
+            let magnitude = exp10 + significant;
+            if magnitude.abs() > MAX_EXP10 {
+                return None;
+            }
+            let (num, den) = if exp10 >= 0 {
+                let mut num = n;
+                for _ in 0..exp10 {
+                    num.mul_add_small(10, 0);
+                }
+                (num, Big::from_u64(1))
+            } else {
+                (n, Big::pow10(-exp10))
+            };
+            F80::round(&num, &den, 0, neg)
+        }
+
+        fn add(self, o: F80) -> Option<F80> {
+            if o.m == 0 {
+                return Some(self);
+            }
+            if self.m == 0 {
+                return Some(o);
+            }
+            let low = self.e.min(o.e);
+            let a = Big::from_u64(self.m).shl(self.e - low);
+            let b = Big::from_u64(o.m).shl(o.e - low);
+            let (sum, neg) = if self.neg == o.neg {
+                (a.add(&b), self.neg)
+            } else {
+                match a.cmp(&b) {
+                    Ordering::Equal => {
+                        return Some(F80 {
+                            neg: false,
+                            m: 0,
+                            e: 0,
+                        })
+                    }
+                    Ordering::Greater => (a.sub(&b), self.neg),
+                    Ordering::Less => (b.sub(&a), o.neg),
+                }
+            };
+            F80::round(&sum, &Big::from_u64(1), low, neg)
+        }
+
+        /// `%.17Lf` with trailing zeros (and a bare point) cut, `-0` as `0`.
+        fn format(self) -> String {
+            let mut x = Big::from_u64(self.m);
+            x.mul_add_small(1_000_000_000, 0);
+            x.mul_add_small(100_000_000, 0);
+            let q = if self.e >= 0 {
+                x.shl(self.e)
+            } else {
+                let d = -self.e;
+                let mut q = x.shr(d);
+                let rem = x.sub(&q.shl(d));
+                let half = Big::from_u64(1).shl(d - 1);
+                match rem.cmp(&half) {
+                    Ordering::Greater => q = q.add(&Big::from_u64(1)),
+                    Ordering::Equal if q.low_u64() & 1 == 1 => q = q.add(&Big::from_u64(1)),
+                    _ => {}
+                }
+                q
+            };
+            let mut digits = q.to_decimal();
+            if digits.len() < 18 {
+                digits = format!("{digits:0>18}");
+            }
+            let (int, frac) = digits.split_at(digits.len() - 17);
+            let frac = frac.trim_end_matches('0');
+            let mut s = if frac.is_empty() {
+                int.to_string()
+            } else {
+                format!("{int}.{frac}")
+            };
+            if self.neg && s != "0" {
+                s.insert(0, '-');
+            }
+            s
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::add;
+
+        #[test]
+        fn sums_print_as_redis_prints_them() {
+            for (a, b, want) in [
+                ("0", "0.1", "0.1"),
+                ("0.1", "0.2", "0.3"),
+                ("0", "1000.1", "1000.09999999999999998"),
+                ("0", "12345.678", "12345.67799999999999994"),
+                (
+                    "12345.67799999999999994",
+                    "0.001",
+                    "12345.67900000000000027",
+                ),
+                ("0", "1234567.1", "1234567.10000000000002274"),
+                ("3.3", "1.1", "4.4"),
+                ("99.99", "0.01", "100"),
+                ("0", "1.23456789012345678", "1.23456789012345678"),
+                ("17179869184", "1.5", "17179869185.5"),
+                ("-0.1", "0.1", "0"),
+                ("0", "1e-5", "0.00001"),
+                ("-3.7", "1.2", "-2.5"),
+                ("0", ".5", "0.5"),
+                ("0", "5.", "5"),
+                ("0", "+2", "2"),
+                ("0", "0.000000000000000005", "0"),
+                ("0", "0.000000000000000015", "0.00000000000000002"),
+                ("0", "123456789.123456789", "123456789.12345678899873747"),
+                ("1e3", "1", "1001"),
+                ("5", "-0", "5"),
+                ("0", "-0.0000000000000000001", "0"),
+            ] {
+                assert_eq!(
+                    add(a.as_bytes(), b.as_bytes()).as_deref(),
+                    Some(want),
+                    "{a} + {b}"
+                );
+            }
+            let big = add(b"0", b"1e308").unwrap();
+            assert_eq!(big.len(), 308);
+            assert!(big.starts_with("99999999999999999996685879655845645660560099847415567207797047994921734868838061872100126921888539320446747225054013223152134749593960583597420814430196418767959100019603190778663109604507106667939153395788938914560543563061268364901618630217086589253444881623791300855757318142424510452728255046343928578048"));
+            let d = add(b"0", b"1.5e4000").unwrap();
+            assert_eq!(d.len(), 4001);
+            assert!(d.starts_with("15000000000000000000279046972054913820044138600497308056377341"));
+            assert!(d.ends_with("2083339964297684975616"));
+            for odd in ["inf", "0x10", "1e", "abc", "1e6000", ""] {
+                assert_eq!(add(b"0", odd.as_bytes()), None, "{odd}");
+            }
         }
     }
 }
@@ -606,6 +1070,26 @@ mod tests {
             run_line(&mut e, 0, "HINCRBYFLOAT h f x"),
             "-ERR value is not a valid float\r\n"
         );
+        let long = "1".repeat(5120);
+        assert_eq!(
+            run_args(&mut e, 0, &["HINCRBYFLOAT", "h", "f", &long]),
+            "-ERR value is not a valid float\r\n"
+        );
+        run_args(&mut e, 0, &["HSET", "h", "long", &long]);
+        assert_eq!(
+            run_line(&mut e, 0, "HINCRBYFLOAT h long 1"),
+            "-ERR hash value is not a float\r\n"
+        );
+        let fraction = format!("0.{}", &long[..5117]);
+        assert_eq!(
+            run_args(&mut e, 0, &["HINCRBYFLOAT", "h", "f3", &fraction]),
+            "$19\r\n0.11111111111111111\r\n"
+        );
+        // 1.1e5118 is past long double too: not a float at all.
+        assert_eq!(
+            run_args(&mut e, 0, &["HINCRBYFLOAT", "h", "f", &long[1..]]),
+            "-ERR value is not a valid float\r\n"
+        );
         assert_eq!(
             run_line(&mut e, 0, "HINCRBYFLOAT h f inf"),
             "-ERR value is NaN or Infinity\r\n"
@@ -616,11 +1100,25 @@ mod tests {
             "-ERR hash value is not a float\r\n"
         );
         run_line(&mut e, 0, "HSET h big 1.7e308");
+        let r = run_line(&mut e, 0, "HINCRBYFLOAT h big 1.7e308");
+        assert!(r.starts_with("$309\r\n34000000000000000000627355605039519359054042777938826746608717152640491210241"), "{r}");
+        run_line(&mut e, 0, "HSET h big 1e4932");
         assert_eq!(
-            run_line(&mut e, 0, "HINCRBYFLOAT h big 1.7e308"),
+            run_line(&mut e, 0, "HINCRBYFLOAT h big 1e4932"),
             "-ERR increment would produce NaN or Infinity\r\n"
         );
-        assert_eq!(run_line(&mut e, 0, "HGET h big"), "$7\r\n1.7e308\r\n");
+        assert_eq!(run_line(&mut e, 0, "HGET h big"), "$6\r\n1e4932\r\n");
+        assert_eq!(
+            run_line(&mut e, 0, "HINCRBYFLOAT h f2 0.1"),
+            "$3\r\n0.1\r\n"
+        );
+        assert_eq!(
+            run_line(&mut e, 0, "HINCRBYFLOAT h f2 0.2"),
+            "$3\r\n0.3\r\n"
+        );
+        // Past f64, within long double.
+        let r = run_line(&mut e, 0, "HINCRBYFLOAT h huge 1e400");
+        assert!(r.starts_with("$401\r\n10000000000000000000281880683947586514586453433629052038625910693539685534008629862"), "{r}");
         let (_, done) = run_full(&mut e, 0, 0, false, &["HINCRBYFLOAT", "h", "f", "x"]);
         assert_eq!((done.changed, done.propagate), (0, None));
     }
