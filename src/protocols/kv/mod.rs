@@ -5,6 +5,7 @@
 //! - [`engine`]: the keyspace (sixteen databases, expiry, watch versions);
 //! - [`cmd`]: the command table and the commands that run on the keyspace.
 
+pub mod aof;
 pub mod cmd;
 pub mod engine;
 pub mod reply;
