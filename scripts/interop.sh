@@ -1447,7 +1447,7 @@ kv_benchmark_reported() {
 # redis-benchmark: every test done, none erring or warning.
 check_kv_benchmark() {
 	local out tests=(SET GET INCR LPUSH LPOP SADD HSET 'MSET (10 keys)') t status=0
-	out=$(timeout 60 redis-benchmark -q -h "${addr%:*}" -p "${addr##*:}" -n 2000 -c 10 \
+	out=$(timeout 20 redis-benchmark -q -h "${addr%:*}" -p "${addr##*:}" -n 2000 -c 10 \
 		-t set,get,incr,lpush,lpop,sadd,hset,mset 2>&1 | tr '\r' '\n') || status=$?
 	if ((status)); then
 		log "kv: redis-benchmark failed (status $status)"
