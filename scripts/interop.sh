@@ -6,11 +6,15 @@
 # three architectures, talked to by curl, wget, lftp and Python's ftplib (see the
 # FTP section below); HTTP under three architectures, talked to by curl, Python's
 # http.client and raw sockets, wrk and a headless Chromium (see the HTTP section);
-# calc under two, expressions typed into netcat, answers checked against Python.
-# Installs missing clients with apt. Every wait is bounded.
+# calc under two, expressions typed into netcat, answers checked against Python;
+# kv under two, talked to by redis-cli, redis-py (RESP2 and RESP3) and
+# redis-benchmark (see the kv section). Installs missing clients with apt (and
+# redis-py 5 with pip). Every wait is bounded.
 #
 # Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection",
 #        CALC_ARCHS="reactor thread-per-connection",
+#        KV_ARCHS="reactor thread-per-connection" (KV_INTEROP_PORT=PORT runs the
+#        kv checks against a server already on 127.0.0.1:PORT instead),
 #        FTP_ARCHS="reactor thread-per-connection prefork" and
 #        HTTP_ARCHS="reactor thread-per-connection prefork" to choose;
 #        HTTP_BROWSER=0 skips Chromium, HTTP_BROWSER=1 runs it (installing the
@@ -1261,6 +1265,255 @@ for arch in $CALC_ARCHS; do
 	check "nc: expressions, errors, QUIT (answers as Python computes them)" check_calc_nc
 	check "SIGTERM: exits 0" stop_server "$arch"
 done
+
+# =============================================================================
+# kv: redis-cli, redis-py and redis-benchmark against `muse serve kv`
+# =============================================================================
+# For each of KV_ARCHS: redis-cli round trips of the everyday commands with
+# Redis's exact output, an error reply as redis-cli shows it, redis-py over
+# RESP2 and RESP3 (a transaction, a hash as a dict, BLPOP timing out and
+# woken by another connection), and redis-benchmark with no error. With
+# KV_INTEROP_PORT=PORT the same checks run once against the server already
+# listening on 127.0.0.1:PORT (a redis-server, to check the checks) instead.
+KV_ARCHS=${KV_ARCHS:-"reactor thread-per-connection"}
+KV_INTEROP_PORT=${KV_INTEROP_PORT:-}
+
+# redis-cli against the server under test, output raw (not a terminal).
+kv_cli() {
+	timeout 10 redis-cli -h "${addr%:*}" -p "${addr##*:}" "$@"
+}
+
+# kv_expect WHAT WANT CMD...: the redis-cli output of CMD must be WANT.
+kv_expect() {
+	local what=$1 want=$2 got
+	shift 2
+	got=$(kv_cli "$@" 2>&1) || true
+	if [[ $got != "$want" ]]; then
+		log "kv: $what: redis-cli $*: expected"
+		printf '%s\n' "$want" >&2
+		log "kv: got"
+		printf '%s\n' "$got" >&2
+		return 1
+	fi
+}
+
+# kv_expect_sorted WHAT WANT CMD...: as kv_expect, order aside (the lines of
+# SMEMBERS, the field-value pairs of HGETALL: Redis promises no order).
+kv_expect_sorted() {
+	local what=$1 want=$2 pairs=$3 got
+	shift 3
+	got=$(kv_cli "$@" 2>&1) || true
+	if ((pairs)); then
+		got=$(paste -d ' ' - - <<<"$got" | sort)
+	else
+		got=$(sort <<<"$got")
+	fi
+	if [[ $got != "$want" ]]; then
+		log "kv: $what: redis-cli $*: expected (sorted)"
+		printf '%s\n' "$want" >&2
+		log "kv: got"
+		printf '%s\n' "$got" >&2
+		return 1
+	fi
+}
+
+check_kv_ping() {
+	kv_expect ping PONG PING
+}
+
+check_kv_strings() {
+	kv_cli DEL interop:s interop:n >/dev/null &&
+		kv_expect set OK SET interop:s "hello, muse" &&
+		kv_expect get "hello, muse" GET interop:s &&
+		kv_expect "set a number" OK SET interop:n 41 &&
+		kv_expect incr 42 INCR interop:n &&
+		kv_expect incrby 50 INCRBY interop:n 8 &&
+		kv_expect "get after incr" 50 GET interop:n &&
+		kv_expect del 2 DEL interop:s interop:n interop:missing &&
+		kv_expect "get after del" '(nil)' --no-raw GET interop:s
+}
+
+check_kv_expire() {
+	local ttl
+	kv_cli DEL interop:e >/dev/null &&
+		kv_expect set OK SET interop:e v &&
+		kv_expect "ttl without expiry" -1 TTL interop:e &&
+		kv_expect expire 1 EXPIRE interop:e 100 &&
+		ttl=$(kv_cli TTL interop:e) || return 1
+	# A second may pass between the two commands.
+	if [[ $ttl != 100 && $ttl != 99 ]]; then
+		log "kv: TTL after EXPIRE 100: got '$ttl'"
+		return 1
+	fi
+	kv_expect "expire of a missing key" 0 EXPIRE interop:missing 100 &&
+		kv_expect "ttl of a missing key" -2 TTL interop:missing
+}
+
+check_kv_list() {
+	kv_cli DEL interop:l >/dev/null &&
+		kv_expect lpush 3 LPUSH interop:l a b c &&
+		kv_expect lrange $'c\nb\na' LRANGE interop:l 0 -1 &&
+		kv_expect "lrange (redis-cli --no-raw)" $'1) "c"\n2) "b"\n3) "a"' --no-raw LRANGE interop:l 0 -1 &&
+		kv_expect "lrange of a part" b LRANGE interop:l 1 1
+}
+
+check_kv_hash() {
+	kv_cli DEL interop:h >/dev/null &&
+		kv_expect hset 2 HSET interop:h f1 v1 f2 "v 2" &&
+		kv_expect "hset of one new field" 1 HSET interop:h f1 w1 f3 v3 &&
+		kv_expect_sorted hgetall $'f1 w1\nf2 v 2\nf3 v3' 1 HGETALL interop:h
+}
+
+check_kv_set() {
+	kv_cli DEL interop:set >/dev/null &&
+		kv_expect sadd 3 SADD interop:set x y z y &&
+		kv_expect "sadd of members it has" 0 SADD interop:set x &&
+		kv_expect_sorted smembers $'x\ny\nz' 0 SMEMBERS interop:set
+}
+
+check_kv_errors() {
+	kv_cli DEL interop:str >/dev/null &&
+		kv_expect set OK SET interop:str abc &&
+		kv_expect "incr of a non-integer" '(error) ERR value is not an integer or out of range' \
+			--no-raw INCR interop:str &&
+		kv_expect "lpush on a string" \
+			'(error) WRONGTYPE Operation against a key holding the wrong kind of value' \
+			--no-raw LPUSH interop:str x &&
+		kv_expect "get of a wrong arity" \
+			"(error) ERR wrong number of arguments for 'get' command" --no-raw GET
+}
+
+# redis-py over RESP PROTOCOL (2 or 3, the latter after HELLO 3).
+check_kv_redis_py() {
+	timeout 20 python3 - "${addr%:*}" "${addr##*:}" "$1" <<'PY'
+import sys, threading, time
+import redis
+
+host, port, proto = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+failures = []
+
+def want(what, got, expected):
+    if got != expected:
+        failures.append(f"{what}: expected {expected!r}, got {got!r}")
+
+def client():
+    return redis.Redis(host=host, port=port, protocol=proto, socket_timeout=10)
+
+r = client()
+k = f"interop:py{proto}:"
+r.delete(k + "s", k + "n", k + "h", k + "q")
+want("set", r.set(k + "s", "value"), True)
+want("get", r.get(k + "s"), b"value")
+pipe = r.pipeline(transaction=True)
+pipe.set(k + "n", 1).incr(k + "n").incrby(k + "n", 10).get(k + "n")
+want("MULTI/EXEC", pipe.execute(), [True, 2, 12, b"12"])
+want("hset", r.hset(k + "h", mapping={"a": "1", "b": "2"}), 2)
+want("hgetall", r.hgetall(k + "h"), {b"a": b"1", b"b": b"2"})
+start = time.monotonic()
+want("blpop timing out", r.blpop([k + "q"], timeout=0.2), None)
+took = time.monotonic() - start
+if not 0.15 <= took < 2:
+    failures.append(f"blpop with a 0.2 s timeout returned after {took:.3f} s")
+
+def push():
+    time.sleep(0.2)
+    client().rpush(k + "q", "woken")
+
+pusher = threading.Thread(target=push)
+start = time.monotonic()
+pusher.start()
+got = r.blpop([k + "q"], timeout=5)
+took = time.monotonic() - start
+pusher.join()
+want("blpop woken by rpush", None if got is None else tuple(got), (k.encode() + b"q", b"woken"))
+if took >= 4:
+    failures.append(f"blpop woken only after {took:.3f} s")
+want("the list after", r.llen(k + "q"), 0)
+for f in failures:
+    print(f"redis-py (protocol {proto}):", f, file=sys.stderr)
+sys.exit(1 if failures else 0)
+PY
+}
+
+# Whether stdin has a line "TEST: N requests per second...".
+kv_benchmark_reported() {
+	local line
+	while IFS= read -r line; do
+		[[ $line == "$1: "[0-9]*" requests per second"* ]] && return 0
+	done
+	return 1
+}
+
+# redis-benchmark: every test done, none erring or warning.
+check_kv_benchmark() {
+	local out tests=(SET GET INCR LPUSH LPOP SADD HSET 'MSET (10 keys)') t status=0
+	out=$(timeout 20 redis-benchmark -q -h "${addr%:*}" -p "${addr##*:}" -n 2000 -c 10 \
+		-t set,get,incr,lpush,lpop,sadd,hset,mset 2>&1 | tr '\r' '\n') || status=$?
+	if ((status)); then
+		log "kv: redis-benchmark failed (status $status)"
+		status=1
+	fi
+	if grep -i -e error -e warning <<<"$out" >&2; then
+		log "kv: redis-benchmark said the above"
+		status=1
+	fi
+	# Its progress lines end in \r (made lines above), each test's result in
+	# \n: "SET: 81234.50 requests per second, p50=0.063 msec".
+	for t in "${tests[@]}"; do
+		if ! kv_benchmark_reported "$t" <<<"$out"; then
+			log "kv: redis-benchmark reported no requests per second for $t"
+			status=1
+		fi
+	done
+	return "$status"
+}
+
+# Every kv check against the server at $addr.
+check_kv_all() {
+	check "redis-cli: PING (PONG)" check_kv_ping
+	check "redis-cli: SET, GET, INCR, INCRBY, DEL" check_kv_strings
+	check "redis-cli: EXPIRE and TTL" check_kv_expire
+	check "redis-cli: LPUSH and LRANGE" check_kv_list
+	check "redis-cli: HSET and HGETALL" check_kv_hash
+	check "redis-cli: SADD and SMEMBERS" check_kv_set
+	check "redis-cli --no-raw: error replies" check_kv_errors
+	check "redis-py, RESP2: set/get, MULTI/EXEC, hgetall, blpop" check_kv_redis_py 2
+	check "redis-py, RESP3: set/get, MULTI/EXEC, hgetall, blpop" check_kv_redis_py 3
+	check "redis-benchmark: 8 tests, no error" check_kv_benchmark
+}
+
+kv_section() {
+	local started=$SECONDS arch
+	if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null; then
+		apt_install redis-tools
+	fi
+	# RESP3 (protocol=3) came with redis-py 5; Debian's python3-redis is 4.
+	if ! python3 -c 'import redis, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
+		python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+		python3 -m pip install -q 'redis>=5' 2>/dev/null ||
+			python3 -m pip install -q --break-system-packages 'redis>=5'
+	fi
+	if [[ -n $KV_INTEROP_PORT ]]; then
+		log "kv: the server on 127.0.0.1:$KV_INTEROP_PORT (KV_INTEROP_PORT)"
+		addr=127.0.0.1:$KV_INTEROP_PORT
+		check_kv_all
+	else
+		for arch in $KV_ARCHS; do
+			log "kv --arch $arch"
+			if ! start_muse "$arch" kv "$arch"; then
+				log "  FAIL  start"
+				failed=1
+				stop_server "$arch" || true
+				continue
+			fi
+			check_kv_all
+			check "SIGTERM: exits 0" stop_server "$arch"
+		done
+	fi
+	log "kv: $((SECONDS - started))s"
+}
+
+kv_section
 
 if ((failed)); then
 	log "FAILED"

@@ -4,7 +4,7 @@
 //! (`load.rs`) hands it bytes read, connection events and `now`; the client
 //! answers with the bytes to send on each of its connections and, through
 //! [`Effects`], with a verdict per completed request and the connections it
-//! wants opened or closed. Echo, FTP, HTTP and calc are implementations (the
+//! wants opened or closed. Echo, FTP, HTTP, calc and kv are implementations (the
 //! modules below); one evented loop runs them all.
 //!
 //! # Loop contract
@@ -50,6 +50,7 @@ pub mod calc;
 pub mod echo;
 pub mod ftp;
 pub mod http;
+pub mod kv;
 pub mod stream;
 
 use std::time::{Duration, Instant};

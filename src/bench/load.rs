@@ -2,7 +2,7 @@
 //! [`Workload`] from several threads and measures what comes back.
 //!
 //! What a simulated client says and expects is a [`LoadClient`] (the sans-IO
-//! seam in `client.rs`: echo, stream, FTP, HTTP and calc implement it); this file
+//! seam in `client.rs`: echo, stream, FTP, HTTP, calc and kv implement it); this file
 //! is the one evented loop that runs any of them, and owns every socket.
 //!
 //! [`run`] first opens whatever the workload holds beside the measuring
@@ -75,6 +75,7 @@ use crate::bench::client::calc::{CalcClient, CalcShape};
 use crate::bench::client::echo::{EchoClient, EchoShape};
 use crate::bench::client::ftp::{FtpClient, FtpShape};
 use crate::bench::client::http::{HttpClient, HttpShape};
+use crate::bench::client::kv::{KvClient, KvShape};
 use crate::bench::client::stream::{StreamClient, StreamShape};
 use crate::bench::client::{Effect, Effects, ErrorKind, Link, LoadClient, LINKS, READ_MAX};
 use crate::bench::model::{Errors, Latency, LoadResult};
@@ -287,6 +288,7 @@ enum Shape {
     Ftp(FtpShape),
     Http(HttpShape),
     Calc(CalcShape),
+    Kv(KvShape),
 }
 
 /// Everything the load threads share, read-only, prepared before the run.
@@ -336,13 +338,14 @@ impl Plan {
             Workload::Calc(load) => {
                 Shape::Calc(CalcShape::new(load, spec.clients).map_err(|e| invalid(&e))?)
             }
+            Workload::Kv(load) => Shape::Kv(KvShape::new(load).map_err(invalid)?),
         };
         // Bulk streaming has no requests to schedule, nor has a client
         // downloading one file after another.
         let paced = match &shape {
             Shape::Stream(_) => false,
             Shape::Ftp(f) => !f.download,
-            Shape::Echo(_) | Shape::Http(_) | Shape::Calc(_) => true,
+            Shape::Echo(_) | Shape::Http(_) | Shape::Calc(_) | Shape::Kv(_) => true,
         };
         let period_ns = match spec.rate {
             _ if !paced => None,
@@ -679,6 +682,7 @@ fn load_thread(plan: &Plan, first: usize, count: usize, gate: &Gate) -> io::Resu
         Shape::Ftp(s) => run_clients(plan, gate, first, ids.map(|_| FtpClient::new(s, now))),
         Shape::Http(s) => run_clients(plan, gate, first, ids.map(|_| HttpClient::new(s, now))),
         Shape::Calc(s) => run_clients(plan, gate, first, ids.map(|id| CalcClient::new(s, id, now))),
+        Shape::Kv(s) => run_clients(plan, gate, first, ids.map(|id| KvClient::new(s, id, now))),
     }
 }
 

@@ -8,7 +8,7 @@
 //! rank the servers and print the table, and write `--json` / `--svg`.
 //!
 //! - [`scenario`]: scenarios as data;
-//! - [`client`]: the sans-IO load clients (echo, stream, FTP, HTTP);
+//! - [`client`]: the sans-IO load clients (echo, stream, FTP, HTTP, calc, kv);
 //! - [`load`]: the load generator, one evented loop that runs them;
 //! - [`target`]: starting, sampling and stopping servers;
 //! - [`model`]: the results; [`report`]: the table, JSON and SVG.
@@ -51,12 +51,14 @@ pub struct BenchArgs {
     /// Also start a server for each run: NAME=COMMAND, where the command
     /// prints `listening on ADDR` once it serves (repeatable). `{root}` in
     /// the command becomes the directory of the scenario's files (ftp, http), also
-    /// given as $MUSE_BENCH_ROOT.
+    /// given as $MUSE_BENCH_ROOT; in kv `durable`, `{data}` and
+    /// $MUSE_BENCH_DATA_DIR are a fresh directory for the server's data.
     #[arg(long, value_name = "NAME=CMD")]
     spawn: Vec<String>,
     /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
-    /// sessions, download; http: get, large, close, pipeline, idle, slow)
-    /// [default: the protocol's first: rr, sessions, get, cheap].
+    /// sessions, download; http: get, large, close, pipeline, idle, slow;
+    /// calc: cheap, heavy, mixed; kv: getset, pipeline, large, durable)
+    /// [default: the protocol's first: rr, sessions, get, cheap, getset].
     #[arg(long)]
     scenario: Option<String>,
     /// Measuring connections [default: the scenario's].
@@ -183,10 +185,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     watch_for_interrupt()?;
     // Removed when dropped, whatever happens from here on (and by the
     // interrupt path, which exits without unwinding).
-    let fixture = Fixture::create(&scenario.fixture)?;
+    let fixture = Fixture::create("root", &scenario.fixture)?;
 
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     let mut notes = Vec::new();
+    if scenario.durable() {
+        for t in targets
+            .iter()
+            .filter(|t| matches!(t.kind, Kind::Against(_)))
+        {
+            notes.push(format!(
+                "{}: not started by the bench, so not told to sync every write",
+                t.name
+            ));
+        }
+    }
     for r in 0..repeat {
         let order: Vec<usize> = if r % 2 == 0 {
             (0..targets.len()).collect()
@@ -272,7 +285,20 @@ fn measure(
     cpus: usize,
     label: &str,
 ) -> anyhow::Result<Run> {
-    let mut server = target.start(exe, &args.protocol, &args.serve_arg, Some(root))?;
+    // A fresh directory per run, so that no run replays another's log;
+    // removed once the server is stopped (it is declared first).
+    let data = if scenario.durable() {
+        Some(Fixture::create("data", &[])?)
+    } else {
+        None
+    };
+    let mut server = target.start(
+        exe,
+        &args.protocol,
+        &args.serve_arg,
+        Some(root),
+        data.as_ref().map(Fixture::path),
+    )?;
     let spec = load::LoadSpec {
         addr: server.addr,
         workload: scenario.workload.clone(),
@@ -344,16 +370,18 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// Creates the directory under the system's temporary directory and
-    /// writes each file: `size` bytes of [`scenario::fixture_pattern`],
-    /// written through one reused buffer.
-    fn create(files: &[(&str, u64)]) -> anyhow::Result<Fixture> {
+    /// Creates the directory (`muse-bench-KIND-...`) under the system's
+    /// temporary directory and writes each file: `size` bytes of
+    /// [`scenario::fixture_pattern`], written through one reused buffer.
+    fn create(kind: &str, files: &[(&str, u64)]) -> anyhow::Result<Fixture> {
         use std::io::Write;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("muse-bench-root-{}-{stamp:x}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "muse-bench-{kind}-{}-{stamp:x}",
+            std::process::id()
+        ));
         std::fs::create_dir(&dir)
             .with_context(|| format!("cannot create the fixture directory {}", dir.display()))?;
         target::remove_on_exit(&dir);

@@ -110,6 +110,25 @@ pub enum Workload {
     /// calc: every client sends one expression line at a time and checks
     /// the answer (see [`CalcLoad`]). A "request" is one answer.
     Calc(CalcLoad),
+    /// kv: every client sends `SET` and `GET` of its own keys by turns and
+    /// checks each reply (see [`KvLoad`]). A "request" is one reply.
+    Kv(KvLoad),
+}
+
+/// What the kv clients send, and how the server keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvLoad {
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Commands in flight per connection (more than 1: pipelining).
+    pub depth: usize,
+    /// Keys per client (`key:<client>:<0..keys>`): the keyspace is
+    /// `clients * keys` values of `value_size` bytes.
+    pub keys: u64,
+    /// The server logs every write and syncs it before replying: muse with
+    /// `--data-dir DIR --fsync always`, a spawned peer with
+    /// `$MUSE_BENCH_DATA_DIR` (see `target.rs`), DIR fresh for every run.
+    pub durable: bool,
 }
 
 /// What the calc clients send.
@@ -441,7 +460,67 @@ pub fn all() -> Vec<Scenario> {
             duration: secs(5),
             fixture: Vec::new(),
         },
+        Scenario {
+            name: "getset",
+            protocol: "kv",
+            summary: "50 connections, SET and GET of a 64-byte value by turns, one at a time",
+            workload: kv(KV_SMALL, 1, 1000, false),
+            clients: 50,
+            duration: secs(5),
+            fixture: Vec::new(),
+        },
+        Scenario {
+            name: "pipeline",
+            protocol: "kv",
+            summary: "50 connections, 16 pipelined SETs and GETs of 64-byte values each",
+            workload: kv(KV_SMALL, 16, 1000, false),
+            clients: 50,
+            duration: secs(5),
+            fixture: Vec::new(),
+        },
+        Scenario {
+            name: "large",
+            protocol: "kv",
+            summary: "16 connections, SET and GET of a 16 KiB value by turns, one at a time",
+            // 100 keys a client: a 26 MB keyspace, where 1,000 would make
+            // the server hold a quarter of a gigabyte.
+            workload: kv(KV_LARGE, 1, 100, false),
+            clients: 16,
+            duration: secs(5),
+            fixture: Vec::new(),
+        },
+        Scenario {
+            name: "durable",
+            protocol: "kv",
+            summary: "50 connections, getset with every write logged and synced before its reply",
+            workload: kv(KV_SMALL, 1, 1000, true),
+            clients: 50,
+            duration: secs(5),
+            fixture: Vec::new(),
+        },
     ]
+}
+
+impl Scenario {
+    /// Whether the server must keep every write on disk before replying
+    /// (kv `durable`): the bench gives it a fresh data directory per run.
+    pub fn durable(&self) -> bool {
+        matches!(&self.workload, Workload::Kv(k) if k.durable)
+    }
+}
+
+/// `kv`: the small value (`getset`, `pipeline`, `durable`) and the large.
+const KV_SMALL: usize = 64;
+const KV_LARGE: usize = 16 * 1024;
+
+/// A kv workload.
+fn kv(value_size: usize, depth: usize, keys: u64, durable: bool) -> Workload {
+    Workload::Kv(KvLoad {
+        value_size,
+        depth,
+        keys,
+        durable,
+    })
 }
 
 /// `calc cheap`: a small expression with every operator (about a
@@ -478,7 +557,7 @@ fn http(file: (&str, u64), depth: usize, close: bool, idle: usize, slow: usize) 
 }
 
 /// The protocols that have scenarios, in the order `--help` lists them.
-pub const PROTOCOLS: &[&str] = &["echo", "ftp", "http", "calc"];
+pub const PROTOCOLS: &[&str] = &["echo", "ftp", "http", "calc", "kv"];
 
 /// `ftp sessions`: the file each session retrieves.
 const SESSION_FILE: u64 = 64 * 1024;

@@ -41,6 +41,11 @@ pub const ROOTED: &[&str] = &["ftp", "http"];
 /// directory (as `{root}` does in its command line).
 pub const ROOT_ENV: &str = "MUSE_BENCH_ROOT";
 
+/// The environment variable that gives a spawned command, in a durable
+/// scenario (kv `durable`), the fresh directory to keep its data in (as
+/// `{data}` does in its command line). Unset otherwise.
+pub const DATA_ENV: &str = "MUSE_BENCH_DATA_DIR";
+
 /// What is measured.
 #[derive(Clone, Debug)]
 pub enum Kind {
@@ -94,13 +99,16 @@ impl Target {
     /// starting) and waits for its address. `root` is the fixture
     /// directory: `--root` for a `muse serve` of a [`ROOTED`] protocol;
     /// `{root}` in a spawned command line, and [`ROOT_ENV`] in its
-    /// environment.
+    /// environment. `data`, for a durable scenario, is where the server
+    /// keeps its writes: `--data-dir DIR --fsync always` for `muse serve`;
+    /// `{data}` and [`DATA_ENV`] for a spawned command.
     pub fn start(
         &self,
         exe: &Path,
         protocol: &str,
         serve_args: &[String],
         root: Option<&Path>,
+        data: Option<&Path>,
     ) -> anyhow::Result<Started> {
         let mut cmd = match &self.kind {
             Kind::Against(addr) => {
@@ -122,6 +130,9 @@ impl Target {
                 ]);
                 if let (Some(root), true) = (root, ROOTED.contains(&protocol)) {
                     c.arg("--root").arg(root);
+                }
+                if let Some(data) = data {
+                    c.arg("--data-dir").arg(data).args(["--fsync", "always"]);
                 }
                 // The peers measured beside muse have no connection limit
                 // (or one far above any scenario's), so muse's default of
@@ -145,6 +156,13 @@ impl Target {
                         line.replace("{root}", &shell_quote(&root.to_string_lossy()))
                     }
                     None => line.clone(),
+                };
+                let line = match data {
+                    Some(data) => {
+                        c.env(DATA_ENV, data);
+                        line.replace("{data}", &shell_quote(&data.to_string_lossy()))
+                    }
+                    None => line,
                 };
                 c.arg("-c").arg(format!("exec {line}"));
                 c
@@ -566,7 +584,7 @@ mod tests {
             kind: Kind::Spawn("sh -c 'echo first >&2; echo last words >&2; exit 3'".into()),
         };
         let err = target
-            .start(Path::new("/bin/false"), "ftp", &[], None)
+            .start(Path::new("/bin/false"), "ftp", &[], None, None)
             .err()
             .expect("it never listens");
         let msg = format!("{err:#}");
@@ -579,5 +597,29 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .count();
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_spawned_server_is_given_its_data_directory() {
+        let target = Target {
+            name: "durable".into(),
+            family: Family::Baseline,
+            // Listens (says so) only if `{data}` and the variable agree.
+            kind: Kind::Spawn(
+                "sh -c '[ \"$MUSE_BENCH_DATA_DIR\" = \"$0\" ] || exit 3; echo listening on 127.0.0.1:9; sleep 10' {data}"
+                    .into(),
+            ),
+        };
+        let data = Path::new("/tmp/a dir's name");
+        let mut server = target
+            .start(Path::new("/bin/false"), "kv", &[], None, Some(data))
+            .expect("it listens");
+        assert_eq!(server.addr, SocketAddr::from(([127, 0, 0, 1], 9)));
+        server.stop();
+        let err = target
+            .start(Path::new("/bin/false"), "kv", &[], None, None)
+            .err()
+            .expect("no data directory, no listening line");
+        assert!(format!("{err:#}").contains("listening on"), "{err:#}");
     }
 }
