@@ -46,7 +46,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "multi-reactor", value_parser = arch_names())]
     arch: String,
     /// Address to listen on; repeat for several. Port 0 picks a free port.
-    /// [default: 127.0.0.1 on the protocol's port: echo 7007, calc 7070]
+    /// [default: 127.0.0.1 on the protocol's port: echo 7007, kv 6380,
+    /// ftp 2121, http 8080, calc 7070]
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
     /// Worker processes for the prefork family [default: per architecture,
@@ -110,6 +111,10 @@ pub struct ServeArgs {
     /// calc: refuse answers longer than this many decimal digits.
     #[arg(long, value_name = "N", default_value_t = protocols::calc::expr::DEFAULT_MAX_DIGITS, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
     max_digits: u32,
+    /// kv: clients must `AUTH` with this password first (Redis's
+    /// `requirepass`).
+    #[arg(long, value_name = "PASSWORD")]
+    requirepass: Option<String>,
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
@@ -250,6 +255,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         access_log: args.access_log,
         dotfiles: args.dotfiles,
         max_digits: args.max_digits,
+        requirepass: args.requirepass,
+        arch: arch.name().to_string(),
+        port: config.listen.first().map_or(0, |a| a.port()),
     };
     let protocol = protocols::build(&args.protocol, &options)?;
     let server = Server::bind(config, protocol).context("cannot start the server")?;

@@ -40,11 +40,34 @@
 //! The session buffers its own output and says, through `wants_read`, when it
 //! has buffered enough: that is the back-pressure that keeps a client which
 //! sends without reading from growing the server's memory.
+//!
+//! # Waking and the service stream
+//!
+//! Two more ways in, for protocols whose sessions share state (the kv
+//! store):
+//!
+//! - A session of a protocol that [`Protocol::wants_waker`] is given a
+//!   [`Waker`] right after it is made ([`Session::set_waker`]). Anything,
+//!   on any thread, may wake it; the driver then calls
+//!   [`Session::handle_wake`] on the session's own thread, soon and before
+//!   it waits again (a session blocked in `BLPOP` is woken by another
+//!   session's push; one whose reply waits for the disk, by the log's
+//!   writer). While [`Session::waiting`] is true, a driver that otherwise
+//!   blocks in `read` watches the waker too.
+//! - A session may talk to its protocol's shared service (the store
+//!   process of the forking architectures) over a second byte stream. The
+//!   driver opens it with [`Protocol::open_service`] when the session first
+//!   has bytes for it ([`Session::poll_service_output`]), writes them, and
+//!   delivers what comes back ([`Session::handle_service_input`], then
+//!   [`Session::handle_service_eof`]) while
+//!   [`Session::wants_service_input`]. It is watched by the driver's own
+//!   loop, beside the control connection: a store call is no thread hop.
 
 use std::any::Any;
 use std::fmt;
 use std::fs::File;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// What a session knows about its control connection when it is created.
@@ -105,6 +128,79 @@ pub trait Protocol: Send + Sync + 'static {
     fn refusal(&self) -> &[u8] {
         b""
     }
+
+    /// Whether sessions are given a [`Waker`] ([`Session::set_waker`]).
+    /// Protocols whose sessions never wait on each other say no, and their
+    /// drivers make none.
+    fn wants_waker(&self) -> bool {
+        false
+    }
+
+    /// Opens a new stream to the protocol's shared service for a session
+    /// that has bytes for it ([`Session::poll_service_output`]). The socket
+    /// is non-blocking; its connect may still be under way. Called in the
+    /// worker process, on the session's thread.
+    fn open_service(&self) -> std::io::Result<TcpStream> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    /// A process the protocol runs beside the workers (the kv store of the
+    /// forking architectures), if any: the process that forks the workers
+    /// forks it first, restarts it whenever it dies (with back-off), and
+    /// stops it after the last worker has gone.
+    fn companion(&self) -> Option<&dyn Companion> {
+        None
+    }
+}
+
+/// A protocol's companion process ([`Protocol::companion`]).
+pub trait Companion: Send + Sync {
+    /// What the logs call it ("kv store").
+    fn name(&self) -> &'static str;
+
+    /// The process's whole life, just after `fork`, in a single-threaded
+    /// child: serve until `SIGTERM` (or the parent's death), then return the
+    /// exit code.
+    fn run(&self) -> i32;
+}
+
+/// Something that wakes a session from another thread ([`Waker`]).
+pub trait Wake: Send + Sync {
+    /// Asks the session's driver to call [`Session::handle_wake`] soon.
+    fn wake(&self);
+}
+
+/// A handle that wakes one session ([`Session::set_waker`]). Cheap to
+/// clone; waking a session that has gone does nothing, and several wakes
+/// before the session runs may reach it as one.
+#[derive(Clone)]
+pub struct Waker(Arc<dyn Wake>);
+
+impl Waker {
+    /// A waker calling `wake`.
+    pub fn new(wake: Arc<dyn Wake>) -> Waker {
+        Waker(wake)
+    }
+
+    /// A waker that does nothing (for tests and drivers without wakers).
+    pub fn noop() -> Waker {
+        struct Noop;
+        impl Wake for Noop {
+            fn wake(&self) {}
+        }
+        Waker(Arc::new(Noop))
+    }
+
+    /// Wakes the session.
+    pub fn wake(&self) {
+        self.0.wake();
+    }
+}
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Waker(..)")
+    }
 }
 
 /// One connection's protocol state machine. See the module documentation for
@@ -151,6 +247,66 @@ pub trait Session: Send {
     /// attempt to send the output, in order after what was already queued.
     /// Nothing reaches the session after this. The default adds nothing.
     fn handle_shutdown_expired(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// The session's [`Waker`], given once, right after the session is made,
+    /// when its protocol [`Protocol::wants_waker`].
+    fn set_waker(&mut self, waker: Waker) {
+        let _ = waker;
+    }
+
+    /// Something the session waits for may have happened (its [`Waker`]
+    /// was woken). Spurious calls are allowed.
+    fn handle_wake(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// Whether the session waits for its [`Waker`] (a blocked pop, a reply
+    /// held until the disk has it): a driver that blocks in `read` must then
+    /// watch the waker as well.
+    #[must_use]
+    fn waiting(&self) -> bool {
+        false
+    }
+
+    /// Bytes for the protocol's shared service, in order (empty: none now).
+    /// The driver opens the service stream at the first bytes.
+    #[must_use]
+    fn poll_service_output(&self) -> &[u8] {
+        &[]
+    }
+
+    /// The driver wrote the first `n` bytes of
+    /// [`Session::poll_service_output`] to the service.
+    fn consume_service_output(&mut self, n: usize, now: Instant) {
+        let _ = (n, now);
+    }
+
+    /// Whether the session will send the service nothing more: once its
+    /// service output is written the driver closes the stream's sending
+    /// side (the service then finishes and closes its own).
+    #[must_use]
+    fn service_done(&self) -> bool {
+        false
+    }
+
+    /// Bytes that came from the service. A driver only calls this while
+    /// [`Session::wants_service_input`].
+    fn handle_service_input(&mut self, data: &[u8], now: Instant) {
+        let _ = (data, now);
+    }
+
+    /// Whether the driver may deliver more bytes from the service now
+    /// (false while the session's own output is full: back-pressure that
+    /// reaches the service).
+    #[must_use]
+    fn wants_service_input(&self) -> bool {
+        true
+    }
+
+    /// The service closed the stream, or it could not be opened or broke.
+    fn handle_service_eof(&mut self, now: Instant) {
         let _ = now;
     }
 

@@ -299,3 +299,46 @@ impl Drop for EchoOff {
         unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
     }
 }
+
+/// An `eventfd` counter: a descriptor that a thread makes readable with
+/// [`EventFd::signal`] and another waits on with `poll` (a blocking
+/// driver's session waker).
+#[derive(Debug)]
+pub struct EventFd(std::os::fd::OwnedFd);
+
+impl EventFd {
+    /// A new non-blocking, close-on-exec counter at zero.
+    pub fn new() -> io::Result<EventFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain system call; the descriptor is owned from here on.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor nobody else owns.
+        Ok(EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Makes the descriptor readable (adds one to the counter).
+    pub fn signal(&self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own descriptor. A
+        // full counter (EAGAIN) is readable anyway, which is all we want.
+        unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Resets the counter (the descriptor is no longer readable).
+    pub fn clear(&self) {
+        use std::os::fd::AsRawFd;
+        let mut n: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own descriptor.
+        unsafe { libc::read(self.0.as_raw_fd(), (&raw mut n).cast(), 8) };
+    }
+
+    /// The descriptor, for `poll`.
+    pub fn fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+}

@@ -6,9 +6,12 @@
 //! (at most [`TICK`], so that a shutdown is noticed). Only while the session
 //! has side channels (an FTP transfer) does it wait with `poll(2)` over the
 //! control socket and the channel sockets together, so that an `ABOR` on the
-//! control connection is seen during a transfer.
+//! control connection is seen during a transfer; likewise while it has a
+//! service stream (the kv store of the forking architectures) or waits for
+//! its waker (an `eventfd`, signalled from any thread).
 
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::drivers::channel::Wait;
@@ -30,17 +33,41 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 /// Serves one accepted connection to its end. The socket must be blocking.
 pub fn serve(accepted: Accepted, ticket: Option<Ticket>, ctx: &Ctx) {
     let now = Instant::now();
-    let mut conn = Connection::accept(accepted, &*ctx.protocol, true, ticket, now);
+    let mut conn = Connection::accept(accepted, &ctx.protocol, true, ticket, now);
     // A client that never reads must not hold this thread in `send`
     // forever: a send that moves nothing for a tick returns, and the loop
     // looks at its deadlines and the shutdown switch.
     if sys::set_write_timeout(conn.stream(), TICK).is_err() {
         return;
     }
-    with_scratch(|scratch| run(&mut conn, ctx, scratch));
+    let wake = if conn.wants_waker() {
+        match sys::EventFd::new() {
+            Ok(fd) => {
+                let fd = Arc::new(FdWake(fd));
+                conn.set_waker(crate::session::Waker::new(fd.clone()));
+                Some(fd)
+            }
+            Err(e) => {
+                crate::log::warn(format_args!("cannot make a waker: {e}"));
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    with_scratch(|scratch| run(&mut conn, ctx, wake.as_deref(), scratch));
 }
 
-fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
+/// A blocking session's waker: an `eventfd` its thread polls.
+struct FdWake(sys::EventFd);
+
+impl crate::session::Wake for FdWake {
+    fn wake(&self) {
+        self.0.signal();
+    }
+}
+
+fn run(conn: &mut Connection, ctx: &Ctx, waker: Option<&FdWake>, scratch: &mut [u8]) {
     // The SO_RCVTIMEO currently set on the control socket (None: none).
     let mut read_timeout: Option<Duration> = None;
     let mut heartbeat = Heartbeat::new();
@@ -60,7 +87,8 @@ fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
         }
         let wake = earliest([conn.deadline(), ctx.shutdown.deadline()]);
         let wait = wait_for(wake, now, TICK);
-        if !conn.has_channels() && conn.would_read() && !conn.wants_write() {
+        let plain = !conn.has_channels() && conn.service_fd().is_none() && !conn.is_waiting();
+        if plain && conn.would_read() && !conn.wants_write() {
             // Block in read itself: one system call per request.
             let fits = read_timeout.is_some_and(|t| t <= wait + TIMEOUT_SLACK && t * 2 >= wait);
             if !fits {
@@ -70,7 +98,7 @@ fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
                 read_timeout = Some(wait);
             }
             conn.readable = true;
-        } else if wait_poll(conn, ctx, wait).is_err() {
+        } else if wait_poll(conn, ctx, waker, wait).is_err() {
             return;
         }
     }
@@ -78,8 +106,13 @@ fn run(conn: &mut Connection, ctx: &Ctx, scratch: &mut [u8]) {
 
 /// Waits with `poll` for the control socket, the channels and the shutdown
 /// switch, and records what became ready.
-fn wait_poll(conn: &mut Connection, ctx: &Ctx, wait: Duration) -> std::io::Result<()> {
-    let mut fds: Vec<sys::PollFd> = Vec::with_capacity(2 + crate::session::MAX_CHANNELS);
+fn wait_poll(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    wake: Option<&FdWake>,
+    wait: Duration,
+) -> std::io::Result<()> {
+    let mut fds: Vec<sys::PollFd> = Vec::with_capacity(4 + crate::session::MAX_CHANNELS);
     // A control socket the session will not read from is left out (fd -1),
     // or a pending hang-up or urgent mark would wake this loop forever.
     let control = if conn.would_read() {
@@ -110,12 +143,40 @@ fn wait_poll(conn: &mut Connection, ctx: &Ctx, wait: Duration) -> std::io::Resul
         fds.push(sys::poll_fd(c.fd(), events));
         slots.push(i);
     }
+    // The service stream and the waker, at fixed places after the channels
+    // (fd -1 when absent: poll skips it).
+    let (read, write) = conn.service_wants();
+    let mut events = 0;
+    if read {
+        events |= sys::POLLIN;
+    }
+    if write {
+        events |= sys::POLLOUT;
+    }
+    let service = match conn.service_fd() {
+        Some(fd) if events != 0 => fd,
+        _ => -1,
+    };
+    let at_service = fds.len();
+    fds.push(sys::poll_fd(service, events));
+    fds.push(sys::poll_fd(wake.map_or(-1, |w| w.0.fd()), sys::POLLIN));
     if !ctx.shutdown.is_draining() {
         // Once draining, the switch stays readable: leave it out or spin.
         fds.push(sys::poll_fd(ctx.shutdown.wake_fd(), sys::POLLIN));
     }
     if sys::poll(&mut fds, Some(wait))? == 0 {
         return Ok(());
+    }
+    let r = fds[at_service].revents;
+    if let Some(link) = conn.service_mut() {
+        link.readable |= r & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0;
+        link.writable |= r & (sys::POLLOUT | sys::POLLHUP | sys::POLLERR) != 0;
+    }
+    if fds[at_service + 1].revents != 0 {
+        if let Some(w) = wake {
+            w.0.clear();
+        }
+        conn.woken = true;
     }
     let r = fds[0].revents;
     if r & sys::POLLPRI != 0 {

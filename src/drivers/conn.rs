@@ -16,16 +16,18 @@
 //! block until done. In non-blocking mode, reads and writes go on until the
 //! socket would block.
 
-use std::io::{self, Read};
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::drivers::channel::{Channel, Pump, Retired, Wait};
 use crate::net::Accepted;
 use crate::scoreboard::Ticket;
 use crate::session::{
-    ChannelEvent, Computed, ConnInfo, Output, Request, Session, Work, MAX_CHANNELS,
+    ChannelEvent, Computed, ConnInfo, Output, Protocol, Request, Session, Waker, Work,
+    MAX_CHANNELS,
 };
 use crate::sys;
 
@@ -86,7 +88,32 @@ pub struct Connection {
     /// A computation the session asked for, waiting for a worker thread
     /// (non-blocking connections only: a blocking one runs it in place).
     work: Option<Work>,
+    /// The session's [`Waker`] was woken: call `handle_wake` next.
+    pub woken: bool,
+    /// The stream to the protocol's service, once the session asked for it.
+    service: ServiceLink,
+    protocol: Option<Arc<dyn Protocol>>,
     _ticket: Option<Ticket>,
+}
+
+/// The state of a connection's stream to its protocol's service.
+enum ServiceLink {
+    /// Never asked for.
+    None,
+    /// Open (its connect perhaps still under way).
+    Open(ServiceStream),
+    /// Closed, failed, or could not be opened: the session has been told.
+    Gone,
+}
+
+/// An open service stream and what its socket last reported.
+pub struct ServiceStream {
+    stream: TcpStream,
+    /// The socket may have bytes (or an end of stream) to read.
+    pub readable: bool,
+    /// The socket may take more bytes.
+    pub writable: bool,
+    write_closed: bool,
 }
 
 impl Connection {
@@ -116,6 +143,9 @@ impl Connection {
             events: Vec::new(),
             retired: Vec::new(),
             work: None,
+            woken: false,
+            service: ServiceLink::None,
+            protocol: None,
             _ticket: ticket,
         }
     }
@@ -123,7 +153,7 @@ impl Connection {
     /// Creates the session for an accepted socket and wraps both.
     pub fn accept(
         accepted: Accepted,
-        protocol: &dyn crate::session::Protocol,
+        protocol: &Arc<dyn Protocol>,
         blocking: bool,
         ticket: Option<Ticket>,
         now: Instant,
@@ -134,7 +164,53 @@ impl Connection {
             wall: std::time::SystemTime::now(),
         };
         let session = protocol.new_session(&info, now);
-        Connection::new(accepted.stream, session, blocking, ticket)
+        let mut conn = Connection::new(accepted.stream, session, blocking, ticket);
+        conn.protocol = Some(Arc::clone(protocol));
+        conn
+    }
+
+    /// Whether the session wants a [`Waker`] (its protocol says so).
+    pub fn wants_waker(&self) -> bool {
+        self.protocol.as_ref().is_some_and(|p| p.wants_waker())
+    }
+
+    /// Gives the session its waker.
+    pub fn set_waker(&mut self, waker: Waker) {
+        self.session.set_waker(waker);
+    }
+
+    /// Whether the session waits for its waker (see [`Session::waiting`]).
+    pub fn is_waiting(&self) -> bool {
+        self.session.waiting()
+    }
+
+    /// The service stream's socket, if one is open.
+    pub fn service_fd(&self) -> Option<RawFd> {
+        match &self.service {
+            ServiceLink::Open(s) => Some(s.stream.as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    /// The open service stream, for a driver to record readiness on.
+    pub fn service_mut(&mut self) -> Option<&mut ServiceStream> {
+        match &mut self.service {
+            ServiceLink::Open(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// What a driver that polls (level-triggered) waits for on the service
+    /// stream: `(read, write)`.
+    pub fn service_wants(&self) -> (bool, bool) {
+        match &self.service {
+            ServiceLink::Open(s) => (
+                self.session.wants_service_input(),
+                !self.session.poll_service_output().is_empty()
+                    || (self.session.service_done() && !s.write_closed),
+            ),
+            _ => (false, false),
+        }
     }
 
     /// The control socket.
@@ -227,6 +303,12 @@ impl Connection {
         }
         loop {
             let mut progressed = false;
+            if self.woken {
+                self.woken = false;
+                self.session.handle_wake(env.now);
+                progressed = true;
+            }
+            progressed |= self.pump_service(env.now, scratch);
             if self.urgent {
                 self.urgent = false;
                 self.urgent_seen = true;
@@ -381,6 +463,101 @@ impl Connection {
             }
         }
         wrote
+    }
+
+    /// Opens the service stream when the session first has bytes for it,
+    /// writes what it has, and delivers what came back. Returns whether
+    /// anything moved.
+    fn pump_service(&mut self, now: Instant, scratch: &mut [u8]) -> bool {
+        if matches!(self.service, ServiceLink::None) {
+            if self.session.poll_service_output().is_empty() {
+                return false;
+            }
+            let opened = match &self.protocol {
+                Some(p) => p.open_service(),
+                None => Err(io::ErrorKind::Unsupported.into()),
+            };
+            match opened {
+                Ok(stream) => {
+                    self.service = ServiceLink::Open(ServiceStream {
+                        stream,
+                        // Try at once: on loopback the connect is usually
+                        // done; if not, the attempt would block and the
+                        // driver waits for readiness.
+                        readable: true,
+                        writable: true,
+                        write_closed: false,
+                    });
+                }
+                Err(e) => {
+                    crate::log::warn(format_args!("cannot reach the {} service: {e}", {
+                        self.protocol.as_ref().map_or("protocol's", |p| p.name())
+                    }));
+                    self.service = ServiceLink::Gone;
+                    self.session.handle_service_eof(now);
+                    return true;
+                }
+            }
+        }
+        let ServiceLink::Open(link) = &mut self.service else {
+            return false;
+        };
+        let mut progressed = false;
+        let mut broken = false;
+        while link.writable {
+            let data = self.session.poll_service_output();
+            if data.is_empty() {
+                if self.session.service_done() && !link.write_closed {
+                    link.write_closed = true;
+                    let _ = link.stream.shutdown(Shutdown::Write);
+                }
+                break;
+            }
+            match (&link.stream).write(data) {
+                Ok(0) => broken = true,
+                Ok(n) => {
+                    progressed = true;
+                    self.session.consume_service_output(n, now);
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected => {
+                        link.writable = false;
+                    }
+                    io::ErrorKind::Interrupted => {}
+                    _ => broken = true,
+                },
+            }
+            if broken {
+                break;
+            }
+        }
+        while !broken && link.readable && self.session.wants_service_input() {
+            match (&link.stream).read(scratch) {
+                Ok(0) => broken = true,
+                Ok(n) => {
+                    progressed = true;
+                    self.session.handle_service_input(&scratch[..n], now);
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected => {
+                        link.readable = false;
+                    }
+                    io::ErrorKind::Interrupted => {}
+                    _ => broken = true,
+                },
+            }
+        }
+        if broken {
+            // Kept open until the driver has dropped its registration (a
+            // descriptor number reused meanwhile must not be deregistered).
+            if let ServiceLink::Open(link) = std::mem::replace(&mut self.service, ServiceLink::Gone)
+            {
+                self.retired.push(Retired::Stream(link.stream));
+            }
+            self.session.handle_service_eof(now);
+            progressed = true;
+        }
+        progressed
     }
 
     fn slot_of(&self, id: u32) -> Option<usize> {

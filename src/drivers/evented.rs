@@ -18,7 +18,12 @@
 //! the other clients meanwhile and takes the connection back when done.
 //!
 //! Tokens name `(slot, sub)`: sub 0 is the control socket, sub `1 + i` the
-//! session's side channel `i`. Only this loop changes registrations.
+//! session's side channel `i`, and the last sub its service stream. Only
+//! this loop changes registrations.
+//!
+//! A session's [`Waker`](crate::session::Waker) puts its slot on the
+//! loop's wake list and wakes the loop through its one `mio::Waker` (shared
+//! with the pool's hand-backs), at most once until the loop has looked.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -44,8 +49,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// so that a connection storm cannot starve established clients.
 const ACCEPT_BATCH: usize = 128;
 
-const SUBS: usize = 1 + MAX_CHANNELS;
+const SUBS: usize = 2 + MAX_CHANNELS;
+const SERVICE_SUB: usize = 1 + MAX_CHANNELS;
 const SHUTDOWN: Token = Token(usize::MAX);
+/// The loop's `mio::Waker`: pool hand-backs and session wakes.
 const POOL: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 2;
 
@@ -56,6 +63,9 @@ const URGENT: u32 = 4;
 const WAKE: u32 = 8;
 const PEER_CLOSED: u32 = 16;
 const CHANNEL0: u32 = 32;
+const SERVICE_READ: u32 = 1 << 12;
+const SERVICE_WRITE: u32 = 1 << 13;
+const WOKEN: u32 = 1 << 14;
 
 struct Entry {
     /// `None` while the connection is on the pool.
@@ -63,6 +73,8 @@ struct Entry {
     gen: u64,
     /// The serial of the socket registered for each channel slot (0: none).
     regs: [u64; MAX_CHANNELS],
+    /// The service stream's socket, once registered.
+    service_reg: Option<std::os::fd::RawFd>,
     /// The deadline this entry has in the timer heap, if any.
     timer_at: Option<Instant>,
     /// Readiness not yet given to the connection.
@@ -98,6 +110,37 @@ pub struct Reactor<'a> {
     offload: Option<Offload>,
     /// Whether every session runs on the pool (`reactor-pool`).
     offload_all: bool,
+    /// The loop's `mio::Waker` (mio allows one per `Poll`), made on first
+    /// need.
+    waker: Option<Arc<Waker>>,
+    /// The slots whose sessions were woken, shared with their wakers.
+    wakes: Option<Arc<WakeList>>,
+}
+
+/// The slots woken since the loop last looked, and how to wake the loop.
+struct WakeList {
+    slots: Mutex<Vec<(usize, u64)>>,
+    waker: Arc<Waker>,
+}
+
+/// One session's [`Wake`](crate::session::Wake): its slot and generation
+/// (a wake for a slot since reused is dropped by the generation check).
+struct SlotWake {
+    list: Arc<WakeList>,
+    slot: usize,
+    gen: u64,
+}
+
+impl crate::session::Wake for SlotWake {
+    fn wake(&self) {
+        let mut slots = self.list.slots.lock().expect("wake list lock");
+        let first = slots.is_empty();
+        slots.push((self.slot, self.gen));
+        drop(slots);
+        if first {
+            let _ = self.list.waker.wake();
+        }
+    }
 }
 
 fn token(slot: usize, sub: usize) -> Token {
@@ -122,11 +165,12 @@ impl<'a> Reactor<'a> {
             SHUTDOWN,
             Interest::READABLE,
         )?;
-        let offload = if pool_threads > 0 {
-            let waker = Waker::new(poll.registry(), POOL)?;
-            Some(Offload::start("pool", pool_threads, &ctx, waker)?)
+        let (offload, waker) = if pool_threads > 0 {
+            let waker = Arc::new(Waker::new(poll.registry(), POOL)?);
+            let offload = Offload::start("pool", pool_threads, &ctx, Arc::clone(&waker))?;
+            (Some(offload), Some(waker))
         } else {
-            None
+            (None, None)
         };
         Ok(Reactor {
             poll,
@@ -146,7 +190,53 @@ impl<'a> Reactor<'a> {
             draining: false,
             offload_all: offload.is_some(),
             offload,
+            waker,
+            wakes: None,
         })
+    }
+
+    /// The loop's waker, made on first need.
+    fn waker(&mut self) -> io::Result<Arc<Waker>> {
+        if let Some(w) = &self.waker {
+            return Ok(Arc::clone(w));
+        }
+        let w = Arc::new(Waker::new(self.poll.registry(), POOL)?);
+        self.waker = Some(Arc::clone(&w));
+        Ok(w)
+    }
+
+    /// A waker for the session in `slot`.
+    fn session_waker(&mut self, slot: usize, gen: u64) -> io::Result<crate::session::Waker> {
+        let list = match &self.wakes {
+            Some(l) => Arc::clone(l),
+            None => {
+                let l = Arc::new(WakeList {
+                    slots: Mutex::new(Vec::new()),
+                    waker: self.waker()?,
+                });
+                self.wakes = Some(Arc::clone(&l));
+                l
+            }
+        };
+        Ok(crate::session::Waker::new(Arc::new(SlotWake {
+            list,
+            slot,
+            gen,
+        })))
+    }
+
+    /// Marks every session woken since the last look.
+    fn take_wakes(&mut self) {
+        let Some(list) = &self.wakes else { return };
+        let woken = std::mem::take(&mut *list.slots.lock().expect("wake list lock"));
+        for (slot, gen) in woken {
+            if let Some(Some(entry)) = self.entries.get_mut(slot) {
+                if entry.gen == gen {
+                    entry.pending |= WOKEN;
+                    self.touched.push(slot);
+                }
+            }
+        }
     }
 
     /// Runs until shutdown has drained every connection or its deadline
@@ -220,7 +310,10 @@ impl<'a> Reactor<'a> {
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
         match event.token() {
             SHUTDOWN => {}
-            POOL => self.take_back_from_pool(now),
+            POOL => {
+                self.take_back_from_pool(now);
+                self.take_wakes();
+            }
             Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
                 if self.draining {
                     return;
@@ -249,6 +342,13 @@ impl<'a> Reactor<'a> {
                     }
                     if event.is_priority() {
                         bits |= URGENT;
+                    }
+                } else if sub == SERVICE_SUB {
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        bits |= SERVICE_READ;
+                    }
+                    if event.is_writable() || event.is_write_closed() || event.is_error() {
+                        bits |= SERVICE_WRITE;
                     }
                 } else {
                     bits |= CHANNEL0 << (sub - 1);
@@ -308,7 +408,7 @@ impl<'a> Reactor<'a> {
 
     fn add(&mut self, accepted: Accepted, ticket: Ticket, now: Instant) {
         let fd = accepted.stream.as_raw_fd();
-        let conn = Connection::accept(accepted, &*self.ctx.protocol, false, Some(ticket), now);
+        let mut conn = Connection::accept(accepted, &self.ctx.protocol, false, Some(ticket), now);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.entries.push(None);
             self.entries.len() - 1
@@ -324,10 +424,22 @@ impl<'a> Reactor<'a> {
             return;
         }
         self.next_gen += 1;
+        if conn.wants_waker() {
+            match self.session_waker(slot, self.next_gen) {
+                Ok(waker) => conn.set_waker(waker),
+                Err(e) => {
+                    crate::log::warn(format_args!("cannot make a waker: {e}"));
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    self.free.push(slot);
+                    return;
+                }
+            }
+        }
         self.entries[slot] = Some(Entry {
             conn: Some(Box::new(conn)),
             gen: self.next_gen,
             regs: [0; MAX_CHANNELS],
+            service_reg: None,
             timer_at: None,
             pending: WAKE,
             queued: false,
@@ -355,6 +467,11 @@ impl<'a> Reactor<'a> {
             if bits & (CHANNEL0 << i) != 0 {
                 conn.set_channel_ready(i);
             }
+        }
+        conn.woken |= bits & WOKEN != 0;
+        if let Some(link) = conn.service_mut() {
+            link.readable |= bits & SERVICE_READ != 0;
+            link.writable |= bits & SERVICE_WRITE != 0;
         }
         let env = self.ctx.env(now);
         if let (true, Some(offload)) = (self.offload_all, &self.offload) {
@@ -413,6 +530,22 @@ impl<'a> Reactor<'a> {
                 *reg = 0;
             }
         }
+        match conn.service_fd() {
+            Some(fd) if entry.service_reg != Some(fd) => {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if self
+                    .poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token(slot, SERVICE_SUB), interest)
+                    .is_ok()
+                {
+                    entry.service_reg = Some(fd);
+                }
+            }
+            Some(_) => {}
+            // Closed: its registration went with the descriptor.
+            None => entry.service_reg = None,
+        }
         if conn.has_more() && !entry.queued {
             entry.queued = true;
             self.again.push_back(slot);
@@ -433,8 +566,10 @@ impl<'a> Reactor<'a> {
     fn compute_on_pool(&mut self, slot: usize) {
         if self.offload.is_none() {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let started = Waker::new(self.poll.registry(), POOL)
-                .and_then(|waker| Offload::start("compute", threads, &self.ctx, waker));
+            let ctx = self.ctx.clone();
+            let started = self
+                .waker()
+                .and_then(|waker| Offload::start("compute", threads, &ctx, waker));
             match started {
                 Ok(offload) => self.offload = Some(offload),
                 Err(e) => crate::log::warn(format_args!(
@@ -589,13 +724,12 @@ pub struct Offload {
 }
 
 impl Offload {
-    fn start(name: &str, threads: usize, ctx: &Ctx, waker: Waker) -> io::Result<Offload> {
+    fn start(name: &str, threads: usize, ctx: &Ctx, waker: Arc<Waker>) -> io::Result<Offload> {
         let shared = Arc::new(PoolShared {
             jobs: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
             done: Mutex::new(Vec::new()),
         });
-        let waker = Arc::new(waker);
         for i in 0..threads {
             let shared = Arc::clone(&shared);
             let waker = Arc::clone(&waker);

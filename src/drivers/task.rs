@@ -6,6 +6,10 @@
 //! Readiness is recorded in the connection's flags and tokio's copy is
 //! cleared at once; the connection then moves bytes until the socket would
 //! block, so nothing is lost between the two records.
+//!
+//! A session's waker is a `tokio::sync::Notify` (a wake while the task is
+//! busy is kept as a permit, so none is lost); its service stream, if it
+//! opens one, is one more `AsyncFd` in the same `select!`.
 
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
@@ -41,7 +45,21 @@ enum Woke {
         closed: bool,
     },
     Channel(usize),
+    Service {
+        read: bool,
+        write: bool,
+    },
+    Woken,
     Other,
+}
+
+/// A task's session waker.
+struct NotifyWake(tokio::sync::Notify);
+
+impl crate::session::Wake for NotifyWake {
+    fn wake(&self) {
+        self.0.notify_one();
+    }
 }
 
 /// Serves one accepted connection (a non-blocking socket) to its end.
@@ -52,7 +70,13 @@ pub async fn serve(
     mut draining: watch::Receiver<bool>,
 ) {
     let now = Instant::now();
-    let mut conn = Connection::accept(accepted, &*ctx.protocol, false, Some(ticket), now);
+    let mut conn = Connection::accept(accepted, &ctx.protocol, false, Some(ticket), now);
+    let notify = conn.wants_waker().then(|| {
+        let n = std::sync::Arc::new(NotifyWake(tokio::sync::Notify::new()));
+        conn.set_waker(crate::session::Waker::new(n.clone()));
+        n
+    });
+    let mut service: Option<(RawFd, AsyncFd<Fd>)> = None;
     let interest = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
     // SAFETY: the descriptor belongs to `conn`, which outlives `control`
     // (dropped explicitly at the end, before `conn`).
@@ -90,6 +114,19 @@ pub async fn serve(
             }
         }
         sync_channels(&conn, &mut chans);
+        match conn.service_fd() {
+            Some(fd) if service.as_ref().is_none_or(|(have, _)| *have != fd) => {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                // SAFETY: the stream stays open while the connection has it,
+                // and this registration is dropped (below) as soon as the
+                // connection reports it gone, before anything else is opened.
+                service = unsafe { AsyncFd::register_with_interest(Fd(fd), interest) }
+                    .ok()
+                    .map(|a| (fd, a));
+            }
+            Some(_) => {}
+            None => service = None,
+        }
         // Registrations of replaced sockets are gone now; the sockets may go.
         conn.take_retired().for_each(drop);
         if let Some(work) = conn.take_work() {
@@ -135,7 +172,10 @@ pub async fn serve(
                 sleep_at = Some(at);
             }
         }
+        let (service_read, service_write) = conn.service_wants();
         let woke = tokio::select! {
+            r = poll_fn(|cx| poll_service(service.as_ref(), cx, service_read, service_write)), if service.is_some() && (service_read || service_write) => r,
+            _ = async { notify.as_ref().expect("guarded").0.notified().await }, if notify.is_some() => Woke::Woken,
             r = poll_fn(|cx| poll_control(&control, cx, want_read, want_write)), if want_read || want_write => match r {
                 Ok(woke) => woke,
                 Err(_) => break,
@@ -174,6 +214,7 @@ pub async fn serve(
         }
     }
     // Deregister before the connection closes the descriptors.
+    drop(service);
     drop(chans);
     drop(control);
 }
@@ -193,6 +234,13 @@ fn note(conn: &mut Connection, woke: Woke) {
             conn.urgent |= urgent;
         }
         Woke::Channel(i) => conn.set_channel_ready(i),
+        Woke::Service { read, write } => {
+            if let Some(link) = conn.service_mut() {
+                link.readable |= read;
+                link.writable |= write;
+            }
+        }
+        Woke::Woken => conn.woken = true,
         Woke::Other => {}
     }
 }
@@ -229,6 +277,41 @@ fn poll_control(
             urgent: false,
             closed,
         }))
+    } else {
+        Poll::Pending
+    }
+}
+
+/// Waits for the service stream to be readable (if `read`) or writable (if
+/// `write`).
+fn poll_service(
+    service: Option<&(RawFd, AsyncFd<Fd>)>,
+    cx: &mut Context<'_>,
+    read: bool,
+    write: bool,
+) -> Poll<Woke> {
+    let Some((_, afd)) = service else {
+        return Poll::Pending;
+    };
+    let (mut r, mut w) = (false, false);
+    if read {
+        if let Poll::Ready(ready) = afd.poll_read_ready(cx) {
+            if let Ok(mut g) = ready {
+                g.clear_ready();
+            }
+            r = true;
+        }
+    }
+    if write {
+        if let Poll::Ready(ready) = afd.poll_write_ready(cx) {
+            if let Ok(mut g) = ready {
+                g.clear_ready();
+            }
+            w = true;
+        }
+    }
+    if r || w {
+        Poll::Ready(Woke::Service { read: r, write: w })
     } else {
         Poll::Pending
     }

@@ -17,7 +17,7 @@ use crate::root::{Root, VPath};
 use crate::session::Protocol;
 
 /// The protocols `muse serve` knows, by command-line name.
-pub const NAMES: &[&str] = &["echo", "ftp", "http", "calc"];
+pub const NAMES: &[&str] = &["echo", "kv", "ftp", "http", "calc"];
 
 /// Protocol settings from the command line (each protocol reads those it
 /// understands).
@@ -47,6 +47,12 @@ pub struct Options {
     pub dotfiles: bool,
     /// The most decimal digits an answer may have (calc).
     pub max_digits: u32,
+    /// The password clients must give (kv).
+    pub requirepass: Option<String>,
+    /// The architecture's name (kv's `INFO server`).
+    pub arch: String,
+    /// The first listener's port (kv's `INFO server`).
+    pub port: u16,
 }
 
 /// Builds the protocol named `name`. Fails, naming the path, when its root
@@ -107,6 +113,16 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                 },
             )))
         }
+        "kv" => Ok(Box::new(kv::Kv::new(kv::KvConfig {
+            idle_timeout: options.idle_timeout,
+            store: kv::store::StoreConfig {
+                requirepass: options.requirepass.as_ref().map(|p| p.as_bytes().to_vec()),
+                timeout_secs: options.idle_timeout.map_or(0, |d| d.as_secs()),
+                arch: options.arch.clone(),
+                port: options.port,
+                ..Default::default()
+            },
+        }))),
         "calc" => Ok(Box::new(
             calc::Calc::new(calc::CalcConfig {
                 max_digits: options.max_digits,

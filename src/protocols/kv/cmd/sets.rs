@@ -791,45 +791,10 @@ pub(super) mod scan {
         (if more { last + 1 } else { 0 }, out)
     }
 
-    /// Glob-style matching as Redis's `stringmatchlen` does it (`*`, `?`,
-    /// `[...]` with `^` and ranges, `\` escapes), case-sensitive. A local
-    /// copy of the matcher `KEYS` and `SCAN` use.
+    /// Glob-style matching as `KEYS` and `SCAN` do it.
     pub fn glob_match_local(p: &[u8], s: &[u8]) -> bool {
-        let (mut pi, mut si) = (0, 0);
-        // Where to resume after the last `*`: (pattern after it, string).
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            if pi < p.len() && p[pi] == b'*' {
-                while pi < p.len() && p[pi] == b'*' {
-                    pi += 1;
-                }
-                if pi == p.len() {
-                    return true;
-                }
-                star = Some((pi, si));
-                continue;
-            }
-            if pi < p.len() {
-                let (ok, next) = one(p, pi, s[si]);
-                if ok {
-                    pi = next;
-                    si += 1;
-                    continue;
-                }
-            }
-            match star {
-                Some((sp, ss)) => {
-                    pi = sp;
-                    si = ss + 1;
-                    star = Some((sp, ss + 1));
-                }
-                None => return false,
-            }
-        }
-        while pi < p.len() && p[pi] == b'*' {
-            pi += 1;
-        }
-        pi == p.len()
+        // `*` matches everything, the empty string too, as SCAN treats it.
+        p == b"*" || crate::protocols::kv::cmd::keys::glob_match(p, s)
     }
 
     /// Whether the one-character token at `p[i]` matches `c`, and where the
