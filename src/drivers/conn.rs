@@ -26,8 +26,7 @@ use crate::drivers::channel::{Channel, Pump, Retired, Wait};
 use crate::net::Accepted;
 use crate::scoreboard::Ticket;
 use crate::session::{
-    ChannelEvent, Computed, ConnInfo, Output, Protocol, Request, Session, Waker, Work,
-    MAX_CHANNELS,
+    ChannelEvent, Computed, ConnInfo, Output, Protocol, Request, Session, Waker, Work, MAX_CHANNELS,
 };
 use crate::sys;
 

@@ -168,7 +168,9 @@ impl KvSession {
                 }
                 return;
             };
-            let line = self.input[..nl].strip_suffix(b"\r").unwrap_or(&self.input[..nl]);
+            let line = self.input[..nl]
+                .strip_suffix(b"\r")
+                .unwrap_or(&self.input[..nl]);
             if line != secret.as_slice() {
                 self.closing = Closing::Now;
                 return;
@@ -179,8 +181,7 @@ impl KvSession {
         let input = std::mem::take(&mut self.input);
         let mut parser = std::mem::take(&mut self.parser);
         let mut pos = 0;
-        while self.closing == Closing::No && self.blocked.is_none() && self.out.len() < MAX_OUTPUT
-        {
+        while self.closing == Closing::No && self.blocked.is_none() && self.out.len() < MAX_OUTPUT {
             let buf = &input[pos..];
             match parser.parse(buf) {
                 Ok(Parsed::Incomplete) => break,
@@ -364,15 +365,25 @@ impl KvSession {
     /// what would fail anyway.
     fn queue(&mut self, argv: &[&[u8]]) {
         let name = argv[0];
-        let session_level = ["ping", "echo", "select", "blpop", "brpop", "blmove", "brpoplpush"];
+        let session_level = [
+            "ping",
+            "echo",
+            "select",
+            "blpop",
+            "brpop",
+            "blmove",
+            "brpoplpush",
+        ];
         let known = session_level.iter().any(|n| is(name, n));
         let problem = if known {
             None
         } else {
             match cmd::lookup(name) {
-                None if ["hello", "auth", "client", "info", "config", "command", "time"]
-                    .iter()
-                    .any(|n| is(name, n)) =>
+                None if [
+                    "hello", "auth", "client", "info", "config", "command", "time",
+                ]
+                .iter()
+                .any(|n| is(name, n)) =>
                 {
                     Some("ERR Command not allowed inside a transaction".to_string())
                 }
@@ -427,17 +438,14 @@ impl KvSession {
             .iter()
             .any(|(db, key, v)| inner.engine.watched_version(*db, key) != Some(*v));
         // Expired watched keys count as changed, as in Redis.
-        let expired = self
-            .watches
-            .iter()
-            .any(|(db, key, _)| {
-                inner
-                    .engine
-                    .db(*db)
-                    .map
-                    .get(key.as_slice())
-                    .is_some_and(|e| e.expires().is_some_and(|t| t <= now_ms))
-            });
+        let expired = self.watches.iter().any(|(db, key, _)| {
+            inner
+                .engine
+                .db(*db)
+                .map
+                .get(key.as_slice())
+                .is_some_and(|e| e.expires().is_some_and(|t| t <= now_ms))
+        });
         for (db, key, _) in std::mem::take(&mut self.watches) {
             inner.engine.unwatch(db, &key);
         }
@@ -691,7 +699,10 @@ impl KvSession {
             }
             ("setinfo", 4) => {
                 if is(argv[2], "lib-name") || is(argv[2], "lib-ver") {
-                    if argv[3].iter().any(|&b| b == b' ' || b == b'\n' || b == b'\r') {
+                    if argv[3]
+                        .iter()
+                        .any(|&b| b == b' ' || b == b'\n' || b == b'\r')
+                    {
                         return self.reply().error(&format!(
                             "ERR {} cannot contain spaces, newlines or special characters.",
                             String::from_utf8_lossy(argv[2]).to_ascii_lowercase()
@@ -716,11 +727,18 @@ impl KvSession {
             ("help", 2) => {
                 let lines: [&[u8]; 6] = [
                     b"CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                    b"ID", b"GETNAME", b"SETNAME <name>", b"SETINFO <option> <value>", b"INFO",
+                    b"ID",
+                    b"GETNAME",
+                    b"SETNAME <name>",
+                    b"SETINFO <option> <value>",
+                    b"INFO",
                 ];
                 self.reply().bulks(lines.into_iter());
             }
-            (s, _) if ["id", "getname", "setname", "setinfo", "info", "no-evict", "no-touch"]
+            (s, _)
+                if [
+                    "id", "getname", "setname", "setinfo", "info", "no-evict", "no-touch",
+                ]
                 .contains(&s) =>
             {
                 let msg = format!(
@@ -930,7 +948,11 @@ impl KvSession {
                         })
                         .collect()
                 } else {
-                    table.keys().copied().chain(extra.iter().map(|e| e.0)).collect()
+                    table
+                        .keys()
+                        .copied()
+                        .chain(extra.iter().map(|e| e.0))
+                        .collect()
                 };
                 names.sort_unstable();
                 let mut r = Reply::new(self.out.buf(), self.resp3);
@@ -947,8 +969,11 @@ impl KvSession {
                 }
             }
             Some("list") => {
-                let mut names: Vec<&str> =
-                    table.keys().copied().chain(extra.iter().map(|e| e.0)).collect();
+                let mut names: Vec<&str> = table
+                    .keys()
+                    .copied()
+                    .chain(extra.iter().map(|e| e.0))
+                    .collect();
                 names.sort_unstable();
                 self.reply().bulks(names.iter().map(|n| n.as_bytes()));
             }
@@ -1053,7 +1078,15 @@ impl KvSession {
         let _ = argv;
         if let Some((from_left, to_left)) = p.moves {
             let (src, dst) = (&p.keys[0], &p.keys[1]);
-            match cmd::lists::move_for_blocked(&mut inner.engine, db, src, dst, from_left, to_left, now_ms) {
+            match cmd::lists::move_for_blocked(
+                &mut inner.engine,
+                db,
+                src,
+                dst,
+                from_left,
+                to_left,
+                now_ms,
+            ) {
                 Err(e) => {
                     self.reply().error(e);
                     true
@@ -1063,7 +1096,13 @@ impl KvSession {
                     inner.engine.dirty += 1;
                     inner.engine.touch(db, src);
                     inner.engine.touch(db, dst);
-                    let side = |l: bool| if l { b"LEFT".to_vec() } else { b"RIGHT".to_vec() };
+                    let side = |l: bool| {
+                        if l {
+                            b"LEFT".to_vec()
+                        } else {
+                            b"RIGHT".to_vec()
+                        }
+                    };
                     let logged = vec![
                         b"LMOVE".to_vec(),
                         src.clone(),

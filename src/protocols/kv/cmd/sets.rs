@@ -796,41 +796,6 @@ pub(super) mod scan {
         // `*` matches everything, the empty string too, as SCAN treats it.
         p == b"*" || crate::protocols::kv::cmd::keys::glob_match(p, s)
     }
-
-    /// Whether the one-character token at `p[i]` matches `c`, and where the
-    /// next token starts.
-    fn one(p: &[u8], mut i: usize, c: u8) -> (bool, usize) {
-        match p[i] {
-            b'?' => (true, i + 1),
-            b'\\' if i + 1 < p.len() => (p[i + 1] == c, i + 2),
-            b'[' => {
-                i += 1;
-                let not = i < p.len() && p[i] == b'^';
-                if not {
-                    i += 1;
-                }
-                let mut hit = false;
-                while i < p.len() {
-                    if p[i] == b'\\' && i + 1 < p.len() {
-                        i += 1;
-                        hit |= p[i] == c;
-                    } else if p[i] == b']' {
-                        i += 1;
-                        return (hit != not, i);
-                    } else if i + 2 < p.len() && p[i + 1] == b'-' {
-                        let (a, b) = (p[i].min(p[i + 2]), p[i].max(p[i + 2]));
-                        hit |= (a..=b).contains(&c);
-                        i += 2;
-                    } else {
-                        hit |= p[i] == c;
-                    }
-                    i += 1;
-                }
-                (hit != not, i)
-            }
-            x => (x == c, i + 1),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,380 @@
+//! The kv protocol (a Redis-compatible store) under every architecture
+//! whose sessions share one process, spoken to over real TCP connections:
+//! exact reply bytes, a write seen by every later connection, 1,000
+//! pipelined commands answered in order, a blocked pop woken by another
+//! connection's push (and one that times out), `MULTI`/`EXEC` atomic under
+//! concurrent clients, `AUTH`, a protocol error that closes, and the
+//! forking architectures refused with a clear message.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// The architectures kv runs on (those whose sessions share a process).
+macro_rules! kv_tests {
+    ($name:ident, |$arch:ident| $body:block) => {
+        arch_tests!(
+            $name,
+            [
+                serial,
+                thread_per_connection,
+                thread_pool,
+                reactor,
+                multi_reactor,
+                reactor_pool,
+                async_,
+            ],
+            |$arch| $body
+        );
+    };
+}
+
+fn serve(arch: &str, extra: &[&str]) -> Server {
+    Server::start("kv", arch, &with_sizing(arch, extra))
+}
+
+/// Sends `request` and checks that the reply is exactly `want`.
+fn expect(server: &Server, stream: &mut TcpStream, request: &str, want: &str) {
+    stream.write_all(request.as_bytes()).expect("send");
+    match try_read_exact(stream, want.len()) {
+        Ok(got) if got == want.as_bytes() => {}
+        Ok(got) => server.fail(&format!(
+            "{request:?}: wanted {want:?}, got {:?}",
+            String::from_utf8_lossy(&got)
+        )),
+        Err(e) => server.fail(&format!("{request:?}: wanted {want:?}: {e}")),
+    }
+}
+
+/// One reply line, without its CRLF.
+fn line(server: &Server, stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n") {
+        got.extend(try_read_exact(stream, 1).or_fail(server));
+    }
+    got.truncate(got.len() - 2);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A bulk reply's text (`None` for the null bulk).
+fn bulk(server: &Server, stream: &mut TcpStream) -> Option<String> {
+    let head = line(server, stream);
+    if head == "$-1" {
+        return None;
+    }
+    let n: usize = head
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| server.fail(&format!("not a bulk: {head:?}")));
+    let body = try_read_exact(stream, n + 2).or_fail(server);
+    Some(String::from_utf8_lossy(&body[..n]).into_owned())
+}
+
+/// A command in RESP.
+fn resp(args: &[&str]) -> String {
+    let mut s = format!("*{}\r\n", args.len());
+    for a in args {
+        s.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s
+}
+
+kv_tests!(replies_are_redis_bytes, |arch| {
+    let server = serve(arch, &[]);
+    let mut c = server.connect();
+    expect(&server, &mut c, "PING\r\n", "+PONG\r\n");
+    expect(&server, &mut c, &resp(&["SET", "prez", "obama"]), "+OK\r\n");
+    expect(&server, &mut c, "GET prez\r\n", "$5\r\nobama\r\n");
+    expect(&server, &mut c, &resp(&["GET", "nobody"]), "$-1\r\n");
+    expect(
+        &server,
+        &mut c,
+        &resp(&["INCR", "prez"]),
+        "-ERR value is not an integer or out of range\r\n",
+    );
+    expect(
+        &server,
+        &mut c,
+        &resp(&["GET"]),
+        "-ERR wrong number of arguments for 'get' command\r\n",
+    );
+    expect(
+        &server,
+        &mut c,
+        &resp(&["NOSUCH", "a"]),
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n",
+    );
+    expect(&server, &mut c, &resp(&["LPUSH", "l", "a", "b"]), ":2\r\n");
+    expect(
+        &server,
+        &mut c,
+        &resp(&["GET", "l"]),
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    );
+    expect(
+        &server,
+        &mut c,
+        &resp(&["LRANGE", "l", "0", "-1"]),
+        "*2\r\n$1\r\nb\r\n$1\r\na\r\n",
+    );
+    expect(&server, &mut c, &resp(&["SELECT", "1"]), "+OK\r\n");
+    expect(&server, &mut c, &resp(&["GET", "prez"]), "$-1\r\n");
+    expect(
+        &server,
+        &mut c,
+        &resp(&["SELECT", "16"]),
+        "-ERR DB index is out of range\r\n",
+    );
+    // RESP3 after HELLO 3: the null is `_`, the hash a map.
+    let hello = resp(&["HELLO", "3"]);
+    c.write_all(hello.as_bytes()).expect("send");
+    let head = try_read_exact(&mut c, 20).or_fail(&server);
+    assert_eq!(&head[..], b"%7\r\n$6\r\nserver\r\n$5\r\n", "{arch}");
+    let rest = b"redis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n";
+    let got = try_read_exact(&mut c, rest.len()).or_fail(&server);
+    assert_eq!(&got[..], &rest[..], "{arch}");
+    // The id and the rest of the map.
+    let mut tail = Vec::new();
+    while !tail.ends_with(b"$7\r\nmodules\r\n*0\r\n") {
+        tail.extend(try_read_exact(&mut c, 1).or_fail(&server));
+    }
+    expect(&server, &mut c, &resp(&["GET", "nobody"]), "_\r\n");
+    expect(&server, &mut c, &resp(&["HSET", "h", "f", "v"]), ":1\r\n");
+    expect(
+        &server,
+        &mut c,
+        &resp(&["HGETALL", "h"]),
+        "%1\r\n$1\r\nf\r\n$1\r\nv\r\n",
+    );
+    expect(&server, &mut c, "QUIT\r\n", "+OK\r\n");
+    assert_eq!(try_read_to_eof(&mut c).or_fail(&server), b"");
+});
+
+kv_tests!(a_protocol_error_is_answered_then_closed, |arch| {
+    let server = serve(arch, &[]);
+    let mut c = server.connect();
+    expect(
+        &server,
+        &mut c,
+        "*1\r\n$x\r\n",
+        "-ERR Protocol error: invalid bulk length\r\n",
+    );
+    assert_eq!(try_read_to_eof(&mut c).or_fail(&server), b"");
+    let mut c = server.connect();
+    expect(
+        &server,
+        &mut c,
+        "*99999999\r\n",
+        "-ERR Protocol error: invalid multibulk length\r\n",
+    );
+    assert_eq!(try_read_to_eof(&mut c).or_fail(&server), b"");
+});
+
+kv_tests!(
+    every_acknowledged_write_is_seen_by_later_connections,
+    |arch| {
+        let server = serve(arch, &[]);
+        for i in 0..20 {
+            let mut c = server.connect();
+            let (k, v) = (format!("key{i}"), format!("value{i}"));
+            expect(&server, &mut c, &resp(&["SET", &k, &v]), "+OK\r\n");
+        }
+        let mut c = server.connect();
+        for i in 0..20 {
+            let v = format!("value{i}");
+            let want = format!("${}\r\n{v}\r\n", v.len());
+            expect(&server, &mut c, &resp(&["GET", &format!("key{i}")]), &want);
+        }
+        expect(&server, &mut c, &resp(&["DBSIZE"]), ":20\r\n");
+    }
+);
+
+kv_tests!(
+    a_thousand_pipelined_commands_are_answered_in_order,
+    |arch| {
+        let server = serve(arch, &[]);
+        let mut c = server.connect();
+        let mut request = String::new();
+        let mut want = String::new();
+        for i in 1..=1000 {
+            request.push_str(&resp(&["INCR", "n"]));
+            want.push_str(&format!(":{i}\r\n"));
+        }
+        expect(&server, &mut c, &request, &want);
+    }
+);
+
+arch_tests!(
+    a_blocked_pop_is_woken_by_another_connections_push,
+    // Not `serial`: it serves one client at a time, so a second client
+    // waits for the first to leave.
+    [
+        thread_per_connection,
+        thread_pool,
+        reactor,
+        multi_reactor,
+        reactor_pool,
+        async_
+    ],
+    |arch| {
+        let server = serve(arch, &[]);
+        let mut waiting = server.connect();
+        waiting
+            .write_all(resp(&["BLPOP", "jobs", "0"]).as_bytes())
+            .expect("send");
+        // The pop is blocked once the server answers a later command on
+        // another connection that sees it waiting.
+        let mut other = server.connect();
+        let blocked = wait_for(Duration::from_secs(10), || {
+            other
+                .write_all(resp(&["INFO", "clients"]).as_bytes())
+                .expect("send");
+            let info = bulk(&server, &mut other).unwrap_or_default();
+            info.contains("blocked_clients:1").then_some(())
+        });
+        if blocked.is_none() {
+            server.fail("the BLPOP never showed as blocked");
+        }
+        expect(
+            &server,
+            &mut other,
+            &resp(&["RPUSH", "jobs", "j1"]),
+            ":1\r\n",
+        );
+        expect(
+            &server,
+            &mut waiting,
+            "",
+            "*2\r\n$4\r\njobs\r\n$2\r\nj1\r\n",
+        );
+        // The element went to the waiting client: the list is gone.
+        expect(&server, &mut other, &resp(&["EXISTS", "jobs"]), ":0\r\n");
+        // A pop that times out answers the null array, then the connection
+        // goes on.
+        expect(
+            &server,
+            &mut waiting,
+            &resp(&["BRPOP", "none", "0.1"]),
+            "*-1\r\n",
+        );
+        expect(&server, &mut waiting, "PING\r\n", "+PONG\r\n");
+    }
+);
+
+arch_tests!(
+    multi_exec_is_atomic_under_concurrent_clients,
+    // Not `serial`: it serves one client at a time, so a second client
+    // waits for the first to leave.
+    [
+        thread_per_connection,
+        thread_pool,
+        reactor,
+        multi_reactor,
+        reactor_pool,
+        async_
+    ],
+    |arch| {
+        let server = serve(arch, &[]);
+        let addr = server.addr();
+        let writers: Vec<_> = (0..3)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut c = try_connect(addr).expect("connect");
+                    for _ in 0..50 {
+                        let tx = format!(
+                            "{}{}{}{}",
+                            resp(&["MULTI"]),
+                            resp(&["INCR", "a"]),
+                            resp(&["INCR", "b"]),
+                            resp(&["EXEC"])
+                        );
+                        c.write_all(tx.as_bytes()).expect("send");
+                        // +OK, two +QUEUED, then the EXEC array of two integers.
+                        let mut got = Vec::new();
+                        while got.iter().filter(|&&b| b == b'\n').count() < 6 {
+                            got.extend(try_read_exact(&mut c, 1).expect("reply"));
+                        }
+                        let s = String::from_utf8_lossy(&got).into_owned();
+                        assert!(
+                            s.starts_with("+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:"),
+                            "{s:?}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        let mut reader = server.connect();
+        for _ in 0..50 {
+            let tx = format!(
+                "{}{}{}{}",
+                resp(&["MULTI"]),
+                resp(&["GET", "a"]),
+                resp(&["GET", "b"]),
+                resp(&["EXEC"])
+            );
+            reader.write_all(tx.as_bytes()).expect("send");
+            for want in ["+OK", "+QUEUED", "+QUEUED", "*2"] {
+                assert_eq!(line(&server, &mut reader), want, "{arch}");
+            }
+            let (a, b) = (bulk(&server, &mut reader), bulk(&server, &mut reader));
+            assert_eq!(a, b, "{arch}: a and b differ inside EXEC");
+        }
+        for w in writers {
+            if w.join().is_err() {
+                server.fail("a writer failed");
+            }
+        }
+        expect(
+            &server,
+            &mut reader,
+            &resp(&["MGET", "a", "b"]),
+            "*2\r\n$3\r\n150\r\n$3\r\n150\r\n",
+        );
+    }
+);
+
+kv_tests!(requirepass_guards_every_command, |arch| {
+    let server = serve(arch, &["--requirepass", "s3cret"]);
+    let mut c = server.connect();
+    expect(
+        &server,
+        &mut c,
+        &resp(&["GET", "k"]),
+        "-NOAUTH Authentication required.\r\n",
+    );
+    expect(
+        &server,
+        &mut c,
+        &resp(&["AUTH", "wrong"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    );
+    expect(&server, &mut c, &resp(&["AUTH", "s3cret"]), "+OK\r\n");
+    expect(&server, &mut c, &resp(&["GET", "k"]), "$-1\r\n");
+});
+
+arch_tests!(
+    forking_architectures_are_refused_with_a_reason,
+    [
+        process_per_connection,
+        prefork,
+        prefork_threads,
+        prefork_reactor
+    ],
+    |arch| {
+        let out = std::process::Command::new(muse_bin())
+            .args(["serve", "kv", "--arch", arch, "--listen", "127.0.0.1:0"])
+            .output()
+            .expect("run muse");
+        assert_eq!(out.status.code(), Some(1), "{arch}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("kv does not run under the forking architectures yet"),
+            "{err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
+    }
+);
