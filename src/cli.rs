@@ -115,6 +115,14 @@ pub struct ServeArgs {
     /// `requirepass`).
     #[arg(long, value_name = "PASSWORD")]
     requirepass: Option<String>,
+    /// kv: keep an append-only log in DIR, replayed at start
+    /// [default: no log, nothing survives a restart].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// kv: when the log is synced to the disk: `always` (before a write is
+    /// answered), `everysec` or `no`.
+    #[arg(long, value_name = "POLICY", default_value = "everysec")]
+    fsync: protocols::kv::aof::Fsync,
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
@@ -256,6 +264,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dotfiles: args.dotfiles,
         max_digits: args.max_digits,
         requirepass: args.requirepass,
+        data_dir: args.data_dir,
+        fsync: args.fsync,
         arch: arch.name().to_string(),
         port: config.listen.first().map_or(0, |a| a.port()),
     };

@@ -84,13 +84,15 @@ impl Server {
         signals::install()?;
         self.listeners
             .announce(self.protocol.name(), self.config.arch.name())?;
-        match self.config.arch {
+        let served = match self.config.arch {
             Arch::ProcessPerConnection => archs::process_per_connection::serve(self),
             Arch::Prefork => archs::prefork::serve(self),
             Arch::PreforkThreads => archs::prefork_threads::serve(self),
             Arch::PreforkReactor => archs::prefork_reactor::serve(self),
             _ => serve_with_signals(self, 0, |ctx| self.serve_in_process(ctx)),
-        }
+        };
+        self.protocol.stop();
+        served
     }
 
     /// Runs a single-process architecture with `ctx` until `ctx.shutdown`

@@ -129,6 +129,12 @@ pub trait Protocol: Send + Sync + 'static {
         b""
     }
 
+    /// The server has stopped serving (every connection of this process is
+    /// closed or abandoned): called once, in the process that called
+    /// [`Protocol::start`], before it exits. A protocol with a log writes
+    /// it out here.
+    fn stop(&self) {}
+
     /// Whether sessions are given a [`Waker`] ([`Session::set_waker`]).
     /// Protocols whose sessions never wait on each other say no, and their
     /// drivers make none.

@@ -378,3 +378,53 @@ arch_tests!(
         assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
     }
 );
+
+kv_tests!(
+    acknowledged_writes_survive_kill_9_with_fsync_always,
+    |arch| {
+        let dir = TempRoot::new("kv", arch);
+        let data = dir.path("data");
+        let data = data.to_str().expect("utf-8 path");
+        let mut server = serve(arch, &["--data-dir", data, "--fsync", "always"]);
+        let mut c = server.connect();
+        for i in 0..100 {
+            let (k, v) = (format!("k{i}"), format!("v{i}"));
+            expect(&server, &mut c, &resp(&["SET", &k, &v]), "+OK\r\n");
+        }
+        expect(&server, &mut c, &resp(&["RPUSH", "q", "a", "b"]), ":2\r\n");
+        expect(&server, &mut c, &resp(&["LPOP", "q"]), "$1\r\na\r\n");
+        expect(
+            &server,
+            &mut c,
+            &resp(&["INCRBYFLOAT", "f", "0.1"]),
+            "$3\r\n0.1\r\n",
+        );
+        // A second server on the same directory is refused.
+        let second = std::process::Command::new(muse_bin())
+            .args(["serve", "kv", "--arch", arch, "--listen", "127.0.0.1:0"])
+            .args(["--data-dir", data])
+            .output()
+            .expect("run muse");
+        assert_eq!(second.status.code(), Some(1), "{arch}");
+        assert!(String::from_utf8_lossy(&second.stderr).contains("another server holds"));
+        server.signal(libc::SIGKILL);
+        if server.wait_exit(Duration::from_secs(10)).is_none() {
+            server.fail("did not die of SIGKILL");
+        }
+        let server = serve(arch, &["--data-dir", data]);
+        let mut c = server.connect();
+        expect(&server, &mut c, &resp(&["DBSIZE"]), ":102\r\n");
+        for i in 0..100 {
+            let v = format!("v{i}");
+            let want = format!("${}\r\n{v}\r\n", v.len());
+            expect(&server, &mut c, &resp(&["GET", &format!("k{i}")]), &want);
+        }
+        expect(
+            &server,
+            &mut c,
+            &resp(&["LRANGE", "q", "0", "-1"]),
+            "*1\r\n$1\r\nb\r\n",
+        );
+        expect(&server, &mut c, &resp(&["GET", "f"]), "$3\r\n0.1\r\n");
+    }
+);

@@ -49,6 +49,10 @@ pub struct Options {
     pub max_digits: u32,
     /// The password clients must give (kv).
     pub requirepass: Option<String>,
+    /// Where kv keeps its log (`None`: no log).
+    pub data_dir: Option<PathBuf>,
+    /// When kv syncs its log.
+    pub fsync: kv::aof::Fsync,
     /// The architecture's name (kv's `INFO server`).
     pub arch: String,
     /// The first listener's port (kv's `INFO server`).
@@ -120,6 +124,8 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                 timeout_secs: options.idle_timeout.map_or(0, |d| d.as_secs()),
                 arch: options.arch.clone(),
                 port: options.port,
+                data_dir: options.data_dir.clone(),
+                fsync: options.fsync,
                 ..Default::default()
             },
         }))),

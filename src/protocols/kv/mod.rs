@@ -69,7 +69,11 @@ impl Protocol for Kv {
                 self.config.store.arch
             )));
         }
-        let store = Arc::new(Store::new(self.config.store.clone()));
+        let store = Store::open(self.config.store.clone()).map_err(|e| {
+            // The whole chain: the file and the offset, or the lock's holder.
+            std::io::Error::other(format!("{e:#}"))
+        })?;
+        let store = Arc::new(store);
         store::start_expiry(&store)?;
         self.store = Some(store);
         Ok(())
@@ -77,6 +81,12 @@ impl Protocol for Kv {
 
     fn wants_waker(&self) -> bool {
         true
+    }
+
+    fn stop(&self) {
+        if let Some(store) = &self.store {
+            store.close();
+        }
     }
 
     fn new_session(&self, info: &ConnInfo, now: Instant) -> Box<dyn Session> {

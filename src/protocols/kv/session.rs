@@ -107,6 +107,13 @@ pub struct KvSession {
     last_active: Instant,
     /// A link from a forking server's worker must first say this line.
     secret: Option<Vec<u8>>,
+    /// The last log record a request of this session wrote (0: none).
+    logged: u64,
+    /// Under `--fsync always`: the record the unsent replies wait for
+    /// (0: nothing waits). Output is held until the log has synced it.
+    awaiting: u64,
+    /// The store's log, when replies wait for it.
+    log: Option<super::aof::Aof>,
 }
 
 impl KvSession {
@@ -146,6 +153,58 @@ impl KvSession {
             idle_timeout,
             last_active: now,
             secret,
+            logged: 0,
+            awaiting: 0,
+            log: None,
+        }
+    }
+
+    /// Under `--fsync always`, holds the output until the last record
+    /// written is on the disk; the log's writer wakes the session then.
+    fn hold_for_log(&mut self) {
+        if self.logged <= self.awaiting {
+            return;
+        }
+        if self.log.is_none() {
+            let log = self.store.lock().log.clone();
+            self.log = log.filter(|l| l.fsync() == super::aof::Fsync::Always);
+            if self.log.is_none() {
+                // Nothing to wait for under this policy.
+                self.awaiting = u64::MAX;
+                return;
+            }
+        }
+        let (Some(log), Some(waker)) = (&self.log, &self.waker) else {
+            return;
+        };
+        let seq = self.logged;
+        self.awaiting = seq;
+        if log.durable() >= seq {
+            self.awaiting = 0;
+            self.logged = 0;
+            return;
+        }
+        let waker = waker.clone();
+        log.when_durable(seq, Box::new(move || waker.wake()));
+    }
+
+    /// Whether the output waits for the log.
+    fn held(&self) -> bool {
+        self.awaiting != 0 && self.awaiting != u64::MAX
+    }
+
+    /// Releases the output once the log has what it waits for.
+    fn check_log(&mut self) {
+        if self.held()
+            && self
+                .log
+                .as_ref()
+                .is_some_and(|l| l.durable() >= self.awaiting)
+        {
+            if self.logged <= self.awaiting {
+                self.logged = 0;
+            }
+            self.awaiting = 0;
         }
     }
 
@@ -213,6 +272,9 @@ impl KvSession {
         self.parser = parser;
         self.input = input;
         self.input.drain(..pos);
+        if self.awaiting != u64::MAX {
+            self.hold_for_log();
+        }
         if self.input.len() > MAX_QUERY {
             crate::log::warn(format_args!(
                 "closing kv client {} that reached the query buffer limit",
@@ -339,7 +401,8 @@ impl KvSession {
             self.resp3,
         );
         if done.changed > 0 {
-            log_change(&mut inner, self.db, argv, done.propagate.as_deref());
+            let seq = log_change(&mut inner, self.db, argv, done.propagate.as_deref());
+            self.logged = self.logged.max(seq);
         }
         inner.wake_ready();
     }
@@ -505,7 +568,8 @@ impl KvSession {
             self.resp3,
         );
         if done.changed > 0 {
-            log_change(inner, self.db, argv, done.propagate.as_deref());
+            let seq = log_change(inner, self.db, argv, done.propagate.as_deref());
+            self.logged = self.logged.max(seq);
         }
     }
 
@@ -822,8 +886,10 @@ impl KvSession {
         }
         if want("persistence") {
             text.push_str(&format!(
-                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
+                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_current_size:{}\r\n\r\n",
                 inner.engine.dirty,
+                u8::from(inner.log.is_some()),
+                inner.log.as_ref().map_or(0, |l| l.file_size()),
             ));
         }
         if want("stats") {
@@ -1110,7 +1176,8 @@ impl KvSession {
                         side(from_left),
                         side(to_left),
                     ];
-                    log_owned(inner, db, &logged);
+                    let seq = log_owned(inner, db, &logged);
+                    self.logged = self.logged.max(seq);
                     self.reply().bulk(&v);
                     true
                 }
@@ -1127,7 +1194,8 @@ impl KvSession {
                     inner.engine.dirty += 1;
                     inner.engine.touch(db, key);
                     let op: &[u8] = if p.left { b"LPOP" } else { b"RPOP" };
-                    log_owned(inner, db, &[op.to_vec(), key.clone()]);
+                    let seq = log_owned(inner, db, &[op.to_vec(), key.clone()]);
+                    self.logged = self.logged.max(seq);
                     let mut r = Reply::new(self.out.buf(), self.resp3);
                     r.array(2);
                     r.bulk(key);
@@ -1282,12 +1350,20 @@ fn command_info(r: &mut Reply<'_>, name: &str, arity: i32, flags: u32, keys: (i3
 }
 
 /// Logs a change for durability (a no-op without a log).
-fn log_change(inner: &mut Inner, db: usize, argv: &[&[u8]], propagate: Option<&[Vec<Vec<u8>>]>) {
-    let _ = (inner, db, argv, propagate);
+/// Logs a change for durability; returns its record's sequence number
+/// (0: no log).
+fn log_change(
+    inner: &mut Inner,
+    db: usize,
+    argv: &[&[u8]],
+    propagate: Option<&[Vec<Vec<u8>>]>,
+) -> u64 {
+    inner.log_change(db, argv, propagate)
 }
 
-fn log_owned(inner: &mut Inner, db: usize, args: &[Vec<u8>]) {
-    let _ = (inner, db, args);
+fn log_owned(inner: &mut Inner, db: usize, args: &[Vec<u8>]) -> u64 {
+    let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    log_change(inner, db, &argv, None)
 }
 
 fn truncate(s: &[u8], max: usize) -> String {
@@ -1380,6 +1456,7 @@ impl Session for KvSession {
     }
 
     fn handle_wake(&mut self, now: Instant) {
+        self.check_log();
         if self.blocked.is_some() {
             self.retry_blocked(now);
             if self.blocked.is_none() {
@@ -1390,10 +1467,13 @@ impl Session for KvSession {
     }
 
     fn waiting(&self) -> bool {
-        self.blocked.is_some()
+        self.blocked.is_some() || self.held()
     }
 
     fn poll_output(&self) -> Output<'_> {
+        if self.held() {
+            return Output::Nothing;
+        }
         self.out.front()
     }
 
@@ -1425,7 +1505,8 @@ impl Session for KvSession {
     }
 
     fn wants_close(&self) -> bool {
-        self.closing != Closing::No
+        // Replies held for the log are owed before the close.
+        self.closing != Closing::No && !self.held()
     }
 
     fn wants_close_now(&self) -> bool {

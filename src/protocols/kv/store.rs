@@ -39,6 +39,10 @@ pub struct StoreConfig {
     pub arch: String,
     /// The port clients reach, for `INFO server`.
     pub port: u16,
+    /// `--data-dir`: where the append-only log lives (`None`: no log).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `--fsync`.
+    pub fsync: super::aof::Fsync,
 }
 
 impl Default for StoreConfig {
@@ -50,6 +54,8 @@ impl Default for StoreConfig {
             timeout_secs: 0,
             arch: String::new(),
             port: 6379,
+            data_dir: None,
+            fsync: super::aof::Fsync::EverySec,
         }
     }
 }
@@ -65,6 +71,34 @@ pub struct Inner {
     waiters: HashMap<(usize, Vec<u8>), Vec<Waiter>>,
     /// Settings `CONFIG SET` may change, by name, as strings.
     pub config: HashMap<String, String>,
+    /// The durability log, with `--data-dir`. Appended to under this lock,
+    /// so its order is the order the commands ran in.
+    pub log: Option<super::aof::Aof>,
+}
+
+impl Inner {
+    /// Logs a change (the command as run, or what it asked to be logged
+    /// instead); returns the record's sequence number (0: no log).
+    pub fn log_change(
+        &mut self,
+        db: usize,
+        argv: &[&[u8]],
+        propagate: Option<&[Vec<Vec<u8>>]>,
+    ) -> u64 {
+        let Some(log) = &self.log else { return 0 };
+        let db = db as u8;
+        match propagate {
+            None => log.append(db, argv),
+            Some(commands) => {
+                let mut seq = 0;
+                for c in commands {
+                    let args: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
+                    seq = log.append(db, &args);
+                }
+                seq
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -132,6 +166,36 @@ pub struct Store {
 }
 
 impl Store {
+    /// The store with `config`: empty, or, with a data directory, what its
+    /// log replays (the directory locked for this process's life).
+    pub fn open(config: StoreConfig) -> anyhow::Result<Store> {
+        let store = Store::new(config);
+        if let Some(dir) = store.config.data_dir.clone() {
+            let started = Instant::now();
+            let now = unix_ms(SystemTime::now());
+            let (log, stats) = super::aof::Aof::open(&dir, store.config.fsync, |db, args| {
+                let mut inner = store.lock();
+                replay(&mut inner.engine, db, args, now)
+            })?;
+            crate::log::info(format_args!(
+                "kv: replayed {} records ({} bytes) from {} in {:.2?}",
+                stats.records,
+                stats.bytes,
+                dir.display(),
+                started.elapsed()
+            ));
+            store.lock().log = Some(log);
+        }
+        Ok(store)
+    }
+
+    /// Writes out and syncs what the log holds (at exit).
+    pub fn close(&self) {
+        if let Some(log) = self.lock().log.clone() {
+            log.close();
+        }
+    }
+
     /// An empty store.
     pub fn new(config: StoreConfig) -> Store {
         let mut settings = HashMap::new();
@@ -143,6 +207,7 @@ impl Store {
                 engine: Engine::new(),
                 waiters: HashMap::new(),
                 config: settings,
+                log: None,
             }),
             config,
             next_client: AtomicU64::new(1),
@@ -193,6 +258,31 @@ impl Store {
     }
 }
 
+/// Runs one logged command against `engine` (replay at start).
+fn replay(engine: &mut Engine, db: u8, args: &[&[u8]], now: u64) -> anyhow::Result<()> {
+    let db = usize::from(db);
+    anyhow::ensure!(
+        db < super::engine::DATABASES && !args.is_empty(),
+        "a record for database {db} with {} arguments",
+        args.len()
+    );
+    let Some(command) = super::cmd::lookup(args[0]) else {
+        anyhow::bail!(
+            "a record of an unknown command {:?}",
+            String::from_utf8_lossy(args[0])
+        );
+    };
+    anyhow::ensure!(
+        command.arity_ok(args.len()),
+        "a record of {} with {} arguments",
+        command.name,
+        args.len()
+    );
+    let mut sink = Vec::new();
+    super::cmd::run(engine, command, args, db, now, &mut sink, false);
+    Ok(())
+}
+
 /// How often the active expiry cycle runs.
 pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
@@ -235,8 +325,16 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
         ("databases", super::engine::DATABASES.to_string()),
         ("maxclients", "10000".into()),
         ("save", String::new()),
-        ("appendonly", "no".into()),
-        ("appendfsync", "everysec".into()),
+        (
+            "appendonly",
+            if config.data_dir.is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
+        ("appendfsync", config.fsync.to_string()),
         ("proto-max-bulk-len", super::resp::MAX_BULK.to_string()),
         ("client-query-buffer-limit", "1073741824".into()),
         ("hash-max-listpack-entries", "128".into()),
@@ -263,7 +361,14 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
         ("tcp-keepalive", "300".into()),
         ("bind", "127.0.0.1".into()),
         ("protected-mode", "no".into()),
-        ("dir", String::new()),
+        (
+            "dir",
+            config
+                .data_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        ),
         ("dbfilename", "dump.rdb".into()),
         ("appendfilename", "appendonly.muse".into()),
     ]
