@@ -8,7 +8,8 @@
 //!   blocked clients, counters);
 //! - [`session`]: one connection (per-client state, transactions, blocking
 //!   pops);
-//! - [`aof`]: the append-only log for durability;
+//! - [`aof`]: the append-only log for durability (`--data-dir`), replayed
+//!   into the store at start;
 //! - [`memory`]: what `INFO memory` reports.
 //!
 //! Every session of a server sees one keyspace. In the architectures whose
