@@ -60,7 +60,15 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
         .map_err(io::Error::from)?;
         drop(switch.readable().await?);
         let _ = tx.send(true);
-        while ctx.board.open() > 0 && !ctx.shutdown.is_expired(Instant::now()) {
+        // Past the deadline each task says its last words and ends (its
+        // own timer fires at the deadline); give them a moment to, rather
+        // than racing their timers and dropping them mid-sentence.
+        while ctx.board.open() > 0
+            && !ctx
+                .shutdown
+                .deadline()
+                .is_some_and(|d| Instant::now() >= d + LAST_WORDS_GRACE)
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         drop(switch);
@@ -69,6 +77,10 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
     runtime.shutdown_timeout(Duration::ZERO);
     result
 }
+
+/// How long past the shutdown deadline the runtime waits for its tasks to
+/// say their last words and end before it drops whatever is left.
+const LAST_WORDS_GRACE: Duration = Duration::from_millis(200);
 
 async fn accept_loop(
     listener: AsyncFd<std::net::TcpListener>,
