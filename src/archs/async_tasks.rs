@@ -64,10 +64,10 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
         // own timer fires at the deadline); give them a moment to, rather
         // than racing their timers and dropping them mid-sentence.
         while ctx.board.open() > 0
-            && !ctx
+            && ctx
                 .shutdown
                 .deadline()
-                .is_some_and(|d| Instant::now() >= d + LAST_WORDS_GRACE)
+                .is_none_or(|d| Instant::now() < d + LAST_WORDS_GRACE)
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
