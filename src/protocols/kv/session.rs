@@ -1513,3 +1513,78 @@ impl Session for KvSession {
         self.closing == Closing::Now
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    /// A session on a fresh store whose clock starts at Unix time 1,000 s.
+    fn session(t0: Instant) -> KvSession {
+        let info = ConnInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:6380".parse().unwrap(),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
+        };
+        let store = Arc::new(Store::new(Default::default()));
+        KvSession::new(store, &info, None, None, t0)
+    }
+
+    /// Sends `request` at `now` and takes the whole reply.
+    fn ask(s: &mut KvSession, request: &str, now: Instant) -> String {
+        s.handle_input(request.as_bytes(), now);
+        let out = s.poll_output().bytes().to_vec();
+        s.consume_output(out.len(), now);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn keys_expire_on_the_sessions_clock() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert_eq!(ask(&mut s, "SET k v PX 100\r\n", t0), "+OK\r\n");
+        let later = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(ask(&mut s, "PTTL k\r\n", later(40)), ":60\r\n");
+        assert_eq!(ask(&mut s, "GET k\r\n", later(99)), "$1\r\nv\r\n");
+        assert_eq!(ask(&mut s, "GET k\r\n", later(100)), "$-1\r\n");
+        // Absolute times are Unix milliseconds from the calendar time at
+        // accept: 1,000 s plus the time since.
+        assert_eq!(
+            ask(&mut s, "SET a b PXAT 1000500\r\n", later(200)),
+            "+OK\r\n"
+        );
+        assert_eq!(ask(&mut s, "PEXPIRETIME a\r\n", later(200)), ":1000500\r\n");
+        assert_eq!(ask(&mut s, "EXISTS a\r\n", later(499)), ":1\r\n");
+        assert_eq!(ask(&mut s, "EXISTS a\r\n", later(500)), ":0\r\n");
+    }
+
+    #[test]
+    fn a_pipelining_client_that_never_reads_stops_being_read() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let request = "SET key value-of-sixteen\r\n".repeat(20_000);
+        s.handle_input(request.as_bytes(), t0);
+        // Replies stop at the output bound, and reading stops with the
+        // requests still held past their own bound.
+        assert!(s.out.len() >= MAX_OUTPUT && s.out.len() < MAX_OUTPUT + 64);
+        assert!(s.input.len() >= MAX_PENDING);
+        assert!(!s.wants_read());
+        // Once the client reads, the rest is answered, in order.
+        let mut all = Vec::new();
+        while !s.poll_output().is_nothing() {
+            let chunk = s.poll_output().bytes().to_vec();
+            all.extend_from_slice(&chunk);
+            s.consume_output(chunk.len(), t0);
+        }
+        assert_eq!(all, "+OK\r\n".repeat(20_000).into_bytes());
+        assert!(s.wants_read());
+    }
+
+    #[test]
+    fn a_blocked_pop_without_a_waker_answers_as_a_timeout() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert_eq!(ask(&mut s, "BLPOP q 0\r\n", t0), "*-1\r\n");
+        assert_eq!(ask(&mut s, "PING\r\n", t0), "+PONG\r\n");
+    }
+}
