@@ -30,6 +30,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,8 +119,11 @@ pub struct Reactor<'a> {
 }
 
 /// The slots woken since the loop last looked, and how to wake the loop.
+/// Each session is on the list at most once (its `queued` flag), so the
+/// list never holds more entries than the loop has sessions, however often
+/// they are woken between two looks.
 struct WakeList {
-    slots: Mutex<Vec<(usize, u64)>>,
+    slots: Mutex<Vec<(usize, u64, Arc<AtomicBool>)>>,
     waker: Arc<Waker>,
 }
 
@@ -129,13 +133,18 @@ struct SlotWake {
     list: Arc<WakeList>,
     slot: usize,
     gen: u64,
+    /// On the list now, not yet taken by the loop.
+    queued: Arc<AtomicBool>,
 }
 
 impl crate::session::Wake for SlotWake {
     fn wake(&self) {
+        if self.queued.swap(true, AtomicOrdering::AcqRel) {
+            return;
+        }
         let mut slots = self.list.slots.lock().expect("wake list lock");
         let first = slots.is_empty();
-        slots.push((self.slot, self.gen));
+        slots.push((self.slot, self.gen, Arc::clone(&self.queued)));
         drop(slots);
         if first {
             let _ = self.list.waker.wake();
@@ -222,6 +231,7 @@ impl<'a> Reactor<'a> {
             list,
             slot,
             gen,
+            queued: Arc::new(AtomicBool::new(false)),
         })))
     }
 
@@ -229,7 +239,10 @@ impl<'a> Reactor<'a> {
     fn take_wakes(&mut self) {
         let Some(list) = &self.wakes else { return };
         let woken = std::mem::take(&mut *list.slots.lock().expect("wake list lock"));
-        for (slot, gen) in woken {
+        for (slot, gen, queued) in woken {
+            // Cleared before the session runs: a wake from now on queues it
+            // again.
+            queued.store(false, AtomicOrdering::Release);
             if let Some(Some(entry)) = self.entries.get_mut(slot) {
                 if entry.gen == gen {
                     entry.pending |= WOKEN;
