@@ -24,6 +24,7 @@
 pub mod archs;
 pub mod bench;
 pub mod cli;
+pub mod companion;
 pub mod drivers;
 pub mod gate;
 pub mod log;

@@ -4,10 +4,11 @@
 //! a drain of the in-process [`Shutdown`] switch.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::archs::{self, Arch};
+use crate::companion::Keeper;
 use crate::drivers::Ctx;
 use crate::net::Listeners;
 use crate::scoreboard::Scoreboard;
@@ -47,6 +48,10 @@ pub struct Server {
     pub protocol: Arc<dyn Protocol>,
     /// The scoreboard shared by every process of the server.
     pub board: &'static Scoreboard,
+    /// The protocol's companion process (the kv store of the forking
+    /// architectures), once started: kept by the process that forks the
+    /// workers, which reaps it with them.
+    companion: Mutex<Option<Keeper>>,
 }
 
 impl Server {
@@ -63,6 +68,7 @@ impl Server {
             listeners,
             protocol: Arc::from(protocol),
             board: Scoreboard::new()?,
+            companion: Mutex::new(None),
         })
     }
 
@@ -82,6 +88,11 @@ impl Server {
     /// the architecture until a signal stops it.
     pub fn run(&self) -> std::io::Result<()> {
         signals::install()?;
+        // The companion is ready before anything listens: a store that
+        // cannot open (a held or damaged data directory) stops the server
+        // here, with exit 1.
+        let keeper = Keeper::start(self)?;
+        *self.keeper() = keeper;
         self.listeners
             .announce(self.protocol.name(), self.config.arch.name())?;
         let served = match self.config.arch {
@@ -91,8 +102,30 @@ impl Server {
             Arch::PreforkReactor => archs::prefork_reactor::serve(self),
             _ => serve_with_signals(self, 0, |ctx| self.serve_in_process(ctx)),
         };
+        if let Some(keeper) = self.keeper().as_mut() {
+            keeper.stop(self.config.shutdown_timeout);
+        }
         self.protocol.stop();
         served
+    }
+
+    fn keeper(&self) -> MutexGuard<'_, Option<Keeper>> {
+        self.companion.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A reaped child that is not a worker: the companion, if it is one
+    /// (logged, its restart scheduled). Returns whether it was.
+    pub fn companion_exited(&self, pid: libc::pid_t, how: crate::sys::ChildExit) -> bool {
+        self.keeper().as_mut().is_some_and(|k| k.exited(pid, how))
+    }
+
+    /// Restarts the companion if it died and its back-off has passed; when
+    /// to call this again, if ever. Called by the loops that reap.
+    pub fn tend_companion(&self) -> Option<Instant> {
+        let mut keeper = self.keeper();
+        let keeper = keeper.as_mut()?;
+        keeper.tend(self);
+        keeper.wake_at()
     }
 
     /// Runs a single-process architecture with `ctx` until `ctx.shutdown`
@@ -133,7 +166,9 @@ pub fn serve_with_signals(
     body(&ctx)
 }
 
-fn watch_signals(shutdown: &Shutdown, timeout: Duration) {
+/// The watcher thread of a process that drains on signals: turns `TERM`,
+/// `INT` and `QUIT` into a drain of `shutdown`.
+pub fn watch_signals(shutdown: &Shutdown, timeout: Duration) {
     loop {
         if signals::wait(None).is_err() {
             return;

@@ -152,22 +152,30 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// A process the protocol runs beside the workers (the kv store of the
     /// forking architectures), if any: the process that forks the workers
-    /// forks it first, restarts it whenever it dies (with back-off), and
-    /// stops it after the last worker has gone.
+    /// forks it first and waits until it is ready, restarts it whenever it
+    /// dies (with back-off), and stops it after the last worker has gone.
     fn companion(&self) -> Option<&dyn Companion> {
         None
     }
 }
 
-/// A protocol's companion process ([`Protocol::companion`]).
+/// A protocol's companion process ([`Protocol::companion`]): a process
+/// the server runs beside its workers (the kv store of the forking
+/// architectures). A reactor in it serves [`Companion::listeners`] with the
+/// protocol [`Companion::open`] returns; the workers' sessions reach it
+/// there over their service streams (see `companion.rs`).
 pub trait Companion: Send + Sync {
     /// What the logs call it ("kv store").
     fn name(&self) -> &'static str;
 
-    /// The process's whole life, just after `fork`, in a single-threaded
-    /// child: serve until `SIGTERM` (or the parent's death), then return the
-    /// exit code.
-    fn run(&self) -> i32;
+    /// Where the companion listens: bound in [`Protocol::start`], before
+    /// any fork, so that its backlog outlives a companion that restarts.
+    fn listeners(&self) -> &crate::net::Listeners;
+
+    /// In the companion process, just after `fork` (single-threaded): the
+    /// protocol its reactor serves, started for one process. An error
+    /// ends the companion, and the server with it at its first start.
+    fn open(&self) -> std::io::Result<Box<dyn Protocol>>;
 }
 
 /// Something that wakes a session from another thread ([`Waker`]).

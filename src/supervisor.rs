@@ -5,7 +5,8 @@
 //!
 //! The master is single-threaded (it forks) and runs one loop of named steps,
 //! as Unicorn's does: [`Master::reap_workers`], handle the signals that
-//! arrived, [`Master::kill_hung_workers`], [`Master::maintain_worker_count`],
+//! arrived, [`Master::kill_hung_workers`], [`Master::maintain_worker_count`]
+//! (and the protocol's companion process, if it has one: `companion.rs`),
 //! then sleep until the nearest deadline or the next signal. Signal handlers
 //! only record (see `signals.rs`); this loop acts.
 //!
@@ -68,6 +69,8 @@ pub struct Master<'a> {
     slots: Vec<WorkerSlot>,
     stop: Stop,
     pid: libc::pid_t,
+    /// When the companion process is due to be restarted, if it is down.
+    companion_due: Option<Instant>,
 }
 
 impl<'a> Master<'a> {
@@ -81,6 +84,7 @@ impl<'a> Master<'a> {
             slots: (0..MAX_WORKERS).map(|_| WorkerSlot::default()).collect(),
             stop: Stop::Running,
             pid: sys::getpid(),
+            companion_due: None,
         }
     }
 
@@ -98,6 +102,7 @@ impl<'a> Master<'a> {
                 }
             } else {
                 self.kill_hung_workers();
+                self.companion_due = self.server.tend_companion();
                 self.maintain_worker_count();
             }
             signals::wait(Some(self.sleep_time()))?;
@@ -113,6 +118,7 @@ impl<'a> Master<'a> {
         let now = Instant::now();
         while let Some((pid, how)) = sys::reap_any() {
             let Some(nr) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
+                self.server.companion_exited(pid, how);
                 continue;
             };
             self.server.board.release_slot(nr);
@@ -264,6 +270,9 @@ impl<'a> Master<'a> {
         }
         if let Stop::Stopping(Some(d)) = self.stop {
             wake = wake.min(d);
+        }
+        if let Some(t) = self.companion_due {
+            wake = wake.min(t);
         }
         wake.saturating_duration_since(now)
     }

@@ -124,12 +124,33 @@ pub fn reap_any() -> Option<(libc::pid_t, ChildExit)> {
     if pid <= 0 {
         return None;
     }
-    let exit = if libc::WIFSIGNALED(status) {
+    Some((pid, exit_of(status)))
+}
+
+/// Reaps the child `pid`: waiting for it to end with `block`, else only if
+/// it has. `None`: it has not ended (or is not our child).
+pub fn reap(pid: libc::pid_t, block: bool) -> Option<ChildExit> {
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let got = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if got == pid {
+            return Some(exit_of(status));
+        }
+        if got == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None;
+    }
+}
+
+fn exit_of(status: libc::c_int) -> ChildExit {
+    if libc::WIFSIGNALED(status) {
         ChildExit::Signal(libc::WTERMSIG(status))
     } else {
         ChildExit::Code(libc::WEXITSTATUS(status))
-    };
-    Some((pid, exit))
+    }
 }
 
 /// Sends `sig` to `pid`. A process that is already gone is not an error.

@@ -1,10 +1,10 @@
-//! The kv protocol (a Redis-compatible store) under every architecture
-//! whose sessions share one process, spoken to over real TCP connections:
-//! exact reply bytes, a write seen by every later connection, 1,000
-//! pipelined commands answered in order, a blocked pop woken by another
-//! connection's push (and one that times out), `MULTI`/`EXEC` atomic under
-//! concurrent clients, `AUTH`, a protocol error that closes, and the
-//! forking architectures refused with a clear message.
+//! The kv protocol (a Redis-compatible store) under every architecture,
+//! spoken to over real TCP connections: exact reply bytes, a write seen by
+//! every later connection, 1,000 pipelined commands answered in order, a
+//! blocked pop woken by another connection's push (and one that times out),
+//! `MULTI`/`EXEC` atomic under concurrent clients, `AUTH`, a protocol error
+//! that closes, durability across `kill -9`, and, under the forking
+//! architectures, a store process that dies restarted by the server.
 
 #[macro_use]
 mod common;
@@ -14,23 +14,19 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// The architectures kv runs on (those whose sessions share a process).
+/// kv runs on every architecture: [`arch_tests!`] with all eleven.
 macro_rules! kv_tests {
     ($name:ident, |$arch:ident| $body:block) => {
-        arch_tests!(
-            $name,
-            [
-                serial,
-                thread_per_connection,
-                thread_pool,
-                reactor,
-                multi_reactor,
-                reactor_pool,
-                async_,
-            ],
-            |$arch| $body
-        );
+        arch_tests!($name, |$arch| $body);
     };
+}
+
+/// Whether the architecture forks (its store runs in a process of its own).
+fn forks(arch: &str) -> bool {
+    matches!(
+        arch,
+        "process-per-connection" | "prefork" | "prefork-threads" | "prefork-reactor"
+    )
 }
 
 fn serve(arch: &str, extra: &[&str]) -> Server {
@@ -213,9 +209,13 @@ arch_tests!(
     // Not `serial`: it serves one client at a time, so a second client
     // waits for the first to leave.
     [
+        process_per_connection,
         thread_per_connection,
+        prefork,
         thread_pool,
+        prefork_threads,
         reactor,
+        prefork_reactor,
         multi_reactor,
         reactor_pool,
         async_
@@ -270,9 +270,13 @@ arch_tests!(
     // Not `serial`: it serves one client at a time, so a second client
     // waits for the first to leave.
     [
+        process_per_connection,
         thread_per_connection,
+        prefork,
         thread_pool,
+        prefork_threads,
         reactor,
+        prefork_reactor,
         multi_reactor,
         reactor_pool,
         async_
@@ -356,29 +360,6 @@ kv_tests!(requirepass_guards_every_command, |arch| {
     expect(&server, &mut c, &resp(&["GET", "k"]), "$-1\r\n");
 });
 
-arch_tests!(
-    forking_architectures_are_refused_with_a_reason,
-    [
-        process_per_connection,
-        prefork,
-        prefork_threads,
-        prefork_reactor
-    ],
-    |arch| {
-        let out = std::process::Command::new(muse_bin())
-            .args(["serve", "kv", "--arch", arch, "--listen", "127.0.0.1:0"])
-            .output()
-            .expect("run muse");
-        assert_eq!(out.status.code(), Some(1), "{arch}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("kv does not run under the forking architectures yet"),
-            "{err}"
-        );
-        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
-    }
-);
-
 kv_tests!(
     acknowledged_writes_survive_kill_9_with_fsync_always,
     |arch| {
@@ -407,10 +388,12 @@ kv_tests!(
             .expect("run muse");
         assert_eq!(second.status.code(), Some(1), "{arch}");
         assert!(String::from_utf8_lossy(&second.stderr).contains("another server holds"));
-        server.signal(libc::SIGKILL);
+        // The whole process group, workers and store process included.
+        server.signal_group(libc::SIGKILL);
         if server.wait_exit(Duration::from_secs(10)).is_none() {
             server.fail("did not die of SIGKILL");
         }
+        server.assert_group_gone(Duration::from_secs(10));
         let server = serve(arch, &["--data-dir", data]);
         let mut c = server.connect();
         expect(&server, &mut c, &resp(&["DBSIZE"]), ":102\r\n");
@@ -426,5 +409,105 @@ kv_tests!(
             "*1\r\n$1\r\nb\r\n",
         );
         expect(&server, &mut c, &resp(&["GET", "f"]), "$3\r\n0.1\r\n");
+    }
+);
+
+arch_tests!(
+    a_store_process_that_dies_is_restarted_with_its_log,
+    [
+        process_per_connection,
+        prefork,
+        prefork_threads,
+        prefork_reactor
+    ],
+    |arch| {
+        assert!(forks(arch));
+        let dir = TempRoot::new("kv-store", arch);
+        let data = dir.path("data");
+        let data = data.to_str().expect("utf-8 path");
+        let server = serve(arch, &["--data-dir", data, "--fsync", "always"]);
+        let mut c = server.connect();
+        expect(&server, &mut c, &resp(&["SET", "k", "v"]), "+OK\r\n");
+        expect(&server, &mut c, &resp(&["RPUSH", "q", "a"]), ":1\r\n");
+        // The store is the process that answers INFO; it is not the master.
+        c.write_all(resp(&["INFO", "server"]).as_bytes())
+            .expect("send");
+        let info = bulk(&server, &mut c).unwrap_or_default();
+        let store: i32 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| server.fail(&format!("no process_id in {info:?}")));
+        assert_ne!(store, server.pid(), "{arch}: the master does not serve kv");
+        assert!(
+            server.children().contains(&store),
+            "{arch}: the store is the master's child"
+        );
+        // SAFETY: kill takes plain integers; `store` is a child of our server.
+        unsafe { libc::kill(store, libc::SIGKILL) };
+        // The connection that was served by the dead store is closed.
+        if try_read_to_eof(&mut c).is_err() {
+            server.fail("the client of a dead store was not closed");
+        }
+        // A new store replays the log; new connections see every
+        // acknowledged write.
+        let mut c = server.connect();
+        expect(&server, &mut c, &resp(&["GET", "k"]), "$1\r\nv\r\n");
+        expect(&server, &mut c, &resp(&["LPOP", "q"]), "$1\r\na\r\n");
+        let logged = wait_for(Duration::from_secs(10), || {
+            let err = server.stderr();
+            (err.contains(&format!("kv store (pid {store}) was killed by signal 9"))
+                && err.contains("kv store restarted"))
+            .then_some(())
+        });
+        if logged.is_none() {
+            server.fail("the store's death and restart were not logged");
+        }
+    }
+);
+
+arch_tests!(
+    a_store_that_cannot_open_stops_the_server_before_it_listens,
+    [process_per_connection, prefork_reactor],
+    |arch| {
+        let dir = TempRoot::new("kv-bad", arch);
+        // A damaged record in the middle of the log (not a torn tail).
+        dir.mkdir("data");
+        dir.write("data/appendonly.muse", &[0xff; 64]);
+        let out = std::process::Command::new(muse_bin())
+            .args(["serve", "kv", "--arch", arch, "--listen", "127.0.0.1:0"])
+            .args(["--data-dir", dir.path("data").to_str().expect("utf-8")])
+            .output()
+            .expect("run muse");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{arch}: {err}");
+        assert!(err.contains("the kv store process did not start"), "{err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
+    }
+);
+
+arch_tests!(
+    a_stop_closes_clients_then_the_store_and_leaves_no_process,
+    [
+        process_per_connection,
+        prefork,
+        prefork_threads,
+        prefork_reactor
+    ],
+    |arch| {
+        let mut server = serve(arch, &["--shutdown-timeout", "5"]);
+        let mut c = server.connect();
+        expect(&server, &mut c, &resp(&["SET", "k", "v"]), "+OK\r\n");
+        server.signal(libc::SIGTERM);
+        // The idle client is closed by the drain, then the server exits 0
+        // and its store process with it.
+        if try_read_to_eof(&mut c).is_err() {
+            server.fail("the idle client was not closed by the drain");
+        }
+        match server.wait_exit(Duration::from_secs(10)) {
+            Some(status) if status.success() => {}
+            other => server.fail(&format!("exit after SIGTERM: {other:?}")),
+        }
+        server.assert_group_gone(Duration::from_secs(5));
     }
 );

@@ -35,9 +35,12 @@ pub fn serve(server: &Server) -> io::Result<()> {
     let mut ready = Vec::new();
     let wake = [signals::wake_fd()];
     loop {
-        // Reap every child that has exited.
-        while let Some((pid, _)) = sys::reap_any() {
-            children.remove(&pid);
+        // Reap every child that has exited (the protocol's companion
+        // process too, if it has one: restarted after its back-off).
+        while let Some((pid, how)) = sys::reap_any() {
+            if children.remove(&pid).is_none() {
+                server.companion_exited(pid, how);
+            }
         }
         let got = signals::take();
         let now = Instant::now();
@@ -64,9 +67,11 @@ pub fn serve(server: &Server) -> io::Result<()> {
             signals::wait(Some(crate::archs::ACCEPT_TICK))?;
             continue;
         }
-        server
-            .listeners
-            .wait(&wake, Some(crate::archs::ACCEPT_TICK), &mut ready)?;
+        let tick = match server.tend_companion() {
+            Some(due) => sys::until(due, now).min(crate::archs::ACCEPT_TICK),
+            None => crate::archs::ACCEPT_TICK,
+        };
+        server.listeners.wait(&wake, Some(tick), &mut ready)?;
         for &i in &ready {
             let accepted = match server.listeners.accept(i, false) {
                 Ok(accepted) => {

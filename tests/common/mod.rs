@@ -344,6 +344,24 @@ impl Server {
         }
     }
 
+    /// Sends `sig` to the server's whole process group (master, workers,
+    /// and any process they started).
+    pub fn signal_group(&self, sig: libc::c_int) {
+        assert!(
+            self.status.is_none(),
+            "signal to a server that was already reaped"
+        );
+        // SAFETY: kill takes plain integers; the group is our child's own.
+        let rc = unsafe { libc::kill(-self.pid, sig) };
+        if rc != 0 {
+            self.fail(&format!(
+                "kill(-{}, {sig}): {}",
+                self.pid,
+                io::Error::last_os_error()
+            ));
+        }
+    }
+
     /// Waits up to `timeout` for the server to exit and reaps it.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.status.is_some() {

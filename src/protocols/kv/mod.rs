@@ -10,27 +10,38 @@
 //!   pops);
 //! - [`aof`]: the append-only log for durability (`--data-dir`), replayed
 //!   into the store at start;
-//! - [`memory`]: what `INFO memory` reports.
+//! - [`memory`]: what `INFO memory` reports;
+//! - [`relay`]: a worker's side of a connection under the forking
+//!   architectures.
 //!
 //! Every session of a server sees one keyspace. In the architectures whose
 //! sessions live in one process (threads, reactors, tasks) they share one
-//! [`store::Store`]. The forking architectures need a store every worker
-//! process reaches; until that store process exists, `serve kv` refuses
-//! them at start with a message saying so.
+//! [`store::Store`]. The forking architectures (process-per-connection and
+//! the prefork family) run the store in a process of its own, the
+//! protocol's companion: the server forks it before the workers and keeps
+//! it alive. A worker's session is a [`relay::RelaySession`] that carries
+//! its client's bytes to the store process over a loopback stream and the
+//! replies back; there a whole [`session::KvSession`] serves it, so
+//! `MULTI`, blocking pops and every other command behave as they do with
+//! threads. The cost is one more hop per request (measured in the README).
 
 pub mod aof;
 pub mod cmd;
 pub mod engine;
 pub mod memory;
+pub mod relay;
 pub mod reply;
 pub mod resp;
 pub mod session;
 pub mod store;
 
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::session::{ConnInfo, Placement, Protocol, Session};
+use crate::net::Listeners;
+use crate::session::{Companion, ConnInfo, Placement, Protocol, Session};
 use store::{Store, StoreConfig};
 
 /// kv's per-server settings.
@@ -46,6 +57,22 @@ pub struct KvConfig {
 pub struct Kv {
     config: KvConfig,
     store: Option<Arc<Store>>,
+    /// Under the forking architectures: the store process's listener,
+    /// which workers' sessions reach.
+    link: Option<StoreLink>,
+    /// In the store process: the line every worker's stream opens with.
+    secret: Option<Vec<u8>>,
+}
+
+/// The store process of a forking server, as its workers and its keeper
+/// see it.
+struct StoreLink {
+    config: KvConfig,
+    listeners: Listeners,
+    addr: SocketAddr,
+    /// A random line a stream must open with: the loopback port is open to
+    /// every local user, the store only to this server's workers.
+    secret: Vec<u8>,
 }
 
 impl Kv {
@@ -54,6 +81,8 @@ impl Kv {
         Kv {
             config,
             store: None,
+            link: None,
+            secret: None,
         }
     }
 }
@@ -65,10 +94,21 @@ impl Protocol for Kv {
 
     fn start(&mut self, placement: Placement) -> std::io::Result<()> {
         if placement == Placement::ManyProcesses {
-            return Err(std::io::Error::other(format!(
-                "kv does not run under the forking architectures yet ({}): their workers need a shared store process; use one of the architectures whose sessions share a process (serial, thread-per-connection, thread-pool, reactor, multi-reactor, reactor-pool, async)",
-                self.config.store.arch
-            )));
+            // The store opens in its own process (`StoreLink::open`); here
+            // only its listener, bound before any fork.
+            let listeners = Listeners::bind(&[SocketAddr::from(([127, 0, 0, 1], 0))], false)?;
+            let addr = listeners
+                .iter()
+                .next()
+                .expect("one listener was bound")
+                .local_addr()?;
+            self.link = Some(StoreLink {
+                config: self.config.clone(),
+                listeners,
+                addr,
+                secret: random_secret()?,
+            });
+            return Ok(());
         }
         let store = Store::open(self.config.store.clone()).map_err(|e| {
             // The whole chain: the file and the offset, or the lock's holder.
@@ -81,7 +121,27 @@ impl Protocol for Kv {
     }
 
     fn wants_waker(&self) -> bool {
-        true
+        // A relay waits on nothing but its two streams.
+        self.link.is_none()
+    }
+
+    fn open_service(&self) -> std::io::Result<TcpStream> {
+        let Some(link) = &self.link else {
+            return Err(std::io::ErrorKind::Unsupported.into());
+        };
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)?;
+        match socket.connect(&link.addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(socket.into())
+    }
+
+    fn companion(&self) -> Option<&dyn Companion> {
+        self.link.as_ref().map(|l| l as &dyn Companion)
     }
 
     fn stop(&self) {
@@ -91,6 +151,14 @@ impl Protocol for Kv {
     }
 
     fn new_session(&self, info: &ConnInfo, now: Instant) -> Box<dyn Session> {
+        if let Some(link) = &self.link {
+            return Box::new(relay::RelaySession::new(
+                &link.secret,
+                info,
+                self.config.idle_timeout,
+                now,
+            ));
+        }
         let store = match &self.store {
             Some(s) => Arc::clone(s),
             // A session before `start` (a unit test that skips it) gets a
@@ -101,7 +169,7 @@ impl Protocol for Kv {
             store,
             info,
             self.config.idle_timeout,
-            None,
+            self.secret.clone(),
             now,
         ))
     }
@@ -109,4 +177,32 @@ impl Protocol for Kv {
     fn refusal(&self) -> &[u8] {
         b"-ERR max number of clients reached\r\n"
     }
+}
+
+impl Companion for StoreLink {
+    fn name(&self) -> &'static str {
+        "kv store"
+    }
+
+    fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
+    fn open(&self) -> std::io::Result<Box<dyn Protocol>> {
+        let mut kv = Kv::new(self.config.clone());
+        kv.secret = Some(self.secret.clone());
+        kv.start(Placement::OneProcess)?;
+        Ok(Box::new(kv))
+    }
+}
+
+/// 32 random hex digits, from the kernel's generator.
+fn random_secret() -> std::io::Result<Vec<u8>> {
+    let mut raw = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    Ok(raw
+        .iter()
+        .flat_map(|b| [b >> 4, b & 15])
+        .map(|d| b"0123456789abcdef"[usize::from(d)])
+        .collect())
 }

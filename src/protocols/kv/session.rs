@@ -230,9 +230,20 @@ impl KvSession {
             let line = self.input[..nl]
                 .strip_suffix(b"\r")
                 .unwrap_or(&self.input[..nl]);
-            if line != secret.as_slice() {
+            // `SECRET PEER LOCAL`: the relay names its client, so that
+            // `CLIENT LIST` and log lines show the real addresses.
+            let mut words = line.split(|&b| b == b' ');
+            if words.next() != Some(secret.as_slice()) {
                 self.closing = Closing::Now;
                 return;
+            }
+            let addr = |w: Option<&[u8]>| {
+                w.and_then(|w| std::str::from_utf8(w).ok())
+                    .and_then(|w| w.parse::<std::net::SocketAddr>().ok())
+            };
+            if let (Some(peer), Some(local)) = (addr(words.next()), addr(words.next())) {
+                self.peer = peer;
+                self.local = local;
             }
             self.input.drain(..=nl);
             self.secret = None;
