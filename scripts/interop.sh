@@ -7,13 +7,14 @@
 # FTP section below); HTTP under three architectures, talked to by curl, Python's
 # http.client and raw sockets, wrk and a headless Chromium (see the HTTP section);
 # calc under two, expressions typed into netcat, answers checked against Python;
-# kv under two, talked to by redis-cli, redis-py (RESP2 and RESP3) and
+# kv under three (one a forking architecture, whose store is a process of its
+# own), talked to by redis-cli, redis-py (RESP2 and RESP3) and
 # redis-benchmark (see the kv section). Installs missing clients with apt (and
 # redis-py 5 with pip). Every wait is bounded.
 #
 # Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection",
 #        CALC_ARCHS="reactor thread-per-connection",
-#        KV_ARCHS="reactor thread-per-connection" (KV_INTEROP_PORT=PORT runs the
+#        KV_ARCHS="reactor thread-per-connection prefork-reactor" (KV_INTEROP_PORT=PORT runs the
 #        kv checks against a server already on 127.0.0.1:PORT instead),
 #        FTP_ARCHS="reactor thread-per-connection prefork" and
 #        HTTP_ARCHS="reactor thread-per-connection prefork" to choose;
@@ -1275,7 +1276,7 @@ done
 # woken by another connection), and redis-benchmark with no error. With
 # KV_INTEROP_PORT=PORT the same checks run once against the server already
 # listening on 127.0.0.1:PORT (a redis-server, to check the checks) instead.
-KV_ARCHS=${KV_ARCHS:-"reactor thread-per-connection"}
+KV_ARCHS=${KV_ARCHS:-"reactor thread-per-connection prefork-reactor"}
 KV_INTEROP_PORT=${KV_INTEROP_PORT:-}
 
 # redis-cli against the server under test, output raw (not a terminal).

@@ -324,8 +324,18 @@ impl KvSession {
             self.queue(argv);
             return;
         }
-        let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-        match lower.as_str() {
+        // Lowercased on the stack: no allocation per command. A name too
+        // long for any command here goes to the table, which says unknown.
+        let mut buf = [0u8; 16];
+        let lower = match buf.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name);
+                lower.make_ascii_lowercase();
+                std::str::from_utf8(lower).unwrap_or("")
+            }
+            None => "",
+        };
+        match lower {
             "ping" => self.ping(argv),
             "echo" => {
                 if argv.len() != 2 {
