@@ -70,6 +70,14 @@ fn bulk(server: &Server, stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&body[..n]).into_owned())
 }
 
+/// `GET key`, and its bulk reply (`None` for the null bulk).
+fn bulk_reply(server: &Server, stream: &mut TcpStream, key: &str) -> Option<String> {
+    stream
+        .write_all(resp(&["GET", key]).as_bytes())
+        .expect("send");
+    bulk(server, stream)
+}
+
 /// A command in RESP.
 fn resp(args: &[&str]) -> String {
     let mut s = format!("*{}\r\n", args.len());
@@ -409,6 +417,86 @@ kv_tests!(
             "*1\r\n$1\r\nb\r\n",
         );
         expect(&server, &mut c, &resp(&["GET", "f"]), "$3\r\n0.1\r\n");
+    }
+);
+
+arch_tests!(
+    kill_9_under_load_loses_no_acknowledged_write,
+    [thread_pool, reactor, prefork_reactor, async_],
+    |arch| {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        const WRITERS: usize = 3;
+        const ROUNDS: usize = 3;
+        let dir = TempRoot::new("kv-kill", arch);
+        let data = dir.path("data");
+        let data = data.to_str().expect("utf-8 path");
+        // Per writer, the number of its writes acknowledged over all rounds.
+        let mut acked = [0usize; WRITERS];
+        let check = |server: &Server, acked: &[usize], every: usize| {
+            let mut c = server.connect();
+            for (w, &n) in acked.iter().enumerate() {
+                for i in (0..n).step_by(every).chain(n.checked_sub(1)) {
+                    let got = bulk_reply(server, &mut c, &format!("w{w}:{i}"));
+                    if got.as_deref() != Some(i.to_string().as_str()) {
+                        server.fail(&format!("w{w}:{i} was acknowledged, now {got:?}"));
+                    }
+                }
+            }
+        };
+        for round in 0..ROUNDS {
+            let mut server = serve(arch, &["--data-dir", data, "--fsync", "always"]);
+            // Everything acknowledged before this round is still there.
+            check(&server, &acked, 7);
+            // Writers, one connection each, one SET at a time; each counts
+            // its acknowledged writes until the connection breaks.
+            let total = Arc::new(AtomicUsize::new(0));
+            let addr = server.addr();
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let total = Arc::clone(&total);
+                    let start = acked[w];
+                    std::thread::spawn(move || {
+                        let mut n = start;
+                        let Ok(mut c) = try_connect(addr) else {
+                            return n;
+                        };
+                        // Bounded: the server is killed long before this.
+                        while n < start + 100_000 {
+                            let v = n.to_string();
+                            let req = resp(&["SET", &format!("w{w}:{n}"), &v]);
+                            if c.write_all(req.as_bytes()).is_err() {
+                                break;
+                            }
+                            match try_read_exact(&mut c, 5) {
+                                Ok(got) if got == b"+OK\r\n" => {}
+                                _ => break,
+                            }
+                            n += 1;
+                            total.fetch_add(1, Ordering::Relaxed);
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let busy = wait_for(Duration::from_secs(20), || {
+                (total.load(Ordering::Relaxed) >= 150).then_some(())
+            });
+            if busy.is_none() {
+                server.fail(&format!("round {round}: the writers did not get going"));
+            }
+            server.signal_group(libc::SIGKILL);
+            for (w, t) in writers.into_iter().enumerate() {
+                acked[w] = t.join().expect("writer");
+            }
+            if server.wait_exit(Duration::from_secs(10)).is_none() {
+                server.fail("did not die of SIGKILL");
+            }
+            server.assert_group_gone(Duration::from_secs(10));
+        }
+        // A last start checks every write of every round.
+        let server = serve(arch, &["--data-dir", data]);
+        check(&server, &acked, 1);
     }
 );
 
