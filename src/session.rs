@@ -663,7 +663,7 @@ pub struct OutQueue {
 struct FileRange {
     /// Where in `bytes` this range goes (before the bytes at `at`).
     at: usize,
-    file: File,
+    file: Arc<File>,
     offset: u64,
     end: u64,
 }
@@ -707,23 +707,45 @@ impl OutQueue {
     /// If that read comes up short, the range is queued as a file range
     /// after all, and the driver finds the file short.
     pub fn push_file(&mut self, file: File, offset: u64, len: u64) {
-        if len > 0 && len <= INLINE_MAX as u64 {
+        if !self.inline(&file, offset, len) {
+            self.queue(Arc::new(file), offset, len);
+        }
+    }
+
+    /// As [`OutQueue::push_file`], for a file others hold too (a serving
+    /// thread's cache of open files): a small range is copied at once, a
+    /// larger one keeps a reference until it is sent.
+    pub fn push_shared_file(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+        if !self.inline(file, offset, len) {
+            self.queue(Arc::clone(file), offset, len);
+        }
+    }
+
+    /// Copies a range of at most [`INLINE_MAX`] bytes into the byte buffer;
+    /// whether it did (an empty range counts as done).
+    fn inline(&mut self, file: &File, offset: u64, len: u64) -> bool {
+        if len == 0 {
+            return true;
+        }
+        if len <= INLINE_MAX as u64 {
             use std::os::unix::fs::FileExt;
             let at = self.bytes.len();
             self.bytes.resize(at + len as usize, 0);
             if file.read_exact_at(&mut self.bytes[at..], offset).is_ok() {
-                return;
+                return true;
             }
             self.bytes.truncate(at);
         }
-        if len > 0 {
-            self.files.push_back(FileRange {
-                at: self.bytes.len(),
-                file,
-                offset,
-                end: offset + len,
-            });
-        }
+        false
+    }
+
+    fn queue(&mut self, file: Arc<File>, offset: u64, len: u64) {
+        self.files.push_back(FileRange {
+            at: self.bytes.len(),
+            file,
+            offset,
+            end: offset + len,
+        });
     }
 
     /// The item at the front.

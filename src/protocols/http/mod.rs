@@ -9,11 +9,13 @@
 //! (`session.rs`) strings them together: it reads heads, answers each
 //! request in order on the connection's output queue (the head as bytes,
 //! the body as a file range the driver sends with `sendfile`), and owns the
-//! connection's deadlines.
+//! connection's deadlines. [`files`] keeps the files a serving thread opened
+//! in its current turn, so that popular files are opened once per turn.
 
 pub mod access_log;
 pub mod date;
 pub mod escape;
+mod files;
 pub mod head;
 mod listing;
 pub mod mime;

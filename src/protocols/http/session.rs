@@ -24,7 +24,9 @@
 //! error says `Connection: close` and the session reads nothing more.
 //!
 //! Files are opened (one `openat2` and `fstat`) on the session's thread, as
-//! nginx does on its event loop: a lookup in the dentry cache, not a read.
+//! nginx does on its event loop: a lookup in the dentry cache, not a read;
+//! and once per turn of the thread's loop for all the requests it answers
+//! for the same file (`files.rs`).
 //! A directory listing reads a whole directory and runs as a computation
 //! (`Request::Compute`), off an event loop.
 
@@ -351,7 +353,7 @@ impl HttpSession {
                     return self.finish_error(400, reply.closing(), None, now);
                 }
             };
-        let opened = self.shared.root.open_read(path);
+        let opened = super::files::open(&self.shared.root, path, now);
         match opened {
             Ok((file, meta)) => {
                 if trailing_slash && !path.is_root() {
@@ -366,7 +368,7 @@ impl HttpSession {
                 }
                 let index = path
                     .push("index.html")
-                    .map(|()| self.shared.root.open_read(path));
+                    .map(|()| super::files::open(&self.shared.root, path, now));
                 match index {
                     Ok(Ok((file, meta))) => self.serve_file(head, path, file, meta, reply, now),
                     Ok(Err(e)) if e.kind() != ErrorKind::NotFound => {
@@ -396,7 +398,7 @@ impl HttpSession {
         &mut self,
         head: &Head<'_>,
         path: &VPath,
-        file: std::fs::File,
+        file: Arc<std::fs::File>,
         meta: Meta,
         reply: Reply,
         now: Instant,
@@ -407,7 +409,7 @@ impl HttpSession {
         let gzip_static = self.shared.config.gzip_static;
         if gzip_static && head.accept_encoding_gzip {
             if let Some(gz) = sidecar(path) {
-                if let Ok((f, m)) = self.shared.root.open_read(&gz) {
+                if let Ok((f, m)) = super::files::open(&self.shared.root, &gz, now) {
                     file = f;
                     meta = m;
                     gzip = true;
@@ -488,7 +490,7 @@ impl HttpSession {
         } else {
             len
         };
-        self.out.push_file(file, start, body);
+        self.out.push_shared_file(&file, start, body);
         self.finish(code, body, reply, now);
     }
 
