@@ -116,6 +116,14 @@ pub struct KvSession {
     log: Option<super::aof::Aof>,
 }
 
+/// Under `--fsync everysec` and `no` a write is answered as soon as its
+/// record is in the log's memory. When the log's writer falls this far
+/// behind (a slow or failing disk), each writer's replies wait until its
+/// records are written, as under `always`: the log's memory stays bounded,
+/// and a client that writes faster than the disk is slowed to its pace
+/// (Redis delays writes the same way when its fsync falls behind).
+pub const MAX_LOG_BACKLOG: usize = 64 << 20;
+
 impl KvSession {
     /// A session on `store`. With `secret`, the first line must be exactly
     /// it (a worker's link to the store process), or the connection is
@@ -159,20 +167,29 @@ impl KvSession {
         }
     }
 
-    /// Under `--fsync always`, holds the output until the last record
-    /// written is on the disk; the log's writer wakes the session then.
+    /// Holds the output until the last record this session wrote is
+    /// durable, and has the log's writer wake the session then: always
+    /// under `--fsync always` (on the disk), and under `everysec` or `no`
+    /// while the writer is more than [`MAX_LOG_BACKLOG`] behind (written
+    /// to the kernel).
     fn hold_for_log(&mut self) {
         if self.logged <= self.awaiting {
             return;
         }
         if self.log.is_none() {
             let log = self.store.lock().log.clone();
-            self.log = log.filter(|l| l.fsync() == super::aof::Fsync::Always);
-            if self.log.is_none() {
-                // Nothing to wait for under this policy.
+            if log.is_none() {
+                // No log: nothing ever to wait for.
                 self.awaiting = u64::MAX;
                 return;
             }
+            self.log = log;
+        }
+        if self.log.as_ref().is_some_and(|l| {
+            l.fsync() != super::aof::Fsync::Always && l.backlog() <= MAX_LOG_BACKLOG
+        }) {
+            self.logged = 0;
+            return;
         }
         let (Some(log), Some(waker)) = (&self.log, &self.waker) else {
             return;
