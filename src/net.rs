@@ -16,6 +16,10 @@
 //! it is bound to one address (only a wildcard listener needs
 //! `getsockname`).
 //!
+//! A listener may also be a Unix-domain socket ([`Listeners::bind_abstract`]:
+//! the kv store process's, which its workers reach). A Unix-domain client
+//! has no IP address: its peer and local addresses read [`UNIX_ADDR`].
+//!
 //! Running out of descriptors (`EMFILE`, `ENFILE`) or kernel memory is not
 //! fatal: [`AcceptError::Exhausted`] tells the caller to stop accepting for
 //! [`EXHAUSTED_BACKOFF`] and try again, so the loop neither spins nor dies,
@@ -24,13 +28,14 @@
 //! once when it ends, not at every retry.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::sys;
 
@@ -87,9 +92,54 @@ impl AcceptPause {
     }
 }
 
+/// A connected stream socket, TCP or Unix-domain: a control connection,
+/// or a session's stream to its protocol's service. Drivers only read,
+/// write, `send`, `sendfile` and shut it down, which both families do
+/// alike.
+pub type Stream = Socket;
+
+/// The address a Unix-domain connection reports for both of its ends.
+pub const UNIX_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+
+/// One listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP, on an IP address.
+    Tcp(TcpListener),
+    /// Unix-domain, on a name in the abstract namespace.
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// The bound address; a Unix-domain listener's is [`UNIX_ADDR`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Unix(_) => Ok(UNIX_ADDR),
+        }
+    }
+
+    /// Another descriptor for the same socket.
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(match self {
+            Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
+            Listener::Unix(l) => Listener::Unix(l.try_clone()?),
+        })
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
 /// The server's listening sockets.
 pub struct Listeners {
-    list: Vec<TcpListener>,
+    list: Vec<Listener>,
     /// Each listener's address, when every connection it accepts has that
     /// local address (not a wildcard).
     fixed: Vec<Option<SocketAddr>>,
@@ -99,7 +149,7 @@ pub struct Listeners {
 #[derive(Debug)]
 pub struct Accepted {
     /// The connected socket.
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// The client's address.
     pub peer: SocketAddr,
     /// The server's address for this connection.
@@ -133,12 +183,30 @@ impl Listeners {
         Listeners::new(list)
     }
 
+    /// One Unix-domain listener on `name` in the abstract namespace (no
+    /// file to clean up; the name is gone with the last descriptor).
+    pub fn bind_abstract(name: &str) -> io::Result<Listeners> {
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.bind(&SockAddr::unix(format!("\0{name}"))?)?;
+        socket.listen(libc::SOMAXCONN)?;
+        socket.set_nonblocking(true)?;
+        Ok(Listeners {
+            list: vec![Listener::Unix(UnixListener::from(
+                std::os::fd::OwnedFd::from(socket),
+            ))],
+            fixed: vec![Some(UNIX_ADDR)],
+        })
+    }
+
     fn new(list: Vec<TcpListener>) -> io::Result<Listeners> {
         let fixed = list
             .iter()
             .map(fixed_local)
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Listeners { list, fixed })
+        Ok(Listeners {
+            list: list.into_iter().map(Listener::Tcp).collect(),
+            fixed,
+        })
     }
 
     /// Another group of listeners on the very addresses these are bound to
@@ -146,18 +214,24 @@ impl Listeners {
     /// `SO_REUSEPORT`: the kernel then spreads new connections evenly over
     /// the groups, instead of waking every thread for each one and letting
     /// the fastest take them all. These listeners must have been bound with
-    /// `reuse_port`.
+    /// `reuse_port`. A Unix-domain listener is shared as it is.
     pub fn sibling(&self) -> io::Result<Listeners> {
         let list = self
             .list
             .iter()
-            .map(|l| bind_one(l.local_addr()?, true))
+            .map(|l| match l {
+                Listener::Tcp(l) => Ok(Listener::Tcp(bind_one(l.local_addr()?, true)?)),
+                Listener::Unix(_) => l.try_clone(),
+            })
             .collect::<io::Result<Vec<_>>>()?;
-        Listeners::new(list)
+        Ok(Listeners {
+            list,
+            fixed: self.fixed.clone(),
+        })
     }
 
     /// The listeners.
-    pub fn iter(&self) -> impl Iterator<Item = &TcpListener> {
+    pub fn iter(&self) -> impl Iterator<Item = &Listener> {
         self.list.iter()
     }
 
@@ -244,10 +318,21 @@ pub fn fixed_local(listener: &TcpListener) -> io::Result<Option<SocketAddr>> {
 /// options the connection inherits), in one `accept4` call for the
 /// descriptor flags; `fixed` is the listener's [`fixed_local`].
 pub fn accept_from(
-    listener: &TcpListener,
+    listener: &Listener,
     fixed: Option<SocketAddr>,
     nonblocking: bool,
 ) -> Result<Accepted, AcceptError> {
+    let listener = match listener {
+        Listener::Tcp(l) => l,
+        Listener::Unix(l) => {
+            let (socket, _) = accept4(socket2::SockRef::from(l), nonblocking)?;
+            return Ok(Accepted {
+                stream: socket,
+                peer: UNIX_ADDR,
+                local: UNIX_ADDR,
+            });
+        }
+    };
     let (stream, peer) = accept_plain(listener, nonblocking)?;
     let local = match fixed {
         Some(local) => local,
@@ -256,7 +341,7 @@ pub fn accept_from(
         None => stream.local_addr().map_err(|_| AcceptError::Gone)?,
     };
     Ok(Accepted {
-        stream,
+        stream: stream.into(),
         peer,
         local,
     })
@@ -268,19 +353,25 @@ pub fn accept_plain(
     listener: &TcpListener,
     nonblocking: bool,
 ) -> Result<(TcpStream, SocketAddr), AcceptError> {
+    let (socket, peer) = accept4(socket2::SockRef::from(listener), nonblocking)?;
+    let peer = peer.as_socket().ok_or_else(|| {
+        AcceptError::Other(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "accepted a non-IP peer",
+        ))
+    })?;
+    Ok((socket.into(), peer))
+}
+
+/// `accept4(2)`, close-on-exec, with the errors sorted for accept loops.
+fn accept4(
+    listener: socket2::SockRef<'_>,
+    nonblocking: bool,
+) -> Result<(Socket, SockAddr), AcceptError> {
     let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     loop {
-        match socket2::SockRef::from(listener).accept4(flags) {
-            Ok((socket, peer)) => {
-                let stream: TcpStream = socket.into();
-                let peer = peer.as_socket().ok_or_else(|| {
-                    AcceptError::Other(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "accepted a non-IP peer",
-                    ))
-                })?;
-                return Ok((stream, peer));
-            }
+        match listener.accept4(flags) {
+            Ok(accepted) => return Ok(accepted),
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EAGAIN) => return Err(AcceptError::WouldBlock),
@@ -301,7 +392,7 @@ pub fn accept_plain(
 
 /// Writes `bytes` to a just-accepted connection without waiting (a refusal
 /// line), then closes it.
-pub fn refuse(stream: TcpStream, bytes: &[u8]) {
+pub fn refuse(stream: Stream, bytes: &[u8]) {
     if !bytes.is_empty() {
         let _ = stream.set_nonblocking(true);
         let _ = (&stream).write(bytes);
@@ -335,7 +426,10 @@ mod tests {
             .unwrap());
         assert_eq!(accepted.peer, client.local_addr().unwrap());
         assert_eq!(accepted.local, addr);
-        assert_eq!(accepted.local, accepted.stream.local_addr().unwrap());
+        assert_eq!(
+            Some(accepted.local),
+            accepted.stream.local_addr().unwrap().as_socket()
+        );
         // Blocking as asked.
         assert!(!rustix::fs::fcntl_getfl(&accepted.stream)
             .unwrap()
@@ -357,6 +451,28 @@ mod tests {
         assert_eq!(accepted.peer, client.local_addr().unwrap());
         assert!(matches!(
             accept_from(listener, None, true),
+            Err(AcceptError::WouldBlock)
+        ));
+    }
+
+    #[test]
+    fn an_abstract_unix_listener_accepts_without_an_ip_address() {
+        let name = format!("muse-net-test-{}", std::process::id());
+        let listeners = Listeners::bind_abstract(&name).unwrap();
+        let client = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        client
+            .connect(&SockAddr::unix(format!("\0{name}")).unwrap())
+            .unwrap();
+        let accepted = listeners.accept(0, true).unwrap();
+        assert_eq!((accepted.peer, accepted.local), (UNIX_ADDR, UNIX_ADDR));
+        (&client).write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        let mut fds = [sys::poll_fd(accepted.stream.as_raw_fd(), sys::POLLIN)];
+        sys::poll(&mut fds, Some(Duration::from_secs(10))).unwrap();
+        std::io::Read::read_exact(&mut &accepted.stream, &mut got).unwrap();
+        assert_eq!(&got, b"ping");
+        assert!(matches!(
+            listeners.accept(0, true),
             Err(AcceptError::WouldBlock)
         ));
     }

@@ -66,7 +66,7 @@
 use std::any::Any;
 use std::fmt;
 use std::fs::File;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -146,7 +146,7 @@ pub trait Protocol: Send + Sync + 'static {
     /// that has bytes for it ([`Session::poll_service_output`]). The socket
     /// is non-blocking; its connect may still be under way. Called in the
     /// worker process, on the session's thread.
-    fn open_service(&self) -> std::io::Result<TcpStream> {
+    fn open_service(&self) -> std::io::Result<crate::net::Stream> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
 

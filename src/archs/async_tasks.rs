@@ -83,7 +83,7 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
 const LAST_WORDS_GRACE: Duration = Duration::from_millis(200);
 
 async fn accept_loop(
-    listener: AsyncFd<std::net::TcpListener>,
+    listener: AsyncFd<crate::net::Listener>,
     fixed: Option<std::net::SocketAddr>,
     ctx: Ctx,
     mut draining: watch::Receiver<bool>,

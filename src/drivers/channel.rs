@@ -531,6 +531,8 @@ pub enum Retired {
     Stream(TcpStream),
     /// A passive listener.
     Listener(TcpListener),
+    /// A session's stream to its protocol's service.
+    Service(crate::net::Stream),
 }
 
 impl Retired {
@@ -539,6 +541,7 @@ impl Retired {
         match self {
             Retired::Stream(s) => s.as_raw_fd(),
             Retired::Listener(l) => l.as_raw_fd(),
+            Retired::Service(s) => s.as_raw_fd(),
         }
     }
 }

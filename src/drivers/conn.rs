@@ -17,13 +17,13 @@
 //! socket would block.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::drivers::channel::{Channel, Pump, Retired, Wait};
-use crate::net::Accepted;
+use crate::net::{Accepted, Stream};
 use crate::scoreboard::Ticket;
 use crate::session::{
     ChannelEvent, Computed, ConnInfo, Output, Protocol, Request, Session, Waker, Work, MAX_CHANNELS,
@@ -57,7 +57,7 @@ pub enum Status {
 
 /// One control connection and everything it owns.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     session: Box<dyn Session>,
     channels: [Option<Channel>; MAX_CHANNELS],
     next_serial: u64,
@@ -107,7 +107,7 @@ enum ServiceLink {
 
 /// An open service stream and what its socket last reported.
 pub struct ServiceStream {
-    stream: TcpStream,
+    stream: Stream,
     /// The socket may have bytes (or an end of stream) to read.
     pub readable: bool,
     /// The socket may take more bytes.
@@ -119,7 +119,7 @@ impl Connection {
     /// Wraps an accepted control connection. `blocking` must match the
     /// socket's mode. The ticket, if any, is held until the connection drops.
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         session: Box<dyn Session>,
         blocking: bool,
         ticket: Option<Ticket>,
@@ -213,7 +213,7 @@ impl Connection {
     }
 
     /// The control socket.
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 
@@ -551,7 +551,7 @@ impl Connection {
             // descriptor number reused meanwhile must not be deregistered).
             if let ServiceLink::Open(link) = std::mem::replace(&mut self.service, ServiceLink::Gone)
             {
-                self.retired.push(Retired::Stream(link.stream));
+                self.retired.push(Retired::Service(link.stream));
             }
             self.session.handle_service_eof(now);
             progressed = true;

@@ -20,7 +20,7 @@
 //! the prefork family) run the store in a process of its own, the
 //! protocol's companion: the server forks it before the workers and keeps
 //! it alive. A worker's session is a [`relay::RelaySession`] that carries
-//! its client's bytes to the store process over a loopback stream and the
+//! its client's bytes to the store process over a Unix-domain stream and the
 //! replies back; there a whole [`session::KvSession`] serves it, so
 //! `MULTI`, blocking pops and every other command behave as they do with
 //! threads. The cost is one more hop per request (measured in the README).
@@ -36,7 +36,6 @@ pub mod session;
 pub mod store;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,9 +68,11 @@ pub struct Kv {
 struct StoreLink {
     config: KvConfig,
     listeners: Listeners,
-    addr: SocketAddr,
-    /// A random line a stream must open with: the loopback port is open to
-    /// every local user, the store only to this server's workers.
+    /// The listener's name in the abstract namespace.
+    name: String,
+    /// A random line a stream must open with: an abstract socket has no
+    /// permissions (any local user may connect), the store serves only
+    /// this server's workers.
     secret: Vec<u8>,
 }
 
@@ -95,18 +96,21 @@ impl Protocol for Kv {
     fn start(&mut self, placement: Placement) -> std::io::Result<()> {
         if placement == Placement::ManyProcesses {
             // The store opens in its own process (`StoreLink::open`); here
-            // only its listener, bound before any fork.
-            let listeners = Listeners::bind(&[SocketAddr::from(([127, 0, 0, 1], 0))], false)?;
-            let addr = listeners
-                .iter()
-                .next()
-                .expect("one listener was bound")
-                .local_addr()?;
+            // only its listener, bound before any fork: a Unix-domain
+            // socket in the abstract namespace, named after this process
+            // and the secret, so that servers side by side never meet.
+            let secret = random_secret()?;
+            let name = format!(
+                "muse-kv-{}-{}",
+                std::process::id(),
+                String::from_utf8_lossy(&secret[..16])
+            );
+            let listeners = Listeners::bind_abstract(&name)?;
             self.link = Some(StoreLink {
                 config: self.config.clone(),
                 listeners,
-                addr,
-                secret: random_secret()?,
+                name,
+                secret,
             });
             return Ok(());
         }
@@ -125,19 +129,17 @@ impl Protocol for Kv {
         self.link.is_none()
     }
 
-    fn open_service(&self) -> std::io::Result<TcpStream> {
+    fn open_service(&self) -> std::io::Result<crate::net::Stream> {
         let Some(link) = &self.link else {
             return Err(std::io::ErrorKind::Unsupported.into());
         };
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
-        socket.set_nodelay(true)?;
-        match socket.connect(&link.addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(socket.into())
+        // A Unix-domain connect completes at once (the stream waits in the
+        // listener's backlog, even while the store process restarts); it
+        // fails with EAGAIN only when that backlog is full.
+        socket.connect(&socket2::SockAddr::unix(format!("\0{}", link.name))?)?;
+        Ok(socket)
     }
 
     fn companion(&self) -> Option<&dyn Companion> {

@@ -17,8 +17,9 @@
 //!
 //! The stream opens with one line, `SECRET PEER LOCAL`: the secret proves
 //! the stream comes from a worker of this server (the store listens on a
-//! loopback port any local user could reach), and the client's addresses
-//! let `CLIENT LIST` and the store's log lines name the real client.
+//! Unix socket in the abstract namespace, which any local user could reach),
+//! and the client's addresses let `CLIENT LIST` and the store's log lines
+//! name the real client.
 //!
 //! Endings: the client's end of stream half-closes the store stream once
 //! its bytes are through; the store answers what it got and closes, and the
