@@ -67,7 +67,8 @@ impl Value {
 pub struct Entry {
     /// When the key was last used, as the low 32 bits of Unix
     /// milliseconds; under an LFU policy, its access frequency instead
-    /// (see `engine/evict.rs`). Kept by the engine's lookups.
+    /// (see `engine/evict.rs`). Kept by the engine's lookups; a key renamed
+    /// or moved ([`Engine::insert`]) keeps it.
     lru: u32,
     /// The value.
     pub value: Value,
@@ -202,9 +203,13 @@ impl Engine {
 
     /// The live entry of `key`, removing it first if it has expired (lazy
     /// expiry).
+    ///
     /// A lookup counts as a use of the key (its access clock moves).
     pub fn get(&mut self, db: usize, key: &[u8], now: u64) -> Option<&Entry> {
-        self.get_mut(db, key, now).map(|e| &*e)
+        self.expire_if_due(db, key, now);
+        let e = self.dbs[db].map.get_mut(key)?;
+        e.lru = self.evictor.accessed(e.lru, now, &mut self.rng);
+        Some(e)
     }
 
     /// The live entry of `key`, mutable. A command that changes the value
@@ -248,9 +253,7 @@ impl Engine {
         }
     }
 
-    /// Puts `entry` (with its expiry and its access clock, so that a key
-    /// renamed or moved keeps its age) at `key`, replacing whatever was
-    /// there.
+    /// Puts `entry` (with its expiry) at `key`, replacing whatever was there.
     pub fn insert(&mut self, db: usize, key: &[u8], entry: Entry) {
         let expires = entry.expires;
         let d = &mut self.dbs[db];

@@ -1072,6 +1072,15 @@ impl KvSession {
                 for (k, change) in changes {
                     let shown = match change {
                         Setting::MaxMemory(bytes) => {
+                            let used = store.used_memory();
+                            if bytes != 0 && bytes < used {
+                                crate::log::warn(format_args!(
+                                    "kv: the new maxmemory ({bytes}) is below the memory in use \
+                                     ({used}): keys will be evicted or writes refused, \
+                                     per maxmemory-policy {}",
+                                    store.policy()
+                                ));
+                            }
                             store.set_maxmemory(bytes);
                             bytes.to_string()
                         }

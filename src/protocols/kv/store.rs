@@ -311,10 +311,12 @@ impl Store {
         inner.engine.active_expire(now_ms, 200)
     }
 
-    /// The store's cron (ten times a second): active expiry, then the
-    /// evictions commands left to do, if memory is still over the limit.
+    /// The store's cron (ten times a second): active expiry, the peak of
+    /// memory in use, then the evictions commands left to do, if memory
+    /// is still over the limit.
     pub fn cron(&self, now_ms: u64) {
         self.active_expire(now_ms);
+        self.used_memory();
         self.make_room(now_ms);
     }
 
