@@ -964,13 +964,12 @@ impl KvSession {
             let peak = store.peak_memory();
             let max = store.maxmemory();
             text.push_str(&format!(
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmaxmemory_samples:{}\r\n\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\n\r\n",
                 human_bytes(used),
                 human_bytes(rss),
                 human_bytes(peak),
                 human_bytes(max),
                 store.policy(),
-                inner.samples,
             ));
         }
         if want("persistence") {
@@ -1270,6 +1269,8 @@ impl KvSession {
     fn try_pop(&mut self, inner: &mut Inner, p: &BlockingPop, argv: &[&[u8]], now_ms: u64) -> bool {
         let db = self.db;
         let _ = argv;
+        // Keys this pop creates take this time as their last use.
+        inner.engine.set_clock(now_ms);
         if let Some((from_left, to_left)) = p.moves {
             let (src, dst) = (&p.keys[0], &p.keys[1]);
             match cmd::lists::move_for_blocked(
