@@ -136,10 +136,13 @@ mod tests {
             assert!(!p.is_null());
             p
         };
+        // Whatever this test process had registered comes back at the end.
+        let before = INSTALLED.load(Ordering::Acquire);
         register(&A);
         assert_eq!(used(), Some(4096));
         // SAFETY: allocated above with this layout.
         unsafe { A.dealloc(v, Layout::from_size_align(4096, 8).unwrap()) };
         assert_eq!(used(), Some(0));
+        INSTALLED.store(before, Ordering::Release);
     }
 }
