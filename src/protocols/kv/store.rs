@@ -22,8 +22,8 @@
 //! with the limit and, while over it, has the engine evict keys as the
 //! policy says, logging each as a `DEL`. It evicts at most
 //! [`EVICT_BATCH`] keys per call, as Redis bounds an eviction cycle by
-//! time; the next command, or the store's cron, goes on. The check when
-//! under the limit is two atomic loads, without the lock.
+//! time; the next command, or the store's cron, goes on. Under the limit
+//! the check is a few relaxed atomic loads, without the lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
