@@ -123,9 +123,36 @@ pub struct ServeArgs {
     /// answered), `everysec` or `no`.
     #[arg(long, value_name = "POLICY", default_value = "everysec")]
     fsync: protocols::kv::aof::Fsync,
+    /// kv: the memory the store may use, in bytes or with a unit as Redis
+    /// takes it (`100mb`, `1gb`, `500k`; 0: no limit). Counted as Redis
+    /// counts `used_memory`: the allocator's live bytes.
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_bytes)]
+    maxmemory: u64,
+    /// kv: what happens at --maxmemory: `noeviction` refuses commands that
+    /// may grow memory; the others evict keys (`allkeys-*` any key,
+    /// `volatile-*` keys with an expiry; `lru` the least recently used,
+    /// `lfu` the least frequently used, `random`, `ttl` the nearest
+    /// expiry).
+    #[arg(long, value_name = "POLICY", default_value = "noeviction", value_parser = policy_names())]
+    maxmemory_policy: String,
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
+}
+
+fn policy_names() -> clap::builder::PossibleValuesParser {
+    use protocols::kv::engine::Policy;
+    clap::builder::PossibleValuesParser::new(Policy::ALL.map(Policy::name))
+}
+
+/// Parses a memory size as Redis takes one (`100mb`, `1gb`, plain bytes).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    protocols::kv::engine::parse_memory(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a memory size: bytes, or a number with a unit \
+             b, k, kb, m, mb, g or gb (k = 1000, kb = 1024)"
+        )
+    })
 }
 
 fn arch_names() -> clap::builder::PossibleValuesParser {
@@ -266,6 +293,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         requirepass: args.requirepass,
         data_dir: args.data_dir,
         fsync: args.fsync,
+        maxmemory: args.maxmemory,
+        maxmemory_policy: protocols::kv::engine::Policy::from_name(&args.maxmemory_policy)
+            .expect("clap checked the name"),
         arch: arch.name().to_string(),
         port: config.listen.first().map_or(0, |a| a.port()),
     };

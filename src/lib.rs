@@ -20,7 +20,9 @@
 //!   worker processes.
 //! - [`cli`]: the `muse` command line.
 //! - [`sys`]: the few POSIX calls made directly.
+//! - [`allocator`]: the counting allocator the `muse` binary runs on.
 
+pub mod allocator;
 pub mod archs;
 pub mod bench;
 pub mod cli;

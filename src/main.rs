@@ -1,6 +1,11 @@
 //! The `muse` command: see `cli.rs` for the flags and DESIGN.md §5 for the
-//! contract.
+//! contract. It runs on a counting allocator (`allocator.rs`), whose count
+//! is kv's `used_memory`.
+
+#[global_allocator]
+static ALLOCATOR: muse::allocator::Counting = muse::allocator::Counting::new();
 
 fn main() -> std::process::ExitCode {
+    muse::allocator::register(&ALLOCATOR);
     muse::cli::main()
 }

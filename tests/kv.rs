@@ -3,8 +3,10 @@
 //! every later connection, 1,000 pipelined commands answered in order, a
 //! blocked pop woken by another connection's push (and one that times out),
 //! `MULTI`/`EXEC` atomic under concurrent clients, `AUTH`, a protocol error
-//! that closes, durability across `kill -9`, and, under the forking
-//! architectures, a store process that dies restarted by the server.
+//! that closes, durability across `kill -9`, under the forking
+//! architectures a store process that dies restarted by the server, and
+//! `--maxmemory` (refusing writes with `noeviction`, evicting the least
+//! recently used keys with `allkeys-lru`).
 
 #[macro_use]
 mod common;
@@ -599,3 +601,226 @@ arch_tests!(
         server.assert_group_gone(Duration::from_secs(5));
     }
 );
+
+/// Redis's reply to a write refused at `--maxmemory`.
+const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.";
+
+/// The architectures the `--maxmemory` tests run on: one loop, a pool of
+/// threads sharing the store, and forking ones whose store is a process
+/// of its own (so the memory counted is the store process's).
+macro_rules! maxmemory_tests {
+    ($name:ident, |$arch:ident| $body:block) => {
+        arch_tests!(
+            $name,
+            [
+                reactor,
+                thread_pool,
+                multi_reactor,
+                prefork_reactor,
+                process_per_connection
+            ],
+            |$arch| $body
+        );
+    };
+}
+
+/// The bytes of each value the `--maxmemory` tests write.
+const VALUE_BYTES: usize = 4000;
+
+/// Sends `SET key{i} <value>` for `keys`, pipelined, and returns each
+/// reply line.
+fn set_batch(
+    server: &Server,
+    c: &mut TcpStream,
+    keys: std::ops::Range<usize>,
+    value: &str,
+) -> Vec<String> {
+    let mut request = String::new();
+    for i in keys.clone() {
+        request.push_str(&resp(&["SET", &format!("key{i}"), value]));
+    }
+    c.write_all(request.as_bytes()).expect("send");
+    keys.map(|_| line(server, c)).collect()
+}
+
+/// A field of `INFO` (any section) as a number.
+fn info_field(server: &Server, c: &mut TcpStream, section: &str, field: &str) -> u64 {
+    c.write_all(resp(&["INFO", section]).as_bytes())
+        .expect("send");
+    let info = bulk(server, c).unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| server.fail(&format!("no {field} in {info:?}")))
+}
+
+maxmemory_tests!(
+    noeviction_refuses_writes_at_maxmemory_and_serves_reads_and_deletes,
+    |arch| {
+        const MAX: u64 = 2 << 20;
+        let server = serve(
+            arch,
+            &["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"],
+        );
+        let mut c = server.connect();
+        let value = "v".repeat(VALUE_BYTES);
+        // Fill until a write is refused (16 MB would be 8 times the limit).
+        let mut written = 0;
+        let mut refused = false;
+        while !refused && written < 4000 {
+            for reply in set_batch(&server, &mut c, written..written + 16, &value) {
+                if reply == "+OK" && !refused {
+                    written += 1;
+                } else if reply == OOM {
+                    refused = true;
+                } else {
+                    server.fail(&format!("a SET answered {reply:?}"));
+                }
+            }
+        }
+        if !refused {
+            server.fail(&format!(
+                "{written} values of {VALUE_BYTES} bytes were never refused"
+            ));
+        }
+        // The limit counts what the keys take, give or take the server's
+        // own few hundred kilobytes.
+        let stored = (written * VALUE_BYTES) as u64;
+        assert!(
+            stored > MAX / 2 && stored < MAX,
+            "{arch}: {written} values stored under a limit of {MAX}"
+        );
+        assert!(info_field(&server, &mut c, "memory", "used_memory") > MAX);
+        // Reads still work, writes stay refused.
+        let want = format!("${VALUE_BYTES}\r\n{value}\r\n");
+        expect(&server, &mut c, &resp(&["GET", "key0"]), &want);
+        expect(
+            &server,
+            &mut c,
+            &resp(&["SET", "extra", "x"]),
+            &format!("{OOM}\r\n"),
+        );
+        // Deleting keys frees room: after a few DELs a SET goes through.
+        let mut deleted = 0;
+        loop {
+            let keys: Vec<String> = (deleted..deleted + 8).map(|i| format!("key{i}")).collect();
+            let mut del = vec!["DEL"];
+            del.extend(keys.iter().map(String::as_str));
+            expect(&server, &mut c, &resp(&del), ":8\r\n");
+            deleted += 8;
+            c.write_all(resp(&["SET", "extra", "x"]).as_bytes())
+                .expect("send");
+            match line(&server, &mut c).as_str() {
+                "+OK" => break,
+                r if r == OOM => {}
+                r => server.fail(&format!("SET after DEL answered {r:?}")),
+            }
+            if deleted > written / 2 {
+                server.fail(&format!(
+                    "deleting {deleted} of {written} keys made no room"
+                ));
+            }
+        }
+        expect(&server, &mut c, &resp(&["GET", "extra"]), "$1\r\nx\r\n");
+    }
+);
+
+maxmemory_tests!(
+    allkeys_lru_evicts_idle_keys_to_stay_near_maxmemory,
+    |arch| {
+        const MAX: u64 = 2 << 20;
+        // Before each command the server evicts until it is back under the
+        // limit, so what INFO sees above it is what that command holds: the
+        // batch of pipelined requests buffered (16 of 4 KB, in a buffer of
+        // at most twice that) and INFO's own few kilobytes. A quarter of a
+        // megabyte covers that with room to spare.
+        const MARGIN: u64 = 256 << 10;
+        let server = serve(
+            arch,
+            &["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"],
+        );
+        let mut c = server.connect();
+        let value = "v".repeat(VALUE_BYTES);
+        expect(&server, &mut c, &resp(&["SET", "hot", &value]), "+OK\r\n");
+        let read_hot = |c: &mut TcpStream, when: &str| {
+            c.write_all(resp(&["GET", "hot"]).as_bytes()).expect("send");
+            let got = bulk(&server, c);
+            if got.as_deref() != Some(value.as_str()) {
+                server.fail(&format!(
+                    "{when}: the key read all along is gone ({:?} bytes)",
+                    got.map(|v| v.len())
+                ));
+            }
+        };
+        // Write five times the limit, reading one key between batches.
+        let total = 2500;
+        for batch in 0..total / 16 {
+            for reply in set_batch(&server, &mut c, batch * 16..batch * 16 + 16, &value) {
+                if reply != "+OK" {
+                    server.fail(&format!("batch {batch}: a SET answered {reply:?}"));
+                }
+            }
+            read_hot(&mut c, &format!("after batch {batch}"));
+            if batch % 16 == 0 {
+                let used = info_field(&server, &mut c, "memory", "used_memory");
+                assert!(
+                    used <= MAX + MARGIN,
+                    "{arch}: used_memory {used} after batch {batch}"
+                );
+            }
+        }
+        let written = (total / 16) * 16 + 1;
+        c.write_all(resp(&["DBSIZE"]).as_bytes()).expect("send");
+        let reply = line(&server, &mut c);
+        let keys: u64 = reply
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| server.fail(&format!("DBSIZE answered {reply:?}")));
+        assert!(
+            keys > 100 && keys < written as u64 / 3,
+            "{arch}: {keys} keys left of {written} written"
+        );
+        let evicted = info_field(&server, &mut c, "stats", "evicted_keys");
+        assert_eq!(evicted + keys, written as u64, "{arch}");
+        let used = info_field(&server, &mut c, "memory", "used_memory");
+        assert!(used <= MAX + MARGIN, "{arch}: used_memory {used}");
+        assert!(info_field(&server, &mut c, "memory", "used_memory_peak") >= used);
+        // The key read all along is still there; the first written are not.
+        read_hot(&mut c, "at the end");
+        expect(
+            &server,
+            &mut c,
+            &resp(&["EXISTS", "key0", "key1", "key2"]),
+            ":0\r\n",
+        );
+    }
+);
+
+#[test]
+fn bad_maxmemory_flags_are_usage_errors() {
+    for (flag, value, words) in [
+        ("--maxmemory", "12parsecs", "is not a memory size"),
+        ("--maxmemory", "1.5mb", "is not a memory size"),
+        ("--maxmemory-policy", "lru", "possible values"),
+    ] {
+        let out = std::process::Command::new(muse_bin())
+            .args([
+                "serve",
+                "kv",
+                "--arch",
+                "reactor",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("run muse");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(words) && err.contains(flag),
+            "{flag} {value}: {err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
+    }
+}

@@ -53,6 +53,10 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// When kv syncs its log.
     pub fsync: kv::aof::Fsync,
+    /// kv's memory limit, bytes (0: none).
+    pub maxmemory: u64,
+    /// What kv does at its memory limit.
+    pub maxmemory_policy: kv::engine::Policy,
     /// The architecture's name (kv's `INFO server`).
     pub arch: String,
     /// The first listener's port (kv's `INFO server`).
@@ -126,7 +130,8 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                 port: options.port,
                 data_dir: options.data_dir.clone(),
                 fsync: options.fsync,
-                ..Default::default()
+                maxmemory: options.maxmemory,
+                maxmemory_policy: options.maxmemory_policy,
             },
         }))),
         "calc" => Ok(Box::new(

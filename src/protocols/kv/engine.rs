@@ -13,10 +13,16 @@
 //! (see [`Db::scan`]). Keys with a time to live are also kept in a
 //! [`IndexSet`] of their own, which active expiry samples, as Redis samples
 //! its `expires` dictionary.
+//!
+//! Every entry also records when it was last used (or, under an LFU
+//! policy, how often), for `--maxmemory`'s eviction: see `engine/evict.rs`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use indexmap::{IndexMap, IndexSet};
+
+mod evict;
+pub use evict::{parse_memory, Policy, DEFAULT_SAMPLES, MAX_SAMPLES};
 
 /// How many databases there are (`SELECT 0` to `SELECT 15`).
 pub const DATABASES: usize = 16;
@@ -59,6 +65,11 @@ impl Value {
 /// A key's value and its expiry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
+    /// When the key was last used, as the low 32 bits of Unix
+    /// milliseconds; under an LFU policy, its access frequency instead
+    /// (see `engine/evict.rs`). Kept by the engine's lookups; a key renamed
+    /// or moved ([`Engine::insert`]) keeps it.
+    lru: u32,
     /// The value.
     pub value: Value,
     /// When the key expires, in Unix milliseconds (`None`: never). Read
@@ -71,6 +82,7 @@ impl Entry {
     /// A value without expiry.
     pub fn new(value: Value) -> Entry {
         Entry {
+            lru: 0,
             value,
             expires: None,
         }
@@ -145,6 +157,13 @@ pub struct Engine {
     ready: Vec<(usize, Vec<u8>)>,
     /// A cheap random-number generator's state (xorshift), for sampling.
     rng: u64,
+    /// The time of the command running (Unix ms), for the access clock of
+    /// keys it creates: see [`Engine::set_clock`].
+    clock: u64,
+    /// `--maxmemory`'s eviction: the policy, its pool of candidates.
+    evictor: evict::Evictor,
+    /// Keys evicted so far (`INFO stats`).
+    pub evicted_keys: u64,
 }
 
 #[derive(Debug)]
@@ -170,6 +189,9 @@ impl Engine {
             blocked: HashMap::new(),
             ready: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
+            clock: 0,
+            evictor: evict::Evictor::default(),
+            evicted_keys: 0,
         }
     }
 
@@ -181,9 +203,13 @@ impl Engine {
 
     /// The live entry of `key`, removing it first if it has expired (lazy
     /// expiry).
+    ///
+    /// A lookup counts as a use of the key (its access clock moves).
     pub fn get(&mut self, db: usize, key: &[u8], now: u64) -> Option<&Entry> {
         self.expire_if_due(db, key, now);
-        self.dbs[db].map.get(key)
+        let e = self.dbs[db].map.get_mut(key)?;
+        e.lru = self.evictor.accessed(e.lru, now, &mut self.rng);
+        Some(e)
     }
 
     /// The live entry of `key`, mutable. A command that changes the value
@@ -191,7 +217,15 @@ impl Engine {
     /// keys of a command that reports a change).
     pub fn get_mut(&mut self, db: usize, key: &[u8], now: u64) -> Option<&mut Entry> {
         self.expire_if_due(db, key, now);
-        self.dbs[db].map.get_mut(key)
+        let e = self.dbs[db].map.get_mut(key)?;
+        e.lru = self.evictor.accessed(e.lru, now, &mut self.rng);
+        Some(e)
+    }
+
+    /// Sets the time of the command about to run (Unix ms): keys it
+    /// creates take it as their last use. The dispatcher calls it.
+    pub fn set_clock(&mut self, now: u64) {
+        self.clock = now;
     }
 
     /// Whether `key` exists (and has not expired).
@@ -205,13 +239,16 @@ impl Engine {
         let d = &mut self.dbs[db];
         match d.map.get_mut(key) {
             Some(e) => {
+                e.lru = self.evictor.overwritten(e.lru, self.clock);
                 e.value = value;
                 if e.expires.take().is_some() {
                     d.volatile.swap_remove(key);
                 }
             }
             None => {
-                d.map.insert(key.to_vec(), Entry::new(value));
+                let mut e = Entry::new(value);
+                e.lru = self.evictor.created(self.clock);
+                d.map.insert(key.to_vec(), e);
             }
         }
     }
@@ -322,12 +359,7 @@ impl Engine {
 
     /// A pseudo-random number (xorshift64*): for sampling, not secrets.
     pub fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        evict::xorshift(&mut self.rng)
     }
 
     /// Removes `key` if its expiry has passed. Returns whether it did.

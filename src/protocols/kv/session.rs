@@ -18,6 +18,11 @@
 //! keys and answers when woken by a push (or at its timeout); the requests
 //! behind it wait, as Redis's do.
 //!
+//! Memory: with `--maxmemory`, every command first asks the store to make
+//! room ([`Store::make_room`], which evicts per the policy); if memory is
+//! still over the limit with nothing to evict, commands that may grow it
+//! are refused with Redis's OOM error (see [`KvSession::refused_for_memory`]).
+//!
 //! Time: the session reads no clock. Unix time is the calendar time the
 //! driver gave at accept plus the monotonic time since, so a test can run a
 //! session at any instant (expiry tests use a fake clock this way).
@@ -28,10 +33,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cmd::{self, is, parse_i64};
-use super::engine::DATABASES;
+use super::engine::{parse_memory, Policy, DATABASES, MAX_SAMPLES};
 use super::reply::{self, Reply};
 use super::resp::{Parsed, Parser, MAX_BULK};
-use super::store::{unix_ms, Inner, Store};
+use super::store::{unix_ms, Inner, Room, Store};
 use crate::session::{ConnInfo, OutQueue, Output, Session, Waker};
 
 /// Reply bytes queued before the session runs nothing more.
@@ -67,7 +72,30 @@ struct Multi {
     queued: Vec<Vec<Vec<u8>>>,
     /// A queued command was refused: `EXEC` aborts.
     failed: bool,
+    /// A queued command may grow memory (Redis's `mstate.cmd_flags &
+    /// CMD_DENYOOM`): `EXEC` is refused while memory is full.
+    denyoom: bool,
 }
+
+/// Redis's reply to a command refused for memory.
+pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Commands the session runs itself that may grow memory (Redis flags them
+/// `denyoom`, as the table flags `LMOVE`).
+const SESSION_DENYOOM: [(&str, usize); 2] = [("blmove", 6), ("brpoplpush", 4)];
+
+/// Commands the session queues inside `MULTI` itself, or runs there.
+const SESSION_QUEUED: [&str; 9] = [
+    "ping",
+    "echo",
+    "select",
+    "blpop",
+    "brpop",
+    "blmove",
+    "brpoplpush",
+    "multi",
+    "watch",
+];
 
 /// How a session ended up refusing input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +358,9 @@ impl KvSession {
             self.reply().error("NOAUTH Authentication required.");
             return;
         }
+        if self.store.maxmemory() != 0 && self.refused_for_memory(argv, now) {
+            return;
+        }
         if self.multi.is_some()
             && !(is(name, "exec")
                 || is(name, "discard")
@@ -399,7 +430,7 @@ impl KvSession {
             "reset" => self.reset(),
             "client" => self.client(argv, now),
             "info" => self.info(argv),
-            "config" => self.config(argv),
+            "config" => self.config(argv, now),
             "command" => self.command(argv),
             "time" => {
                 let ms = self.unix_ms(now);
@@ -416,6 +447,45 @@ impl KvSession {
             "blpop" | "brpop" | "blmove" | "brpoplpush" => self.blocking_pop(argv, now),
             _ => self.run_table(argv, now),
         }
+    }
+
+    /// `--maxmemory`, before a command, as Redis's `processCommand` does
+    /// it: has the store make room (evicting per the policy, whatever the
+    /// command) and, if memory is still over the limit with nothing to
+    /// evict, refuses a command that may grow memory with [`OOM`]. Inside
+    /// `MULTI` every command but `EXEC`, `DISCARD`, `QUIT` and `RESET` is
+    /// refused then (a queue grows memory too), which dooms the `EXEC`; an
+    /// `EXEC` whose queue holds a command that may grow memory is aborted
+    /// with `EXECABORT`. A command with an unknown name or the wrong number
+    /// of arguments gets that error instead, as Redis checks those first.
+    /// Returns whether it refused (and answered).
+    fn refused_for_memory(&mut self, argv: &[&[u8]], now: Instant) -> bool {
+        let name = argv[0];
+        let guarded = match &self.multi {
+            Some(m) if is(name, "exec") => m.denyoom,
+            Some(_) if ["discard", "quit", "reset"].iter().any(|n| is(name, n)) => false,
+            Some(_) => {
+                SESSION_QUEUED.iter().any(|n| is(name, n))
+                    || cmd::lookup(name).is_some_and(|c| c.arity_ok(argv.len()))
+            }
+            None => may_grow_memory(argv),
+        };
+        if self.store.make_room(self.unix_ms(now)) != Room::Full || !guarded {
+            return false;
+        }
+        if is(name, "exec") {
+            self.multi = None;
+            self.unwatch_all();
+            self.reply().error(&format!(
+                "EXECABORT Transaction discarded because of: {OOM}"
+            ));
+        } else {
+            if let Some(m) = &mut self.multi {
+                m.failed = true;
+            }
+            self.reply().error(OOM);
+        }
+        true
     }
 
     /// Runs a command of the table against the store.
@@ -512,8 +582,10 @@ impl KvSession {
             }
             return;
         }
+        let grows = may_grow_memory(argv);
         if let Some(m) = &mut self.multi {
             m.queued.push(cmd::owned(argv));
+            m.denyoom |= grows;
         }
         self.reply().simple(b"QUEUED");
     }
@@ -914,12 +986,17 @@ impl KvSession {
             ));
         }
         if want("memory") {
-            let used = crate::protocols::kv::memory::used();
+            let used = store.used_memory();
+            let rss = super::memory::rss();
+            let peak = store.peak_memory();
+            let max = store.maxmemory();
             text.push_str(&format!(
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_policy:{}\r\n\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\n\r\n",
                 human_bytes(used),
-                store.config.maxmemory,
-                store.config.maxmemory_policy,
+                human_bytes(rss),
+                human_bytes(peak),
+                human_bytes(max),
+                store.policy(),
             ));
         }
         if want("persistence") {
@@ -932,10 +1009,11 @@ impl KvSession {
         }
         if want("stats") {
             text.push_str(&format!(
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\n\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\n\r\n",
                 store.connections.load(Ordering::Relaxed),
                 store.commands.load(Ordering::Relaxed),
                 inner.engine.expired_keys,
+                inner.engine.evicted_keys,
             ));
         }
         if want("replication") {
@@ -963,7 +1041,7 @@ impl KvSession {
         self.reply().verbatim(text.as_bytes());
     }
 
-    fn config(&mut self, argv: &[&[u8]]) {
+    fn config(&mut self, argv: &[&[u8]], now: Instant) {
         if argv.len() < 2 {
             return self.reply().wrong_arity(argv[0]);
         }
@@ -1002,13 +1080,51 @@ impl KvSession {
                         ));
                     }
                 }
+                // Every value is checked before any is set, as Redis does.
+                let mut changes = Vec::new();
                 for pair in argv[2..].chunks(2) {
                     let k = String::from_utf8_lossy(pair[0]).to_ascii_lowercase();
-                    inner
-                        .config
-                        .insert(k, String::from_utf8_lossy(pair[1]).into_owned());
+                    let v = String::from_utf8_lossy(pair[1]).into_owned();
+                    match Setting::parse(&k, v) {
+                        Ok(change) => changes.push((k, change)),
+                        Err(why) => {
+                            drop(inner);
+                            return self.reply().error(&format!(
+                                "ERR CONFIG SET failed (possibly related to argument '{k}') - {why}"
+                            ));
+                        }
+                    }
+                }
+                for (k, change) in changes {
+                    let shown = match change {
+                        Setting::MaxMemory(bytes) => {
+                            let used = store.used_memory();
+                            if bytes != 0 && bytes < used {
+                                crate::log::warn(format_args!(
+                                    "kv: the new maxmemory ({bytes}) is below the memory in use \
+                                     ({used}): keys will be evicted or writes refused, \
+                                     per maxmemory-policy {}",
+                                    store.policy()
+                                ));
+                            }
+                            store.set_maxmemory(bytes);
+                            bytes.to_string()
+                        }
+                        Setting::Policy(p) => {
+                            store.set_policy(&mut inner, p);
+                            p.name().to_string()
+                        }
+                        Setting::Samples(n) => {
+                            inner.samples = n;
+                            n.to_string()
+                        }
+                        Setting::Other(v) => v,
+                    };
+                    inner.config.insert(k, shown);
                 }
                 drop(inner);
+                // A lower limit takes effect at once, as in Redis.
+                store.make_room(self.unix_ms(now));
                 self.reply().ok();
             }
             "resetstat" if argv.len() == 2 => self.reply().ok(),
@@ -1180,6 +1296,8 @@ impl KvSession {
     fn try_pop(&mut self, inner: &mut Inner, p: &BlockingPop, argv: &[&[u8]], now_ms: u64) -> bool {
         let db = self.db;
         let _ = argv;
+        // Keys this pop creates take this time as their last use.
+        inner.engine.set_clock(now_ms);
         if let Some((from_left, to_left)) = p.moves {
             let (src, dst) = (&p.keys[0], &p.keys[1]);
             match cmd::lists::move_for_blocked(
@@ -1328,6 +1446,55 @@ struct BlockingPop {
     /// BLMOVE / BRPOPLPUSH: (from left, to left).
     moves: Option<(bool, bool)>,
     timeout: Duration,
+}
+
+/// A value `CONFIG SET` accepted, typed for the settings muse acts on.
+enum Setting {
+    MaxMemory(u64),
+    Policy(Policy),
+    Samples(usize),
+    /// Shown by `CONFIG GET`, otherwise unused.
+    Other(String),
+}
+
+impl Setting {
+    /// Checks `value` for setting `name`; the error says why, in Redis's
+    /// words.
+    fn parse(name: &str, value: String) -> Result<Setting, String> {
+        match name {
+            "maxmemory" => parse_memory(&value)
+                .map(Setting::MaxMemory)
+                .ok_or_else(|| "argument must be a memory value".to_string()),
+            "maxmemory-policy" => Policy::from_name(&value)
+                .map(Setting::Policy)
+                .ok_or_else(|| {
+                    format!(
+                        "argument(s) must be one of the following: {}",
+                        Policy::names()
+                    )
+                }),
+            "maxmemory-samples" => match parse_i64(value.as_bytes()) {
+                None => Err("argument couldn't be parsed into an integer".into()),
+                Some(n) if n < 1 || n > MAX_SAMPLES as i64 => Err(format!(
+                    "argument must be between 1 and {MAX_SAMPLES} inclusive"
+                )),
+                Some(n) => Ok(Setting::Samples(n as usize)),
+            },
+            _ => Ok(Setting::Other(value)),
+        }
+    }
+}
+
+/// Whether a command may grow memory (Redis's `denyoom` flag): refused
+/// when memory is full. Only a well-formed one: the others are answered
+/// with their own error.
+fn may_grow_memory(argv: &[&[u8]]) -> bool {
+    match cmd::lookup(argv[0]) {
+        Some(c) => c.flags & cmd::DENYOOM != 0 && c.arity_ok(argv.len()),
+        None => SESSION_DENYOOM
+            .iter()
+            .any(|(n, arity)| is(argv[0], n) && argv.len() == *arity),
+    }
 }
 
 /// Settings `CONFIG SET` may not change (they were fixed at start).
@@ -1555,6 +1722,7 @@ impl Session for KvSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
     use std::time::{Duration, SystemTime};
 
     /// A session on a fresh store whose clock starts at Unix time 1,000 s.
@@ -1574,6 +1742,183 @@ mod tests {
         let out = s.poll_output().bytes().to_vec();
         s.consume_output(out.len(), now);
         String::from_utf8(out).unwrap()
+    }
+
+    /// A session on a store limited to 1,000 bytes under `policy`, whose
+    /// memory in use is whatever `used` holds.
+    fn limited(t0: Instant, policy: Policy, used: &Arc<AtomicU64>) -> KvSession {
+        let info = ConnInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:6380".parse().unwrap(),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
+        };
+        let used = Arc::clone(used);
+        let store = Store::with_gauge(
+            super::super::store::StoreConfig {
+                maxmemory: 1000,
+                maxmemory_policy: policy,
+                ..Default::default()
+            },
+            Box::new(move || used.load(Ordering::Relaxed)),
+        );
+        KvSession::new(Arc::new(store), &info, None, None, t0)
+    }
+
+    const OOM_REPLY: &str = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+
+    #[test]
+    fn noeviction_refuses_what_may_grow_memory_and_serves_the_rest() {
+        let t0 = Instant::now();
+        let used = Arc::new(AtomicU64::new(500));
+        let mut s = limited(t0, Policy::NoEviction, &used);
+        assert_eq!(ask(&mut s, "SET a 1\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "SET b 2\r\n", t0), "+OK\r\n");
+        used.store(1001, Ordering::Relaxed);
+        for grows in [
+            "SET c 3",
+            "APPEND a x",
+            "INCR a",
+            "RPUSH l x",
+            "SADD s x",
+            "HSET h f v",
+            "BRPOPLPUSH l m 0",
+        ] {
+            assert_eq!(
+                ask(&mut s, &format!("{grows}\r\n"), t0),
+                OOM_REPLY,
+                "{grows}"
+            );
+        }
+        // Reads, deletions and commands that do not grow memory go on.
+        assert_eq!(ask(&mut s, "GET a\r\n", t0), "$1\r\n1\r\n");
+        assert_eq!(ask(&mut s, "DEL b\r\n", t0), ":1\r\n");
+        assert_eq!(ask(&mut s, "EXPIRE a 100\r\n", t0), ":1\r\n");
+        assert_eq!(ask(&mut s, "DBSIZE\r\n", t0), ":1\r\n");
+        assert_eq!(ask(&mut s, "PING\r\n", t0), "+PONG\r\n");
+        // Errors of form come first, as in Redis.
+        assert_eq!(
+            ask(&mut s, "SET c\r\n", t0),
+            "-ERR wrong number of arguments for 'set' command\r\n"
+        );
+        // Once memory is back under the limit, writes go on.
+        used.store(1000, Ordering::Relaxed);
+        assert_eq!(ask(&mut s, "SET c 3\r\n", t0), "+OK\r\n");
+    }
+
+    #[test]
+    fn transactions_under_full_memory_abort_as_in_redis() {
+        let t0 = Instant::now();
+        let used = Arc::new(AtomicU64::new(500));
+        let mut s = limited(t0, Policy::NoEviction, &used);
+        assert_eq!(ask(&mut s, "SET a 1\r\n", t0), "+OK\r\n");
+        // A queue holding a command that may grow memory: EXEC is refused
+        // when memory is full by then, and the transaction is gone.
+        assert_eq!(ask(&mut s, "MULTI\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "SET b 2\r\n", t0), "+QUEUED\r\n");
+        assert_eq!(ask(&mut s, "GET a\r\n", t0), "+QUEUED\r\n");
+        used.store(2000, Ordering::Relaxed);
+        assert_eq!(
+            ask(&mut s, "EXEC\r\n", t0),
+            "-EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.\r\n"
+        );
+        assert_eq!(ask(&mut s, "EXEC\r\n", t0), "-ERR EXEC without MULTI\r\n");
+        assert_eq!(ask(&mut s, "GET b\r\n", t0), "$-1\r\n");
+        // A queue of reads runs.
+        used.store(500, Ordering::Relaxed);
+        assert_eq!(ask(&mut s, "MULTI\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "GET a\r\n", t0), "+QUEUED\r\n");
+        used.store(2000, Ordering::Relaxed);
+        assert_eq!(ask(&mut s, "EXEC\r\n", t0), "*1\r\n$1\r\n1\r\n");
+        // While memory is full, queuing anything is refused and dooms the
+        // EXEC; DISCARD is not refused.
+        assert_eq!(ask(&mut s, "MULTI\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "GET a\r\n", t0), OOM_REPLY);
+        assert_eq!(
+            ask(&mut s, "EXEC\r\n", t0),
+            "-EXECABORT Transaction discarded because of previous errors.\r\n"
+        );
+        assert_eq!(ask(&mut s, "MULTI\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "PING\r\n", t0), OOM_REPLY);
+        assert_eq!(ask(&mut s, "DISCARD\r\n", t0), "+OK\r\n");
+    }
+
+    #[test]
+    fn allkeys_lru_evicts_before_a_command_and_refuses_only_when_nothing_is_left() {
+        let t0 = Instant::now();
+        let used = Arc::new(AtomicU64::new(500));
+        let mut s = limited(t0, Policy::AllKeysLru, &used);
+        assert_eq!(ask(&mut s, "SET a 1\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "SET b 2\r\n", t0), "+OK\r\n");
+        // The fake gauge stays over the limit whatever is evicted: every
+        // key goes, then the write is refused.
+        used.store(2000, Ordering::Relaxed);
+        assert_eq!(ask(&mut s, "SET c 3\r\n", t0), OOM_REPLY);
+        assert_eq!(ask(&mut s, "DBSIZE\r\n", t0), ":0\r\n");
+        let stats = ask(&mut s, "INFO stats\r\n", t0);
+        assert!(stats.contains("evicted_keys:2\r\n"), "{stats}");
+    }
+
+    #[test]
+    fn config_set_changes_the_limit_and_the_policy_at_once() {
+        let t0 = Instant::now();
+        let used = Arc::new(AtomicU64::new(2000));
+        let mut s = limited(t0, Policy::NoEviction, &used);
+        assert_eq!(ask(&mut s, "SET a 1\r\n", t0), OOM_REPLY);
+        assert_eq!(ask(&mut s, "CONFIG SET maxmemory 100mb\r\n", t0), "+OK\r\n");
+        assert_eq!(
+            ask(&mut s, "CONFIG GET maxmemory\r\n", t0),
+            "*2\r\n$9\r\nmaxmemory\r\n$9\r\n104857600\r\n"
+        );
+        assert_eq!(ask(&mut s, "SET a 1\r\n", t0), "+OK\r\n");
+        let info = ask(&mut s, "INFO memory\r\n", t0);
+        for line in [
+            "used_memory:2000\r\n",
+            "maxmemory:104857600\r\n",
+            "maxmemory_human:100.00M\r\n",
+            "maxmemory_policy:noeviction\r\n",
+            "used_memory_peak:2000\r\n",
+        ] {
+            assert!(info.contains(line), "{line:?} not in {info}");
+        }
+        assert!(info.contains("used_memory_rss:"), "{info}");
+        // A policy that evicts, and a limit below the memory in use: keys
+        // go at the CONFIG SET itself.
+        assert_eq!(
+            ask(
+                &mut s,
+                "CONFIG SET maxmemory-policy ALLKEYS-LRU maxmemory-samples 10\r\n",
+                t0
+            ),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG GET maxmemory*\r\n", t0),
+            "*6\r\n$9\r\nmaxmemory\r\n$9\r\n104857600\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n$17\r\nmaxmemory-samples\r\n$2\r\n10\r\n"
+        );
+        assert_eq!(ask(&mut s, "CONFIG SET maxmemory 1000\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "DBSIZE\r\n", t0), ":0\r\n");
+        // Bad values are refused in Redis's words, and nothing of the
+        // command is set.
+        for (args, name, why) in [
+            ("maxmemory-policy lru", "maxmemory-policy", "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction"),
+            ("maxmemory 12parsecs", "maxmemory", "argument must be a memory value"),
+            ("maxmemory -1", "maxmemory", "argument must be a memory value"),
+            ("maxmemory-samples 0", "maxmemory-samples", "argument must be between 1 and 2147483647 inclusive"),
+            ("maxmemory-samples 2147483648", "maxmemory-samples", "argument must be between 1 and 2147483647 inclusive"),
+            ("maxmemory-samples x", "maxmemory-samples", "argument couldn't be parsed into an integer"),
+            ("maxmemory 5 maxmemory-policy nope", "maxmemory-policy", "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction"),
+        ] {
+            assert_eq!(
+                ask(&mut s, &format!("CONFIG SET {args}\r\n"), t0),
+                format!("-ERR CONFIG SET failed (possibly related to argument '{name}') - {why}\r\n")
+            );
+        }
+        assert_eq!(
+            ask(&mut s, "CONFIG GET maxmemory\r\n", t0),
+            "*2\r\n$9\r\nmaxmemory\r\n$4\r\n1000\r\n"
+        );
+        assert_eq!(ask(&mut s, "CONFIG SET maxmemory 0\r\n", t0), "+OK\r\n");
+        assert_eq!(ask(&mut s, "SET a 1\r\n", t0), "+OK\r\n");
     }
 
     #[test]

@@ -15,13 +15,22 @@
 //! of that key is woken; each retries its pop under the lock, so an
 //! element goes to exactly one of them and none is lost when a woken
 //! client has gone meanwhile.
+//!
+//! `--maxmemory`: before every command a session asks [`Store::make_room`],
+//! which compares the memory in use (the counting allocator's live bytes,
+//! less the log's unwritten buffer, as Redis leaves its AOF buffer out)
+//! with the limit and, while over it, has the engine evict keys as the
+//! policy says, logging each as a `DEL`. It evicts at most
+//! [`EVICT_BATCH`] keys per call, as Redis bounds an eviction cycle by
+//! time; the next command, or the store's cron, goes on. Under the limit
+//! the check is a few relaxed atomic loads, without the lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::engine::Engine;
+use super::engine::{Engine, Policy};
 use crate::session::Waker;
 
 /// What `INFO` and `CONFIG` report of the server's settings.
@@ -32,7 +41,7 @@ pub struct StoreConfig {
     /// `--maxmemory` in bytes (0: no limit).
     pub maxmemory: u64,
     /// `--maxmemory-policy`.
-    pub maxmemory_policy: String,
+    pub maxmemory_policy: Policy,
     /// The idle timeout, seconds (0: none), as `CONFIG GET timeout` says.
     pub timeout_secs: u64,
     /// The architecture's name, for `INFO server`.
@@ -50,7 +59,7 @@ impl Default for StoreConfig {
         StoreConfig {
             requirepass: None,
             maxmemory: 0,
-            maxmemory_policy: "noeviction".into(),
+            maxmemory_policy: Policy::NoEviction,
             timeout_secs: 0,
             arch: String::new(),
             port: 6379,
@@ -74,6 +83,8 @@ pub struct Inner {
     /// The durability log, with `--data-dir`. Appended to under this lock,
     /// so its order is the order the commands ran in.
     pub log: Option<super::aof::Aof>,
+    /// `maxmemory-samples`: keys sampled per database per eviction.
+    pub samples: usize,
 }
 
 impl Inner {
@@ -149,11 +160,40 @@ impl Inner {
     }
 }
 
+/// What [`Store::make_room`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// Memory is within the limit (or there is none).
+    Enough,
+    /// Still over the limit after this call's share of evictions; later
+    /// calls go on (Redis's `EVICT_RUNNING`: commands are not refused).
+    Evicting,
+    /// Over the limit with nothing the policy may evict: commands that
+    /// may grow memory are refused (Redis's `EVICT_FAIL`).
+    Full,
+}
+
+/// The most keys one [`Store::make_room`] evicts.
+pub const EVICT_BATCH: usize = 256;
+
+/// How a store measures the memory in use, in bytes.
+pub type Gauge = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// A store shared by every session of a process.
 pub struct Store {
     inner: Mutex<Inner>,
-    /// The server's settings.
+    /// The server's settings, as given at start (`CONFIG SET` changes
+    /// what [`Store::maxmemory`] and [`Store::policy`] answer).
     pub config: StoreConfig,
+    /// `maxmemory` now, bytes (0: no limit).
+    maxmemory: AtomicU64,
+    /// `maxmemory-policy` now ([`Policy::index`]).
+    policy: AtomicU8,
+    /// The most memory seen in use (`used_memory_peak`), sampled at
+    /// commands while a limit is set, by the cron and by `INFO`.
+    peak: AtomicU64,
+    /// What counts as memory in use.
+    gauge: Gauge,
     next_client: AtomicU64,
     /// Clients connected now.
     pub clients: AtomicUsize,
@@ -196,19 +236,33 @@ impl Store {
         }
     }
 
-    /// An empty store.
+    /// An empty store, measuring memory with the counting allocator if the
+    /// program installed one, else the resident set size.
     pub fn new(config: StoreConfig) -> Store {
+        Store::with_gauge(config, Box::new(super::memory::used))
+    }
+
+    /// An empty store that measures memory with `gauge` (tests give a
+    /// fake one).
+    pub fn with_gauge(config: StoreConfig, gauge: Gauge) -> Store {
         let mut settings = HashMap::new();
         for (k, v) in default_settings(&config) {
             settings.insert(k.to_string(), v);
         }
+        let mut engine = Engine::new();
+        engine.set_policy(config.maxmemory_policy);
         Store {
             inner: Mutex::new(Inner {
-                engine: Engine::new(),
+                engine,
                 waiters: HashMap::new(),
                 config: settings,
                 log: None,
+                samples: super::engine::DEFAULT_SAMPLES,
             }),
+            maxmemory: AtomicU64::new(config.maxmemory),
+            policy: AtomicU8::new(config.maxmemory_policy.index()),
+            peak: AtomicU64::new(0),
+            gauge,
             config,
             next_client: AtomicU64::new(1),
             clients: AtomicUsize::new(0),
@@ -256,6 +310,89 @@ impl Store {
         let mut inner = self.lock();
         inner.engine.active_expire(now_ms, 200)
     }
+
+    /// The store's cron (ten times a second): active expiry, the peak of
+    /// memory in use, then the evictions commands left to do, if memory
+    /// is still over the limit.
+    pub fn cron(&self, now_ms: u64) {
+        self.active_expire(now_ms);
+        self.used_memory();
+        self.make_room(now_ms);
+    }
+
+    /// `maxmemory` now, bytes (0: no limit).
+    pub fn maxmemory(&self) -> u64 {
+        self.maxmemory.load(Ordering::Relaxed)
+    }
+
+    /// `maxmemory-policy` now.
+    pub fn policy(&self) -> Policy {
+        Policy::from_index(self.policy.load(Ordering::Relaxed))
+    }
+
+    /// Sets `maxmemory` (`CONFIG SET`); takes effect at the next command.
+    pub fn set_maxmemory(&self, bytes: u64) {
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets `maxmemory-policy` (`CONFIG SET`), the lock held.
+    pub fn set_policy(&self, inner: &mut Inner, policy: Policy) {
+        inner.engine.set_policy(policy);
+        self.policy.store(policy.index(), Ordering::Relaxed);
+    }
+
+    /// Memory in use, bytes, as the gauge says (the log's buffer
+    /// included), noting the peak.
+    pub fn used_memory(&self) -> u64 {
+        let used = (self.gauge)();
+        if used > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(used, Ordering::Relaxed);
+        }
+        used
+    }
+
+    /// The most memory seen in use.
+    pub fn peak_memory(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Before a command: whether memory is within `maxmemory`, evicting
+    /// as the policy says while it is not (at most [`EVICT_BATCH`] keys).
+    /// Without a limit, or under it, no lock is taken.
+    pub fn make_room(&self, now_ms: u64) -> Room {
+        let max = self.maxmemory();
+        if max == 0 || self.used_memory() <= max {
+            return Room::Enough;
+        }
+        let mut inner = self.lock();
+        self.make_room_locked(&mut inner, max, now_ms)
+    }
+
+    fn make_room_locked(&self, inner: &mut Inner, max: u64, now_ms: u64) -> Room {
+        // The log's unwritten records are not the dataset (Redis leaves its
+        // AOF buffer out likewise), and each eviction adds one.
+        let over = |inner: &Inner| {
+            let backlog = inner.log.as_ref().map_or(0, |l| l.backlog() as u64);
+            self.used_memory().saturating_sub(backlog) > max
+        };
+        if !over(inner) {
+            return Room::Enough;
+        }
+        if self.policy() == Policy::NoEviction {
+            return Room::Full;
+        }
+        let samples = inner.samples;
+        for _ in 0..EVICT_BATCH {
+            let Some((db, key)) = inner.engine.evict(samples, now_ms) else {
+                return Room::Full;
+            };
+            inner.log_change(db, &[b"DEL", &key], None);
+            if !over(inner) {
+                return Room::Enough;
+            }
+        }
+        Room::Evicting
+    }
 }
 
 /// Runs one logged command against `engine` (replay at start).
@@ -286,15 +423,15 @@ fn replay(engine: &mut Engine, db: u8, args: &[&[u8]], now: u64) -> anyhow::Resu
 /// How often the active expiry cycle runs.
 pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
-/// Starts the thread that runs active expiry on `store` until the process
-/// exits.
+/// Starts the thread that runs the store's cron (active expiry, eviction)
+/// until the process exits.
 pub fn start_expiry(store: &std::sync::Arc<Store>) -> std::io::Result<()> {
     let store = std::sync::Arc::clone(store);
     std::thread::Builder::new()
         .name("kv-expire".into())
         .spawn(move || loop {
             std::thread::sleep(EXPIRE_EVERY);
-            store.active_expire(unix_ms(SystemTime::now()));
+            store.cron(unix_ms(SystemTime::now()));
         })?;
     Ok(())
 }
@@ -319,7 +456,14 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
                 .unwrap_or_default(),
         ),
         ("maxmemory", config.maxmemory.to_string()),
-        ("maxmemory-policy", config.maxmemory_policy.clone()),
+        (
+            "maxmemory-policy",
+            config.maxmemory_policy.name().to_string(),
+        ),
+        (
+            "maxmemory-samples",
+            super::engine::DEFAULT_SAMPLES.to_string(),
+        ),
         ("timeout", config.timeout_secs.to_string()),
         ("port", config.port.to_string()),
         ("databases", super::engine::DATABASES.to_string()),
@@ -372,4 +516,160 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
         ("dbfilename", "dump.rdb".into()),
         ("appendfilename", "appendonly.muse".into()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    /// A directory of its own under the system's temp directory, removed
+    /// when dropped.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("muse-store-{}-{n}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Runs `line` on the store as a session does (logged if it changes
+    /// anything).
+    fn run(store: &Store, line: &str) {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        let command = super::super::cmd::lookup(args[0]).expect("a command");
+        let mut inner = store.lock();
+        let mut out = Vec::new();
+        let done =
+            super::super::cmd::run(&mut inner.engine, command, &args, 0, NOW, &mut out, false);
+        if done.changed > 0 {
+            inner.log_change(0, &args, done.propagate.as_deref());
+        }
+    }
+
+    fn keys(store: &Store) -> Vec<Vec<u8>> {
+        let mut k: Vec<Vec<u8>> = store.lock().engine.db(0).map.keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// A gauge that reads twice `max` while `over` is set, half of it
+    /// otherwise.
+    fn switch(over: &Arc<AtomicBool>, max: u64) -> Gauge {
+        let over = Arc::clone(over);
+        Box::new(move || {
+            if over.load(Ordering::Relaxed) {
+                max * 2
+            } else {
+                max / 2
+            }
+        })
+    }
+
+    #[test]
+    fn evictions_are_logged_as_deletions_and_replay_to_the_same_keyspace() {
+        let dir = TempDir::new("evict");
+        let config = StoreConfig {
+            data_dir: Some(dir.0.clone()),
+            maxmemory: 1_000_000_000,
+            maxmemory_policy: Policy::AllKeysLru,
+            fsync: super::super::aof::Fsync::No,
+            ..Default::default()
+        };
+        let over = Arc::new(AtomicBool::new(false));
+        let mut store = Store::open(config.clone()).expect("open");
+        // Far over the limit: the log's unwritten records, which do not
+        // count, are less than that.
+        store.gauge = switch(&over, 1_000_000_000);
+        for i in 0..300 {
+            run(&store, &format!("SET k{i} v"));
+        }
+        assert_eq!(store.make_room(NOW), Room::Enough);
+        over.store(true, Ordering::Relaxed);
+        // One call evicts a batch, and says it is not done.
+        assert_eq!(store.make_room(NOW), Room::Evicting);
+        assert_eq!(store.lock().engine.len(0), 300 - EVICT_BATCH);
+        assert_eq!(store.lock().engine.evicted_keys, EVICT_BATCH as u64);
+        over.store(false, Ordering::Relaxed);
+        run(&store, "SET after v");
+        let live = keys(&store);
+        store.close();
+        drop(store);
+        // The log holds the 301 writes and a DEL per eviction, and replays
+        // to the same keys.
+        let mut dels = 0;
+        let (log, _) =
+            super::super::aof::Aof::open(&dir.0, super::super::aof::Fsync::No, |_, args| {
+                if args[0] == b"DEL" {
+                    assert_eq!(args.len(), 2);
+                    dels += 1;
+                }
+                Ok(())
+            })
+            .expect("reopen the log");
+        log.close();
+        drop(log);
+        assert_eq!(dels, EVICT_BATCH);
+        let replayed = Store::open(config).expect("replay");
+        assert_eq!(keys(&replayed), live);
+    }
+
+    #[test]
+    fn room_runs_out_when_nothing_can_be_evicted() {
+        let over = Arc::new(AtomicBool::new(true));
+        let lru = Store::with_gauge(
+            StoreConfig {
+                maxmemory: 1000,
+                maxmemory_policy: Policy::AllKeysLru,
+                ..Default::default()
+            },
+            switch(&over, 1000),
+        );
+        for i in 0..10 {
+            run(&lru, &format!("SET k{i} v"));
+        }
+        assert_eq!(lru.make_room(NOW), Room::Full);
+        assert!(lru.lock().engine.is_empty());
+        // volatile-* evict only keys with an expiry.
+        let volatile = Store::with_gauge(
+            StoreConfig {
+                maxmemory: 1000,
+                maxmemory_policy: Policy::VolatileLru,
+                ..Default::default()
+            },
+            switch(&over, 1000),
+        );
+        run(&volatile, "SET a v");
+        run(&volatile, "SET b v PX 100000");
+        assert_eq!(volatile.make_room(NOW), Room::Full);
+        assert_eq!(keys(&volatile), vec![b"a".to_vec()]);
+        // noeviction evicts nothing; no limit, nothing is ever full.
+        let none = Store::with_gauge(
+            StoreConfig {
+                maxmemory: 1000,
+                ..Default::default()
+            },
+            switch(&over, 1000),
+        );
+        run(&none, "SET a v");
+        assert_eq!(none.make_room(NOW), Room::Full);
+        assert_eq!(none.lock().engine.len(0), 1);
+        none.set_maxmemory(0);
+        assert_eq!(none.make_room(NOW), Room::Enough);
+        assert_eq!(none.peak_memory(), 2000);
+    }
 }

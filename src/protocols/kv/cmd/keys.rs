@@ -688,26 +688,33 @@ fn object(e: &mut Engine, c: &mut Call<'_>) {
         }
         return;
     }
-    let Some(entry) = e.get(c.db, c.arg(2), c.now) else {
-        c.reply.null();
-        return;
-    };
+    // OBJECT looks without counting a use, as Redis's `LOOKUP_NOTOUCH`.
     match *name {
-        "encoding" => {
-            let enc = encoding(&entry.value);
-            c.reply.bulk(enc.as_bytes());
+        "idletime" => match e.idle_seconds(c.db, c.arg(2), c.now) {
+            Ok(None) => c.reply.null(),
+            Ok(Some(secs)) => c.reply.int(secs as i64),
+            Err(msg) => c.reply.error(msg),
+        },
+        "freq" => match e.frequency(c.db, c.arg(2), c.now) {
+            Ok(None) => c.reply.null(),
+            Ok(Some(n)) => c.reply.int(n as i64),
+            Err(msg) => c.reply.error(msg),
+        },
+        _ => {
+            e.expire_if_due(c.db, c.arg(2), c.now);
+            let Some(entry) = e.db(c.db).map.get(c.arg(2)) else {
+                c.reply.null();
+                return;
+            };
+            if *name == "encoding" {
+                let enc = encoding(&entry.value);
+                c.reply.bulk(enc.as_bytes());
+            } else {
+                let shared = matches!(&entry.value, Value::Str(s)
+                    if s.len() <= 20 && parse_i64(s).is_some_and(|v| (0..SHARED_INTEGERS).contains(&v)));
+                c.reply.int(if shared { i64::from(i32::MAX) } else { 1 });
+            }
         }
-        "refcount" => {
-            let shared = matches!(&entry.value, Value::Str(s)
-                if s.len() <= 20 && parse_i64(s).is_some_and(|v| (0..SHARED_INTEGERS).contains(&v)));
-            c.reply.int(if shared { i64::from(i32::MAX) } else { 1 });
-        }
-        "idletime" => c.reply.int(0),
-        _ => c.reply.error(
-            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
-             Please note that when switching between policies at runtime LRU and LFU data \
-             will take some time to adjust.",
-        ),
     }
 }
 

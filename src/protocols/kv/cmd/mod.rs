@@ -187,6 +187,7 @@ pub fn run(
     out: &mut Vec<u8>,
     resp3: bool,
 ) -> Done {
+    engine.set_clock(now);
     let mut call = Call {
         args,
         db,
