@@ -351,6 +351,55 @@ arch_tests!(
     }
 );
 
+kv_tests!(
+    idle_clients_and_clients_that_never_read_are_closed,
+    |arch| {
+        let server = serve(arch, &["--idle-timeout", "1"]);
+        // Idle: closed without a word once the timeout passes.
+        let mut idle = server.connect();
+        expect(&server, &mut idle, "PING\r\n", "+PONG\r\n");
+        assert_eq!(try_read_to_eof(&mut idle).or_fail(&server), b"");
+        // Never reads: 64 KiB values asked for 2,000 times (128 MiB of
+        // replies, far past what the socket buffers and the session hold).
+        let mut flood = server.connect();
+        let value = "v".repeat(64 * 1024);
+        expect(
+            &server,
+            &mut flood,
+            &resp(&["SET", "big", &value]),
+            "+OK\r\n",
+        );
+        let gets = resp(&["GET", "big"]).repeat(2_000);
+        // The server stops reading once its buffers are full, so this
+        // write may block: it runs on its own thread, and ends with the
+        // connection.
+        let mut writer = flood.try_clone().expect("clone");
+        let sender = std::thread::spawn(move || {
+            let _ = writer.write_all(gets.as_bytes());
+        });
+        // The server lets go of the connection: no socket of its own is
+        // left for it (what it had queued is the kernel's to deliver or
+        // drop).
+        let (port, client) = (
+            server.addr().port(),
+            flood.local_addr().expect("addr").port(),
+        );
+        let let_go = wait_for(Duration::from_secs(20), || {
+            socket_inodes(port, client).is_empty().then_some(())
+        });
+        if let_go.is_none() {
+            server.fail("a client that never reads was not closed");
+        }
+        // Reading now finds the end long before the 128 MiB asked for.
+        let got = try_read_to_eof(&mut flood).map_or(0, |b| b.len());
+        assert!(got < 2_000 * value.len(), "{arch}: {got} bytes");
+        sender.join().expect("writer");
+        // The server goes on.
+        let mut c = server.connect();
+        expect(&server, &mut c, "PING\r\n", "+PONG\r\n");
+    }
+);
+
 kv_tests!(requirepass_guards_every_command, |arch| {
     let server = serve(arch, &["--requirepass", "s3cret"]);
     let mut c = server.connect();

@@ -1639,9 +1639,13 @@ impl Session for KvSession {
                 return;
             }
         }
-        if self.blocked.is_none() {
+        if self.blocked.is_none() && !self.held() {
             if let Some(idle) = self.idle_timeout {
-                if now >= self.last_active + idle && self.out.is_empty() {
+                // Idle: nothing sent or received for the timeout. With
+                // replies waiting, that means the client does not read
+                // them, and it is closed just the same (`last_active`
+                // moves with every byte the client takes).
+                if now >= self.last_active + idle {
                     self.closing = Closing::Now;
                 }
             }
