@@ -386,6 +386,17 @@ impl KvSession {
                 let t = self.store.started_unix() as i64;
                 self.reply().int(t);
             }
+            "bgrewriteaof" => {
+                if argv.len() != 1 {
+                    return self.reply().wrong_arity(name);
+                }
+                match super::store::start_rewrite(&self.store) {
+                    Ok(()) => self
+                        .reply()
+                        .simple(b"Background append only file rewriting started"),
+                    Err(e) => self.reply().error(&e.to_string()),
+                }
+            }
             "blpop" | "brpop" | "blmove" | "brpoplpush" => self.blocking_pop(argv, now),
             _ => self.run_table(argv, now),
         }
@@ -454,7 +465,14 @@ impl KvSession {
         } else {
             match cmd::lookup(name) {
                 None if [
-                    "hello", "auth", "client", "info", "config", "command", "time",
+                    "hello",
+                    "auth",
+                    "client",
+                    "info",
+                    "config",
+                    "command",
+                    "time",
+                    "bgrewriteaof",
                 ]
                 .iter()
                 .any(|n| is(name, n)) =>
@@ -896,11 +914,16 @@ impl KvSession {
             ));
         }
         if want("persistence") {
+            let rewrite = &inner.rewrite;
             text.push_str(&format!(
-                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_current_size:{}\r\n\r\n",
+                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_current_size:{}\r\naof_base_size:{}\r\n\r\n",
                 inner.engine.dirty,
                 u8::from(inner.log.is_some()),
+                u8::from(rewrite.running),
+                if rewrite.last_ok { "ok" } else { "err" },
+                rewrite.completed,
                 inner.log.as_ref().map_or(0, |l| l.file_size()),
+                rewrite.base_size,
             ));
         }
         if want("stats") {
@@ -966,6 +989,7 @@ impl KvSession {
             "set" if argv.len() >= 4 && argv.len().is_multiple_of(2) => {
                 let store = Arc::clone(&self.store);
                 let mut inner = store.lock();
+                let mut values = Vec::new();
                 for pair in argv[2..].chunks(2) {
                     let k = String::from_utf8_lossy(pair[0]).to_ascii_lowercase();
                     if !inner.config.contains_key(&k) || FIXED_SETTINGS.contains(&k.as_str()) {
@@ -974,12 +998,16 @@ impl KvSession {
                             "ERR Unknown option or number of arguments for CONFIG SET - '{k}'"
                         ));
                     }
+                    match super::store::check_setting(&k, pair[1]) {
+                        Ok(v) => values.push((k, v)),
+                        Err(msg) => {
+                            drop(inner);
+                            return self.reply().error(&msg);
+                        }
+                    }
                 }
-                for pair in argv[2..].chunks(2) {
-                    let k = String::from_utf8_lossy(pair[0]).to_ascii_lowercase();
-                    inner
-                        .config
-                        .insert(k, String::from_utf8_lossy(pair[1]).into_owned());
+                for (k, v) in values {
+                    inner.config.insert(k, v);
                 }
                 drop(inner);
                 self.reply().ok();
@@ -1307,7 +1335,7 @@ struct BlockingPop {
 const FIXED_SETTINGS: &[&str] = &["port", "databases", "bind", "dir", "appendfilename"];
 
 /// The commands the session runs itself, with their arity, for `COMMAND`.
-const SESSION_COMMANDS: [(&str, i32); 20] = [
+const SESSION_COMMANDS: [(&str, i32); 21] = [
     ("ping", -1),
     ("echo", 2),
     ("quit", -1),
@@ -1326,6 +1354,7 @@ const SESSION_COMMANDS: [(&str, i32); 20] = [
     ("command", -1),
     ("time", 1),
     ("lastsave", 1),
+    ("bgrewriteaof", 1),
     ("blpop", -3),
     ("brpop", -3),
 ];

@@ -15,13 +15,44 @@
 //! of that key is woken; each retries its pop under the lock, so an
 //! element goes to exactly one of them and none is lost when a woken
 //! client has gone meanwhile.
+//!
+//! # Rewriting the log
+//!
+//! With a log, [`start_rewrite`] (`BGREWRITEAOF`, or the expiry thread once
+//! the log has grown past `auto-aof-rewrite-percentage` over its size after
+//! the last rewrite and past `auto-aof-rewrite-min-size`, as Redis does)
+//! replaces the log with a snapshot of the keyspace plus what was logged
+//! since, without stopping the store for the snapshot's length and without
+//! `fork`:
+//!
+//! 1. Under the lock, in one critical section, the log marks its rewrite
+//!    ([`Aof::begin_rewrite`](super::aof::Aof::begin_rewrite): later
+//!    records go to the new file's tail too) and the engine takes the
+//!    snapshot's instant ([`Engine::begin_rewrite`]). The two coincide, so
+//!    snapshot plus tail is exactly the keyspace, with nothing applied
+//!    twice.
+//! 2. A `kv-rewrite` thread takes turns: lock, one bounded step of the
+//!    engine's walk ([`Engine::rewrite_step`]: at most [`STEP_ENTRIES`]
+//!    entries or [`STEP_BYTES`] of dumps, plus what commands dumped before
+//!    changing keys), unlock, then write those records outside the lock.
+//! 3. After the last step (which ends the walk) it hands the file to the
+//!    log's writer, which appends the tail, syncs and renames it over the
+//!    log ([`Rewrite::finish`](super::aof::Rewrite::finish)).
+//!
+//! On an I/O error the rewrite is abandoned (its file removed), the walk
+//! ended, one warning logged, and the old log goes on; automatic rewrites
+//! then wait a while (doubling from a minute up to an hour) before the
+//! next try. The lock is held for one step at a time; the engine's module
+//! doc has the invariant that keeps the snapshot exact.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::engine::Engine;
+use super::aof::Rewrite;
+use super::engine::{Engine, Step};
 use crate::session::Waker;
 
 /// What `INFO` and `CONFIG` report of the server's settings.
@@ -74,6 +105,71 @@ pub struct Inner {
     /// The durability log, with `--data-dir`. Appended to under this lock,
     /// so its order is the order the commands ran in.
     pub log: Option<super::aof::Aof>,
+    /// The log's rewrites (for `INFO` and the automatic rewrite).
+    pub rewrite: RewriteState,
+}
+
+/// How the log's rewrites have gone.
+#[derive(Clone, Debug)]
+pub struct RewriteState {
+    /// A rewrite is running.
+    pub running: bool,
+    /// The last rewrite succeeded (or none has run).
+    pub last_ok: bool,
+    /// The log's size after the last rewrite, or at open: what the
+    /// automatic rewrite measures growth against.
+    pub base_size: u64,
+    /// Rewrites completed since start.
+    pub completed: u64,
+    /// What the last completed rewrite did.
+    pub last: Option<RewriteReport>,
+    /// Failures in a row (automatic rewrites back off).
+    failures: u32,
+    /// Before this, no automatic rewrite (after a failure).
+    retry_at: Option<Instant>,
+}
+
+impl Default for RewriteState {
+    fn default() -> RewriteState {
+        RewriteState {
+            running: false,
+            last_ok: true,
+            base_size: 0,
+            completed: 0,
+            last: None,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+}
+
+/// What one rewrite did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RewriteReport {
+    /// Keys in the snapshot.
+    pub keys: u64,
+    /// Records in the snapshot.
+    pub records: u64,
+    /// Turns of the walk (each one lock hold).
+    pub steps: u64,
+    /// The longest a turn held the lock.
+    pub longest_hold: Duration,
+    /// From start to the new log in place.
+    pub took: Duration,
+}
+
+/// Why a rewrite did not start; the text is the client's error reply.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// No `--data-dir`.
+    #[error("ERR Background append only file rewriting is not possible: the server has no append-only log (start it with --data-dir)")]
+    NoLog,
+    /// One is running.
+    #[error("ERR Background append only file rewriting already in progress")]
+    Running,
+    /// The new file or the thread could not be made.
+    #[error("ERR Can't execute an AOF background rewriting: {0}")]
+    Io(#[from] io::Error),
 }
 
 impl Inner {
@@ -163,6 +259,8 @@ pub struct Store {
     pub connections: AtomicU64,
     started: Instant,
     started_wall: SystemTime,
+    /// The store is closing: a running rewrite stops.
+    closing: AtomicBool,
 }
 
 impl Store {
@@ -184,13 +282,17 @@ impl Store {
                 dir.display(),
                 started.elapsed()
             ));
-            store.lock().log = Some(log);
+            let mut inner = store.lock();
+            inner.rewrite.base_size = log.file_size();
+            inner.log = Some(log);
         }
         Ok(store)
     }
 
-    /// Writes out and syncs what the log holds (at exit).
+    /// Writes out and syncs what the log holds (at exit). A running
+    /// rewrite is abandoned.
     pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         if let Some(log) = self.lock().log.clone() {
             log.close();
         }
@@ -208,6 +310,7 @@ impl Store {
                 waiters: HashMap::new(),
                 config: settings,
                 log: None,
+                rewrite: RewriteState::default(),
             }),
             config,
             next_client: AtomicU64::new(1),
@@ -216,6 +319,7 @@ impl Store {
             connections: AtomicU64::new(0),
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -256,6 +360,250 @@ impl Store {
         let mut inner = self.lock();
         inner.engine.active_expire(now_ms, 200)
     }
+
+    /// The snapshot's instant of a rewrite: the log marks it and the
+    /// engine starts its walk, in one critical section.
+    fn begin_rewrite(&self) -> Result<Rewrite, RewriteError> {
+        let mut inner = self.lock();
+        let Some(log) = inner.log.clone() else {
+            return Err(RewriteError::NoLog);
+        };
+        if inner.rewrite.running || inner.engine.rewriting() {
+            return Err(RewriteError::Running);
+        }
+        let rewrite = log.begin_rewrite()?;
+        inner.engine.begin_rewrite();
+        inner.rewrite.running = true;
+        Ok(rewrite)
+    }
+
+    /// One turn of a rewrite's walk: lock, one bounded step, unlock.
+    /// Returns the step and how long the lock was held for it.
+    fn rewrite_turn(&self) -> (Step, Duration) {
+        let mut inner = self.lock();
+        let started = Instant::now();
+        let step = inner.engine.rewrite_step(STEP_ENTRIES, STEP_BYTES);
+        let held = started.elapsed();
+        drop(inner);
+        (step, held)
+    }
+
+    /// Records how a rewrite ended, ending its walk if it is still going.
+    fn rewrite_ended(&self, result: &io::Result<RewriteReport>) {
+        let mut inner = self.lock();
+        let leftovers = inner.engine.abort_rewrite();
+        let size = inner.log.as_ref().map_or(0, |l| l.file_size());
+        let state = &mut inner.rewrite;
+        state.running = false;
+        match result {
+            Ok(report) => {
+                state.last_ok = true;
+                state.completed += 1;
+                state.base_size = size;
+                state.last = Some(*report);
+                state.failures = 0;
+                state.retry_at = None;
+            }
+            Err(_) => {
+                state.last_ok = false;
+                state.failures = state.failures.saturating_add(1);
+                let wait = RETRY_FIRST
+                    .saturating_mul(1 << state.failures.min(7).saturating_sub(1))
+                    .min(RETRY_MOST);
+                state.retry_at = Some(Instant::now() + wait);
+            }
+        }
+        drop(inner);
+        // The dumps and flushed databases a failed walk still held are
+        // freed without the lock.
+        drop(leftovers);
+    }
+}
+
+/// The most entries one turn of a rewrite's walk looks at.
+pub const STEP_ENTRIES: usize = 1000;
+
+/// A turn of a rewrite's walk stops once it has dumped this many bytes.
+pub const STEP_BYTES: usize = 1 << 20;
+
+/// After a failed rewrite, automatic ones wait this long, doubling with
+/// each failure in a row ...
+const RETRY_FIRST: Duration = Duration::from_secs(60);
+/// ... up to this.
+const RETRY_MOST: Duration = Duration::from_secs(3600);
+
+/// The settings of the automatic rewrite, and their defaults (Redis's).
+pub const AUTO_PERCENTAGE: &str = "auto-aof-rewrite-percentage";
+/// See [`AUTO_PERCENTAGE`].
+pub const AUTO_MIN_SIZE: &str = "auto-aof-rewrite-min-size";
+const AUTO_PERCENTAGE_DEFAULT: u64 = 100;
+const AUTO_MIN_SIZE_DEFAULT: u64 = 64 << 20;
+
+/// Starts a rewrite of the log in the background (`BGREWRITEAOF`): the
+/// snapshot's instant now, the rest on a `kv-rewrite` thread.
+pub fn start_rewrite(store: &Arc<Store>) -> Result<(), RewriteError> {
+    let rewrite = match store.begin_rewrite() {
+        Ok(r) => r,
+        Err(RewriteError::Io(e)) => {
+            crate::log::warn(format_args!("kv: cannot start a rewrite of the log: {e}"));
+            store.rewrite_ended(&Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(RewriteError::Io(e));
+        }
+        Err(e) => return Err(e),
+    };
+    let thread_store = Arc::clone(store);
+    let spawned = std::thread::Builder::new()
+        .name("kv-rewrite".into())
+        .spawn(move || run_rewrite(&thread_store, rewrite));
+    if let Err(e) = spawned {
+        // The rewrite went down with the closure: its file is removed.
+        let result = Err(io::Error::new(e.kind(), e.to_string()));
+        store.rewrite_ended(&result);
+        crate::log::warn(format_args!("kv: cannot start the rewrite thread: {e}"));
+        return Err(RewriteError::Io(e));
+    }
+    Ok(())
+}
+
+/// The rewrite thread: the walk's turns, then the new log installed.
+fn run_rewrite(store: &Store, rewrite: Rewrite) {
+    let result = write_snapshot(store, rewrite);
+    match &result {
+        Ok(r) => crate::log::info(format_args!(
+            "kv: rewrote the log: {} keys in {} records, in {:.2?}; {} turns, the longest held the lock {:.2?}",
+            r.keys, r.records, r.took, r.steps, r.longest_hold
+        )),
+        Err(_) if store.closing.load(Ordering::Relaxed) => {
+            crate::log::info(format_args!("kv: a log rewrite was abandoned at exit"));
+        }
+        Err(e) => crate::log::warn(format_args!(
+            "kv: the log rewrite failed, the old log stays in use: {e}"
+        )),
+    }
+    store.rewrite_ended(&result);
+}
+
+/// Walks the keyspace turn by turn, writing each turn's records outside
+/// the lock, then installs the new log. On an error the rewrite is
+/// abandoned (its file removed).
+fn write_snapshot(store: &Store, mut rewrite: Rewrite) -> io::Result<RewriteReport> {
+    let started = Instant::now();
+    let mut report = RewriteReport::default();
+    loop {
+        if store.closing.load(Ordering::Relaxed) {
+            rewrite.abort();
+            return Err(io::Error::other("the store is closing"));
+        }
+        let (step, held) = store.rewrite_turn();
+        report.steps += 1;
+        report.longest_hold = report.longest_hold.max(held);
+        report.keys += step.dump.keys() as u64;
+        report.records += step.dump.records() as u64;
+        if let Err(e) = step.dump.each(|db, args| rewrite.write(db, args)) {
+            rewrite.abort();
+            return Err(e);
+        }
+        if step.done {
+            rewrite.finish()?;
+            report.took = started.elapsed();
+            return Ok(report);
+        }
+    }
+}
+
+/// Whether the log has grown enough for an automatic rewrite: past
+/// `min_size`, and by at least `percentage` % over `base` (Redis's rule;
+/// a percentage of 0 turns it off).
+pub fn rewrite_due(size: u64, base: u64, percentage: u64, min_size: u64) -> bool {
+    if percentage == 0 || size <= min_size {
+        return false;
+    }
+    let base = u128::from(base.max(1));
+    let growth = (u128::from(size) * 100 / base).saturating_sub(100);
+    growth >= u128::from(percentage)
+}
+
+/// Starts an automatic rewrite if the log is due one (the expiry thread
+/// asks ten times a second). Returns whether it started one.
+pub fn maybe_rewrite(store: &Arc<Store>, now: Instant) -> bool {
+    let (size, base) = {
+        let inner = store.lock();
+        let Some(log) = &inner.log else {
+            return false;
+        };
+        let state = &inner.rewrite;
+        if state.running || state.retry_at.is_some_and(|t| now < t) {
+            return false;
+        }
+        let percentage = setting(&inner.config, AUTO_PERCENTAGE, AUTO_PERCENTAGE_DEFAULT);
+        let min_size = setting(&inner.config, AUTO_MIN_SIZE, AUTO_MIN_SIZE_DEFAULT);
+        let (size, base) = (log.file_size(), state.base_size);
+        if !rewrite_due(size, base, percentage, min_size) {
+            return false;
+        }
+        (size, base)
+    };
+    match start_rewrite(store) {
+        Ok(()) => {
+            crate::log::info(format_args!(
+                "kv: starting an automatic rewrite of the log ({size} bytes, {base} after the last)"
+            ));
+            true
+        }
+        Err(RewriteError::Running) => false,
+        Err(e) => {
+            crate::log::warn(format_args!("kv: {e}"));
+            false
+        }
+    }
+}
+
+/// A numeric setting as `CONFIG SET` left it (validated there).
+fn setting(config: &HashMap<String, String>, name: &str, default: u64) -> u64 {
+    config
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Checks a value `CONFIG SET` gives a setting that needs one of a kind,
+/// returning it as `CONFIG GET` will show it, or the error reply.
+pub fn check_setting(name: &str, value: &[u8]) -> Result<String, String> {
+    let text = String::from_utf8_lossy(value);
+    match name {
+        AUTO_PERCENTAGE => super::cmd::parse_i64(value)
+            .filter(|v| (0..=i64::from(i32::MAX)).contains(v))
+            .map(|v| v.to_string())
+            .ok_or_else(|| {
+                format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer")
+            }),
+        AUTO_MIN_SIZE => parse_memory(value).map(|v| v.to_string()).ok_or_else(|| {
+            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be a memory value")
+        }),
+        _ => Ok(text.into_owned()),
+    }
+}
+
+/// A memory size as Redis reads one: digits and an optional unit, `b`,
+/// `k` (1000), `kb` (1024), `m`, `mb`, `g`, `gb`, in any case.
+pub fn parse_memory(value: &[u8]) -> Option<u64> {
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(&value[..digits]).ok()?.parse().ok()?;
+    let unit = value[digits..].to_ascii_lowercase();
+    let mul: u64 = match unit.as_slice() {
+        b"" | b"b" => 1,
+        b"k" => 1000,
+        b"kb" => 1024,
+        b"m" => 1000 * 1000,
+        b"mb" => 1024 * 1024,
+        b"g" => 1000 * 1000 * 1000,
+        b"gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
 }
 
 /// Runs one logged command against `engine` (replay at start).
@@ -287,14 +635,15 @@ fn replay(engine: &mut Engine, db: u8, args: &[&[u8]], now: u64) -> anyhow::Resu
 pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
 /// Starts the thread that runs active expiry on `store` until the process
-/// exits.
-pub fn start_expiry(store: &std::sync::Arc<Store>) -> std::io::Result<()> {
-    let store = std::sync::Arc::clone(store);
+/// exits. It also starts the automatic rewrite of the log when it is due.
+pub fn start_expiry(store: &Arc<Store>) -> std::io::Result<()> {
+    let store = Arc::clone(store);
     std::thread::Builder::new()
         .name("kv-expire".into())
         .spawn(move || loop {
             std::thread::sleep(EXPIRE_EVERY);
             store.active_expire(unix_ms(SystemTime::now()));
+            maybe_rewrite(&store, Instant::now());
         })?;
     Ok(())
 }
@@ -335,6 +684,8 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
             .into(),
         ),
         ("appendfsync", config.fsync.to_string()),
+        (AUTO_PERCENTAGE, AUTO_PERCENTAGE_DEFAULT.to_string()),
+        (AUTO_MIN_SIZE, AUTO_MIN_SIZE_DEFAULT.to_string()),
         ("proto-max-bulk-len", super::resp::MAX_BULK.to_string()),
         ("client-query-buffer-limit", "1073741824".into()),
         ("hash-max-listpack-entries", "128".into()),
