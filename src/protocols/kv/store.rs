@@ -377,12 +377,12 @@ impl Store {
         Ok(rewrite)
     }
 
-    /// One turn of a rewrite's walk: lock, one bounded step, unlock.
-    /// Returns the step and how long the lock was held for it.
-    fn rewrite_turn(&self) -> (Step, Duration) {
+    /// One turn of a rewrite's walk: lock, one step of at most `entries`
+    /// entries, unlock. Returns the step and how long the lock was held.
+    fn rewrite_turn(&self, entries: usize) -> (Step, Duration) {
         let mut inner = self.lock();
         let started = Instant::now();
-        let step = inner.engine.rewrite_step(STEP_ENTRIES, STEP_BYTES);
+        let step = inner.engine.rewrite_step(entries, STEP_BYTES);
         let held = started.elapsed();
         drop(inner);
         (step, held)
@@ -494,7 +494,7 @@ fn write_snapshot(store: &Store, mut rewrite: Rewrite) -> io::Result<RewriteRepo
             rewrite.abort();
             return Err(io::Error::other("the store is closing"));
         }
-        let (step, held) = store.rewrite_turn();
+        let (step, held) = store.rewrite_turn(STEP_ENTRIES);
         report.steps += 1;
         report.longest_hold = report.longest_hold.max(held);
         report.keys += step.dump.keys() as u64;
@@ -723,4 +723,492 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
         ("dbfilename", "dump.rdb".into()),
         ("appendfilename", "appendonly.muse".into()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::kv::aof::{Aof, Fsync, REWRITE_NAME};
+    use crate::protocols::kv::engine::testing::{apply, keyspace};
+    use crate::protocols::kv::engine::Value;
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicU32;
+
+    /// The clock of the tests that replay: nothing expires while they run.
+    const NOW: u64 = 1_700_000_000_000;
+
+    /// A directory of its own under the system's temp directory, removed
+    /// when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("muse-rewrite-{}-{n}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A store with a log in `dir`.
+    fn open(dir: &TempDir) -> Arc<Store> {
+        Arc::new(
+            Store::open(StoreConfig {
+                data_dir: Some(dir.0.clone()),
+                fsync: Fsync::No,
+                ..StoreConfig::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Runs a command as a session does: under the lock, logged if it
+    /// changed anything.
+    fn run(store: &Store, db: usize, args: &[&[u8]], now: u64) {
+        let mut inner = store.lock();
+        let done = apply(&mut inner.engine, db, args, now);
+        if done.changed > 0 {
+            inner.log_change(db, args, done.propagate.as_deref());
+        }
+    }
+
+    fn run_line(store: &Store, db: usize, line: &str) {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        run(store, db, &args, NOW);
+    }
+
+    /// Closes the store's log and replays the file into a fresh engine at
+    /// `now`, as a restart does.
+    fn replay_file(store: Arc<Store>, dir: &TempDir, now: u64) -> Engine {
+        store.close();
+        drop(store);
+        let mut engine = Engine::new();
+        let (log, _) = Aof::open(&dir.0, Fsync::No, |db, args| {
+            replay(&mut engine, db, args, now)
+        })
+        .unwrap();
+        log.close();
+        engine
+    }
+
+    /// The keys of a dump's records (a key's records are consecutive).
+    fn dumped_keys(dump: &crate::protocols::kv::dump::Dump, keys: &mut Vec<(u8, Vec<u8>)>) {
+        let mut last: Option<(u8, Vec<u8>)> = None;
+        dump.each(|db, args| {
+            let this = (db, args[1].to_vec());
+            if args[0] != b"PEXPIREAT" && last.as_ref() != Some(&this) {
+                keys.push(this.clone());
+            }
+            last = Some(this);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    }
+
+    /// One turn written to `rewrite` and replayed into `snapshot`.
+    fn turn(
+        store: &Store,
+        rewrite: &mut Rewrite,
+        budget: usize,
+        snapshot: &mut Engine,
+        keys: &mut Vec<(u8, Vec<u8>)>,
+    ) -> bool {
+        let (step, _) = store.rewrite_turn(budget);
+        dumped_keys(&step.dump, keys);
+        step.dump
+            .each(|db, args| {
+                apply(snapshot, usize::from(db), args, NOW);
+                rewrite.write(db, args)
+            })
+            .unwrap();
+        step.done
+    }
+
+    /// A command of the random sequences: keys from a small pool in four
+    /// databases, so that commands meet the same keys often.
+    fn command() -> impl Strategy<Value = (usize, Vec<String>)> {
+        let key = || (0..6u8).prop_map(|k| format!("k{k}"));
+        let val = || prop_oneof!["[a-c]{0,3}", (0..100i32).prop_map(|n| n.to_string())];
+        let db = 0..4usize;
+        let cmd = prop_oneof![
+            (key(), val()).prop_map(|(k, v)| vec!["SET".into(), k, v]),
+            (key(), val(), 1..1000u32).prop_map(|(k, v, s)| vec![
+                "SET".into(),
+                k,
+                v,
+                "EX".into(),
+                s.to_string()
+            ]),
+            key().prop_map(|k| vec!["INCR".into(), k]),
+            (key(), val()).prop_map(|(k, v)| vec!["APPEND".into(), k, v]),
+            (key(), 1..80usize).prop_map(|(k, n)| {
+                let mut c = vec!["RPUSH".into(), k];
+                c.extend((0..n).map(|i| format!("e{i}")));
+                c
+            }),
+            key().prop_map(|k| vec!["LPOP".into(), k]),
+            (key(), val(), val()).prop_map(|(k, f, v)| vec!["HSET".into(), k, f, v]),
+            (key(), val()).prop_map(|(k, f)| vec!["HDEL".into(), k, f]),
+            (key(), proptest::collection::vec(val(), 1..70)).prop_map(|(k, ms)| {
+                let mut c = vec!["SADD".into(), k];
+                c.extend(ms);
+                c
+            }),
+            (key(), val()).prop_map(|(k, m)| vec!["SREM".into(), k, m]),
+            key().prop_map(|k| vec!["SPOP".into(), k]),
+            key().prop_map(|k| vec!["DEL".into(), k]),
+            (key(), key()).prop_map(|(a, b)| vec!["RENAME".into(), a, b]),
+            (key(), 0..4u8).prop_map(|(k, d)| vec!["MOVE".into(), k, d.to_string()]),
+            (key(), key(), 0..4u8).prop_map(|(a, b, d)| vec![
+                "COPY".into(),
+                a,
+                b,
+                "DB".into(),
+                d.to_string(),
+                "REPLACE".into()
+            ]),
+            Just(vec!["FLUSHDB".to_string()]),
+            (0..4u8, 0..4u8).prop_map(|(a, b)| vec!["SWAPDB".into(), a.to_string(), b.to_string()]),
+            (key(), 1..1000u32).prop_map(|(k, s)| vec!["EXPIRE".into(), k, s.to_string()]),
+            key().prop_map(|k| vec!["PEXPIREAT".into(), k, (NOW - 5).to_string()]),
+            key().prop_map(|k| vec!["PERSIST".into(), k]),
+            (key(), val(), key(), val()).prop_map(|(a, x, b, y)| vec!["MSET".into(), a, x, b, y]),
+            (key(), key(), key()).prop_map(|(d, a, b)| vec!["SUNIONSTORE".into(), d, a, b]),
+        ];
+        (db, cmd)
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Command(usize, Vec<String>),
+        /// A turn of the walk looking at this many entries.
+        Turn(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => command().prop_map(|(db, c)| Op::Command(db, c)),
+            1 => (1..4usize).prop_map(Op::Turn),
+        ]
+    }
+
+    /// The keyspace after `before`, a rewrite begun, `during` interleaved
+    /// with the walk's turns, and the rest of the walk: checks that the
+    /// snapshot is the keyspace at the rewrite's start with each key once,
+    /// and that the new log replays to the live keyspace.
+    fn check_rewrite(before: &[(usize, Vec<String>)], during: &[Op]) {
+        let dir = TempDir::new("prop");
+        let store = open(&dir);
+        for (db, c) in before {
+            let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+            run(&store, *db, &args, NOW);
+        }
+        let mut rewrite = store.begin_rewrite().unwrap();
+        let at_s = keyspace(&store.lock().engine, NOW);
+        let mut snapshot = Engine::new();
+        let mut keys = Vec::new();
+        let mut done = false;
+        for op in during {
+            match op {
+                Op::Command(db, c) => {
+                    let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+                    run(&store, *db, &args, NOW);
+                }
+                Op::Turn(n) if !done => {
+                    done = turn(&store, &mut rewrite, *n, &mut snapshot, &mut keys);
+                }
+                Op::Turn(_) => {}
+            }
+        }
+        while !done {
+            done = turn(&store, &mut rewrite, 5, &mut snapshot, &mut keys);
+        }
+        rewrite.finish().unwrap();
+        let live = keyspace(&store.lock().engine, NOW);
+
+        assert_eq!(
+            keyspace(&snapshot, NOW),
+            at_s,
+            "the snapshot is the keyspace at S"
+        );
+        let mut distinct = keys.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), keys.len(), "a key dumped twice: {keys:?}");
+        assert_eq!(keys.len(), at_s.len(), "a key made during the walk dumped");
+
+        let replayed = replay_file(store, &dir, NOW);
+        assert_eq!(
+            keyspace(&replayed, NOW),
+            live,
+            "the new log replays to the live keyspace"
+        );
+        assert!(!dir.0.join(REWRITE_NAME).exists());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn a_rewrite_under_random_changes_replays_to_the_live_keyspace(
+            before in proptest::collection::vec(command(), 0..80),
+            during in proptest::collection::vec(op(), 0..120),
+        ) {
+            check_rewrite(&before, &during);
+        }
+    }
+
+    #[test]
+    fn a_rewrite_under_every_kind_of_change_replays_to_the_live_keyspace() {
+        let lines = |v: &[(usize, &str)]| -> Vec<(usize, Vec<String>)> {
+            v.iter()
+                .map(|(db, l)| (*db, l.split(' ').map(String::from).collect()))
+                .collect()
+        };
+        let mut before = Vec::new();
+        for db in 0..3 {
+            for i in 0..30 {
+                before.push((db, format!("SET s{i} {i}")));
+                before.push((db, format!("RPUSH l{i} a b c")));
+                before.push((db, format!("HSET h{i} f v")));
+                before.push((db, format!("SADD t{i} x y")));
+            }
+            before.push((db, "EXPIRE s3 1000".to_string()));
+        }
+        let before: Vec<(usize, &str)> = before.iter().map(|(d, l)| (*d, l.as_str())).collect();
+        let before = lines(&before);
+        let during: Vec<Op> = lines(&[
+            (0, "INCR s1"),
+            (0, "APPEND s2 x"),
+            (1, "RPUSH l1 d"),
+            (1, "DEL s5"),
+            (2, "RENAME h2 h2b"),
+            (0, "EXPIRE t4 100"),
+            (2, "FLUSHDB"),
+            (2, "SET new 1"),
+            (0, "SWAPDB 0 1"),
+            (1, "INCR s1"),
+            (0, "SET born 1"),
+            (0, "INCR born"),
+        ])
+        .into_iter()
+        .flat_map(|(db, c)| [Op::Turn(17), Op::Command(db, c)])
+        .collect();
+        check_rewrite(&before, &during);
+    }
+
+    #[test]
+    fn the_rewrite_thread_replaces_the_log_while_clients_write() {
+        let dir = TempDir::new("thread");
+        let store = open(&dir);
+        // The same keys overwritten many times: a log much longer than
+        // its snapshot.
+        for round in 0..20 {
+            for i in 0..500 {
+                run_line(&store, i % 3, &format!("SET k{i} r{round}"));
+            }
+        }
+        let before = store.lock().log.as_ref().unwrap().file_size();
+        start_rewrite(&store).unwrap();
+        assert!(matches!(
+            start_rewrite(&store),
+            Err(RewriteError::Running) | Ok(())
+        ));
+        // A client writing meanwhile.
+        let mut n = 0;
+        while store.lock().rewrite.running || n < 200 {
+            run_line(&store, 1, &format!("RPUSH during {n}"));
+            run_line(&store, 0, &format!("INCR k{}", n % 500));
+            n += 1;
+            assert!(n < 10_000_000, "the rewrite never ended");
+        }
+        let state = store.lock().rewrite.clone();
+        assert!(state.last_ok && state.completed == 1, "{state:?}");
+        let report = state.last.unwrap();
+        assert_eq!(report.keys, 500);
+        let after = store.lock().log.as_ref().unwrap().file_size();
+        assert!(after < before / 4, "{after} bytes after, {before} before");
+        // The writer may still have been writing the last records.
+        assert!(state.base_size <= after && state.base_size < before / 4);
+        let live = keyspace(&store.lock().engine, NOW);
+        let replayed = replay_file(store, &dir, NOW);
+        assert_eq!(keyspace(&replayed, NOW), live);
+    }
+
+    #[test]
+    fn a_failed_rewrite_keeps_the_old_log_and_says_so() {
+        let dir = TempDir::new("fail");
+        let store = open(&dir);
+        for i in 0..100 {
+            run_line(&store, 0, &format!("SET k{i} {i}"));
+        }
+        let rewrite = store.begin_rewrite().unwrap();
+        assert!(store.lock().engine.rewriting());
+        // The new file vanishes: installing it fails.
+        std::fs::remove_file(dir.0.join(REWRITE_NAME)).unwrap();
+        run_line(&store, 0, "SET k1 changed");
+        let result = write_snapshot(&store, rewrite);
+        assert!(result.is_err());
+        store.rewrite_ended(&result);
+        {
+            let inner = store.lock();
+            assert!(!inner.engine.rewriting());
+            assert!(!inner.rewrite.running && !inner.rewrite.last_ok);
+            assert_eq!(inner.rewrite.completed, 0);
+            assert!(inner.rewrite.retry_at.is_some());
+        }
+        // The automatic rewrite waits; a manual one may run.
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        run_line(&store, 0, "SET k2 after");
+        let live = keyspace(&store.lock().engine, NOW);
+        let replayed = replay_file(store, &dir, NOW);
+        assert_eq!(keyspace(&replayed, NOW), live);
+    }
+
+    #[test]
+    fn an_automatic_rewrite_starts_once_the_log_has_grown_enough() {
+        assert!(!rewrite_due(100, 100, 100, 0));
+        assert!(rewrite_due(200, 100, 100, 0));
+        assert!(!rewrite_due(199, 100, 100, 0));
+        assert!(
+            !rewrite_due(200, 100, 100, 200),
+            "not past the minimum size"
+        );
+        assert!(!rewrite_due(u64::MAX, 1, 0, 0), "0 % turns it off");
+        assert!(rewrite_due(u64::MAX, 0, 100, 0));
+
+        let dir = TempDir::new("auto");
+        let store = open(&dir);
+        store
+            .lock()
+            .config
+            .insert(AUTO_MIN_SIZE.into(), "1000".into());
+        let base = store.lock().rewrite.base_size;
+        assert_eq!(base, crate::protocols::kv::aof::MAGIC.len() as u64);
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        for i in 0..100 {
+            run_line(&store, 0, &format!("SET k{} {i}", i % 10));
+        }
+        // The size counts what the writer has written.
+        let log = store.lock().log.clone().unwrap();
+        let mut waited = 0;
+        while log.backlog() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+            assert!(waited < 10_000);
+        }
+        assert!(maybe_rewrite(&store, Instant::now()));
+        let mut waited = 0;
+        while store.lock().rewrite.running {
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+            assert!(waited < 10_000);
+        }
+        let state = store.lock().rewrite.clone();
+        assert_eq!(state.completed, 1);
+        assert_eq!(state.base_size, log.file_size());
+        // Grown by less than 100 % since: not due.
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        store.close();
+    }
+
+    #[test]
+    fn settings_are_checked_and_shown_as_redis_shows_them() {
+        assert_eq!(check_setting(AUTO_PERCENTAGE, b"50"), Ok("50".into()));
+        assert!(check_setting(AUTO_PERCENTAGE, b"-1").is_err());
+        assert!(check_setting(AUTO_PERCENTAGE, b"x").is_err());
+        assert_eq!(check_setting(AUTO_MIN_SIZE, b"64mb"), Ok("67108864".into()));
+        assert_eq!(check_setting(AUTO_MIN_SIZE, b"1K"), Ok("1000".into()));
+        assert_eq!(check_setting(AUTO_MIN_SIZE, b"12"), Ok("12".into()));
+        let err = check_setting(AUTO_MIN_SIZE, b"12xb").unwrap_err();
+        assert!(err.contains("argument must be a memory value"), "{err}");
+        assert!(check_setting(AUTO_MIN_SIZE, b"").is_err());
+        assert!(check_setting(AUTO_MIN_SIZE, b"99999999999999999999gb").is_err());
+        assert_eq!(parse_memory(b"2GB"), Some(2 << 30));
+        assert_eq!(
+            check_setting("maxclients", b"anything"),
+            Ok("anything".into())
+        );
+    }
+
+    #[test]
+    fn without_a_log_there_is_nothing_to_rewrite() {
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        let err = start_rewrite(&store).unwrap_err();
+        assert!(matches!(err, RewriteError::NoLog));
+        assert!(err.to_string().contains("--data-dir"));
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        assert!(!store.lock().engine.rewriting());
+    }
+
+    /// Measures a rewrite of a million small keys (and the longest lock
+    /// hold of its turns, and the longest command of a client writing
+    /// meanwhile), then the replay of the new log at start. Run with
+    /// `cargo test --release --lib rewrite_of_a_million_keys -- --ignored
+    /// --nocapture`; it reports, asserts no timing.
+    #[test]
+    #[ignore]
+    fn rewrite_of_a_million_keys() {
+        let dir = TempDir::new("million");
+        let store = open(&dir);
+        {
+            let mut inner = store.lock();
+            for i in 0..1_000_000u32 {
+                let key = format!("key:{i}");
+                inner
+                    .engine
+                    .set(0, key.as_bytes(), Value::Str(b"value".to_vec()));
+            }
+        }
+        let started = Instant::now();
+        start_rewrite(&store).unwrap();
+        let mut slowest = Duration::ZERO;
+        let mut commands = 0u64;
+        while store.lock().rewrite.running {
+            let t = Instant::now();
+            run_line(
+                &store,
+                0,
+                &format!("SET key:{} changed", commands % 1_000_000),
+            );
+            slowest = slowest.max(t.elapsed());
+            commands += 1;
+        }
+        let took = started.elapsed();
+        let state = store.lock().rewrite.clone();
+        assert!(state.last_ok);
+        let report = state.last.unwrap();
+        let size = store.lock().log.as_ref().unwrap().file_size();
+        eprintln!(
+            "rewrite of {} keys: {:.3} s ({} records, {} bytes); {} turns, longest lock hold {:?}; \
+             a client ran {} SETs meanwhile, the slowest took {:?}",
+            report.keys,
+            took.as_secs_f64(),
+            report.records,
+            size,
+            report.steps,
+            report.longest_hold,
+            commands,
+            slowest
+        );
+        store.close();
+        drop(store);
+        let started = Instant::now();
+        let store = open(&dir);
+        eprintln!(
+            "replay of the rewritten log at start: {:.3} s for {} keys",
+            started.elapsed().as_secs_f64(),
+            store.lock().engine.len(0)
+        );
+        assert_eq!(store.lock().engine.len(0), 1_000_000);
+    }
 }
