@@ -1621,6 +1621,119 @@ mod tests {
     }
 
     #[test]
+    fn bgrewriteaof_and_its_settings_answer_as_redis_does() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF\r\n", t0),
+            "-ERR Background append only file rewriting is not possible: the server has no append-only log (start it with --data-dir)\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF now\r\n", t0),
+            "-ERR wrong number of arguments for 'bgrewriteaof' command\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG SET auto-aof-rewrite-percentage -5\r\n", t0),
+            "-ERR CONFIG SET failed (possibly related to argument 'auto-aof-rewrite-percentage') - argument couldn't be parsed into an integer\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG SET auto-aof-rewrite-min-size lots\r\n", t0),
+            "-ERR CONFIG SET failed (possibly related to argument 'auto-aof-rewrite-min-size') - argument must be a memory value\r\n"
+        );
+        // A bad value refuses the whole command.
+        assert_eq!(
+            ask(
+                &mut s,
+                "CONFIG SET auto-aof-rewrite-percentage 50 auto-aof-rewrite-min-size x\r\n",
+                t0
+            ),
+            "-ERR CONFIG SET failed (possibly related to argument 'auto-aof-rewrite-min-size') - argument must be a memory value\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG GET auto-aof-rewrite-*\r\n", t0),
+            "*4\r\n$25\r\nauto-aof-rewrite-min-size\r\n$8\r\n67108864\r\n$27\r\nauto-aof-rewrite-percentage\r\n$3\r\n100\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG SET auto-aof-rewrite-min-size 1mb\r\n", t0),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG GET auto-aof-rewrite-min-size\r\n", t0),
+            "*2\r\n$25\r\nauto-aof-rewrite-min-size\r\n$7\r\n1048576\r\n"
+        );
+        assert_eq!(ask(&mut s, "MULTI\r\n", t0), "+OK\r\n");
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF\r\n", t0),
+            "-ERR Command not allowed inside a transaction\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "EXEC\r\n", t0),
+            "-EXECABORT Transaction discarded because of previous errors.\r\n"
+        );
+        let info = ask(&mut s, "INFO persistence\r\n", t0);
+        for field in [
+            "aof_enabled:0",
+            "aof_rewrite_in_progress:0",
+            "aof_last_bgrewrite_status:ok",
+            "aof_rewrites:0",
+            "aof_current_size:0",
+            "aof_base_size:0",
+        ] {
+            assert!(info.contains(field), "{field} in {info:?}");
+        }
+    }
+
+    #[test]
+    fn bgrewriteaof_rewrites_the_log_in_the_background() {
+        let dir =
+            std::env::temp_dir().join(format!("muse-session-bgrewrite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(super::super::store::StoreConfig {
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let info = ConnInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:6380".parse().unwrap(),
+            wall: SystemTime::now(),
+        };
+        let t0 = Instant::now();
+        let store = Arc::new(store);
+        let mut s = KvSession::new(Arc::clone(&store), &info, None, None, t0);
+        for i in 0..50 {
+            assert_eq!(
+                ask(&mut s, &format!("SET k{} {i}\r\n", i % 5), t0),
+                "+OK\r\n"
+            );
+        }
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF\r\n", t0),
+            "+Background append only file rewriting started\r\n"
+        );
+        let mut info = String::new();
+        for _ in 0..10_000 {
+            info = ask(&mut s, "INFO persistence\r\n", t0);
+            if info.contains("aof_rewrite_in_progress:0") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for field in [
+            "aof_enabled:1",
+            "aof_rewrite_in_progress:0",
+            "aof_last_bgrewrite_status:ok",
+            "aof_rewrites:1",
+        ] {
+            assert!(info.contains(field), "{field} in {info:?}");
+        }
+        drop(s);
+        store.close();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_blocked_pop_without_a_waker_answers_as_a_timeout() {
         let t0 = Instant::now();
         let mut s = session(t0);

@@ -1056,6 +1056,12 @@ mod tests {
         // The new file vanishes: installing it fails.
         std::fs::remove_file(dir.0.join(REWRITE_NAME)).unwrap();
         run_line(&store, 0, "SET k1 changed");
+        let err = start_rewrite(&store).unwrap_err();
+        assert!(matches!(err, RewriteError::Running));
+        assert_eq!(
+            err.to_string(),
+            "ERR Background append only file rewriting already in progress"
+        );
         let result = write_snapshot(&store, rewrite);
         assert!(result.is_err());
         store.rewrite_ended(&result);
