@@ -460,12 +460,9 @@ impl Engine {
     /// snapshot not yet dumped is handed to the walk whole, untouched from
     /// now on, and dumped by its later steps.
     pub fn flush(&mut self, db: usize) {
-        let mut old = std::mem::take(&mut self.dbs[db]);
+        let old = std::mem::take(&mut self.dbs[db]);
         match &mut self.walk {
-            Some(w) if old.walk.is_some() && !old.map.is_empty() => {
-                old.volatile = IndexSet::new();
-                w.retired.push(old);
-            }
+            Some(w) if old.walk.is_some() && !old.map.is_empty() => w.retired.push(old),
             _ => drop(old),
         }
         self.touch_db(db);
@@ -719,11 +716,14 @@ impl Engine {
         let mut done = false;
         while visited < budget.max(1) && w.out.bytes() < max_bytes {
             // Databases flushed during the walk first: nothing else can
-            // reach them, so their entries are consumed from the end.
+            // reach them, so their entries are consumed from the end (and
+            // their index of expiring keys, no longer than the map, one
+            // per entry: each step frees a bounded amount).
             if let Some(old) = w.retired.last_mut() {
                 let number = old.walk.map(|dw| dw.number);
                 match old.map.pop() {
                     Some((k, mut e)) => {
+                        old.volatile.pop();
                         w.save(number, &k, &mut e);
                         visited += 1;
                     }

@@ -546,7 +546,7 @@ pub fn maybe_rewrite(store: &Arc<Store>, now: Instant) -> bool {
     match start_rewrite(store) {
         Ok(()) => {
             crate::log::info(format_args!(
-                "kv: starting an automatic rewrite of the log ({size} bytes, {base} after the last)"
+                "kv: the log has grown from {base} to {size} bytes: rewriting it"
             ));
             true
         }
