@@ -41,7 +41,7 @@
 //! at S, and nothing made after S is. The places that keep it:
 //!
 //! - Every change to `Db::map` goes through this file's methods, each of
-//!   which calls [`Walk::save`] first; commands only get `&Db` from
+//!   which calls `Walk::save` first; commands only get `&Db` from
 //!   [`Engine::db`] and `&mut Entry` from [`Engine::get_mut`] (which saves
 //!   before handing it out: a read-only caller costs an early dump only).
 //! - Removing a key swap-removes it: the last entry moves into the freed
