@@ -651,6 +651,290 @@ arch_tests!(
     }
 );
 
+/// One field of `INFO section`, as text.
+fn info_field(server: &Server, c: &mut TcpStream, section: &str, field: &str) -> String {
+    c.write_all(resp(&["INFO", section]).as_bytes())
+        .expect("send");
+    let info = bulk(server, c).unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| server.fail(&format!("no {field} in {info:?}")))
+}
+
+/// Waits (bounded) until no rewrite runs; fails the test otherwise.
+fn wait_rewrite_done(server: &Server, c: &mut TcpStream) {
+    let done = wait_for(Duration::from_secs(60), || {
+        (info_field(server, c, "persistence", "aof_rewrite_in_progress") == "0").then_some(())
+    });
+    if done.is_none() {
+        server.fail("the rewrite never ended");
+    }
+}
+
+/// Keys of the rewrite test.
+const KEYS: usize = 20_000;
+
+arch_tests!(
+    bgrewriteaof_shrinks_the_log_and_a_restart_sees_every_key,
+    // Threads, one loop, and the forking ones (whose store runs in a
+    // process of its own).
+    [
+        reactor,
+        thread_pool,
+        prefork_reactor,
+        process_per_connection
+    ],
+    |arch| {
+        let dir = TempRoot::new("kv-rewrite", arch);
+        let data = dir.path("data");
+        let data = data.to_str().expect("utf-8 path");
+        let mut server = serve(arch, &["--data-dir", data, "--fsync", "always"]);
+        let mut c = server.connect();
+        // 20,000 keys, each written 10 times (in MSETs of 100): a log ten
+        // times its snapshot, and a walk of twenty turns.
+        for round in 0..10 {
+            let mut request = String::new();
+            for batch in 0..KEYS / 100 {
+                let mut args = vec!["MSET".to_string()];
+                for i in batch * 100..(batch + 1) * 100 {
+                    args.push(format!("k{i}"));
+                    args.push(format!("v{round}"));
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                request.push_str(&resp(&args));
+            }
+            expect(&server, &mut c, &request, &"+OK\r\n".repeat(KEYS / 100));
+        }
+        expect(
+            &server,
+            &mut c,
+            &resp(&["RPUSH", "list", "a", "b", "c"]),
+            ":3\r\n",
+        );
+        expect(
+            &server,
+            &mut c,
+            &resp(&["HSET", "hash", "f", "v"]),
+            ":1\r\n",
+        );
+        expect(&server, &mut c, &resp(&["SADD", "set", "m"]), ":1\r\n");
+        expect(
+            &server,
+            &mut c,
+            &resp(&["EXPIRE", "k0", "100000"]),
+            ":1\r\n",
+        );
+        let before: u64 = info_field(&server, &mut c, "persistence", "aof_current_size")
+            .parse()
+            .unwrap_or(0);
+        // A client writing while the rewrite runs; it stops once told.
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let progress = std::sync::Arc::new(AtomicU32::new(0));
+        let addr = server.addr();
+        let writer = {
+            let (stop, progress) = (
+                std::sync::Arc::clone(&stop),
+                std::sync::Arc::clone(&progress),
+            );
+            std::thread::spawn(move || {
+                let mut w = try_connect(addr).expect("connect");
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) || n < 50 {
+                    // A bounded amount, so that the log's size after the
+                    // rewrite does not depend on how long it takes.
+                    if n >= 5000 {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                    let req = resp(&["SET", &format!("w{n}"), &format!("x{n}")]);
+                    w.write_all(req.as_bytes()).expect("send");
+                    assert_eq!(try_read_exact(&mut w, 5).expect("reply"), b"+OK\r\n");
+                    let req = resp(&["INCR", "counter"]);
+                    w.write_all(req.as_bytes()).expect("send");
+                    let want = format!(":{}\r\n", n + 1);
+                    assert_eq!(
+                        try_read_exact(&mut w, want.len()).expect("reply"),
+                        want.as_bytes()
+                    );
+                    n += 1;
+                    progress.store(n, Ordering::Relaxed);
+                }
+                n
+            })
+        };
+        wait_for(Duration::from_secs(10), || {
+            (progress.load(Ordering::Relaxed) > 0).then_some(())
+        });
+        expect(
+            &server,
+            &mut c,
+            &resp(&["BGREWRITEAOF"]),
+            "+Background append only file rewriting started\r\n",
+        );
+        let at_start = progress.load(Ordering::Relaxed);
+        wait_rewrite_done(&server, &mut c);
+        let at_end = progress.load(Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        let written = match writer.join() {
+            Ok(n) => n,
+            Err(_) => server.fail("the writing client failed"),
+        };
+        // Not asserted (timing): about how many writes the client made
+        // while the rewrite ran.
+        eprintln!(
+            "{arch}: the client wrote {} times during the rewrite",
+            at_end - at_start
+        );
+        assert_eq!(
+            info_field(&server, &mut c, "persistence", "aof_last_bgrewrite_status"),
+            "ok",
+            "{arch}"
+        );
+        assert_eq!(
+            info_field(&server, &mut c, "persistence", "aof_rewrites"),
+            "1"
+        );
+        // The size right after the rewrite: the snapshot (36 bytes a key)
+        // plus what was written during it (at most 5,000 times 66 bytes),
+        // far less than ten rounds of every key (about 160 bytes a key).
+        let base: u64 = info_field(&server, &mut c, "persistence", "aof_base_size")
+            .parse()
+            .unwrap_or(u64::MAX);
+        assert!(
+            base < before / 2,
+            "{arch}: {base} bytes after, {before} before"
+        );
+
+        // Restart on the same directory (after kill -9: every acknowledged
+        // write was synced).
+        server.signal_group(libc::SIGKILL);
+        if server.wait_exit(Duration::from_secs(10)).is_none() {
+            server.fail("did not die of SIGKILL");
+        }
+        server.assert_group_gone(Duration::from_secs(10));
+        let server = serve(arch, &["--data-dir", data]);
+        let mut c = server.connect();
+        expect(
+            &server,
+            &mut c,
+            &resp(&["DBSIZE"]),
+            &format!(":{}\r\n", KEYS as u32 + 3 + written + 1),
+        );
+        for batch in 0..KEYS / 100 {
+            let keys: Vec<String> = (batch * 100..(batch + 1) * 100)
+                .map(|i| format!("k{i}"))
+                .collect();
+            let mut args = vec!["MGET"];
+            args.extend(keys.iter().map(String::as_str));
+            let want = format!("*100\r\n{}", "$2\r\nv9\r\n".repeat(100));
+            expect(&server, &mut c, &resp(&args), &want);
+        }
+        for n in 0..written {
+            let v = format!("x{n}");
+            let want = format!("${}\r\n{v}\r\n", v.len());
+            expect(&server, &mut c, &resp(&["GET", &format!("w{n}")]), &want);
+        }
+        let count = written.to_string();
+        expect(
+            &server,
+            &mut c,
+            &resp(&["GET", "counter"]),
+            &format!("${}\r\n{count}\r\n", count.len()),
+        );
+        expect(
+            &server,
+            &mut c,
+            &resp(&["LRANGE", "list", "0", "-1"]),
+            "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n",
+        );
+        expect(
+            &server,
+            &mut c,
+            &resp(&["HGET", "hash", "f"]),
+            "$1\r\nv\r\n",
+        );
+        expect(&server, &mut c, &resp(&["SISMEMBER", "set", "m"]), ":1\r\n");
+        c.write_all(resp(&["TTL", "k0"]).as_bytes()).expect("send");
+        let ttl = line(&server, &mut c);
+        let ttl: i64 = ttl.trim_start_matches(':').parse().unwrap_or(-9);
+        assert!((90_000..=100_000).contains(&ttl), "{arch}: TTL {ttl}");
+        // A second rewrite while one runs is refused, or the first is done.
+        expect(
+            &server,
+            &mut c,
+            &resp(&["BGREWRITEAOF"]),
+            "+Background append only file rewriting started\r\n",
+        );
+        c.write_all(resp(&["BGREWRITEAOF"]).as_bytes())
+            .expect("send");
+        let again = line(&server, &mut c);
+        assert!(
+            again == "+Background append only file rewriting started"
+                || again == "-ERR Background append only file rewriting already in progress",
+            "{arch}: {again:?}"
+        );
+        wait_rewrite_done(&server, &mut c);
+    }
+);
+
+arch_tests!(
+    the_log_is_rewritten_automatically_once_it_has_doubled,
+    [reactor, prefork_reactor],
+    |arch| {
+        let dir = TempRoot::new("kv-autorewrite", arch);
+        let data = dir.path("data");
+        let data = data.to_str().expect("utf-8 path");
+        let server = serve(arch, &["--data-dir", data]);
+        let mut c = server.connect();
+        expect(
+            &server,
+            &mut c,
+            &resp(&["CONFIG", "SET", "auto-aof-rewrite-min-size", "4kb"]),
+            "+OK\r\n",
+        );
+        // The same ten keys over and over, until the log is rewritten.
+        let mut round = 0;
+        let rewritten = wait_for(Duration::from_secs(60), || {
+            let mut request = String::new();
+            for i in 0..10 {
+                request.push_str(&resp(&["SET", &format!("k{i}"), &format!("r{round}")]));
+            }
+            expect(&server, &mut c, &request, &"+OK\r\n".repeat(10));
+            round += 1;
+            // Stop writing once a rewrite runs or has run, so that what
+            // it leaves is a snapshot of ten keys and a round or two.
+            let running = info_field(&server, &mut c, "persistence", "aof_rewrite_in_progress");
+            let done = info_field(&server, &mut c, "persistence", "aof_rewrites");
+            (running == "1" || done != "0").then_some(())
+        });
+        if rewritten.is_none() {
+            server.fail("no automatic rewrite");
+        }
+        wait_rewrite_done(&server, &mut c);
+        let base: u64 = info_field(&server, &mut c, "persistence", "aof_base_size")
+            .parse()
+            .unwrap_or(u64::MAX);
+        assert!(base < 4096, "{arch}: {base} bytes after the rewrite");
+        assert_eq!(
+            info_field(&server, &mut c, "persistence", "aof_last_bgrewrite_status"),
+            "ok"
+        );
+        // Off: a percentage of 0.
+        expect(
+            &server,
+            &mut c,
+            &resp(&["CONFIG", "SET", "auto-aof-rewrite-percentage", "0"]),
+            "+OK\r\n",
+        );
+        expect(&server, &mut c, &resp(&["GET", "k9"]), &{
+            let v = format!("r{}", round - 1);
+            format!("${}\r\n{v}\r\n", v.len())
+        });
+    }
+);
+
 /// Redis's reply to a write refused at `--maxmemory`.
 const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.";
 
@@ -693,7 +977,7 @@ fn set_batch(
 }
 
 /// A field of `INFO` (any section) as a number.
-fn info_field(server: &Server, c: &mut TcpStream, section: &str, field: &str) -> u64 {
+fn info_number(server: &Server, c: &mut TcpStream, section: &str, field: &str) -> u64 {
     c.write_all(resp(&["INFO", section]).as_bytes())
         .expect("send");
     let info = bulk(server, c).unwrap_or_default();
@@ -739,7 +1023,7 @@ maxmemory_tests!(
             stored > MAX / 2 && stored < MAX,
             "{arch}: {written} values stored under a limit of {MAX}"
         );
-        assert!(info_field(&server, &mut c, "memory", "used_memory") > MAX);
+        assert!(info_number(&server, &mut c, "memory", "used_memory") > MAX);
         // Reads still work, writes stay refused.
         let want = format!("${VALUE_BYTES}\r\n{value}\r\n");
         expect(&server, &mut c, &resp(&["GET", "key0"]), &want);
@@ -811,7 +1095,7 @@ maxmemory_tests!(
             }
             read_hot(&mut c, &format!("after batch {batch}"));
             if batch % 16 == 0 {
-                let used = info_field(&server, &mut c, "memory", "used_memory");
+                let used = info_number(&server, &mut c, "memory", "used_memory");
                 assert!(
                     used <= MAX + MARGIN,
                     "{arch}: used_memory {used} after batch {batch}"
@@ -829,11 +1113,11 @@ maxmemory_tests!(
             keys > 100 && keys < written as u64 / 3,
             "{arch}: {keys} keys left of {written} written"
         );
-        let evicted = info_field(&server, &mut c, "stats", "evicted_keys");
+        let evicted = info_number(&server, &mut c, "stats", "evicted_keys");
         assert_eq!(evicted + keys, written as u64, "{arch}");
-        let used = info_field(&server, &mut c, "memory", "used_memory");
+        let used = info_number(&server, &mut c, "memory", "used_memory");
         assert!(used <= MAX + MARGIN, "{arch}: used_memory {used}");
-        assert!(info_field(&server, &mut c, "memory", "used_memory_peak") >= used);
+        assert!(info_number(&server, &mut c, "memory", "used_memory_peak") >= used);
         // The key read all along is still there; the first written are not.
         read_hot(&mut c, "at the end");
         expect(

@@ -10,6 +10,8 @@
 //!   pops);
 //! - [`aof`]: the append-only log for durability (`--data-dir`), replayed
 //!   into the store at start;
+//! - [`dump`]: the records a rewrite of the log writes per key (the engine
+//!   takes the rewrite's snapshot; the store's `kv-rewrite` thread writes it);
 //! - [`memory`]: what `INFO memory` reports;
 //! - [`relay`]: a worker's side of a connection under the forking
 //!   architectures.
@@ -27,6 +29,7 @@
 
 pub mod aof;
 pub mod cmd;
+pub mod dump;
 pub mod engine;
 pub mod memory;
 pub mod relay;

@@ -444,6 +444,17 @@ impl KvSession {
                 let t = self.store.started_unix() as i64;
                 self.reply().int(t);
             }
+            "bgrewriteaof" => {
+                if argv.len() != 1 {
+                    return self.reply().wrong_arity(name);
+                }
+                match super::store::start_rewrite(&self.store) {
+                    Ok(()) => self
+                        .reply()
+                        .simple(b"Background append only file rewriting started"),
+                    Err(e) => self.reply().error(&e.to_string()),
+                }
+            }
             "blpop" | "brpop" | "blmove" | "brpoplpush" => self.blocking_pop(argv, now),
             _ => self.run_table(argv, now),
         }
@@ -551,7 +562,14 @@ impl KvSession {
         } else {
             match cmd::lookup(name) {
                 None if [
-                    "hello", "auth", "client", "info", "config", "command", "time",
+                    "hello",
+                    "auth",
+                    "client",
+                    "info",
+                    "config",
+                    "command",
+                    "time",
+                    "bgrewriteaof",
                 ]
                 .iter()
                 .any(|n| is(name, n)) =>
@@ -1000,11 +1018,16 @@ impl KvSession {
             ));
         }
         if want("persistence") {
+            let rewrite = &inner.rewrite;
             text.push_str(&format!(
-                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_current_size:{}\r\n\r\n",
+                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_current_size:{}\r\naof_base_size:{}\r\n\r\n",
                 inner.engine.dirty,
                 u8::from(inner.log.is_some()),
+                u8::from(rewrite.running),
+                if rewrite.last_ok { "ok" } else { "err" },
+                rewrite.completed,
                 inner.log.as_ref().map_or(0, |l| l.file_size()),
+                rewrite.base_size,
             ));
         }
         if want("stats") {
@@ -1071,6 +1094,7 @@ impl KvSession {
             "set" if argv.len() >= 4 && argv.len().is_multiple_of(2) => {
                 let store = Arc::clone(&self.store);
                 let mut inner = store.lock();
+                let mut values = Vec::new();
                 for pair in argv[2..].chunks(2) {
                     let k = String::from_utf8_lossy(pair[0]).to_ascii_lowercase();
                     if !inner.config.contains_key(&k) || FIXED_SETTINGS.contains(&k.as_str()) {
@@ -1079,12 +1103,17 @@ impl KvSession {
                             "ERR Unknown option or number of arguments for CONFIG SET - '{k}'"
                         ));
                     }
+                    match super::store::check_setting(&k, pair[1]) {
+                        Ok(v) => values.push((k, v)),
+                        Err(msg) => {
+                            drop(inner);
+                            return self.reply().error(&msg);
+                        }
+                    }
                 }
                 // Every value is checked before any is set, as Redis does.
                 let mut changes = Vec::new();
-                for pair in argv[2..].chunks(2) {
-                    let k = String::from_utf8_lossy(pair[0]).to_ascii_lowercase();
-                    let v = String::from_utf8_lossy(pair[1]).into_owned();
+                for (k, v) in values {
                     match Setting::parse(&k, v) {
                         Ok(change) => changes.push((k, change)),
                         Err(why) => {
@@ -1501,7 +1530,7 @@ fn may_grow_memory(argv: &[&[u8]]) -> bool {
 const FIXED_SETTINGS: &[&str] = &["port", "databases", "bind", "dir", "appendfilename"];
 
 /// The commands the session runs itself, with their arity, for `COMMAND`.
-const SESSION_COMMANDS: [(&str, i32); 20] = [
+const SESSION_COMMANDS: [(&str, i32); 21] = [
     ("ping", -1),
     ("echo", 2),
     ("quit", -1),
@@ -1520,6 +1549,7 @@ const SESSION_COMMANDS: [(&str, i32); 20] = [
     ("command", -1),
     ("time", 1),
     ("lastsave", 1),
+    ("bgrewriteaof", 1),
     ("blpop", -3),
     ("brpop", -3),
 ];
@@ -1965,6 +1995,119 @@ mod tests {
         }
         assert_eq!(all, "+OK\r\n".repeat(20_000).into_bytes());
         assert!(s.wants_read());
+    }
+
+    #[test]
+    fn bgrewriteaof_and_its_settings_answer_as_redis_does() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF\r\n", t0),
+            "-ERR Background append only file rewriting is not possible: the server has no append-only log (start it with --data-dir)\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF now\r\n", t0),
+            "-ERR wrong number of arguments for 'bgrewriteaof' command\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG SET auto-aof-rewrite-percentage -5\r\n", t0),
+            "-ERR CONFIG SET failed (possibly related to argument 'auto-aof-rewrite-percentage') - argument couldn't be parsed into an integer\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG SET auto-aof-rewrite-min-size lots\r\n", t0),
+            "-ERR CONFIG SET failed (possibly related to argument 'auto-aof-rewrite-min-size') - argument must be a memory value\r\n"
+        );
+        // A bad value refuses the whole command.
+        assert_eq!(
+            ask(
+                &mut s,
+                "CONFIG SET auto-aof-rewrite-percentage 50 auto-aof-rewrite-min-size x\r\n",
+                t0
+            ),
+            "-ERR CONFIG SET failed (possibly related to argument 'auto-aof-rewrite-min-size') - argument must be a memory value\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG GET auto-aof-rewrite-*\r\n", t0),
+            "*4\r\n$25\r\nauto-aof-rewrite-min-size\r\n$8\r\n67108864\r\n$27\r\nauto-aof-rewrite-percentage\r\n$3\r\n100\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG SET auto-aof-rewrite-min-size 1mb\r\n", t0),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "CONFIG GET auto-aof-rewrite-min-size\r\n", t0),
+            "*2\r\n$25\r\nauto-aof-rewrite-min-size\r\n$7\r\n1048576\r\n"
+        );
+        assert_eq!(ask(&mut s, "MULTI\r\n", t0), "+OK\r\n");
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF\r\n", t0),
+            "-ERR Command not allowed inside a transaction\r\n"
+        );
+        assert_eq!(
+            ask(&mut s, "EXEC\r\n", t0),
+            "-EXECABORT Transaction discarded because of previous errors.\r\n"
+        );
+        let info = ask(&mut s, "INFO persistence\r\n", t0);
+        for field in [
+            "aof_enabled:0",
+            "aof_rewrite_in_progress:0",
+            "aof_last_bgrewrite_status:ok",
+            "aof_rewrites:0",
+            "aof_current_size:0",
+            "aof_base_size:0",
+        ] {
+            assert!(info.contains(field), "{field} in {info:?}");
+        }
+    }
+
+    #[test]
+    fn bgrewriteaof_rewrites_the_log_in_the_background() {
+        let dir =
+            std::env::temp_dir().join(format!("muse-session-bgrewrite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(super::super::store::StoreConfig {
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let info = ConnInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:6380".parse().unwrap(),
+            wall: SystemTime::now(),
+        };
+        let t0 = Instant::now();
+        let store = Arc::new(store);
+        let mut s = KvSession::new(Arc::clone(&store), &info, None, None, t0);
+        for i in 0..50 {
+            assert_eq!(
+                ask(&mut s, &format!("SET k{} {i}\r\n", i % 5), t0),
+                "+OK\r\n"
+            );
+        }
+        assert_eq!(
+            ask(&mut s, "BGREWRITEAOF\r\n", t0),
+            "+Background append only file rewriting started\r\n"
+        );
+        let mut info = String::new();
+        for _ in 0..10_000 {
+            info = ask(&mut s, "INFO persistence\r\n", t0);
+            if info.contains("aof_rewrite_in_progress:0") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for field in [
+            "aof_enabled:1",
+            "aof_rewrite_in_progress:0",
+            "aof_last_bgrewrite_status:ok",
+            "aof_rewrites:1",
+        ] {
+            assert!(info.contains(field), "{field} in {info:?}");
+        }
+        drop(s);
+        store.close();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

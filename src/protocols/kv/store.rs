@@ -25,12 +25,44 @@
 //! time; the next command, or the store's cron, goes on. Under the limit
 //! the check is a few relaxed atomic loads, without the lock.
 
+//!
+//! # Rewriting the log
+//!
+//! With a log, [`start_rewrite`] (`BGREWRITEAOF`, or the expiry thread once
+//! the log has grown past `auto-aof-rewrite-percentage` over its size after
+//! the last rewrite and past `auto-aof-rewrite-min-size`, as Redis does)
+//! replaces the log with a snapshot of the keyspace plus what was logged
+//! since, without stopping the store for the snapshot's length and without
+//! `fork`:
+//!
+//! 1. Under the lock, in one critical section, the log marks its rewrite
+//!    ([`Aof::begin_rewrite`](super::aof::Aof::begin_rewrite): later
+//!    records go to the new file's tail too) and the engine takes the
+//!    snapshot's instant ([`Engine::begin_rewrite`]). The two coincide, so
+//!    snapshot plus tail is exactly the keyspace, with nothing applied
+//!    twice.
+//! 2. A `kv-rewrite` thread takes turns: lock, one bounded step of the
+//!    engine's walk ([`Engine::rewrite_step`]: at most [`STEP_ENTRIES`]
+//!    entries or [`STEP_BYTES`] of dumps, plus what commands dumped before
+//!    changing keys), unlock, then write those records outside the lock.
+//! 3. After the last step (which ends the walk) it hands the file to the
+//!    log's writer, which appends the tail, syncs and renames it over the
+//!    log ([`Rewrite::finish`](super::aof::Rewrite::finish)).
+//!
+//! On an I/O error the rewrite is abandoned (its file removed), the walk
+//! ended, one warning logged, and the old log goes on; automatic rewrites
+//! then wait a while (doubling from a minute up to an hour) before the
+//! next try. The lock is held for one step at a time; the engine's module
+//! doc has the invariant that keeps the snapshot exact.
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::engine::{Engine, Policy};
+use super::aof::Rewrite;
+use super::engine::{Engine, Policy, Step};
 use crate::session::Waker;
 
 /// What `INFO` and `CONFIG` report of the server's settings.
@@ -85,6 +117,71 @@ pub struct Inner {
     pub log: Option<super::aof::Aof>,
     /// `maxmemory-samples`: keys sampled per database per eviction.
     pub samples: usize,
+    /// The log's rewrites (for `INFO` and the automatic rewrite).
+    pub rewrite: RewriteState,
+}
+
+/// How the log's rewrites have gone.
+#[derive(Clone, Debug)]
+pub struct RewriteState {
+    /// A rewrite is running.
+    pub running: bool,
+    /// The last rewrite succeeded (or none has run).
+    pub last_ok: bool,
+    /// The log's size after the last rewrite, or at open: what the
+    /// automatic rewrite measures growth against.
+    pub base_size: u64,
+    /// Rewrites completed since start.
+    pub completed: u64,
+    /// What the last completed rewrite did.
+    pub last: Option<RewriteReport>,
+    /// Failures in a row (automatic rewrites back off).
+    failures: u32,
+    /// Before this, no automatic rewrite (after a failure).
+    retry_at: Option<Instant>,
+}
+
+impl Default for RewriteState {
+    fn default() -> RewriteState {
+        RewriteState {
+            running: false,
+            last_ok: true,
+            base_size: 0,
+            completed: 0,
+            last: None,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+}
+
+/// What one rewrite did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RewriteReport {
+    /// Keys in the snapshot.
+    pub keys: u64,
+    /// Records in the snapshot.
+    pub records: u64,
+    /// Turns of the walk (each one lock hold).
+    pub steps: u64,
+    /// The longest a turn held the lock.
+    pub longest_hold: Duration,
+    /// From start to the new log in place.
+    pub took: Duration,
+}
+
+/// Why a rewrite did not start; the text is the client's error reply.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// No `--data-dir`.
+    #[error("ERR Background append only file rewriting is not possible: the server has no append-only log (start it with --data-dir)")]
+    NoLog,
+    /// One is running.
+    #[error("ERR Background append only file rewriting already in progress")]
+    Running,
+    /// The new file or the thread could not be made.
+    #[error("ERR Can't execute an AOF background rewriting: {0}")]
+    Io(#[from] io::Error),
 }
 
 impl Inner {
@@ -203,6 +300,8 @@ pub struct Store {
     pub connections: AtomicU64,
     started: Instant,
     started_wall: SystemTime,
+    /// The store is closing: a running rewrite stops.
+    closing: AtomicBool,
 }
 
 impl Store {
@@ -224,13 +323,17 @@ impl Store {
                 dir.display(),
                 started.elapsed()
             ));
-            store.lock().log = Some(log);
+            let mut inner = store.lock();
+            inner.rewrite.base_size = log.file_size();
+            inner.log = Some(log);
         }
         Ok(store)
     }
 
-    /// Writes out and syncs what the log holds (at exit).
+    /// Writes out and syncs what the log holds (at exit). A running
+    /// rewrite is abandoned.
     pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         if let Some(log) = self.lock().log.clone() {
             log.close();
         }
@@ -258,6 +361,7 @@ impl Store {
                 config: settings,
                 log: None,
                 samples: super::engine::DEFAULT_SAMPLES,
+                rewrite: RewriteState::default(),
             }),
             maxmemory: AtomicU64::new(config.maxmemory),
             policy: AtomicU8::new(config.maxmemory_policy.index()),
@@ -270,6 +374,7 @@ impl Store {
             connections: AtomicU64::new(0),
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -393,6 +498,249 @@ impl Store {
         }
         Room::Evicting
     }
+    /// The snapshot's instant of a rewrite: the log marks it and the
+    /// engine starts its walk, in one critical section.
+    fn begin_rewrite(&self) -> Result<Rewrite, RewriteError> {
+        let mut inner = self.lock();
+        let Some(log) = inner.log.clone() else {
+            return Err(RewriteError::NoLog);
+        };
+        if inner.rewrite.running || inner.engine.rewriting() {
+            return Err(RewriteError::Running);
+        }
+        let rewrite = log.begin_rewrite()?;
+        inner.engine.begin_rewrite();
+        inner.rewrite.running = true;
+        Ok(rewrite)
+    }
+
+    /// One turn of a rewrite's walk: lock, one step of at most `entries`
+    /// entries, unlock. Returns the step and how long the lock was held.
+    fn rewrite_turn(&self, entries: usize) -> (Step, Duration) {
+        let mut inner = self.lock();
+        let started = Instant::now();
+        let step = inner.engine.rewrite_step(entries, STEP_BYTES);
+        let held = started.elapsed();
+        drop(inner);
+        (step, held)
+    }
+
+    /// Records how a rewrite ended, ending its walk if it is still going.
+    fn rewrite_ended(&self, result: &io::Result<RewriteReport>) {
+        let mut inner = self.lock();
+        let leftovers = inner.engine.abort_rewrite();
+        let size = inner.log.as_ref().map_or(0, |l| l.file_size());
+        let state = &mut inner.rewrite;
+        state.running = false;
+        match result {
+            Ok(report) => {
+                state.last_ok = true;
+                state.completed += 1;
+                state.base_size = size;
+                state.last = Some(*report);
+                state.failures = 0;
+                state.retry_at = None;
+            }
+            Err(_) => {
+                state.last_ok = false;
+                state.failures = state.failures.saturating_add(1);
+                let wait = RETRY_FIRST
+                    .saturating_mul(1 << state.failures.min(7).saturating_sub(1))
+                    .min(RETRY_MOST);
+                state.retry_at = Some(Instant::now() + wait);
+            }
+        }
+        drop(inner);
+        // The dumps and flushed databases a failed walk still held are
+        // freed without the lock.
+        drop(leftovers);
+    }
+}
+
+/// The most entries one turn of a rewrite's walk looks at.
+pub const STEP_ENTRIES: usize = 1000;
+
+/// A turn of a rewrite's walk stops once it has dumped this many bytes.
+pub const STEP_BYTES: usize = 1 << 20;
+
+/// After a failed rewrite, automatic ones wait this long, doubling with
+/// each failure in a row ...
+const RETRY_FIRST: Duration = Duration::from_secs(60);
+/// ... up to this.
+const RETRY_MOST: Duration = Duration::from_secs(3600);
+
+/// The settings of the automatic rewrite, and their defaults (Redis's).
+pub const AUTO_PERCENTAGE: &str = "auto-aof-rewrite-percentage";
+/// See [`AUTO_PERCENTAGE`].
+pub const AUTO_MIN_SIZE: &str = "auto-aof-rewrite-min-size";
+const AUTO_PERCENTAGE_DEFAULT: u64 = 100;
+const AUTO_MIN_SIZE_DEFAULT: u64 = 64 << 20;
+
+/// Starts a rewrite of the log in the background (`BGREWRITEAOF`): the
+/// snapshot's instant now, the rest on a `kv-rewrite` thread.
+pub fn start_rewrite(store: &Arc<Store>) -> Result<(), RewriteError> {
+    let rewrite = match store.begin_rewrite() {
+        Ok(r) => r,
+        Err(RewriteError::Io(e)) => {
+            crate::log::warn(format_args!("kv: cannot start a rewrite of the log: {e}"));
+            store.rewrite_ended(&Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(RewriteError::Io(e));
+        }
+        Err(e) => return Err(e),
+    };
+    let thread_store = Arc::clone(store);
+    let spawned = std::thread::Builder::new()
+        .name("kv-rewrite".into())
+        .spawn(move || run_rewrite(&thread_store, rewrite));
+    if let Err(e) = spawned {
+        // The rewrite went down with the closure: its file is removed.
+        let result = Err(io::Error::new(e.kind(), e.to_string()));
+        store.rewrite_ended(&result);
+        crate::log::warn(format_args!("kv: cannot start the rewrite thread: {e}"));
+        return Err(RewriteError::Io(e));
+    }
+    Ok(())
+}
+
+/// The rewrite thread: the walk's turns, then the new log installed.
+fn run_rewrite(store: &Store, rewrite: Rewrite) {
+    let result = write_snapshot(store, rewrite);
+    match &result {
+        Ok(r) => crate::log::info(format_args!(
+            "kv: rewrote the log: {} keys in {} records, in {:.2?}; {} turns, the longest held the lock {:.2?}",
+            r.keys, r.records, r.took, r.steps, r.longest_hold
+        )),
+        Err(_) if store.closing.load(Ordering::Relaxed) => {
+            crate::log::info(format_args!("kv: a log rewrite was abandoned at exit"));
+        }
+        Err(e) => crate::log::warn(format_args!(
+            "kv: the log rewrite failed, the old log stays in use: {e}"
+        )),
+    }
+    store.rewrite_ended(&result);
+}
+
+/// Walks the keyspace turn by turn, writing each turn's records outside
+/// the lock, then installs the new log. On an error the rewrite is
+/// abandoned (its file removed).
+fn write_snapshot(store: &Store, mut rewrite: Rewrite) -> io::Result<RewriteReport> {
+    let started = Instant::now();
+    let mut report = RewriteReport::default();
+    loop {
+        if store.closing.load(Ordering::Relaxed) {
+            rewrite.abort();
+            return Err(io::Error::other("the store is closing"));
+        }
+        let (step, held) = store.rewrite_turn(STEP_ENTRIES);
+        report.steps += 1;
+        report.longest_hold = report.longest_hold.max(held);
+        report.keys += step.dump.keys() as u64;
+        report.records += step.dump.records() as u64;
+        if let Err(e) = step.dump.each(|db, args| rewrite.write(db, args)) {
+            rewrite.abort();
+            return Err(e);
+        }
+        if step.done {
+            rewrite.finish()?;
+            report.took = started.elapsed();
+            return Ok(report);
+        }
+    }
+}
+
+/// Whether the log has grown enough for an automatic rewrite: past
+/// `min_size`, and by at least `percentage` % over `base` (Redis's rule;
+/// a percentage of 0 turns it off).
+pub fn rewrite_due(size: u64, base: u64, percentage: u64, min_size: u64) -> bool {
+    if percentage == 0 || size <= min_size {
+        return false;
+    }
+    let base = u128::from(base.max(1));
+    let growth = (u128::from(size) * 100 / base).saturating_sub(100);
+    growth >= u128::from(percentage)
+}
+
+/// Starts an automatic rewrite if the log is due one (the expiry thread
+/// asks ten times a second). Returns whether it started one.
+pub fn maybe_rewrite(store: &Arc<Store>, now: Instant) -> bool {
+    let (size, base) = {
+        let inner = store.lock();
+        let Some(log) = &inner.log else {
+            return false;
+        };
+        let state = &inner.rewrite;
+        if state.running || state.retry_at.is_some_and(|t| now < t) {
+            return false;
+        }
+        let percentage = setting(&inner.config, AUTO_PERCENTAGE, AUTO_PERCENTAGE_DEFAULT);
+        let min_size = setting(&inner.config, AUTO_MIN_SIZE, AUTO_MIN_SIZE_DEFAULT);
+        let (size, base) = (log.file_size(), state.base_size);
+        if !rewrite_due(size, base, percentage, min_size) {
+            return false;
+        }
+        (size, base)
+    };
+    match start_rewrite(store) {
+        Ok(()) => {
+            crate::log::info(format_args!(
+                "kv: the log has grown from {base} to {size} bytes: rewriting it"
+            ));
+            true
+        }
+        Err(RewriteError::Running) => false,
+        Err(e) => {
+            crate::log::warn(format_args!("kv: {e}"));
+            false
+        }
+    }
+}
+
+/// A numeric setting as `CONFIG SET` left it (validated there).
+fn setting(config: &HashMap<String, String>, name: &str, default: u64) -> u64 {
+    config
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Checks a value `CONFIG SET` gives a setting that needs one of a kind,
+/// returning it as `CONFIG GET` will show it, or the error reply.
+pub fn check_setting(name: &str, value: &[u8]) -> Result<String, String> {
+    let text = String::from_utf8_lossy(value);
+    match name {
+        AUTO_PERCENTAGE => super::cmd::parse_i64(value)
+            .filter(|v| (0..=i64::from(i32::MAX)).contains(v))
+            .map(|v| v.to_string())
+            .ok_or_else(|| {
+                format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer")
+            }),
+        AUTO_MIN_SIZE => parse_memory(value).map(|v| v.to_string()).ok_or_else(|| {
+            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be a memory value")
+        }),
+        _ => Ok(text.into_owned()),
+    }
+}
+
+/// A memory size as Redis reads one: digits and an optional unit, `b`,
+/// `k` (1000), `kb` (1024), `m`, `mb`, `g`, `gb`, in any case.
+pub fn parse_memory(value: &[u8]) -> Option<u64> {
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(&value[..digits]).ok()?.parse().ok()?;
+    let unit = value[digits..].to_ascii_lowercase();
+    let mul: u64 = match unit.as_slice() {
+        b"" | b"b" => 1,
+        b"k" => 1000,
+        b"kb" => 1024,
+        b"m" => 1000 * 1000,
+        b"mb" => 1024 * 1024,
+        b"g" => 1000 * 1000 * 1000,
+        b"gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
 }
 
 /// Runs one logged command against `engine` (replay at start).
@@ -424,14 +772,16 @@ fn replay(engine: &mut Engine, db: u8, args: &[&[u8]], now: u64) -> anyhow::Resu
 pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
 /// Starts the thread that runs the store's cron (active expiry, eviction)
-/// until the process exits.
-pub fn start_expiry(store: &std::sync::Arc<Store>) -> std::io::Result<()> {
-    let store = std::sync::Arc::clone(store);
+/// until the process exits. It also starts the automatic rewrite of the
+/// log when it is due.
+pub fn start_expiry(store: &Arc<Store>) -> std::io::Result<()> {
+    let store = Arc::clone(store);
     std::thread::Builder::new()
         .name("kv-expire".into())
         .spawn(move || loop {
             std::thread::sleep(EXPIRE_EVERY);
             store.cron(unix_ms(SystemTime::now()));
+            maybe_rewrite(&store, Instant::now());
         })?;
     Ok(())
 }
@@ -479,6 +829,8 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
             .into(),
         ),
         ("appendfsync", config.fsync.to_string()),
+        (AUTO_PERCENTAGE, AUTO_PERCENTAGE_DEFAULT.to_string()),
+        (AUTO_MIN_SIZE, AUTO_MIN_SIZE_DEFAULT.to_string()),
         ("proto-max-bulk-len", super::resp::MAX_BULK.to_string()),
         ("client-query-buffer-limit", "1073741824".into()),
         ("hash-max-listpack-entries", "128".into()),
@@ -521,21 +873,26 @@ fn default_settings(config: &StoreConfig) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
+    use crate::protocols::kv::aof::{Aof, Fsync, REWRITE_NAME};
+    use crate::protocols::kv::engine::testing::{apply, keyspace};
+    use crate::protocols::kv::engine::Value;
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, AtomicU32};
 
+    /// The clock of the tests that replay: nothing expires while they run.
     const NOW: u64 = 1_700_000_000_000;
 
     /// A directory of its own under the system's temp directory, removed
     /// when dropped.
-    struct TempDir(std::path::PathBuf);
+    struct TempDir(PathBuf);
 
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path =
-                std::env::temp_dir().join(format!("muse-store-{}-{n}-{name}", std::process::id()));
+            let path = std::env::temp_dir()
+                .join(format!("muse-rewrite-{}-{n}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             TempDir(path)
         }
@@ -547,18 +904,493 @@ mod tests {
         }
     }
 
-    /// Runs `line` on the store as a session does (logged if it changes
-    /// anything).
-    fn run(store: &Store, line: &str) {
-        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        let command = super::super::cmd::lookup(args[0]).expect("a command");
+    /// A store with a log in `dir`.
+    fn open(dir: &TempDir) -> Arc<Store> {
+        Arc::new(
+            Store::open(StoreConfig {
+                data_dir: Some(dir.0.clone()),
+                fsync: Fsync::No,
+                ..StoreConfig::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Runs a command as a session does: under the lock, logged if it
+    /// changed anything.
+    fn run(store: &Store, db: usize, args: &[&[u8]], now: u64) {
         let mut inner = store.lock();
-        let mut out = Vec::new();
-        let done =
-            super::super::cmd::run(&mut inner.engine, command, &args, 0, NOW, &mut out, false);
+        let done = apply(&mut inner.engine, db, args, now);
         if done.changed > 0 {
-            inner.log_change(0, &args, done.propagate.as_deref());
+            inner.log_change(db, args, done.propagate.as_deref());
         }
+    }
+
+    fn run_line(store: &Store, db: usize, line: &str) {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        run(store, db, &args, NOW);
+    }
+
+    /// Closes the store's log and replays the file into a fresh engine at
+    /// `now`, as a restart does.
+    fn replay_file(store: Arc<Store>, dir: &TempDir, now: u64) -> Engine {
+        store.close();
+        drop(store);
+        let mut engine = Engine::new();
+        let (log, _) = Aof::open(&dir.0, Fsync::No, |db, args| {
+            replay(&mut engine, db, args, now)
+        })
+        .unwrap();
+        log.close();
+        engine
+    }
+
+    /// The keys of a dump's records (a key's records are consecutive).
+    fn dumped_keys(dump: &crate::protocols::kv::dump::Dump, keys: &mut Vec<(u8, Vec<u8>)>) {
+        let mut last: Option<(u8, Vec<u8>)> = None;
+        dump.each(|db, args| {
+            let this = (db, args[1].to_vec());
+            if args[0] != b"PEXPIREAT" && last.as_ref() != Some(&this) {
+                keys.push(this.clone());
+            }
+            last = Some(this);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    }
+
+    /// One turn written to `rewrite` and replayed into `snapshot`.
+    fn turn(
+        store: &Store,
+        rewrite: &mut Rewrite,
+        budget: usize,
+        snapshot: &mut Engine,
+        keys: &mut Vec<(u8, Vec<u8>)>,
+    ) -> bool {
+        let (step, _) = store.rewrite_turn(budget);
+        dumped_keys(&step.dump, keys);
+        step.dump
+            .each(|db, args| {
+                apply(snapshot, usize::from(db), args, NOW);
+                rewrite.write(db, args)
+            })
+            .unwrap();
+        step.done
+    }
+
+    /// A command of the random sequences: keys from a small pool in four
+    /// databases, so that commands meet the same keys often.
+    fn command() -> impl Strategy<Value = (usize, Vec<String>)> {
+        let key = || (0..6u8).prop_map(|k| format!("k{k}"));
+        let val = || prop_oneof!["[a-c]{0,3}", (0..100i32).prop_map(|n| n.to_string())];
+        let db = 0..4usize;
+        let cmd = prop_oneof![
+            (key(), val()).prop_map(|(k, v)| vec!["SET".into(), k, v]),
+            (key(), val(), 1..1000u32).prop_map(|(k, v, s)| vec![
+                "SET".into(),
+                k,
+                v,
+                "EX".into(),
+                s.to_string()
+            ]),
+            key().prop_map(|k| vec!["INCR".into(), k]),
+            (key(), val()).prop_map(|(k, v)| vec!["APPEND".into(), k, v]),
+            (key(), 1..80usize).prop_map(|(k, n)| {
+                let mut c = vec!["RPUSH".into(), k];
+                c.extend((0..n).map(|i| format!("e{i}")));
+                c
+            }),
+            key().prop_map(|k| vec!["LPOP".into(), k]),
+            (key(), val(), val()).prop_map(|(k, f, v)| vec!["HSET".into(), k, f, v]),
+            (key(), val()).prop_map(|(k, f)| vec!["HDEL".into(), k, f]),
+            (key(), proptest::collection::vec(val(), 1..70)).prop_map(|(k, ms)| {
+                let mut c = vec!["SADD".into(), k];
+                c.extend(ms);
+                c
+            }),
+            (key(), val()).prop_map(|(k, m)| vec!["SREM".into(), k, m]),
+            key().prop_map(|k| vec!["SPOP".into(), k]),
+            key().prop_map(|k| vec!["DEL".into(), k]),
+            (key(), key()).prop_map(|(a, b)| vec!["RENAME".into(), a, b]),
+            (key(), 0..4u8).prop_map(|(k, d)| vec!["MOVE".into(), k, d.to_string()]),
+            (key(), key(), 0..4u8).prop_map(|(a, b, d)| vec![
+                "COPY".into(),
+                a,
+                b,
+                "DB".into(),
+                d.to_string(),
+                "REPLACE".into()
+            ]),
+            Just(vec!["FLUSHDB".to_string()]),
+            (0..4u8, 0..4u8).prop_map(|(a, b)| vec!["SWAPDB".into(), a.to_string(), b.to_string()]),
+            (key(), 1..1000u32).prop_map(|(k, s)| vec!["EXPIRE".into(), k, s.to_string()]),
+            key().prop_map(|k| vec!["PEXPIREAT".into(), k, (NOW - 5).to_string()]),
+            key().prop_map(|k| vec!["PERSIST".into(), k]),
+            (key(), val(), key(), val()).prop_map(|(a, x, b, y)| vec!["MSET".into(), a, x, b, y]),
+            (key(), key(), key()).prop_map(|(d, a, b)| vec!["SUNIONSTORE".into(), d, a, b]),
+        ];
+        (db, cmd)
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Command(usize, Vec<String>),
+        /// A turn of the walk looking at this many entries.
+        Turn(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => command().prop_map(|(db, c)| Op::Command(db, c)),
+            1 => (1..4usize).prop_map(Op::Turn),
+        ]
+    }
+
+    /// The keyspace after `before`, a rewrite begun, `during` interleaved
+    /// with the walk's turns, and the rest of the walk: checks that the
+    /// snapshot is the keyspace at the rewrite's start with each key once,
+    /// and that the new log replays to the live keyspace.
+    fn check_rewrite(before: &[(usize, Vec<String>)], during: &[Op]) {
+        let dir = TempDir::new("prop");
+        let store = open(&dir);
+        for (db, c) in before {
+            let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+            run(&store, *db, &args, NOW);
+        }
+        let mut rewrite = store.begin_rewrite().unwrap();
+        let at_s = keyspace(&store.lock().engine, NOW);
+        let mut snapshot = Engine::new();
+        let mut keys = Vec::new();
+        let mut done = false;
+        for op in during {
+            match op {
+                Op::Command(db, c) => {
+                    let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+                    run(&store, *db, &args, NOW);
+                }
+                Op::Turn(n) if !done => {
+                    done = turn(&store, &mut rewrite, *n, &mut snapshot, &mut keys);
+                }
+                Op::Turn(_) => {}
+            }
+        }
+        while !done {
+            done = turn(&store, &mut rewrite, 5, &mut snapshot, &mut keys);
+        }
+        rewrite.finish().unwrap();
+        let live = keyspace(&store.lock().engine, NOW);
+
+        assert_eq!(
+            keyspace(&snapshot, NOW),
+            at_s,
+            "the snapshot is the keyspace at S"
+        );
+        let mut distinct = keys.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), keys.len(), "a key dumped twice: {keys:?}");
+        assert_eq!(keys.len(), at_s.len(), "a key made during the walk dumped");
+
+        let replayed = replay_file(store, &dir, NOW);
+        assert_eq!(
+            keyspace(&replayed, NOW),
+            live,
+            "the new log replays to the live keyspace"
+        );
+        assert!(!dir.0.join(REWRITE_NAME).exists());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn a_rewrite_under_random_changes_replays_to_the_live_keyspace(
+            before in proptest::collection::vec(command(), 0..80),
+            during in proptest::collection::vec(op(), 0..120),
+        ) {
+            check_rewrite(&before, &during);
+        }
+    }
+
+    #[test]
+    fn a_rewrite_under_every_kind_of_change_replays_to_the_live_keyspace() {
+        let lines = |v: &[(usize, &str)]| -> Vec<(usize, Vec<String>)> {
+            v.iter()
+                .map(|(db, l)| (*db, l.split(' ').map(String::from).collect()))
+                .collect()
+        };
+        let mut before = Vec::new();
+        for db in 0..3 {
+            for i in 0..30 {
+                before.push((db, format!("SET s{i} {i}")));
+                before.push((db, format!("RPUSH l{i} a b c")));
+                before.push((db, format!("HSET h{i} f v")));
+                before.push((db, format!("SADD t{i} x y")));
+            }
+            before.push((db, "EXPIRE s3 1000".to_string()));
+        }
+        let before: Vec<(usize, &str)> = before.iter().map(|(d, l)| (*d, l.as_str())).collect();
+        let before = lines(&before);
+        let during: Vec<Op> = lines(&[
+            (0, "INCR s1"),
+            (0, "APPEND s2 x"),
+            (1, "RPUSH l1 d"),
+            (1, "DEL s5"),
+            (2, "RENAME h2 h2b"),
+            (0, "EXPIRE t4 100"),
+            (2, "FLUSHDB"),
+            (2, "SET new 1"),
+            (0, "SWAPDB 0 1"),
+            (1, "INCR s1"),
+            (0, "SET born 1"),
+            (0, "INCR born"),
+        ])
+        .into_iter()
+        .flat_map(|(db, c)| [Op::Turn(17), Op::Command(db, c)])
+        .collect();
+        check_rewrite(&before, &during);
+    }
+
+    #[test]
+    fn the_rewrite_thread_replaces_the_log_while_clients_write() {
+        let dir = TempDir::new("thread");
+        let store = open(&dir);
+        // The same keys overwritten many times: a log much longer than
+        // its snapshot.
+        for round in 0..20 {
+            for i in 0..500 {
+                run_line(&store, i % 3, &format!("SET k{i} r{round}"));
+            }
+        }
+        let before = store.lock().log.as_ref().unwrap().file_size();
+        start_rewrite(&store).unwrap();
+        assert!(matches!(
+            start_rewrite(&store),
+            Err(RewriteError::Running) | Ok(())
+        ));
+        // A client writing meanwhile (a bounded amount, so that the sizes
+        // below do not depend on how long the rewrite takes).
+        let mut n = 0;
+        let mut waited = 0;
+        while store.lock().rewrite.running || n < 200 {
+            if n < 500 {
+                run_line(&store, 1, &format!("RPUSH during {n}"));
+                run_line(&store, 0, &format!("INCR k{}", n % 500));
+                n += 1;
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+                waited += 1;
+                assert!(waited < 60_000, "the rewrite never ended");
+            }
+        }
+        let state = store.lock().rewrite.clone();
+        assert!(state.last_ok && state.completed == 1, "{state:?}");
+        let report = state.last.unwrap();
+        assert_eq!(report.keys, 500);
+        let after = store.lock().log.as_ref().unwrap().file_size();
+        assert!(after < before / 4, "{after} bytes after, {before} before");
+        // The writer may still have been writing the last records.
+        assert!(state.base_size <= after && state.base_size < before / 4);
+        let live = keyspace(&store.lock().engine, NOW);
+        let replayed = replay_file(store, &dir, NOW);
+        assert_eq!(keyspace(&replayed, NOW), live);
+    }
+
+    #[test]
+    fn a_failed_rewrite_keeps_the_old_log_and_says_so() {
+        let dir = TempDir::new("fail");
+        let store = open(&dir);
+        for i in 0..100 {
+            run_line(&store, 0, &format!("SET k{i} {i}"));
+        }
+        let rewrite = store.begin_rewrite().unwrap();
+        assert!(store.lock().engine.rewriting());
+        // The new file vanishes: installing it fails.
+        std::fs::remove_file(dir.0.join(REWRITE_NAME)).unwrap();
+        run_line(&store, 0, "SET k1 changed");
+        let err = start_rewrite(&store).unwrap_err();
+        assert!(matches!(err, RewriteError::Running));
+        assert_eq!(
+            err.to_string(),
+            "ERR Background append only file rewriting already in progress"
+        );
+        let result = write_snapshot(&store, rewrite);
+        assert!(result.is_err());
+        store.rewrite_ended(&result);
+        {
+            let inner = store.lock();
+            assert!(!inner.engine.rewriting());
+            assert!(!inner.rewrite.running && !inner.rewrite.last_ok);
+            assert_eq!(inner.rewrite.completed, 0);
+            assert!(inner.rewrite.retry_at.is_some());
+        }
+        // The automatic rewrite waits; a manual one may run.
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        run_line(&store, 0, "SET k2 after");
+        let live = keyspace(&store.lock().engine, NOW);
+        let replayed = replay_file(store, &dir, NOW);
+        assert_eq!(keyspace(&replayed, NOW), live);
+    }
+
+    #[test]
+    fn an_automatic_rewrite_starts_once_the_log_has_grown_enough() {
+        assert!(!rewrite_due(100, 100, 100, 0));
+        assert!(rewrite_due(200, 100, 100, 0));
+        assert!(!rewrite_due(199, 100, 100, 0));
+        assert!(
+            !rewrite_due(200, 100, 100, 200),
+            "not past the minimum size"
+        );
+        assert!(!rewrite_due(u64::MAX, 1, 0, 0), "0 % turns it off");
+        assert!(rewrite_due(u64::MAX, 0, 100, 0));
+
+        let dir = TempDir::new("auto");
+        let store = open(&dir);
+        store
+            .lock()
+            .config
+            .insert(AUTO_MIN_SIZE.into(), "1000".into());
+        let base = store.lock().rewrite.base_size;
+        assert_eq!(base, crate::protocols::kv::aof::MAGIC.len() as u64);
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        for i in 0..100 {
+            run_line(&store, 0, &format!("SET k{} {i}", i % 10));
+        }
+        // The size counts what the writer has written.
+        let log = store.lock().log.clone().unwrap();
+        let mut waited = 0;
+        while log.backlog() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+            assert!(waited < 10_000);
+        }
+        assert!(maybe_rewrite(&store, Instant::now()));
+        let mut waited = 0;
+        while store.lock().rewrite.running {
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+            assert!(waited < 10_000);
+        }
+        let state = store.lock().rewrite.clone();
+        assert_eq!(state.completed, 1);
+        assert_eq!(state.base_size, log.file_size());
+        // Grown by less than 100 % since: not due.
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        store.close();
+    }
+
+    #[test]
+    fn settings_are_checked_and_shown_as_redis_shows_them() {
+        assert_eq!(check_setting(AUTO_PERCENTAGE, b"50"), Ok("50".into()));
+        assert!(check_setting(AUTO_PERCENTAGE, b"-1").is_err());
+        assert!(check_setting(AUTO_PERCENTAGE, b"x").is_err());
+        assert_eq!(check_setting(AUTO_MIN_SIZE, b"64mb"), Ok("67108864".into()));
+        assert_eq!(check_setting(AUTO_MIN_SIZE, b"1K"), Ok("1000".into()));
+        assert_eq!(check_setting(AUTO_MIN_SIZE, b"12"), Ok("12".into()));
+        let err = check_setting(AUTO_MIN_SIZE, b"12xb").unwrap_err();
+        assert!(err.contains("argument must be a memory value"), "{err}");
+        assert!(check_setting(AUTO_MIN_SIZE, b"").is_err());
+        assert!(check_setting(AUTO_MIN_SIZE, b"99999999999999999999gb").is_err());
+        assert_eq!(parse_memory(b"2GB"), Some(2 << 30));
+        assert_eq!(
+            check_setting("maxclients", b"anything"),
+            Ok("anything".into())
+        );
+    }
+
+    #[test]
+    fn without_a_log_there_is_nothing_to_rewrite() {
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        let err = start_rewrite(&store).unwrap_err();
+        assert!(matches!(err, RewriteError::NoLog));
+        assert!(err.to_string().contains("--data-dir"));
+        assert!(!maybe_rewrite(&store, Instant::now()));
+        assert!(!store.lock().engine.rewriting());
+    }
+
+    /// Measures a rewrite of a million small keys (and the longest lock
+    /// hold of its turns, and the longest command of a client writing
+    /// meanwhile), then the replay of the new log at start. Run with
+    /// `cargo test --release --lib rewrite_of_a_million_keys -- --ignored
+    /// --nocapture`; it reports, asserts no timing.
+    #[test]
+    #[ignore]
+    fn rewrite_of_a_million_keys() {
+        let dir = TempDir::new("million");
+        let store = open(&dir);
+        {
+            let mut inner = store.lock();
+            for i in 0..1_000_000u32 {
+                let key = format!("key:{i}");
+                inner
+                    .engine
+                    .set(0, key.as_bytes(), Value::Str(b"value".to_vec()));
+            }
+        }
+        // A client's SETs for a while without a rewrite, for comparison.
+        let baseline = {
+            let mut lat = Vec::new();
+            let until = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < until {
+                let t = Instant::now();
+                run_line(&store, 1, "SET other x");
+                lat.push(t.elapsed());
+            }
+            lat
+        };
+        let started = Instant::now();
+        start_rewrite(&store).unwrap();
+        let mut during = Vec::new();
+        while store.lock().rewrite.running {
+            let t = Instant::now();
+            run_line(
+                &store,
+                0,
+                &format!("SET key:{} changed", during.len() % 1_000_000),
+            );
+            during.push(t.elapsed());
+        }
+        let took = started.elapsed();
+        let state = store.lock().rewrite.clone();
+        assert!(state.last_ok);
+        let report = state.last.unwrap();
+        let size = store.lock().log.as_ref().unwrap().file_size();
+        let summary = |mut lat: Vec<Duration>| {
+            lat.sort();
+            let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+            format!(
+                "{} SETs, p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}, {} over 1 ms",
+                lat.len(),
+                at(0.5),
+                at(0.99),
+                at(0.999),
+                lat[lat.len() - 1],
+                lat.iter()
+                    .filter(|d| **d > Duration::from_millis(1))
+                    .count()
+            )
+        };
+        eprintln!(
+            "rewrite of {} keys: {:.3} s ({} records, {} bytes); {} turns, longest lock hold {:?}",
+            report.keys,
+            took.as_secs_f64(),
+            report.records,
+            size,
+            report.steps,
+            report.longest_hold,
+        );
+        eprintln!("a client meanwhile: {}", summary(during));
+        eprintln!("the same client without a rewrite: {}", summary(baseline));
+        store.close();
+        drop(store);
+        let started = Instant::now();
+        let store = open(&dir);
+        eprintln!(
+            "replay of the rewritten log at start: {:.3} s for {} keys",
+            started.elapsed().as_secs_f64(),
+            store.lock().engine.len(0)
+        );
+        assert_eq!(store.lock().engine.len(0), 1_000_000);
     }
 
     fn keys(store: &Store) -> Vec<Vec<u8>> {
@@ -596,7 +1428,7 @@ mod tests {
         // count, are less than that.
         store.gauge = switch(&over, 1_000_000_000);
         for i in 0..300 {
-            run(&store, &format!("SET k{i} v"));
+            run_line(&store, 0, &format!("SET k{i} v"));
         }
         assert_eq!(store.make_room(NOW), Room::Enough);
         over.store(true, Ordering::Relaxed);
@@ -605,7 +1437,7 @@ mod tests {
         assert_eq!(store.lock().engine.len(0), 300 - EVICT_BATCH);
         assert_eq!(store.lock().engine.evicted_keys, EVICT_BATCH as u64);
         over.store(false, Ordering::Relaxed);
-        run(&store, "SET after v");
+        run_line(&store, 0, "SET after v");
         let live = keys(&store);
         store.close();
         drop(store);
@@ -640,7 +1472,7 @@ mod tests {
             switch(&over, 1000),
         );
         for i in 0..10 {
-            run(&lru, &format!("SET k{i} v"));
+            run_line(&lru, 0, &format!("SET k{i} v"));
         }
         assert_eq!(lru.make_room(NOW), Room::Full);
         assert!(lru.lock().engine.is_empty());
@@ -653,8 +1485,8 @@ mod tests {
             },
             switch(&over, 1000),
         );
-        run(&volatile, "SET a v");
-        run(&volatile, "SET b v PX 100000");
+        run_line(&volatile, 0, "SET a v");
+        run_line(&volatile, 0, "SET b v PX 100000");
         assert_eq!(volatile.make_room(NOW), Room::Full);
         assert_eq!(keys(&volatile), vec![b"a".to_vec()]);
         // noeviction evicts nothing; no limit, nothing is ever full.
@@ -665,7 +1497,7 @@ mod tests {
             },
             switch(&over, 1000),
         );
-        run(&none, "SET a v");
+        run_line(&none, 0, "SET a v");
         assert_eq!(none.make_room(NOW), Room::Full);
         assert_eq!(none.lock().engine.len(0), 1);
         none.set_maxmemory(0);
