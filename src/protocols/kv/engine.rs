@@ -239,6 +239,13 @@ pub struct Engine {
     pub dirty: u64,
     /// Keys expired so far (`INFO stats`).
     pub expired_keys: u64,
+    /// Replaying the log: nothing expires (the log says when keys went,
+    /// as the `DEL`s their expiry left), and an expiry already past is set,
+    /// not carried out, as Redis does while loading.
+    loading: bool,
+    /// With a log: the keys expired since the store last took them, whose
+    /// `DEL`s it logs before anything else (see [`Engine::take_expired`]).
+    expired_log: Option<Vec<(usize, Vec<u8>)>>,
     /// Per watched key, its version: bumped by every change to the key.
     /// Only watched keys are here, so the common case costs one
     /// `is_empty` check.
@@ -320,6 +327,8 @@ impl Engine {
             dbs: (0..DATABASES).map(|_| Db::default()).collect(),
             dirty: 0,
             expired_keys: 0,
+            loading: false,
+            expired_log: None,
             watched: HashMap::new(),
             blocked: HashMap::new(),
             ready: Vec::new(),
@@ -549,6 +558,9 @@ impl Engine {
 
     /// Removes `key` if its expiry has passed. Returns whether it did.
     pub fn expire_if_due(&mut self, db: usize, key: &[u8], now: u64) -> bool {
+        if self.loading {
+            return false;
+        }
         let due = self.dbs[db]
             .map
             .get(key)
@@ -557,8 +569,40 @@ impl Engine {
             self.remove(db, key);
             self.expired_keys += 1;
             self.touch(db, key);
+            if let Some(expired) = &mut self.expired_log {
+                expired.push((db, key.to_vec()));
+            }
         }
         due
+    }
+
+    /// Whether the log is being replayed (see [`Engine::set_loading`]).
+    pub fn loading(&self) -> bool {
+        self.loading
+    }
+
+    /// Marks the replay of the log: while it runs no key expires, and an
+    /// expiry time already past is kept rather than carried out (a key's
+    /// end is in the log as the `DEL` its expiry left).
+    pub fn set_loading(&mut self, loading: bool) {
+        self.loading = loading;
+    }
+
+    /// Starts keeping the keys that expire for the log: a key that expires
+    /// is a change, logged as a `DEL` (as Redis propagates it), so that a
+    /// replay, which expires nothing, ends where the server was.
+    pub fn log_expiries(&mut self) {
+        self.expired_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The keys expired since the last call, for the log (empty without a
+    /// log). The store takes them before it logs anything else and
+    /// whenever it lets go of its lock, so they are few.
+    pub fn take_expired(&mut self) -> Vec<(usize, Vec<u8>)> {
+        match &mut self.expired_log {
+            Some(expired) if !expired.is_empty() => std::mem::take(expired),
+            _ => Vec::new(),
+        }
     }
 
     /// One round of active expiry over every database, as Redis's cycle

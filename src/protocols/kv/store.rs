@@ -184,15 +184,52 @@ pub enum RewriteError {
     Io(#[from] io::Error),
 }
 
+/// The store's lock, held ([`Store::lock`]).
+pub struct Locked<'a>(MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.0.log_expired();
+    }
+}
+
 impl Inner {
+    /// Logs a `DEL` for every key that expired since the last call: an
+    /// expiry is a change like any other, and its place in the log is
+    /// before whatever the command that found the key expired did next.
+    pub fn log_expired(&mut self) -> u64 {
+        let expired = self.engine.take_expired();
+        let Some(log) = &self.log else { return 0 };
+        let mut seq = 0;
+        for (db, key) in expired {
+            seq = log.append(db as u8, &[b"DEL", &key]);
+        }
+        seq
+    }
+
     /// Logs a change (the command as run, or what it asked to be logged
-    /// instead); returns the record's sequence number (0: no log).
+    /// instead), after the expiries it met; returns the last record's
+    /// sequence number (0: no log).
     pub fn log_change(
         &mut self,
         db: usize,
         argv: &[&[u8]],
         propagate: Option<&[Vec<Vec<u8>>]>,
     ) -> u64 {
+        self.log_expired();
         let Some(log) = &self.log else { return 0 };
         let db = db as u8;
         match propagate {
@@ -312,6 +349,7 @@ impl Store {
         if let Some(dir) = store.config.data_dir.clone() {
             let started = Instant::now();
             let now = unix_ms(SystemTime::now());
+            store.lock().engine.set_loading(true);
             let (log, stats) = super::aof::Aof::open(&dir, store.config.fsync, |db, args| {
                 let mut inner = store.lock();
                 replay(&mut inner.engine, db, args, now)
@@ -324,6 +362,8 @@ impl Store {
                 started.elapsed()
             ));
             let mut inner = store.lock();
+            inner.engine.set_loading(false);
+            inner.engine.log_expiries();
             inner.rewrite.base_size = log.file_size();
             inner.log = Some(log);
         }
@@ -381,8 +421,11 @@ impl Store {
     /// Locks the keyspace. A session that panicked while holding the lock
     /// left the engine as it was at some command boundary or mid-command;
     /// the store goes on with it rather than failing every later client.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    ///
+    /// Keys that expired while it was held are logged as `DEL`s when it is
+    /// let go (or sooner, before any other record: [`Inner::log_change`]).
+    pub fn lock(&self) -> Locked<'_> {
+        Locked(self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A new client id (`CLIENT ID`), counting the connection.
@@ -937,11 +980,13 @@ mod tests {
         store.close();
         drop(store);
         let mut engine = Engine::new();
+        engine.set_loading(true);
         let (log, _) = Aof::open(&dir.0, Fsync::No, |db, args| {
             replay(&mut engine, db, args, now)
         })
         .unwrap();
         log.close();
+        engine.set_loading(false);
         engine
     }
 
@@ -1230,6 +1275,35 @@ mod tests {
         let live = keyspace(&store.lock().engine, NOW);
         let replayed = replay_file(store, &dir, NOW);
         assert_eq!(keyspace(&replayed, NOW), live);
+    }
+
+    #[test]
+    fn a_replay_later_than_the_expiries_ends_where_the_server_was() {
+        let dir = TempDir::new("expiry");
+        let store = open(&dir);
+        let at = |ms: u64| NOW + ms;
+        // `k` expires at +5 ms; a later INCR finds it gone and starts
+        // again from 0 (the expiry is logged before the INCR).
+        run_line(&store, 0, &format!("SET k 2 PXAT {}", at(5)));
+        run(&store, 0, &[b"INCR", b"k"], at(10));
+        // `gone` expires and is only looked at: its DEL is logged when the
+        // lock is let go.
+        run_line(&store, 0, &format!("SET gone x PXAT {}", at(5)));
+        run(&store, 0, &[b"GET", b"gone"], at(10));
+        // `later` gets an expiry still to come, and a change before it.
+        run_line(&store, 0, "SET later 1");
+        run(&store, 0, &[b"PEXPIRE", b"later", b"50"], at(10));
+        run(&store, 0, &[b"INCR", b"later"], at(20));
+        let live = keyspace(&store.lock().engine, at(30));
+        assert_eq!(live.len(), 2, "{live:?}");
+        // Replayed long after every expiry: the same keys, the same values
+        // (`later` keeps its expiry, past by then, for lazy expiry to end).
+        let replayed = replay_file(store, &dir, at(60_000));
+        assert_eq!(keyspace(&replayed, at(30)), live);
+        let k = replayed.db(0).map.get(&b"k"[..]).expect("k");
+        assert_eq!(k.value, Value::Str(b"1".to_vec()));
+        assert_eq!(k.expires(), None);
+        assert!(replayed.db(0).map.get(&b"gone"[..]).is_none());
     }
 
     #[test]

@@ -428,7 +428,7 @@ fn expire_generic(e: &mut Engine, c: &mut Call<'_>, base: u64, unit: i64) {
         c.reply.int(0);
         return;
     }
-    if when <= c.now as i64 {
+    if when <= c.now as i64 && !e.loading() {
         e.remove(c.db, key);
         c.propagate_as(vec![owned(&[b"DEL", key])]);
     } else {
