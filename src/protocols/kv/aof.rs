@@ -276,6 +276,8 @@ struct Faults {
     writes: std::sync::atomic::AtomicU32,
     /// Syncs to fail.
     syncs: std::sync::atomic::AtomicU32,
+    /// The writer takes nothing while set (a disk that does not keep up).
+    stalled: AtomicBool,
 }
 
 /// What is guarded by [`Shared::state`].
@@ -588,6 +590,13 @@ impl Aof {
         }
     }
 
+    /// Stops the writer taking records while `stalled` (tests of a disk
+    /// that falls behind).
+    #[cfg(test)]
+    pub fn stall_writer(&self, stalled: bool) {
+        self.shared.faults.stalled.store(stalled, Ordering::Relaxed);
+    }
+
     /// Bytes appended but not yet written (for back-pressure).
     pub fn backlog(&self) -> usize {
         self.shared.unwritten.load(Ordering::Relaxed)
@@ -841,6 +850,10 @@ impl Writer {
     /// Waits for something to do and takes the appended records (and a
     /// finished rewrite); returns whether the log is closing.
     fn take_work(&mut self) -> bool {
+        #[cfg(test)]
+        while self.shared.faults.stalled.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(1));
+        }
         let shared = Arc::clone(&self.shared);
         let mut st = shared.lock();
         while !(self.retry || !st.buf.is_empty() || st.finish.is_some() || st.closing) {

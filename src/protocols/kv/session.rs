@@ -1770,6 +1770,79 @@ mod tests {
         KvSession::new(store, &info, None, None, t0)
     }
 
+    #[test]
+    fn writers_wait_for_a_log_that_has_fallen_far_behind() {
+        use std::sync::atomic::AtomicBool;
+        struct Flag(AtomicBool);
+        impl crate::session::Wake for Flag {
+            fn wake(&self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("muse-kv-backlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(
+            Store::open(crate::protocols::kv::store::StoreConfig {
+                data_dir: Some(dir.clone()),
+                fsync: super::super::aof::Fsync::EverySec,
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        let log = store.lock().log.clone().unwrap();
+        let info = ConnInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:6380".parse().unwrap(),
+            wall: SystemTime::UNIX_EPOCH,
+        };
+        let t0 = Instant::now();
+        let mut s = KvSession::new(Arc::clone(&store), &info, None, None, t0);
+        let woken = Arc::new(Flag(AtomicBool::new(false)));
+        s.set_waker(Waker::new(woken.clone()));
+        // A disk that keeps up: replies at once.
+        assert_eq!(ask(&mut s, "SET a 1\r\n", t0), "+OK\r\n");
+        // A disk that stops: writes are answered at once until the log
+        // holds MAX_LOG_BACKLOG unwritten, then held.
+        log.stall_writer(true);
+        let value = "v".repeat(1 << 20);
+        let set = format!(
+            "*3\r\n$3\r\nSET\r\n$1\r\nb\r\n${}\r\n{value}\r\n",
+            value.len()
+        );
+        let mut answered = 0;
+        loop {
+            s.handle_input(set.as_bytes(), t0);
+            if s.poll_output().is_nothing() {
+                break;
+            }
+            assert!(
+                log.backlog() <= MAX_LOG_BACKLOG,
+                "answered with {} bytes unwritten",
+                log.backlog()
+            );
+            assert_eq!(s.poll_output().bytes(), b"+OK\r\n");
+            s.consume_output(5, t0);
+            answered += 1;
+            assert!(answered < 200, "the backlog never grew");
+        }
+        assert!(log.backlog() > MAX_LOG_BACKLOG, "held too soon");
+        assert!(s.waiting(), "the reply waits for the disk");
+        // The disk catches up: the writer wakes the session, the reply goes.
+        log.stall_writer(false);
+        let mut waited = 0;
+        while !woken.0.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+            assert!(waited < 10_000, "never woken");
+        }
+        s.handle_wake(t0);
+        assert_eq!(s.poll_output().bytes(), b"+OK\r\n");
+        drop(s);
+        store.close();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Sends `request` at `now` and takes the whole reply.
     fn ask(s: &mut KvSession, request: &str, now: Instant) -> String {
         s.handle_input(request.as_bytes(), now);
