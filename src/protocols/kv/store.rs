@@ -757,33 +757,15 @@ pub fn check_setting(name: &str, value: &[u8]) -> Result<String, String> {
             .ok_or_else(|| {
                 format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer")
             }),
-        AUTO_MIN_SIZE => parse_memory(value).map(|v| v.to_string()).ok_or_else(|| {
+        AUTO_MIN_SIZE => std::str::from_utf8(value)
+            .ok()
+            .and_then(super::engine::parse_memory)
+            .map(|v| v.to_string())
+            .ok_or_else(|| {
             format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be a memory value")
         }),
         _ => Ok(text.into_owned()),
     }
-}
-
-/// A memory size as Redis reads one: digits and an optional unit, `b`,
-/// `k` (1000), `kb` (1024), `m`, `mb`, `g`, `gb`, in any case.
-pub fn parse_memory(value: &[u8]) -> Option<u64> {
-    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let n: u64 = std::str::from_utf8(&value[..digits]).ok()?.parse().ok()?;
-    let unit = value[digits..].to_ascii_lowercase();
-    let mul: u64 = match unit.as_slice() {
-        b"" | b"b" => 1,
-        b"k" => 1000,
-        b"kb" => 1024,
-        b"m" => 1000 * 1000,
-        b"mb" => 1024 * 1024,
-        b"g" => 1000 * 1000 * 1000,
-        b"gb" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(mul)
 }
 
 /// Runs one logged command against `engine` (replay at start).
@@ -1365,7 +1347,7 @@ mod tests {
         assert!(err.contains("argument must be a memory value"), "{err}");
         assert!(check_setting(AUTO_MIN_SIZE, b"").is_err());
         assert!(check_setting(AUTO_MIN_SIZE, b"99999999999999999999gb").is_err());
-        assert_eq!(parse_memory(b"2GB"), Some(2 << 30));
+        assert_eq!(super::super::engine::parse_memory("2GB"), Some(2 << 30));
         assert_eq!(
             check_setting("maxclients", b"anything"),
             Ok("anything".into())
