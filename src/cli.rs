@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::archs::Arch;
+use crate::net::ListenAddr;
 use crate::protocols;
 use crate::scoreboard::MAX_WORKERS;
 use crate::server::{Config, Server};
@@ -45,11 +46,16 @@ pub struct ServeArgs {
     /// The concurrency architecture (see `muse archs`).
     #[arg(long, default_value = "multi-reactor", value_parser = arch_names())]
     arch: String,
-    /// Address to listen on; repeat for several. Port 0 picks a free port.
-    /// [default: 127.0.0.1 on the protocol's port: echo 7007, kv 6380,
-    /// ftp 2121, http 8080, calc 7070]
+    /// Where to listen; repeat for several: HOST:PORT (port 0 picks a free
+    /// port), unix:PATH (a socket file; not for ftp) or fd://N (an
+    /// inherited listening socket). [default: the sockets systemd passes
+    /// (LISTEN_FDS), else 127.0.0.1 on the protocol's port: echo 7007, kv
+    /// 6380, ftp 2121, http 8080, calc 7070]
     #[arg(long, value_name = "ADDR")]
-    listen: Vec<SocketAddr>,
+    listen: Vec<ListenAddr>,
+    /// The permissions of unix: socket files, in octal.
+    #[arg(long, value_name = "MODE", default_value = "666", value_parser = parse_mode)]
+    unix_mode: u32,
     /// Worker processes for the prefork family [default: per architecture,
     /// from the CPU count].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
@@ -170,6 +176,14 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses file permissions in octal (`660`, `0600`).
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not a mode in octal, 0 to 777"))
+}
+
 /// Parses a port range `A-B` (1 ≤ A ≤ B).
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let bad = || format!("{s:?} is not a port range A-B with 1 <= A <= B <= 65535");
@@ -252,16 +266,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let arch = Arch::from_name(&args.arch).expect("clap checked the name");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listen = if args.listen.is_empty() {
-        vec![SocketAddr::from((
-            [127, 0, 0, 1],
-            default_port(&args.protocol),
-        ))]
+        let inherited = crate::net::systemd_listeners();
+        if inherited.is_empty() {
+            vec![ListenAddr::Ip(SocketAddr::from((
+                [127, 0, 0, 1],
+                default_port(&args.protocol),
+            )))]
+        } else {
+            inherited
+        }
     } else {
         args.listen
     };
+    if args.protocol == "ftp" {
+        if let Some(a) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
+            anyhow::bail!("ftp cannot listen on {a}: its data connections need IP addresses");
+        }
+    }
     let config = Config {
         arch,
         listen,
+        unix_mode: args.unix_mode,
         workers: args
             .workers
             .map_or(arch.default_workers(cpus), |n| n as usize),
@@ -297,7 +322,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         maxmemory_policy: protocols::kv::engine::Policy::from_name(&args.maxmemory_policy)
             .expect("clap checked the name"),
         arch: arch.name().to_string(),
-        port: config.listen.first().map_or(0, |a| a.port()),
+        port: config
+            .listen
+            .iter()
+            .find_map(|a| match a {
+                ListenAddr::Ip(ip) => Some(ip.port()),
+                _ => None,
+            })
+            .unwrap_or(0),
     };
     let protocol = protocols::build(&args.protocol, &options)?;
     let server = Server::bind(config, protocol).context("cannot start the server")?;

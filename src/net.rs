@@ -16,9 +16,15 @@
 //! it is bound to one address (only a wildcard listener needs
 //! `getsockname`).
 //!
-//! A listener may also be a Unix-domain socket ([`Listeners::bind_abstract`]:
-//! the kv store process's, which its workers reach). A Unix-domain client
-//! has no IP address: its peer and local addresses read [`UNIX_ADDR`].
+//! `--listen` takes three forms ([`ListenAddr`]): `HOST:PORT`; `unix:PATH`,
+//! a Unix-domain socket file (made with `--unix-mode`, a stale file left by
+//! a server that is gone replaced, the file removed when the server exits);
+//! and `fd://N`, a listening socket inherited from whoever started muse.
+//! Without `--listen`, the sockets systemd passes (`LISTEN_FDS`, for this
+//! process's `LISTEN_PID`) are used ([`systemd_listeners`]). The kv store
+//! process listens on a Unix-domain socket in the abstract namespace
+//! ([`Listeners::bind_abstract`]). A Unix-domain client has no IP address:
+//! its peer and local addresses read [`UNIX_ADDR`].
 //!
 //! Running out of descriptors (`EMFILE`, `ENFILE`) or kernel memory is not
 //! fatal: [`AcceptError::Exhausted`] tells the caller to stop accepting for
@@ -29,8 +35,10 @@
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -143,6 +151,94 @@ pub struct Listeners {
     /// Each listener's address, when every connection it accepts has that
     /// local address (not a wildcard).
     fixed: Vec<Option<SocketAddr>>,
+    /// Each listener's name in `listening on` lines.
+    names: Vec<String>,
+    /// Socket files made here, removed when the process that made them
+    /// drops these listeners (workers end with `_exit`, so only it does).
+    files: Vec<PathBuf>,
+    owner: u32,
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        if std::process::id() == self.owner {
+            for f in &self.files {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}
+
+/// Where to listen, as `--listen` spells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `HOST:PORT` (port 0: any free port).
+    Ip(SocketAddr),
+    /// `unix:PATH`: a Unix-domain socket file.
+    Unix(PathBuf),
+    /// `fd://N`: a listening socket this process inherited.
+    Fd(RawFd),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ListenAddr, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: wants a path".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Some(n) = s.strip_prefix("fd://") {
+            return match n.parse::<RawFd>() {
+                Ok(fd) if fd >= 0 => Ok(ListenAddr::Fd(fd)),
+                _ => Err(format!("fd:// wants a descriptor number, not {n:?}")),
+            };
+        }
+        s.parse::<SocketAddr>()
+            .map(ListenAddr::Ip)
+            .map_err(|_| format!("{s:?} is neither HOST:PORT, unix:PATH nor fd://N"))
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Ip(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Fd(n) => write!(f, "fd://{n}"),
+        }
+    }
+}
+
+impl ListenAddr {
+    /// Whether connections to it come from IP addresses (FTP needs them).
+    pub fn is_ip(&self) -> bool {
+        matches!(self, ListenAddr::Ip(_))
+    }
+}
+
+/// The listening sockets systemd passed to this process (socket
+/// activation: `LISTEN_PID` is this process, `LISTEN_FDS` says how many,
+/// from descriptor 3), as `fd://N` addresses; empty if none were passed.
+/// The variables are removed, so that no child takes them for its own.
+pub fn systemd_listeners() -> Vec<ListenAddr> {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<RawFd>().ok())
+        .unwrap_or(0);
+    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(v);
+    }
+    if !ours || count <= 0 {
+        return Vec::new();
+    }
+    (3..3 + count).map(ListenAddr::Fd).collect()
 }
 
 /// An accepted connection.
@@ -170,17 +266,37 @@ pub enum AcceptError {
 }
 
 impl Listeners {
-    /// Binds every address, in order. With `reuse_port`, the sockets allow
+    /// Binds every address, in order (a `unix:` file with permissions
+    /// `unix_mode`). With `reuse_port`, the TCP sockets allow
     /// [`Listeners::sibling`] groups on the same addresses.
-    pub fn bind(addrs: &[SocketAddr], reuse_port: bool) -> io::Result<Listeners> {
-        let list = addrs
-            .iter()
-            .map(|a| {
-                bind_one(*a, reuse_port)
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        Listeners::new(list)
+    pub fn bind(addrs: &[ListenAddr], reuse_port: bool, unix_mode: u32) -> io::Result<Listeners> {
+        let mut ls = Listeners {
+            list: Vec::new(),
+            fixed: Vec::new(),
+            names: Vec::new(),
+            files: Vec::new(),
+            owner: std::process::id(),
+        };
+        for a in addrs {
+            let bound = match a {
+                ListenAddr::Ip(ip) => bind_one(*ip, reuse_port).and_then(|l| {
+                    let name = l.local_addr()?.to_string();
+                    let fixed = fixed_local(&l)?;
+                    Ok((Listener::Tcp(l), fixed, name))
+                }),
+                ListenAddr::Unix(path) => bind_unix(path, unix_mode).map(|l| {
+                    ls.files.push(path.clone());
+                    (Listener::Unix(l), Some(UNIX_ADDR), a.to_string())
+                }),
+                ListenAddr::Fd(fd) => adopt(*fd),
+            };
+            let (l, fixed, name) = bound
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+            ls.list.push(l);
+            ls.fixed.push(fixed);
+            ls.names.push(name);
+        }
+        Ok(ls)
     }
 
     /// One Unix-domain listener on `name` in the abstract namespace (no
@@ -191,21 +307,11 @@ impl Listeners {
         socket.listen(libc::SOMAXCONN)?;
         socket.set_nonblocking(true)?;
         Ok(Listeners {
-            list: vec![Listener::Unix(UnixListener::from(
-                std::os::fd::OwnedFd::from(socket),
-            ))],
+            list: vec![Listener::Unix(UnixListener::from(OwnedFd::from(socket)))],
             fixed: vec![Some(UNIX_ADDR)],
-        })
-    }
-
-    fn new(list: Vec<TcpListener>) -> io::Result<Listeners> {
-        let fixed = list
-            .iter()
-            .map(fixed_local)
-            .collect::<io::Result<Vec<_>>>()?;
-        Ok(Listeners {
-            list: list.into_iter().map(Listener::Tcp).collect(),
-            fixed,
+            names: vec![format!("unix:@{name}")],
+            files: Vec::new(),
+            owner: std::process::id(),
         })
     }
 
@@ -220,13 +326,21 @@ impl Listeners {
             .list
             .iter()
             .map(|l| match l {
-                Listener::Tcp(l) => Ok(Listener::Tcp(bind_one(l.local_addr()?, true)?)),
+                // An inherited socket may not allow a sibling on its port:
+                // then the groups share it.
+                Listener::Tcp(t) => match bind_one(t.local_addr()?, true) {
+                    Ok(sibling) => Ok(Listener::Tcp(sibling)),
+                    Err(_) => l.try_clone(),
+                },
                 Listener::Unix(_) => l.try_clone(),
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Listeners {
             list,
             fixed: self.fixed.clone(),
+            names: self.names.clone(),
+            files: Vec::new(),
+            owner: self.owner,
         })
     }
 
@@ -248,8 +362,8 @@ impl Listeners {
     /// Prints `listening on ADDR` for each listener on stdout, and flushes.
     pub fn announce(&self, protocol: &str, arch: &str) -> io::Result<()> {
         let mut out = io::stdout().lock();
-        for l in &self.list {
-            writeln!(out, "listening on {} ({protocol}, {arch})", l.local_addr()?)?;
+        for name in &self.names {
+            writeln!(out, "listening on {name} ({protocol}, {arch})")?;
         }
         out.flush()
     }
@@ -285,6 +399,87 @@ impl Listeners {
             ready.extend((0..self.list.len()).filter(|i| fds[*i].revents != 0));
         }
         Ok(())
+    }
+}
+
+/// A Unix-domain listener on the file `path`, made with permissions
+/// `mode`. A socket file that nobody listens on any more (a server that
+/// was killed) is replaced; one that answers is another server's.
+fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    let bind = || -> io::Result<Socket> {
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.bind(&SockAddr::unix(path)?)?;
+        Ok(socket)
+    };
+    let socket = match bind() {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            use std::os::unix::fs::FileTypeExt;
+            let is_socket =
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+            if !is_socket {
+                return Err(io::Error::new(
+                    e.kind(),
+                    "the path exists and is not a socket",
+                ));
+            }
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(io::Error::new(e.kind(), "another server listens there"));
+                }
+                Err(c) if c.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)?;
+                    bind()?
+                }
+                Err(_) => return Err(e),
+            }
+        }
+        other => other?,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    socket.listen(libc::SOMAXCONN)?;
+    socket.set_nonblocking(true)?;
+    Ok(UnixListener::from(OwnedFd::from(socket)))
+}
+
+/// Takes over the inherited listening socket `fd` (`fd://N`, systemd's):
+/// checks that it is one, and makes it non-blocking and close-on-exec.
+fn adopt(fd: RawFd) -> io::Result<(Listener, Option<SocketAddr>, String)> {
+    // SAFETY: fcntl on a plain integer; a closed descriptor is EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and, by `fd://N`,
+    // handed to this process to own; nothing else here uses it.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    let listening = socket.is_listener();
+    if !matches!(listening, Ok(true)) {
+        // Not ours to close: it was only borrowed for the check.
+        std::mem::forget(socket);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a listening stream socket",
+        ));
+    }
+    socket.set_cloexec(true)?;
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?;
+    match local.as_socket() {
+        Some(addr) => {
+            let l = TcpListener::from(socket);
+            let fixed = fixed_local(&l)?;
+            Ok((Listener::Tcp(l), fixed, addr.to_string()))
+        }
+        None => {
+            let name = match local.as_pathname() {
+                Some(p) => format!("unix:{}", p.display()),
+                None => format!("fd://{fd}"),
+            };
+            Ok((
+                Listener::Unix(UnixListener::from(OwnedFd::from(socket))),
+                Some(UNIX_ADDR),
+                name,
+            ))
+        }
     }
 }
 
@@ -417,7 +612,7 @@ mod tests {
 
     #[test]
     fn accepted_sockets_inherit_the_listeners_options() {
-        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], false).unwrap();
+        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], false, 0o666).unwrap();
         let addr = listeners.iter().next().unwrap().local_addr().unwrap();
         let (client, accepted) = accept_one(&listeners, addr);
         assert!(accepted.stream.nodelay().unwrap());
@@ -439,7 +634,7 @@ mod tests {
     #[test]
     fn without_a_fixed_address_the_kernel_is_asked() {
         // As for a wildcard listener (not bound here: loopback only).
-        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], false).unwrap();
+        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()], false, 0o666).unwrap();
         let listener = listeners.iter().next().unwrap();
         let addr = listener.local_addr().unwrap();
         assert_eq!(listeners.fixed_local(0), Some(addr));

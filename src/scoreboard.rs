@@ -100,7 +100,9 @@ impl Scoreboard {
         }
         let bucket = ip_bucket(peer);
         let from_peer = self.per_ip[bucket].fetch_add(1, Ordering::AcqRel);
-        if from_peer as usize >= per_ip {
+        // Unix-domain clients have no address to tell apart (all read as
+        // the unspecified one): the per-address limit does not apply.
+        if from_peer as usize >= per_ip && !peer.is_unspecified() {
             self.per_ip[bucket].fetch_sub(1, Ordering::AcqRel);
             self.open.fetch_sub(1, Ordering::AcqRel);
             return None;

@@ -3,14 +3,13 @@
 //! architecture. Also the signal watcher that turns `TERM`/`INT`/`QUIT` into
 //! a drain of the in-process [`Shutdown`] switch.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::archs::{self, Arch};
 use crate::companion::Keeper;
 use crate::drivers::Ctx;
-use crate::net::Listeners;
+use crate::net::{ListenAddr, Listeners};
 use crate::scoreboard::Scoreboard;
 use crate::session::Protocol;
 use crate::shutdown::Shutdown;
@@ -22,7 +21,9 @@ pub struct Config {
     /// The architecture.
     pub arch: Arch,
     /// Where to listen (at least one address).
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<ListenAddr>,
+    /// The permissions of `unix:` socket files.
+    pub unix_mode: u32,
     /// Worker processes (prefork family).
     pub workers: usize,
     /// Threads (pools, reactors, tokio workers).
@@ -61,7 +62,7 @@ impl Server {
         // A multi-reactor gives each thread its own listeners (see
         // `archs/multi_reactor.rs`), which must share the addresses.
         let reuse_port = config.arch == Arch::MultiReactor;
-        let listeners = Listeners::bind(&config.listen, reuse_port)?;
+        let listeners = Listeners::bind(&config.listen, reuse_port, config.unix_mode)?;
         protocol.start(config.arch.placement())?;
         Ok(Server {
             config,

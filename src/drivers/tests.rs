@@ -333,7 +333,8 @@ fn start(arch: Arch) -> Running {
     };
     let config = Config {
         arch,
-        listen: vec![SocketAddr::new(LOCALHOST, 0)],
+        listen: vec![crate::net::ListenAddr::Ip(SocketAddr::new(LOCALHOST, 0))],
+        unix_mode: 0o666,
         workers: 1,
         threads: 2,
         max_connections: 64,
