@@ -257,11 +257,17 @@ impl Server {
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut stdout_seen = String::new();
-        while server.addrs.len() < listeners {
+        // Every `listening on` line counts; those naming an IP address
+        // (not `unix:PATH`) are kept for `connect`.
+        let mut announced = 0;
+        while announced < listeners {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines_rx.recv_timeout(left) {
                 Ok(line) => {
                     stdout_seen.push_str(&line);
+                    if line.starts_with("listening on ") {
+                        announced += 1;
+                    }
                     if let Some(addr) = parse_listening_line(&line) {
                         server.addrs.push(addr);
                     }
@@ -269,7 +275,7 @@ impl Server {
                 Err(RecvTimeoutError::Timeout) => server.fail(&format!(
                     "`muse {}` printed {} of {listeners} `listening on` lines within {:?}; stdout so far: {stdout_seen:?}",
                     args.join(" "),
-                    server.addrs.len(),
+                    announced,
                     STARTUP_TIMEOUT
                 )),
                 Err(RecvTimeoutError::Disconnected) => {
