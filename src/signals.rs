@@ -12,7 +12,7 @@
 
 use std::io;
 use std::os::fd::{IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::sys;
 
@@ -28,6 +28,10 @@ pub const HANDLED: [libc::c_int; 7] = [
 ];
 
 static PENDING: AtomicU64 = AtomicU64::new(0);
+/// How many times each signal arrived since the last [`take`]: `TTIN`
+/// twice is two workers more (the kernel still merges a signal that
+/// arrives again before the handler has run for it).
+static COUNTS: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
 static WAKE_READ: AtomicI32 = AtomicI32::new(-1);
 static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
@@ -36,6 +40,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
     // saved and restored so the interrupted code does not see it change.
     let saved = io::Error::last_os_error().raw_os_error().unwrap_or(0);
     PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+    if let Some(count) = usize::try_from(sig).ok().and_then(|i| COUNTS.get(i)) {
+        count.fetch_add(1, Ordering::SeqCst);
+    }
     let fd = WAKE_WRITE.load(Ordering::SeqCst);
     if fd >= 0 {
         sys::poke(fd);
@@ -125,19 +132,31 @@ pub fn wake_fd() -> RawFd {
     WAKE_READ.load(Ordering::SeqCst)
 }
 
-/// The set of signals that arrived since the last call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Arrived(u64);
+/// The signals that arrived since the last call, and how many times each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrived {
+    mask: u64,
+    counts: [u32; 32],
+}
 
 impl Arrived {
     /// Whether `sig` is among them.
     pub fn has(self, sig: libc::c_int) -> bool {
-        self.0 & (1 << sig) != 0
+        self.mask & (1 << sig) != 0
+    }
+
+    /// How many times `sig` arrived (at least once if [`Arrived::has`]).
+    pub fn count(self, sig: libc::c_int) -> u32 {
+        let counted = usize::try_from(sig)
+            .ok()
+            .and_then(|i| self.counts.get(i).copied())
+            .unwrap_or(0);
+        counted.max(u32::from(self.has(sig)))
     }
 
     /// Whether none arrived.
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.mask == 0
     }
 }
 
@@ -147,7 +166,12 @@ pub fn take() -> Arrived {
     if fd >= 0 {
         sys::drain(fd);
     }
-    Arrived(PENDING.swap(0, Ordering::SeqCst))
+    let mask = PENDING.swap(0, Ordering::SeqCst);
+    let mut counts = [0u32; 32];
+    for (c, n) in counts.iter_mut().zip(&COUNTS) {
+        *c = n.swap(0, Ordering::SeqCst);
+    }
+    Arrived { mask, counts }
 }
 
 /// Waits until a signal arrives or `timeout` passes.
@@ -162,5 +186,27 @@ pub fn restore_defaults() {
     for sig in HANDLED {
         // SAFETY: SIG_DFL is always a valid disposition.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_that_arrives_twice_is_counted_twice() {
+        // The handler itself, as the kernel would run it for each delivery
+        // (no handler is installed in the test process).
+        on_signal(libc::SIGTTIN);
+        on_signal(libc::SIGTTIN);
+        on_signal(libc::SIGTTOU);
+        let got = take();
+        assert!(got.has(libc::SIGTTIN) && got.has(libc::SIGTTOU));
+        assert_eq!(got.count(libc::SIGTTIN), 2);
+        assert_eq!(got.count(libc::SIGTTOU), 1);
+        assert_eq!(got.count(libc::SIGQUIT), 0);
+        let again = take();
+        assert!(again.is_empty());
+        assert_eq!(again.count(libc::SIGTTIN), 0);
     }
 }

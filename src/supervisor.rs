@@ -71,6 +71,8 @@ pub struct Master<'a> {
     pid: libc::pid_t,
     /// When the companion process is due to be restarted, if it is down.
     companion_due: Option<Instant>,
+    /// The stop's deadline passed: the workers left are being killed.
+    killing: bool,
 }
 
 impl<'a> Master<'a> {
@@ -85,6 +87,7 @@ impl<'a> Master<'a> {
             stop: Stop::Running,
             pid: sys::getpid(),
             companion_due: None,
+            killing: false,
         }
     }
 
@@ -98,6 +101,13 @@ impl<'a> Master<'a> {
                     return Ok(());
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
+                    if !self.killing {
+                        self.killing = true;
+                        log::warn(format_args!(
+                            "{} worker(s) still running past the shutdown timeout; killing them",
+                            self.running()
+                        ));
+                    }
                     self.kill_all(libc::SIGKILL);
                 }
             } else {
@@ -178,12 +188,15 @@ impl<'a> Master<'a> {
             self.kill_all(libc::SIGQUIT);
         }
         if self.stop == Stop::Running {
-            if got.has(libc::SIGTTIN) && self.target < MAX_WORKERS {
-                self.target += 1;
-                log::info(format_args!("workers: {}", self.target));
-            }
-            if got.has(libc::SIGTTOU) && self.target > 1 {
-                self.target -= 1;
+            // Each TTIN one worker more, each TTOU one fewer, in the count
+            // they arrived in (not merged into one).
+            let more = got.count(libc::SIGTTIN) as usize;
+            let fewer = got.count(libc::SIGTTOU) as usize;
+            let target = (self.target + more)
+                .saturating_sub(fewer)
+                .clamp(1, MAX_WORKERS);
+            if more + fewer > 0 {
+                self.target = target;
                 log::info(format_args!("workers: {}", self.target));
             }
         }

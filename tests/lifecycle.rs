@@ -171,6 +171,29 @@ arch_tests!(
 );
 
 arch_tests!(
+    a_worker_that_ignores_the_stop_is_killed_and_the_log_says_so,
+    [prefork, prefork_reactor],
+    |arch| {
+        let mut server = Server::serve_echo(arch, &["--workers", "2", "--shutdown-timeout", "1"]);
+        let workers = server.wait_for_children(2, "after startup");
+        // A stopped worker cannot act on TERM: only the master's KILL ends it.
+        // SAFETY: kill on a pid of our server's.
+        unsafe { libc::kill(workers[0], libc::SIGSTOP) };
+        server.signal(libc::SIGTERM);
+        match server.wait_exit(EXIT_TIMEOUT) {
+            Some(status) if status.success() => {}
+            other => server.fail(&format!("exit after SIGTERM: {other:?}")),
+        }
+        let err = server.stderr();
+        assert!(
+            err.contains("worker(s) still running past the shutdown timeout; killing them"),
+            "{arch}: {err}"
+        );
+        server.assert_group_gone(PROCESS_TIMEOUT);
+    }
+);
+
+arch_tests!(
     workers_exit_when_master_is_killed,
     [prefork, prefork_threads, prefork_reactor],
     |arch| {

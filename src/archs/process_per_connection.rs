@@ -32,6 +32,8 @@ pub fn serve(server: &Server) -> io::Result<()> {
     // Each child's admission ticket, held here until the child is reaped.
     let mut children: HashMap<libc::pid_t, crate::scoreboard::Ticket> = HashMap::new();
     let mut stopping: Option<Option<Instant>> = None;
+    // The stop's deadline passed: the children left are being killed.
+    let mut killing = false;
     let mut ready = Vec::new();
     let wake = [signals::wake_fd()];
     loop {
@@ -60,6 +62,13 @@ pub fn serve(server: &Server) -> io::Result<()> {
                 return Ok(());
             }
             if deadline.is_some_and(|d| now >= d) {
+                if !killing {
+                    killing = true;
+                    log::warn(format_args!(
+                        "{} connection process(es) still running past the shutdown timeout; killing them",
+                        children.len()
+                    ));
+                }
                 children
                     .keys()
                     .for_each(|&pid| sys::kill(pid, libc::SIGKILL));
