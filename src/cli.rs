@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
+    /// Recycle a prefork worker whose resident memory passes this many MiB:
+    /// it stops accepting, finishes its connections and is replaced.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    max_worker_memory: Option<u64>,
 }
 
 fn policy_names() -> clap::builder::PossibleValuesParser {
@@ -297,6 +301,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_per_ip: args.max_per_ip.map_or(usize::MAX, |n| n as usize),
         shutdown_timeout: args.shutdown_timeout,
         worker_timeout: args.worker_timeout,
+        max_worker_memory: args.max_worker_memory.map(|mib| mib << 20),
     };
     let root = match args.root {
         Some(root) => root,

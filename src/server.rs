@@ -37,6 +37,9 @@ pub struct Config {
     /// How long a prefork worker may go without a heartbeat before it is
     /// killed.
     pub worker_timeout: Duration,
+    /// A prefork worker whose resident memory passes this many bytes is
+    /// recycled (`None`: never).
+    pub max_worker_memory: Option<u64>,
 }
 
 /// A bound, ready server: what every architecture runs with.

@@ -5,7 +5,8 @@
 //!
 //! The master is single-threaded (it forks) and runs one loop of named steps,
 //! as Unicorn's does: [`Master::reap_workers`], handle the signals that
-//! arrived, [`Master::kill_hung_workers`], [`Master::maintain_worker_count`]
+//! arrived, [`Master::kill_hung_workers`], [`Master::recycle_big_workers`]
+//! (`--max-worker-memory`), [`Master::maintain_worker_count`]
 //! (and the protocol's companion process, if it has one: `companion.rs`),
 //! then sleep until the nearest deadline or the next signal. Signal handlers
 //! only record (see `signals.rs`); this loop acts.
@@ -112,6 +113,7 @@ impl<'a> Master<'a> {
                 }
             } else {
                 self.kill_hung_workers();
+                self.recycle_big_workers();
                 self.companion_due = self.server.tend_companion();
                 self.maintain_worker_count();
             }
@@ -198,6 +200,35 @@ impl<'a> Master<'a> {
             if more + fewer > 0 {
                 self.target = target;
                 log::info(format_args!("workers: {}", self.target));
+            }
+        }
+    }
+
+    /// Asks each worker whose resident memory passed
+    /// `--max-worker-memory` to quit gracefully (`QUIT`: it stops
+    /// accepting, the other workers take the new connections, and it ends
+    /// once its own connections have); its slot is filled again once it
+    /// has gone, as after any expected exit.
+    fn recycle_big_workers(&mut self) {
+        let Some(limit) = self.server.config.max_worker_memory else {
+            return;
+        };
+        for (nr, slot) in self.slots.iter_mut().enumerate() {
+            let Some(pid) = slot.pid else { continue };
+            if slot.told_to_quit || slot.killed {
+                continue;
+            }
+            let Some(rss) = sys::resident_bytes(pid) else {
+                continue;
+            };
+            if rss > limit {
+                log::info(format_args!(
+                    "worker {nr} (pid {pid}) uses {} MiB, over --max-worker-memory {} MiB; recycling it",
+                    rss >> 20,
+                    limit >> 20
+                ));
+                slot.told_to_quit = true;
+                sys::kill(pid, libc::SIGQUIT);
             }
         }
     }

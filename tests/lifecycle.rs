@@ -194,6 +194,30 @@ arch_tests!(
 );
 
 arch_tests!(
+    workers_over_max_worker_memory_are_recycled_without_a_failed_connection,
+    [prefork, prefork_reactor],
+    |arch| {
+        // 1 MiB: every worker passes it at once, so each is recycled at
+        // every look of the master (twice a second), under a client.
+        let server = Server::serve_echo(arch, &["--workers", "2", "--max-worker-memory", "1"]);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..120 {
+            let mut c = server.connect();
+            server.echo(&mut c, format!("connection {i}\n").as_bytes());
+            seen.extend(server.children());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // More workers came and went than the two asked for.
+        assert!(seen.len() > 2, "{arch}: workers seen {seen:?}");
+        let err = server.stderr();
+        assert!(
+            err.contains("over --max-worker-memory 1 MiB; recycling it"),
+            "{arch}: {err}"
+        );
+    }
+);
+
+arch_tests!(
     workers_exit_when_master_is_killed,
     [prefork, prefork_threads, prefork_reactor],
     |arch| {

@@ -341,6 +341,7 @@ fn start(arch: Arch) -> Running {
         max_per_ip: 64,
         shutdown_timeout: Duration::from_secs(5),
         worker_timeout: Duration::from_secs(60),
+        max_worker_memory: None,
     };
     let server = Arc::new(Server::bind(config, Box::new(protocol)).unwrap());
     let addr = server
