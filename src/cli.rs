@@ -144,6 +144,12 @@ pub struct ServeArgs {
     /// Kill a prefork worker that shows no sign of life for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     worker_timeout: Duration,
+    /// Every connection opens with a PROXY protocol header (v1 or v2) naming
+    /// the real client, as HAProxy's `send-proxy` and nginx's `stream`
+    /// `proxy_protocol on` send it; one without a valid header within
+    /// --header-timeout is closed.
+    #[arg(long)]
+    proxy_protocol: bool,
     /// Recycle a prefork worker whose resident memory passes this many MiB:
     /// it stops accepting, finishes its connections and is replaced.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -336,7 +342,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             })
             .unwrap_or(0),
     };
-    let protocol = protocols::build(&args.protocol, &options)?;
+    let mut protocol = protocols::build(&args.protocol, &options)?;
+    if args.proxy_protocol {
+        let timeout = Some(args.header_timeout)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(crate::proxy::DEFAULT_TIMEOUT);
+        protocol = Box::new(crate::proxy::Proxied::new(protocol, timeout));
+    }
     let server = Server::bind(config, protocol).context("cannot start the server")?;
     server.run().context("server failed")
 }

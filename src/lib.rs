@@ -32,6 +32,7 @@ pub mod gate;
 pub mod log;
 pub mod net;
 pub mod protocols;
+pub mod proxy;
 pub mod root;
 pub mod scoreboard;
 pub mod server;

@@ -1,0 +1,105 @@
+//! `--proxy-protocol`: behind a balancer that opens each connection with a
+//! PROXY header (v1 or v2), sessions and logs see the real client; a
+//! connection without a valid header is closed without an answer.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::time::Duration;
+
+/// A v2 header for a TCP/IPv4 client `src:sport` that reached `dst:dport`.
+fn v2(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend([0x21, 0x11, 0, 12]);
+    h.extend(src);
+    h.extend(dst);
+    h.extend(sport.to_be_bytes());
+    h.extend(dport.to_be_bytes());
+    h
+}
+
+arch_tests!(
+    sessions_and_logs_see_the_client_the_header_names,
+    [thread_pool, reactor, prefork, prefork_reactor, async_],
+    |arch| {
+        // kv: CLIENT LIST names the client of the header.
+        let server = Server::start("kv", arch, &with_sizing(arch, &["--proxy-protocol"]));
+        let mut c = server.connect();
+        c.write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 6380\r\nCLIENT LIST\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n\r\n") {
+            got.extend(try_read_exact(&mut c, 1).or_fail(&server));
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("addr=203.0.113.9:40000 laddr=127.0.0.1:6380"),
+            "{arch}: {text}"
+        );
+        // v2, and what follows the header in the same segment.
+        let mut c = server.connect();
+        let mut req = v2([198, 51, 100, 7], 5555, [127, 0, 0, 1], 6380);
+        req.extend(b"PING\r\n");
+        c.write_all(&req).unwrap();
+        assert_eq!(try_read_exact(&mut c, 7).or_fail(&server), b"+PONG\r\n");
+        // No header: closed without an answer.
+        let mut c = server.connect();
+        c.write_all(b"PING\r\n").unwrap();
+        assert_eq!(try_read_to_eof(&mut c).unwrap_or_default(), b"");
+        drop(server);
+
+        // http: the access log names the client of the header.
+        let dir = TempRoot::new("proxy-http", arch);
+        dir.write("a.txt", b"hello\n");
+        let log = dir.path("access.log");
+        let log_arg = log.to_str().unwrap().to_string();
+        let extra = [
+            "--proxy-protocol",
+            "--root",
+            dir.root_str(),
+            "--access-log",
+            &log_arg,
+        ];
+        let mut server = Server::start("http", arch, &with_sizing(arch, &extra));
+        let mut c = server.connect();
+        c.write_all(
+            b"PROXY TCP4 192.0.2.44 127.0.0.1 61000 80\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let body = try_read_to_eof(&mut c).or_fail(&server);
+        assert!(
+            body.ends_with(b"hello\n"),
+            "{arch}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        server.signal(libc::SIGTERM);
+        server.wait_exit(Duration::from_secs(20));
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(logged.starts_with("192.0.2.44 "), "{arch}: {logged:?}");
+    }
+);
+
+#[test]
+fn a_header_that_never_comes_is_timed_out() {
+    let server = Server::start(
+        "echo",
+        "thread-pool",
+        &[
+            "--proxy-protocol",
+            "--header-timeout",
+            "1",
+            "--threads",
+            "1",
+        ],
+    );
+    // Half a header, then nothing: the one thread is freed at the deadline
+    // and serves the next client.
+    let mut slow = server.connect();
+    slow.write_all(b"PROXY TCP4 10.1.2.3").unwrap();
+    assert_eq!(try_read_to_eof(&mut slow).unwrap_or_default(), b"");
+    let mut c = server.connect();
+    c.write_all(b"PROXY UNKNOWN\r\nhi").unwrap();
+    assert_eq!(try_read_exact(&mut c, 2).or_fail(&server), b"hi");
+}
