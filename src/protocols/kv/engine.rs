@@ -889,6 +889,21 @@ pub mod testing {
         let mut sink = Vec::new();
         crate::protocols::kv::cmd::run(e, cmd, args, db, now, &mut sink, false)
     }
+
+    /// Notes the keys of a dump's records, in order (a key's records are
+    /// consecutive; a new key starts with its value's command).
+    pub fn dumped_keys(dump: &crate::protocols::kv::dump::Dump, keys: &mut Vec<(u8, Vec<u8>)>) {
+        let mut last: Option<(u8, Vec<u8>)> = None;
+        dump.each(|db, args| {
+            let this = (db, args[1].to_vec());
+            if args[0] != b"PEXPIREAT" && last.as_ref() != Some(&this) {
+                keys.push(this.clone());
+            }
+            last = Some(this);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    }
 }
 
 #[cfg(test)]
@@ -917,16 +932,10 @@ mod tests {
         }
     }
 
-    /// Replays `dump` into `into`, noting each key it makes (a key's
-    /// records are consecutive; a new key starts with its value's command).
+    /// Replays `dump` into `into`, noting each key it makes.
     fn replay_dump(dump: &Dump, into: &mut Engine, keys: &mut Vec<(u8, Vec<u8>)>) {
-        let mut last: Option<(u8, Vec<u8>)> = None;
+        super::testing::dumped_keys(dump, keys);
         dump.each(|db, args| {
-            let this = (db, args[1].to_vec());
-            if args[0] != b"PEXPIREAT" && last.as_ref() != Some(&this) {
-                keys.push(this.clone());
-            }
-            last = Some(this);
             apply(into, usize::from(db), args, NOW);
             Ok::<(), ()>(())
         })

@@ -972,20 +972,6 @@ mod tests {
         engine
     }
 
-    /// The keys of a dump's records (a key's records are consecutive).
-    fn dumped_keys(dump: &crate::protocols::kv::dump::Dump, keys: &mut Vec<(u8, Vec<u8>)>) {
-        let mut last: Option<(u8, Vec<u8>)> = None;
-        dump.each(|db, args| {
-            let this = (db, args[1].to_vec());
-            if args[0] != b"PEXPIREAT" && last.as_ref() != Some(&this) {
-                keys.push(this.clone());
-            }
-            last = Some(this);
-            Ok::<(), ()>(())
-        })
-        .unwrap();
-    }
-
     /// One turn written to `rewrite` and replayed into `snapshot`.
     fn turn(
         store: &Store,
@@ -995,7 +981,7 @@ mod tests {
         keys: &mut Vec<(u8, Vec<u8>)>,
     ) -> bool {
         let (step, _) = store.rewrite_turn(budget);
-        dumped_keys(&step.dump, keys);
+        crate::protocols::kv::engine::testing::dumped_keys(&step.dump, keys);
         step.dump
             .each(|db, args| {
                 apply(snapshot, usize::from(db), args, NOW);
