@@ -59,42 +59,74 @@ pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
 /// the first pause of an episode is logged, and the first accept after it
 /// (by any loop of the process) ends the episode, logging how long it lasted
 /// and how many pauses it took.
+///
+/// Near the limit, descriptors come and go (a connection ends, a refused
+/// one is closed) and accepts flap between working and failing within
+/// microseconds. A pause within [`EPISODE_QUIET`] of the end of the last
+/// episode therefore continues that episode instead of opening a new one:
+/// it is not announced again, and its end reports the time and pauses since
+/// the episode first began.
 pub enum AcceptPause {}
+
+/// How long accepts must have worked before a new pause is a new episode.
+pub const EPISODE_QUIET: Duration = Duration::from_secs(1);
 
 /// Whether an episode is running (the accept path's one cheap check).
 static PAUSED: AtomicBool = AtomicBool::new(false);
-/// When the running episode began and how many pauses it has had.
-static EPISODE: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+/// This process's latest episode, running or ended.
+static EPISODE: Mutex<Option<Episode>> = Mutex::new(None);
+
+/// One out-of-descriptors episode.
+struct Episode {
+    /// When its first pause happened.
+    since: Instant,
+    /// Pauses so far.
+    pauses: u64,
+    /// When accepts last worked again (None: paused now).
+    ended: Option<Instant>,
+}
 
 impl AcceptPause {
     /// An accept failed for want of descriptors or memory (`e`); the caller
     /// now pauses for [`EXHAUSTED_BACKOFF`].
     pub fn exhausted(e: &io::Error) {
         let mut episode = EPISODE.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         match &mut *episode {
-            Some((_, pauses)) => *pauses += 1,
-            None => {
+            Some(ep) if ep.ended.is_none_or(|end| now - end < EPISODE_QUIET) => {
+                ep.pauses += 1;
+                ep.ended = None;
+            }
+            _ => {
                 crate::log::warn(format_args!(
                     "accept: {e}; pausing accepts, retrying every {EXHAUSTED_BACKOFF:?} \
                      until descriptors free up"
                 ));
-                *episode = Some((Instant::now(), 1));
-                PAUSED.store(true, Ordering::Relaxed);
+                *episode = Some(Episode {
+                    since: now,
+                    pauses: 1,
+                    ended: None,
+                });
             }
         }
+        PAUSED.store(true, Ordering::Relaxed);
     }
 
-    /// An accept succeeded (or found nothing waiting): any episode is over.
+    /// An accept succeeded (or found nothing waiting, which also takes a
+    /// free descriptor): the running episode, if any, is over.
     pub fn resumed() {
         if !PAUSED.load(Ordering::Relaxed) {
             return;
         }
         let mut episode = EPISODE.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((since, pauses)) = episode.take() {
-            PAUSED.store(false, Ordering::Relaxed);
+        PAUSED.store(false, Ordering::Relaxed);
+        if let Some(ep) = episode.as_mut().filter(|ep| ep.ended.is_none()) {
+            let now = Instant::now();
+            ep.ended = Some(now);
             crate::log::info(format_args!(
-                "accepting again after {:.1?} ({pauses} pauses)",
-                since.elapsed()
+                "accepting again after {:.1?} ({} pauses)",
+                now - ep.since,
+                ep.pauses
             ));
         }
     }
