@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use crate::sys;
 
 /// The signals muse handles.
-pub const HANDLED: [libc::c_int; 7] = [
+pub const HANDLED: [libc::c_int; 9] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGQUIT,
@@ -25,6 +25,8 @@ pub const HANDLED: [libc::c_int; 7] = [
     libc::SIGTTOU,
     libc::SIGCHLD,
     libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
 ];
 
 static PENDING: AtomicU64 = AtomicU64::new(0);
