@@ -275,7 +275,12 @@ fn print_archs() {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let arch = Arch::from_name(&args.arch).expect("clap checked the name");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let listen = if args.listen.is_empty() {
+    // A hot restart's successor takes over its predecessor's sockets; with
+    // no --listen, as they are (they came from systemd or the default).
+    let successor = crate::restart::inherited().context("cannot start the server")?;
+    let listen = if let (true, Some(groups)) = (args.listen.is_empty(), &successor) {
+        groups[0].iter().map(|&fd| ListenAddr::Fd(fd)).collect()
+    } else if args.listen.is_empty() {
         let inherited = crate::net::systemd_listeners();
         if inherited.is_empty() {
             vec![ListenAddr::Ip(SocketAddr::from((
@@ -349,6 +354,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(crate::proxy::DEFAULT_TIMEOUT);
         protocol = Box::new(crate::proxy::Proxied::new(protocol, timeout));
     }
-    let server = Server::bind(config, protocol).context("cannot start the server")?;
+    let server =
+        Server::bind_inheriting(config, protocol, successor).context("cannot start the server")?;
     server.run().context("server failed")
 }

@@ -15,6 +15,8 @@
 //!   [`drivers::conn::Connection`] core and [`drivers::channel`] transfers.
 //! - [`archs`]: one file per architecture, saying who runs a driver where.
 //! - [`supervisor`]: the prefork master shared by the prefork family.
+//! - [`restart`]: hot restarts (`USR2`), a new server taking over the
+//!   listening sockets.
 //! - [`server`], [`net`], [`signals`], [`shutdown`], [`scoreboard`]: binding,
 //!   accepting, signals, graceful shutdown, and the memory shared across
 //!   worker processes.
@@ -33,6 +35,7 @@ pub mod log;
 pub mod net;
 pub mod protocols;
 pub mod proxy;
+pub mod restart;
 pub mod root;
 pub mod scoreboard;
 pub mod server;

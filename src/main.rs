@@ -7,5 +7,6 @@ static ALLOCATOR: muse::allocator::Counting = muse::allocator::Counting::new();
 
 fn main() -> std::process::ExitCode {
     muse::allocator::register(&ALLOCATOR);
+    muse::restart::remember_exe();
     muse::cli::main()
 }

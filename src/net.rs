@@ -191,9 +191,19 @@ pub struct Listeners {
     owner: u32,
 }
 
+/// Set once a hot restart's successor has taken the listeners over: the
+/// socket files are its to remove now.
+static FILES_HANDED_OVER: AtomicBool = AtomicBool::new(false);
+
+/// Leaves the `unix:` socket files in place at exit: a successor serves on
+/// them (see `restart.rs`).
+pub fn hand_over_socket_files() {
+    FILES_HANDED_OVER.store(true, Ordering::SeqCst);
+}
+
 impl Drop for Listeners {
     fn drop(&mut self) {
-        if std::process::id() == self.owner {
+        if std::process::id() == self.owner && !FILES_HANDED_OVER.load(Ordering::SeqCst) {
             for f in &self.files {
                 let _ = std::fs::remove_file(f);
             }
@@ -329,6 +339,75 @@ impl Listeners {
             ls.names.push(name);
         }
         Ok(ls)
+    }
+
+    /// Takes over the listening sockets a predecessor passed in a hot
+    /// restart (`restart.rs`): `fds[i]` is the socket of `addrs[i]`, of the
+    /// same kind. A `unix:` socket file becomes this process's to remove.
+    pub fn inherit(addrs: &[ListenAddr], fds: &[RawFd]) -> io::Result<Listeners> {
+        if addrs.len() != fds.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the old server passed {} listening socket(s), but {} address(es) are configured",
+                    fds.len(),
+                    addrs.len()
+                ),
+            ));
+        }
+        let mut ls = Listeners {
+            list: Vec::new(),
+            fixed: Vec::new(),
+            names: Vec::new(),
+            files: Vec::new(),
+            owner: std::process::id(),
+        };
+        for (a, &fd) in addrs.iter().zip(fds) {
+            let (l, fixed, name) = adopt(fd).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot take over {a} (fd {fd}): {e}"))
+            })?;
+            let same_kind = match (a, &l) {
+                (ListenAddr::Ip(_), Listener::Tcp(_)) => true,
+                (ListenAddr::Unix(path), Listener::Unix(_)) => {
+                    ls.files.push(path.clone());
+                    true
+                }
+                (ListenAddr::Fd(_), _) => true,
+                _ => false,
+            };
+            if !same_kind {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the old server's socket for {a} (fd {fd}) is of another kind"),
+                ));
+            }
+            ls.list.push(l);
+            ls.fixed.push(fixed);
+            ls.names.push(name);
+        }
+        Ok(ls)
+    }
+
+    /// Takes over a group of sibling sockets (see [`Listeners::sibling`])
+    /// a predecessor passed in a hot restart, one per listener of `self`.
+    pub fn inherit_sibling(&self, fds: &[RawFd]) -> io::Result<Listeners> {
+        if fds.len() != self.list.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the old server passed a sibling group of another size",
+            ));
+        }
+        let list = fds
+            .iter()
+            .map(|&fd| adopt(fd).map(|(l, _, _)| l))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Listeners {
+            list,
+            fixed: self.fixed.clone(),
+            names: self.names.clone(),
+            files: Vec::new(),
+            owner: self.owner,
+        })
     }
 
     /// One Unix-domain listener on `name` in the abstract namespace (no

@@ -1,8 +1,11 @@
-//! Putting a server together: bind the listeners, start the protocol's
-//! shared services, announce, install signals, and hand over to the
-//! architecture. Also the signal watcher that turns `TERM`/`INT`/`QUIT` into
-//! a drain of the in-process [`Shutdown`] switch.
+//! Putting a server together: bind the listeners (or take over a
+//! predecessor's, in a hot restart), start the protocol's shared services,
+//! announce, install signals, and hand over to the architecture. Also the
+//! signal watcher that turns `TERM`/`INT`/`QUIT` into a drain of the
+//! in-process [`Shutdown`] switch, and `USR2` into a hot restart
+//! (`restart.rs`).
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,10 +13,11 @@ use crate::archs::{self, Arch};
 use crate::companion::Keeper;
 use crate::drivers::Ctx;
 use crate::net::{ListenAddr, Listeners};
+use crate::restart::{Progress, Successor};
 use crate::scoreboard::Scoreboard;
 use crate::session::Protocol;
 use crate::shutdown::Shutdown;
-use crate::signals;
+use crate::{log, signals, sys};
 
 /// A checked server configuration (the command line, parsed and validated).
 #[derive(Clone, Debug)]
@@ -48,6 +52,9 @@ pub struct Server {
     pub config: Config,
     /// The bound listeners.
     pub listeners: Listeners,
+    /// A multi-reactor's listeners for its other threads, on the same
+    /// addresses with `SO_REUSEPORT` (empty for other architectures).
+    pub siblings: Vec<Listeners>,
     /// The protocol, shared by every session.
     pub protocol: Arc<dyn Protocol>,
     /// The scoreboard shared by every process of the server.
@@ -56,23 +63,59 @@ pub struct Server {
     /// architectures), once started: kept by the process that forks the
     /// workers, which reaps it with them.
     companion: Mutex<Option<Keeper>>,
+    /// The new server of a hot restart, while it starts.
+    successor: Mutex<Option<Successor>>,
 }
 
 impl Server {
     /// Binds the listeners and starts the protocol's shared services. Nothing
     /// listens (no `listening on` line) until [`Server::run`].
-    pub fn bind(config: Config, mut protocol: Box<dyn Protocol>) -> std::io::Result<Server> {
+    pub fn bind(config: Config, protocol: Box<dyn Protocol>) -> std::io::Result<Server> {
+        Server::bind_inheriting(config, protocol, None)
+    }
+
+    /// Like [`Server::bind`], but takes over the listening sockets a
+    /// predecessor passed (`inherited`, see [`crate::restart::inherited`])
+    /// instead of binding, when there are some.
+    pub fn bind_inheriting(
+        config: Config,
+        mut protocol: Box<dyn Protocol>,
+        inherited: Option<Vec<Vec<RawFd>>>,
+    ) -> std::io::Result<Server> {
         // A multi-reactor gives each thread its own listeners (see
         // `archs/multi_reactor.rs`), which must share the addresses.
-        let reuse_port = config.arch == Arch::MultiReactor;
-        let listeners = Listeners::bind(&config.listen, reuse_port, config.unix_mode)?;
+        let multi = config.arch == Arch::MultiReactor;
+        let mut groups = inherited.unwrap_or_default().into_iter();
+        let listeners = match groups.next() {
+            Some(fds) => Listeners::inherit(&config.listen, &fds)?,
+            None => Listeners::bind(&config.listen, multi, config.unix_mode)?,
+        };
+        let mut siblings = Vec::new();
+        if multi {
+            for _ in 1..config.threads.max(1) {
+                siblings.push(match groups.next() {
+                    Some(fds) => listeners.inherit_sibling(&fds)?,
+                    None => listeners.sibling()?,
+                });
+            }
+        }
+        let extra = groups.count();
+        if extra > 0 {
+            // Closing them resets the connections queued on them.
+            log::warn(format_args!(
+                "the old server passed {extra} more listener group(s) than there are threads; \
+                 connections queued on them are lost"
+            ));
+        }
         protocol.start(config.arch.placement())?;
         Ok(Server {
             config,
             listeners,
+            siblings,
             protocol: Arc::from(protocol),
             board: Scoreboard::new()?,
             companion: Mutex::new(None),
+            successor: Mutex::new(None),
         })
     }
 
@@ -99,12 +142,13 @@ impl Server {
         *self.keeper() = keeper;
         self.listeners
             .announce(self.protocol.name(), self.config.arch.name())?;
+        crate::restart::announce_ready();
         let served = match self.config.arch {
             Arch::ProcessPerConnection => archs::process_per_connection::serve(self),
             Arch::Prefork => archs::prefork::serve(self),
             Arch::PreforkThreads => archs::prefork_threads::serve(self),
             Arch::PreforkReactor => archs::prefork_reactor::serve(self),
-            _ => serve_with_signals(self, 0, |ctx| self.serve_in_process(ctx)),
+            _ => self.serve_top(),
         };
         if let Some(keeper) = self.keeper().as_mut() {
             keeper.stop(self.config.shutdown_timeout);
@@ -117,10 +161,133 @@ impl Server {
         self.companion.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A reaped child that is not a worker: the companion, if it is one
-    /// (logged, its restart scheduled). Returns whether it was.
-    pub fn companion_exited(&self, pid: libc::pid_t, how: crate::sys::ChildExit) -> bool {
+    /// A reaped child that is not a worker: a hot restart's successor (its
+    /// failure logged on the next [`Server::tend_hot_restart`]) or the
+    /// companion (logged, its restart scheduled). Returns whether it was
+    /// either.
+    pub fn child_exited(&self, pid: libc::pid_t, how: crate::sys::ChildExit) -> bool {
+        if let Some(s) = self.successor().as_mut().filter(|s| s.pid() == pid) {
+            s.exited(how);
+            return true;
+        }
         self.keeper().as_mut().is_some_and(|k| k.exited(pid, how))
+    }
+
+    fn successor(&self) -> MutexGuard<'_, Option<Successor>> {
+        self.successor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every listener group of this server: its listeners, then a
+    /// multi-reactor's siblings.
+    pub fn listener_groups(&self) -> Vec<&Listeners> {
+        std::iter::once(&self.listeners)
+            .chain(&self.siblings)
+            .collect()
+    }
+
+    /// `USR2`: starts a hot restart's successor, unless one is starting
+    /// already or the server is stopping.
+    pub fn hot_restart(&self, stopping: bool) {
+        let mut successor = self.successor();
+        if let Some(s) = successor.as_ref() {
+            log::info(format_args!(
+                "hot restart: the new server (pid {}) is still starting; USR2 ignored",
+                s.pid()
+            ));
+            return;
+        }
+        if stopping {
+            log::info(format_args!(
+                "hot restart: the server is stopping; USR2 ignored"
+            ));
+            return;
+        }
+        match Successor::spawn(&self.listener_groups()) {
+            Ok(s) => {
+                log::info(format_args!(
+                    "hot restart: started the new server (pid {})",
+                    s.pid()
+                ));
+                *successor = Some(s);
+            }
+            Err(e) => log::warn(format_args!("hot restart failed: {e}; still serving")),
+        }
+    }
+
+    /// Follows a starting successor. Once it serves, this server hands it
+    /// the socket files and stops as on `TERM` (the signal is sent to this
+    /// process, so each architecture's own stop runs); if it fails, this
+    /// server goes on. Returns the successor's ready pipe to wait on, and
+    /// when to call this again at the latest.
+    pub fn tend_hot_restart(&self) -> Option<(RawFd, Instant)> {
+        let mut successor = self.successor();
+        let s = successor.as_mut()?;
+        match s.poll(Instant::now()) {
+            Progress::Starting => Some((s.fd(), s.deadline())),
+            ready @ (Progress::Ready | Progress::HandOver) => {
+                let what = match ready {
+                    Progress::Ready => "is serving",
+                    _ => "waits for this one to hand over",
+                };
+                log::info(format_args!(
+                    "hot restart: the new server (pid {}) {what}; this one (pid {}) drains and exits",
+                    s.pid(),
+                    std::process::id()
+                ));
+                crate::net::hand_over_socket_files();
+                *successor = None;
+                sys::kill(sys::getpid(), libc::SIGTERM);
+                None
+            }
+            Progress::Failed(why) => {
+                log::warn(format_args!("hot restart failed: {why}; still serving"));
+                *successor = None;
+                None
+            }
+        }
+    }
+
+    /// Runs a single-process architecture in this process, with a watcher
+    /// thread for its signals (`TERM`/`INT`/`QUIT` drain, `USR2` restarts).
+    fn serve_top(&self) -> std::io::Result<()> {
+        let shutdown = Shutdown::new()?;
+        let ctx = self.ctx(0, shutdown.clone());
+        let (done_read, done_write) = sys::pipe()?;
+        std::thread::scope(|scope| {
+            let watcher = std::thread::Builder::new()
+                .name("signals".into())
+                .spawn_scoped(scope, || self.watch_top(&shutdown, done_read.as_raw_fd()))?;
+            let served = self.serve_in_process(&ctx);
+            sys::poke(done_write.as_raw_fd());
+            let _ = watcher.join();
+            served
+        })
+    }
+
+    /// The watcher of a single-process server: [`watch_signals`] plus hot
+    /// restarts, until `done` is readable.
+    fn watch_top(&self, shutdown: &Shutdown, done: RawFd) {
+        let timeout = self.config.shutdown_timeout;
+        loop {
+            let tending = self.tend_hot_restart();
+            let mut fds = vec![
+                sys::poll_fd(signals::wake_fd(), sys::POLLIN),
+                sys::poll_fd(done, sys::POLLIN),
+            ];
+            let mut wait = None;
+            if let Some((fd, due)) = tending {
+                fds.push(sys::poll_fd(fd, sys::POLLIN));
+                wait = Some(sys::until(due, Instant::now()));
+            }
+            if sys::poll(&mut fds, wait).is_err() || fds[1].revents != 0 {
+                return;
+            }
+            let got = signals::take();
+            on_stop_signals(got, shutdown, timeout);
+            if got.has(libc::SIGUSR2) {
+                self.hot_restart(shutdown.is_draining());
+            }
+        }
     }
 
     /// Restarts the companion if it died and its back-off has passed; when
@@ -142,7 +309,7 @@ impl Server {
             Arch::ThreadPerConnection => archs::thread_per_connection::serve(l, ctx),
             Arch::ThreadPool => archs::thread_pool::serve(l, ctx, threads),
             Arch::Reactor => archs::reactor::serve(l, ctx),
-            Arch::MultiReactor => archs::multi_reactor::serve(l, ctx, threads),
+            Arch::MultiReactor => archs::multi_reactor::serve(l, &self.siblings, ctx),
             Arch::ReactorPool => archs::reactor_pool::serve(l, ctx, threads),
             Arch::Async => archs::async_tasks::serve(l, ctx, threads),
             other => Err(std::io::Error::other(format!(
@@ -177,17 +344,22 @@ pub fn watch_signals(shutdown: &Shutdown, timeout: Duration) {
         if signals::wait(None).is_err() {
             return;
         }
-        let got = signals::take();
-        let now = Instant::now();
-        if got.has(libc::SIGTERM) || got.has(libc::SIGINT) {
-            let deadline = if shutdown.is_draining() {
-                now
-            } else {
-                now + timeout
-            };
-            shutdown.begin(Some(deadline));
-        } else if got.has(libc::SIGQUIT) {
-            shutdown.begin(None);
-        }
+        on_stop_signals(signals::take(), shutdown, timeout);
+    }
+}
+
+/// `TERM`/`INT` drain `shutdown` within `timeout` (a second one: at once);
+/// `QUIT` drains it without a deadline.
+fn on_stop_signals(got: signals::Arrived, shutdown: &Shutdown, timeout: Duration) {
+    let now = Instant::now();
+    if got.has(libc::SIGTERM) || got.has(libc::SIGINT) {
+        let deadline = if shutdown.is_draining() {
+            now
+        } else {
+            now + timeout
+        };
+        shutdown.begin(Some(deadline));
+    } else if got.has(libc::SIGQUIT) {
+        shutdown.begin(None);
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! Signals: `TERM`/`INT` stop gracefully within `--shutdown-timeout` (then
 //! `KILL`); `QUIT` stops gracefully waiting for every connection; `TTIN` and
-//! `TTOU` move the target one worker up or down. Workers ask the kernel for
+//! `TTOU` move the target one worker up or down; `USR2` is a hot restart
+//! (`restart.rs`). Workers ask the kernel for
 //! `TERM` when the master dies, so none outlives it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -114,6 +115,7 @@ impl<'a> Master<'a> {
             } else {
                 self.kill_hung_workers();
                 self.recycle_big_workers();
+                self.server.tend_hot_restart();
                 self.companion_due = self.server.tend_companion();
                 self.maintain_worker_count();
             }
@@ -130,7 +132,7 @@ impl<'a> Master<'a> {
         let now = Instant::now();
         while let Some((pid, how)) = sys::reap_any() {
             let Some(nr) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
-                self.server.companion_exited(pid, how);
+                self.server.child_exited(pid, how);
                 continue;
             };
             self.server.board.release_slot(nr);
@@ -182,6 +184,8 @@ impl<'a> Master<'a> {
             }
             self.stop = Stop::Stopping(Some(sooner));
             self.kill_all(libc::SIGTERM);
+        } else if got.has(libc::SIGUSR2) {
+            self.server.hot_restart(self.stop != Stop::Running);
         } else if got.has(libc::SIGQUIT) && self.stop == Stop::Running {
             log::info(format_args!(
                 "shutting down once every connection has finished"

@@ -1,8 +1,8 @@
 //! `multi-reactor`: one reactor per thread, all on the same listeners.
 //!
 //! 1. Start N threads (`--threads`, default one per CPU).
-//! 2. Each binds its own listeners on the server's addresses with
-//!    `SO_REUSEPORT`, so the kernel spreads new connections evenly over the
+//! 2. Each has its own listeners on the server's addresses, bound at start
+//!    with `SO_REUSEPORT`, so the kernel spreads new connections evenly over the
 //!    threads, and runs the reactor loop over them: a connection stays on
 //!    the thread that accepted it for its whole life.
 //! 3. On shutdown, each stops accepting and drains its own connections.
@@ -18,12 +18,10 @@ use crate::drivers::evented::Reactor;
 use crate::drivers::Ctx;
 use crate::net::Listeners;
 
-/// Runs `threads` reactors until the server drains.
-pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()> {
-    // Thread 0 uses the server's listeners; the others get siblings.
-    let siblings = (1..threads)
-        .map(|_| listeners.sibling())
-        .collect::<io::Result<Vec<_>>>()?;
+/// Runs one reactor on `listeners` and one on each group of `siblings`
+/// (made by `Server::bind`, one per thread after the first, so that a hot
+/// restart can pass them all on) until the server drains.
+pub fn serve(listeners: &Listeners, siblings: &[Listeners], ctx: &Ctx) -> io::Result<()> {
     let groups: Vec<&Listeners> = std::iter::once(listeners).chain(siblings.iter()).collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = groups

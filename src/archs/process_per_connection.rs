@@ -41,7 +41,7 @@ pub fn serve(server: &Server) -> io::Result<()> {
         // process too, if it has one: restarted after its back-off).
         while let Some((pid, how)) = sys::reap_any() {
             if children.remove(&pid).is_none() {
-                server.companion_exited(pid, how);
+                server.child_exited(pid, how);
             }
         }
         let got = signals::take();
@@ -51,6 +51,8 @@ pub fn serve(server: &Server) -> io::Result<()> {
             children
                 .keys()
                 .for_each(|&pid| sys::kill(pid, libc::SIGTERM));
+        } else if got.has(libc::SIGUSR2) {
+            server.hot_restart(stopping.is_some());
         } else if got.has(libc::SIGQUIT) && stopping.is_none() {
             stopping = Some(None);
             children
@@ -76,6 +78,7 @@ pub fn serve(server: &Server) -> io::Result<()> {
             signals::wait(Some(crate::archs::ACCEPT_TICK))?;
             continue;
         }
+        server.tend_hot_restart();
         let tick = match server.tend_companion() {
             Some(due) => sys::until(due, now).min(crate::archs::ACCEPT_TICK),
             None => crate::archs::ACCEPT_TICK,

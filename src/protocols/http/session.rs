@@ -260,7 +260,11 @@ impl HttpSession {
         if self.eof && !pending {
             // A partial head the client can no longer finish is dropped.
             self.phase = Phase::Closing;
-        } else if self.shutting_down && self.input.is_empty() && self.out.is_empty() {
+        } else if self.shutting_down
+            && self.served > 0
+            && self.input.is_empty()
+            && self.out.is_empty()
+        {
             self.phase = Phase::Closing;
         }
     }
@@ -653,7 +657,11 @@ impl Session for HttpSession {
 
     fn handle_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        // A connection that has not sent its first request yet may: its
+        // client could not know the server was stopping when it connected
+        // (the header timeout still bounds it).
         if self.phase == Phase::Open
+            && self.served > 0
             && self.input.is_empty()
             && self.discard == 0
             && self.listing.is_none()

@@ -277,10 +277,29 @@ fn shutdown_closes_at_the_next_request_boundary() {
     h.advance(LINGER);
     assert!(h.s.wants_close(), "{out}");
 
-    // An idle connection closes at once.
+    // An idle keep-alive connection closes at once.
     let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(statuses(&h.output()), [200]);
     h.s.handle_shutdown(h.now);
     assert!(h.s.wants_close());
+
+    // A new connection may still send its first request (its client could
+    // not know), which is answered with close...
+    let mut h = Harness::new();
+    h.s.handle_shutdown(h.now);
+    assert!(!h.s.wants_close() && h.s.wants_read());
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.output();
+    assert_eq!(statuses(&out), [200]);
+    assert!(out.contains("Connection: close"), "{out}");
+    assert!(h.s.wants_close());
+    // ...but only within the header timeout.
+    let mut h = Harness::new();
+    h.s.handle_shutdown(h.now);
+    h.advance(HEADER_TIMEOUT);
+    h.advance(LINGER);
+    assert!(h.s.wants_close() || h.s.wants_close_now());
 
     // A request completed during the drain is answered, and says close.
     let mut h = Harness::new();

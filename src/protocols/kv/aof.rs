@@ -432,6 +432,35 @@ fn replay(
 
 /// Syncs a directory, so that a file created or renamed in it survives a
 /// crash.
+/// How long a hot restart's successor waits for the old server to release
+/// the data directory: its graceful drain (`--shutdown-timeout`, 10 s by
+/// default) with room to spare.
+const TAKE_OVER_WAIT: Duration = Duration::from_secs(120);
+
+/// The lock is held and this process is a hot restart's successor: asks
+/// the old server to drain and waits for its lock to go (the old store
+/// closes its log, synced, as it exits; it is then replayed here).
+fn take_over_lock(lock: &File, dir: &Path) -> anyhow::Result<()> {
+    crate::restart::ask_to_hand_over();
+    crate::log::info(format_args!(
+        "kv: the old server holds {}; waiting for it to hand over",
+        dir.display()
+    ));
+    let deadline = std::time::Instant::now() + TAKE_OVER_WAIT;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        match rustix::fs::flock(lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+                "the old server did not release the data directory {} within {TAKE_OVER_WAIT:?}",
+                dir.display()
+            ),
+            Err(e) => return Err(io::Error::from(e)).context("cannot lock the data directory"),
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -465,6 +494,9 @@ impl Aof {
         // open() of LOCK, even in this process, conflicts with this one.
         match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) if crate::restart::is_successor() => {
+                take_over_lock(&lock, dir)?
+            }
             Err(rustix::io::Errno::WOULDBLOCK) => bail!(
                 "another server holds the data directory {} (lock {})",
                 dir.display(),

@@ -57,8 +57,11 @@ pub struct RelaySession {
     out: OutQueue,
     /// The client closed its sending side.
     eof: bool,
-    /// The server drains: the client is read no more.
+    /// The server drains: the client is read no more once it has sent
+    /// something.
     draining: bool,
+    /// Whether the client has sent anything.
+    heard: bool,
     closing: Closing,
     idle_timeout: Option<Duration>,
     /// When replies last moved to the client (or began to wait).
@@ -81,6 +84,7 @@ impl RelaySession {
             out: OutQueue::default(),
             eof: false,
             draining: false,
+            heard: false,
             closing: Closing::No,
             idle_timeout,
             last_progress: now,
@@ -88,12 +92,15 @@ impl RelaySession {
     }
 
     fn reading_stopped(&self) -> bool {
-        self.eof || self.draining || self.closing != Closing::No
+        // A drain lets a client that has sent nothing yet send its first
+        // commands (it connected before it could know).
+        self.eof || (self.draining && self.heard) || self.closing != Closing::No
     }
 }
 
 impl Session for RelaySession {
     fn handle_input(&mut self, data: &[u8], _now: Instant) {
+        self.heard = true;
         self.to_store.extend_from_slice(data);
     }
 
@@ -257,7 +264,20 @@ mod tests {
     fn a_drain_stops_reading_and_half_closes() {
         let t0 = Instant::now();
         let mut r = relay(t0);
+        r.handle_input(b"GET a\r\n", t0);
         r.handle_shutdown(t0);
+        assert!(!r.wants_read());
+        assert!(r.service_done());
+    }
+
+    #[test]
+    fn a_drain_lets_a_new_client_send_its_first_commands() {
+        let t0 = Instant::now();
+        let mut r = relay(t0);
+        r.handle_shutdown(t0);
+        assert!(r.wants_read(), "nothing heard yet");
+        assert!(!r.service_done());
+        r.handle_input(b"GET a\r\n", t0);
         assert!(!r.wants_read());
         assert!(r.service_done());
     }

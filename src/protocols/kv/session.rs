@@ -131,6 +131,10 @@ pub struct KvSession {
     eof: bool,
     closing: Closing,
     draining: bool,
+    /// Whether the client has sent a command: a drain closes a connection
+    /// between commands, but lets a new one send its first (the client
+    /// could not know the server was stopping when it connected).
+    heard: bool,
     idle_timeout: Option<Duration>,
     last_active: Instant,
     /// A link from a forking server's worker must first say this line.
@@ -186,6 +190,7 @@ impl KvSession {
             eof: false,
             closing: Closing::No,
             draining: false,
+            heard: false,
             idle_timeout,
             last_active: now,
             secret,
@@ -315,6 +320,7 @@ impl KvSession {
                         &heap
                     };
                     self.execute(argv, now);
+                    self.heard = true;
                     pos += consumed;
                 }
                 Err(e) => {
@@ -338,7 +344,7 @@ impl KvSession {
             ));
             self.closing = Closing::Now;
         }
-        if self.draining && self.input.is_empty() && self.blocked.is_none() {
+        if self.draining && self.heard && self.input.is_empty() && self.blocked.is_none() {
             self.closing = Closing::AfterFlush;
         }
         if self.eof && self.blocked.is_none() && self.closing == Closing::No {
@@ -1768,6 +1774,23 @@ mod tests {
         };
         let store = Arc::new(Store::new(Default::default()));
         KvSession::new(store, &info, None, None, t0)
+    }
+
+    #[test]
+    fn a_drain_closes_between_commands_but_waits_for_a_new_clients_first() {
+        let t0 = Instant::now();
+        let mut used = session(t0);
+        used.handle_input(b"PING\r\n", t0);
+        assert_eq!(used.poll_output().bytes(), b"+PONG\r\n");
+        used.handle_shutdown(t0);
+        assert!(used.wants_close(), "idle between commands: closes");
+
+        let mut fresh = session(t0);
+        fresh.handle_shutdown(t0);
+        assert!(!fresh.wants_close() && fresh.wants_read());
+        fresh.handle_input(b"PING\r\n", t0);
+        assert_eq!(fresh.poll_output().bytes(), b"+PONG\r\n");
+        assert!(fresh.wants_close(), "answered, then closes");
     }
 
     #[test]
