@@ -253,7 +253,7 @@ fn serve(
     let timeout = server.config.shutdown_timeout;
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || crate::server::watch_signals(&shutdown, timeout))?;
+        .spawn(move || crate::server::watch_signals(&shutdown, timeout, None))?;
     crate::archs::reactor::serve(companion.listeners(), &ctx)
 }
 

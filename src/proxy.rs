@@ -239,6 +239,10 @@ impl Protocol for Proxied {
     fn companion(&self) -> Option<&dyn Companion> {
         self.inner.companion()
     }
+
+    fn reload(&self) -> Result<Option<String>, String> {
+        self.inner.reload()
+    }
 }
 
 /// A connection through the balancer: its header first, then the real

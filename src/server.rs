@@ -247,6 +247,12 @@ impl Server {
         }
     }
 
+    /// `HUP`: the protocol reads again what it can (see
+    /// [`Protocol::reload`]); said in the log.
+    pub fn reload(&self) {
+        reload(&*self.protocol, true);
+    }
+
     /// Runs a single-process architecture in this process, with a watcher
     /// thread for its signals (`TERM`/`INT`/`QUIT` drain, `USR2` restarts).
     fn serve_top(&self) -> std::io::Result<()> {
@@ -284,6 +290,9 @@ impl Server {
             }
             let got = signals::take();
             on_stop_signals(got, shutdown, timeout);
+            if got.has(libc::SIGHUP) {
+                self.reload();
+            }
             if got.has(libc::SIGUSR2) {
                 self.hot_restart(shutdown.is_draining());
             }
@@ -331,20 +340,35 @@ pub fn serve_with_signals(
     let shutdown = Shutdown::new()?;
     let ctx = server.ctx(slot, shutdown.clone());
     let timeout = server.config.shutdown_timeout;
+    let protocol = Arc::clone(&server.protocol);
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || watch_signals(&shutdown, timeout))?;
+        .spawn(move || watch_signals(&shutdown, timeout, Some(&*protocol)))?;
     body(&ctx)
 }
 
 /// The watcher thread of a process that drains on signals: turns `TERM`,
-/// `INT` and `QUIT` into a drain of `shutdown`.
-pub fn watch_signals(shutdown: &Shutdown, timeout: Duration) {
+/// `INT` and `QUIT` into a drain of `shutdown`, and `HUP` into a reload of
+/// `protocol` (a worker's: its master says how it went).
+pub fn watch_signals(shutdown: &Shutdown, timeout: Duration, protocol: Option<&dyn Protocol>) {
     loop {
         if signals::wait(None).is_err() {
             return;
         }
-        on_stop_signals(signals::take(), shutdown, timeout);
+        let got = signals::take();
+        on_stop_signals(got, shutdown, timeout);
+        if let Some(p) = protocol.filter(|_| got.has(libc::SIGHUP)) {
+            reload(p, false);
+        }
+    }
+}
+
+/// Reloads `protocol`; logs the outcome (a success only if `say_done`).
+fn reload(protocol: &dyn Protocol, say_done: bool) {
+    match protocol.reload() {
+        Ok(Some(done)) if say_done => log::info(format_args!("{done}")),
+        Ok(_) => {}
+        Err(why) => log::warn(format_args!("{why}")),
     }
 }
 

@@ -150,6 +150,15 @@ pub trait Protocol: Send + Sync + 'static {
         Err(std::io::ErrorKind::Unsupported.into())
     }
 
+    /// `SIGHUP`: reads again what can change without a restart (the FTP
+    /// users file), in each process that serves. Sessions already open
+    /// keep what they started with. `Ok(None)`: nothing to reload;
+    /// `Ok(Some(what))`, `Err(why)`: said in the log. On an error the
+    /// protocol keeps what it had.
+    fn reload(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+
     /// A process the protocol runs beside the workers (the kv store of the
     /// forking architectures), if any: the process that forks the workers
     /// forks it first and waits until it is ready, restarts it whenever it

@@ -14,7 +14,8 @@
 //! Signals: `TERM`/`INT` stop gracefully within `--shutdown-timeout` (then
 //! `KILL`); `QUIT` stops gracefully waiting for every connection; `TTIN` and
 //! `TTOU` move the target one worker up or down; `USR2` is a hot restart
-//! (`restart.rs`). Workers ask the kernel for
+//! (`restart.rs`); `HUP` reloads what the protocol can (the FTP users file)
+//! in the master and every worker. Workers ask the kernel for
 //! `TERM` when the master dies, so none outlives it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -192,6 +193,11 @@ impl<'a> Master<'a> {
             ));
             self.stop = Stop::Stopping(None);
             self.kill_all(libc::SIGQUIT);
+        }
+        if got.has(libc::SIGHUP) {
+            // Here for the workers forked from now on, and in each worker.
+            self.server.reload();
+            self.kill_all(libc::SIGHUP);
         }
         if self.stop == Stop::Running {
             // Each TTIN one worker more, each TTOU one fewer, in the count

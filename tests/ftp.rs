@@ -2594,3 +2594,87 @@ arch_tests!(
         }
     }
 );
+
+arch_tests!(
+    sighup_reloads_the_users_file_without_dropping_a_session,
+    [
+        thread_pool,
+        reactor,
+        prefork,
+        process_per_connection,
+        async_
+    ],
+    |arch| {
+        let fx = Fixture::new("hup");
+        let users = fx.users(&[user_line("alice", "/", "all")]);
+        let server = serve(arch, &fx, &["--users", &users]);
+        let s = &server;
+        let mut alice = user(s, "alice");
+        let mut bob = Ftp::connect(s.addr()).or_fail(s);
+        bob.expect("USER bob", 331).or_fail(s);
+        bob.expect(&format!("PASS {PASSWORD}"), 530).or_fail(s);
+
+        // bob is added, alice removed; a broken file is refused first.
+        std::fs::write(&users, "bob:not-a-hash:/:all\n").unwrap();
+        server.signal(libc::SIGHUP);
+        if wait_for(Duration::from_secs(10), || {
+            s.stderr()
+                .contains("cannot reload the users file")
+                .then_some(())
+        })
+        .is_none()
+        {
+            s.fail("no warning for a users file that does not parse");
+        }
+        let still = user(s, "alice");
+        still.quit().or_fail(s);
+        std::fs::write(&users, user_line("bob", "/", "read,list") + "\n").unwrap();
+        server.signal(libc::SIGHUP);
+        if wait_for(Duration::from_secs(10), || {
+            s.stderr().contains("reloaded 1 user(s)").then_some(())
+        })
+        .is_none()
+        {
+            s.fail("no line saying the users file was reloaded");
+        }
+        // A prefork master forwards HUP to its workers: let each of them
+        // take it before logging in (new connections may reach any).
+        let mut bob = None;
+        for _ in 0..50 {
+            let mut c = Ftp::connect(s.addr()).or_fail(s);
+            c.expect("USER bob", 331).or_fail(s);
+            let reply = c
+                .expect_one_of(&format!("PASS {PASSWORD}"), &[230, 530])
+                .or_fail(s);
+            if reply.code == 230 {
+                bob = Some(c);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let Some(mut bob) = bob else {
+            s.fail("bob cannot log in after the reload");
+        };
+        bob.expect("PWD", 257).or_fail(s);
+        bob.quit().or_fail(s);
+        let mut refused = false;
+        for _ in 0..50 {
+            let mut gone = Ftp::connect(s.addr()).or_fail(s);
+            gone.expect("USER alice", 331).or_fail(s);
+            let pass = format!("PASS {PASSWORD}");
+            if gone.expect_one_of(&pass, &[230, 530]).or_fail(s).code == 530 {
+                refused = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !refused {
+            s.fail("alice, removed from the users file, still logs in");
+        }
+        // alice's session from before the reload goes on.
+        alice.expect("PWD", 257).or_fail(s);
+        let got = alice.retr("text.txt", Mode::Pasv).or_fail(s);
+        assert_same(s, "alice RETR after the reload", TEXT, &got);
+        alice.quit().or_fail(s);
+    }
+);

@@ -53,6 +53,9 @@ pub fn serve(server: &Server) -> io::Result<()> {
                 .for_each(|&pid| sys::kill(pid, libc::SIGTERM));
         } else if got.has(libc::SIGUSR2) {
             server.hot_restart(stopping.is_some());
+        } else if got.has(libc::SIGHUP) {
+            // For the connections accepted from now on.
+            server.reload();
         } else if got.has(libc::SIGQUIT) && stopping.is_none() {
             stopping = Some(None);
             children

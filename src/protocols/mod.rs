@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::root::{Root, VPath};
+use crate::root::Root;
 use crate::session::Protocol;
 
 /// The protocols `muse serve` knows, by command-line name.
@@ -77,22 +77,12 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                 None => ftp::users::Users::anonymous_read_only(),
             };
             // Every home must exist now, not at a user's first login.
-            for user in users.iter() {
-                VPath::resolve(&VPath::root(), user.home.as_bytes())
-                    .map_err(anyhow::Error::from)
-                    .and_then(|home| root.subroot(&home).map_err(anyhow::Error::from))
-                    .with_context(|| {
-                        format!(
-                            "home {} of user {} under root {}",
-                            user.home,
-                            user.name,
-                            options.root.display()
-                        )
-                    })?;
-            }
+            ftp::check_homes(&root, &users)
+                .with_context(|| format!("under root {}", options.root.display()))?;
             let ftp = ftp::Ftp::new(
                 root,
                 users,
+                options.users.clone(),
                 ftp::FtpConfig {
                     passive_ports: options.passive_ports,
                     masquerade: options.masquerade,

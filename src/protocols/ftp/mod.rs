@@ -19,10 +19,11 @@ pub mod wire;
 mod tests;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::root::Root;
+use crate::root::{Root, VPath};
 use crate::session::{ConnInfo, Protocol, Session};
 
 /// The FTP server's settings.
@@ -43,7 +44,12 @@ pub struct FtpConfig {
 /// The FTP protocol: one root, one set of users, shared by every session.
 pub struct Ftp {
     root: Arc<Root>,
-    users: Arc<users::Users>,
+    /// The users new sessions log in against; `SIGHUP` replaces them with
+    /// the users file read again ([`Protocol::reload`]), and a session keeps
+    /// the set it started with.
+    users: Mutex<Arc<users::Users>>,
+    /// The users file (`None`: anonymous read-only access, nothing to read).
+    users_file: Option<PathBuf>,
     config: Arc<FtpConfig>,
     gate: crate::gate::Gate,
 }
@@ -51,12 +57,19 @@ pub struct Ftp {
 impl Ftp {
     /// An FTP server over `root` for `users`. Called before any fork: the
     /// login gate is memory every worker process shares.
-    pub fn new(root: Root, users: users::Users, config: FtpConfig) -> std::io::Result<Ftp> {
+    /// `users_file` is where `users` came from, read again on `SIGHUP`.
+    pub fn new(
+        root: Root,
+        users: users::Users,
+        users_file: Option<PathBuf>,
+        config: FtpConfig,
+    ) -> std::io::Result<Ftp> {
         let gate =
             crate::gate::Gate::new(crate::gate::default_total(), crate::gate::DEFAULT_PER_IP)?;
         Ok(Ftp {
             root: Arc::new(root),
-            users: Arc::new(users),
+            users: Mutex::new(Arc::new(users)),
+            users_file,
             config: Arc::new(config),
             gate,
         })
@@ -71,7 +84,7 @@ impl Protocol for Ftp {
     fn new_session(&self, info: &ConnInfo, now: Instant) -> Box<dyn Session> {
         Box::new(session::FtpSession::new(
             Arc::clone(&self.root),
-            Arc::clone(&self.users),
+            self.users(),
             Arc::clone(&self.config),
             self.gate,
             *info,
@@ -82,4 +95,47 @@ impl Protocol for Ftp {
     fn refusal(&self) -> &[u8] {
         session::REFUSAL
     }
+
+    fn reload(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.users_file else {
+            return Ok(None);
+        };
+        let loaded = users::Users::load(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|users| check_homes(&self.root, &users).map(|()| users));
+        match loaded {
+            Ok(users) => {
+                let n = users.len();
+                *self.users.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+                Ok(Some(format!(
+                    "ftp: reloaded {n} user(s) from {}",
+                    path.display()
+                )))
+            }
+            Err(e) => Err(format!(
+                "ftp: cannot reload the users file: {e:#}; keeping the {} user(s) loaded",
+                self.users().len()
+            )),
+        }
+    }
+}
+
+impl Ftp {
+    /// The users new sessions log in against.
+    fn users(&self) -> Arc<users::Users> {
+        Arc::clone(&self.users.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Checks that every user's home exists under `root`, naming the first
+/// that does not.
+pub fn check_homes(root: &Root, users: &users::Users) -> anyhow::Result<()> {
+    use anyhow::Context;
+    for user in users.iter() {
+        VPath::resolve(&VPath::root(), user.home.as_bytes())
+            .map_err(anyhow::Error::from)
+            .and_then(|home| root.subroot(&home).map_err(anyhow::Error::from))
+            .with_context(|| format!("home {} of user {}", user.home, user.name))?;
+    }
+    Ok(())
 }
