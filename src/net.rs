@@ -264,6 +264,8 @@ impl ListenAddr {
 /// The listening sockets systemd passed to this process (socket
 /// activation: `LISTEN_PID` is this process, `LISTEN_FDS` says how many,
 /// from descriptor 3), as `fd://N` addresses; empty if none were passed.
+/// Each is logged with its name from `LISTEN_FDNAMES` (the unit's
+/// `FileDescriptorName=`), so the operator sees which socket is which.
 /// The variables are removed, so that no child takes them for its own.
 pub fn systemd_listeners() -> Vec<ListenAddr> {
     let ours = std::env::var("LISTEN_PID")
@@ -274,13 +276,25 @@ pub fn systemd_listeners() -> Vec<ListenAddr> {
         .ok()
         .and_then(|n| n.parse::<RawFd>().ok())
         .unwrap_or(0);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(v);
     }
     if !ours || count <= 0 {
         return Vec::new();
     }
-    (3..3 + count).map(ListenAddr::Fd).collect()
+    let mut names = names.split(':');
+    (3..3 + count)
+        .map(|fd| {
+            match names.next().filter(|n| !n.is_empty()) {
+                Some(name) => crate::log::info(format_args!(
+                    "socket activation: fd {fd} named {name:?}"
+                )),
+                None => crate::log::info(format_args!("socket activation: fd {fd}")),
+            }
+            ListenAddr::Fd(fd)
+        })
+        .collect()
 }
 
 /// An accepted connection.

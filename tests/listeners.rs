@@ -142,6 +142,12 @@ fn ftp_refuses_a_unix_listener() {
 /// loopback port; the first connection starts muse, which must serve it
 /// and later ones on the inherited socket.
 fn socket_activated(arch: &str, args: &[&str]) {
+    socket_activated_named(arch, args, None)
+}
+
+/// [`socket_activated`], the socket named `fdname` (`LISTEN_FDNAMES`),
+/// which muse must log.
+fn socket_activated_named(arch: &str, args: &[&str], fdname: Option<&str>) {
     // A free port: bound and released (the race with other tests is a
     // few microseconds long).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -150,7 +156,11 @@ fn socket_activated(arch: &str, args: &[&str]) {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new("systemd-socket-activate")
+    let mut activate = Command::new("systemd-socket-activate");
+    if let Some(name) = fdname {
+        activate.arg(format!("--fdname={name}"));
+    }
+    let mut child = activate
         .args(["-l", &listen, muse_bin(), "serve", "echo", "--arch", arch])
         .args(args)
         .stdin(Stdio::null())
@@ -202,6 +212,17 @@ fn socket_activated(arch: &str, args: &[&str]) {
     let status = child.wait().unwrap();
     std::mem::forget(guard);
     assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    if let Some(name) = fdname {
+        let want = format!("socket activation: fd 3 named \"{name}\"");
+        assert!(stderr.contains(&want), "{want:?} not in {stderr:?}");
+    }
 }
 
 /// Kills the process if the test fails before it stops it.
@@ -218,6 +239,7 @@ impl Drop for KillOnDrop {
 fn systemd_socket_activation_serves_on_the_inherited_socket() {
     socket_activated("reactor", &[]);
     socket_activated("prefork", &["--workers", "2"]);
+    socket_activated_named("thread-pool", &[], Some("web"));
 }
 
 #[test]
