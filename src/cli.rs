@@ -309,7 +309,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .threads
             .map_or(arch.default_threads(cpus), |n| n as usize),
         max_connections: args.max_connections as usize,
-        max_per_ip: args.max_per_ip.map_or(usize::MAX, |n| n as usize),
+        // Behind a PROXY balancer every connection comes from the
+        // balancer: the limit applies to the client its header names.
+        max_per_ip: match args.max_per_ip {
+            Some(n) if !args.proxy_protocol => n as usize,
+            _ => usize::MAX,
+        },
         shutdown_timeout: args.shutdown_timeout,
         worker_timeout: args.worker_timeout,
         max_worker_memory: args.max_worker_memory.map(|mib| mib << 20),
@@ -352,7 +357,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let timeout = Some(args.header_timeout)
             .filter(|d| !d.is_zero())
             .unwrap_or(crate::proxy::DEFAULT_TIMEOUT);
-        protocol = Box::new(crate::proxy::Proxied::new(protocol, timeout));
+        let per_ip = args.max_per_ip.map(|n| n as usize);
+        protocol = Box::new(crate::proxy::Proxied::new(protocol, timeout, per_ip));
     }
     let server =
         Server::bind_inheriting(config, protocol, successor).context("cannot start the server")?;

@@ -287,9 +287,9 @@ pub fn systemd_listeners() -> Vec<ListenAddr> {
     (3..3 + count)
         .map(|fd| {
             match names.next().filter(|n| !n.is_empty()) {
-                Some(name) => crate::log::info(format_args!(
-                    "socket activation: fd {fd} named {name:?}"
-                )),
+                Some(name) => {
+                    crate::log::info(format_args!("socket activation: fd {fd} named {name:?}"))
+                }
                 None => crate::log::info(format_args!("socket activation: fd {fd}")),
             }
             ListenAddr::Fd(fd)

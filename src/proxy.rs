@@ -14,9 +14,12 @@
 //! `UNKNOWN` (v1), a balancer's own health check, keeps the connection's
 //! own addresses.
 //!
-//! The connection limits (`--max-connections`, `--max-per-ip`) are applied
-//! at accept, before the header, so `--max-per-ip` counts the balancer's
-//! address.
+//! `--max-connections` is applied at accept, before the header.
+//! `--max-per-ip` is applied to the client the header names: once it is
+//! read, the session asks its driver to count the connection under that
+//! address ([`Request::Readmit`]), and a client over its limit gets the
+//! protocol's refusal (FTP's `421`, HTTP's `503`) and is closed. A `LOCAL`
+//! connection (the balancer's health check) is not limited.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -178,15 +181,17 @@ fn parse_v2(buf: &[u8]) -> Header {
 pub struct Proxied {
     inner: Arc<dyn Protocol>,
     timeout: Duration,
+    per_ip: Option<usize>,
 }
 
 impl Proxied {
     /// `inner`, whose sessions each first read a PROXY header within
-    /// `timeout`.
-    pub fn new(inner: Box<dyn Protocol>, timeout: Duration) -> Proxied {
+    /// `timeout`; at most `per_ip` connections from one real client.
+    pub fn new(inner: Box<dyn Protocol>, timeout: Duration, per_ip: Option<usize>) -> Proxied {
         Proxied {
             inner: Arc::from(inner),
             timeout,
+            per_ip,
         }
     }
 }
@@ -217,6 +222,10 @@ impl Protocol for Proxied {
             waker: None,
             inner: None,
             refused: false,
+            per_ip: self.per_ip,
+            admitting: None,
+            request: None,
+            over_limit: Vec::new(),
         })
     }
 
@@ -258,9 +267,30 @@ pub struct ProxySession {
     waker: Option<Waker>,
     inner: Option<Box<dyn Session>>,
     refused: bool,
+    /// `--max-per-ip`, applied to the real client.
+    per_ip: Option<usize>,
+    /// The real client's addresses and the bytes after the header, while
+    /// the driver counts the connection under that client.
+    admitting: Option<(ConnInfo, Vec<u8>)>,
+    /// The request for that.
+    request: Option<Request>,
+    /// The protocol's refusal, for a client over its limit.
+    over_limit: Vec<u8>,
 }
 
 impl ProxySession {
+    /// Makes the real session for `info`, hands it `rest`.
+    fn open(&mut self, info: ConnInfo, rest: &[u8], now: Instant) {
+        let mut session = self.protocol.new_session(&info, now);
+        if let Some(w) = self.waker.take() {
+            session.set_waker(w);
+        }
+        if !rest.is_empty() {
+            session.handle_input(rest, now);
+        }
+        self.inner = Some(session);
+    }
+
     fn refuse(&mut self, why: &str) {
         if !self.refused {
             crate::log::info(format_args!("refusing {}: {why}", self.info.peer));
@@ -297,6 +327,9 @@ impl Session for ProxySession {
         if self.refused {
             return;
         }
+        if let Some((_, rest)) = &mut self.admitting {
+            return rest.extend_from_slice(data);
+        }
         self.head.extend_from_slice(data);
         match parse(&self.head) {
             Header::Incomplete => {}
@@ -308,17 +341,35 @@ impl Session for ProxySession {
                     local,
                     wall: self.info.wall + now.saturating_duration_since(self.accepted),
                 };
-                let mut session = self.protocol.new_session(&info, now);
-                if let Some(w) = self.waker.take() {
-                    session.set_waker(w);
-                }
                 let rest = self.head.split_off(len);
                 self.head = Vec::new();
-                if !rest.is_empty() {
-                    session.handle_input(&rest, now);
+                match self.per_ip.filter(|_| addrs.is_some()) {
+                    Some(per_ip) => {
+                        self.request = Some(Request::Readmit {
+                            peer: peer.ip(),
+                            per_ip,
+                        });
+                        self.admitting = Some((info, rest));
+                    }
+                    None => self.open(info, &rest, now),
                 }
-                self.inner = Some(session);
             }
+        }
+    }
+
+    fn handle_admission(&mut self, admitted: bool, now: Instant) {
+        let Some((info, rest)) = self.admitting.take() else {
+            return forward!(self, s => s.handle_admission(admitted, now), else ());
+        };
+        if admitted {
+            self.open(info, &rest, now);
+        } else {
+            crate::log::info(format_args!(
+                "refusing {} (through {}): over --max-per-ip",
+                info.peer, self.info.peer
+            ));
+            self.refused = true;
+            self.over_limit = self.protocol.refusal().to_vec();
         }
     }
 
@@ -389,15 +440,21 @@ impl Session for ProxySession {
     }
 
     fn poll_request(&mut self) -> Option<Request> {
-        forward!(self, s => s.poll_request(), else None)
+        forward!(self, s => s.poll_request(), else self.request.take())
     }
 
     fn poll_output(&self) -> Output<'_> {
-        forward_ref!(self, s => s.poll_output(), else Output::Nothing)
+        forward_ref!(self, s => s.poll_output(), else if self.over_limit.is_empty() {
+            Output::Nothing
+        } else {
+            Output::Bytes { data: &self.over_limit, more: false }
+        })
     }
 
     fn consume_output(&mut self, n: usize, now: Instant) {
-        forward!(self, s => s.consume_output(n, now), else ());
+        forward!(self, s => s.consume_output(n, now), else {
+            self.over_limit.drain(..n.min(self.over_limit.len()));
+        });
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -413,7 +470,7 @@ impl Session for ProxySession {
     }
 
     fn wants_close_now(&self) -> bool {
-        forward_ref!(self, s => s.wants_close_now(), else self.refused)
+        forward_ref!(self, s => s.wants_close_now(), else self.refused && self.over_limit.is_empty())
     }
 }
 
@@ -537,6 +594,9 @@ mod tests {
         fn new_session(&self, info: &ConnInfo, _: Instant) -> Box<dyn Session> {
             Box::new(WhoSession(format!("{}|", info.peer).into_bytes()))
         }
+        fn refusal(&self) -> &[u8] {
+            b"busy\n"
+        }
     }
     impl Session for WhoSession {
         fn handle_input(&mut self, data: &[u8], _: Instant) {
@@ -561,7 +621,7 @@ mod tests {
     }
 
     fn session(t0: Instant) -> Box<dyn Session> {
-        let p = Proxied::new(Box::new(Who), Duration::from_secs(5));
+        let p = Proxied::new(Box::new(Who), Duration::from_secs(5), None);
         let info = ConnInfo {
             peer: "127.0.0.1:5000".parse().unwrap(),
             local: "127.0.0.1:80".parse().unwrap(),
@@ -582,6 +642,49 @@ mod tests {
         s.handle_input(b"lo", t0);
         assert_eq!(s.poll_output().bytes(), b"192.0.2.7:4000|hello");
         assert!(!s.wants_close());
+    }
+
+    #[test]
+    fn the_real_client_is_admitted_under_its_own_limit() {
+        let t0 = Instant::now();
+        let p = Proxied::new(Box::new(Who), Duration::from_secs(5), Some(3));
+        let info = ConnInfo {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            local: "127.0.0.1:80".parse().unwrap(),
+            wall: SystemTime::UNIX_EPOCH,
+        };
+        let header = b"PROXY TCP4 192.0.2.7 10.0.0.1 4000 80\r\nhi";
+        // Admitted: the session starts with what followed the header and
+        // what came while the driver counted.
+        let mut s = p.new_session(&info, t0);
+        s.handle_input(header, t0);
+        match s.poll_request() {
+            Some(Request::Readmit { peer, per_ip }) => {
+                assert_eq!(peer, "192.0.2.7".parse::<IpAddr>().unwrap());
+                assert_eq!(per_ip, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.poll_request().is_none());
+        s.handle_input(b"!", t0);
+        assert!(s.poll_output().is_nothing());
+        s.handle_admission(true, t0);
+        assert_eq!(s.poll_output().bytes(), b"192.0.2.7:4000|hi!");
+        // Refused: the protocol's refusal, then the close.
+        let mut s = p.new_session(&info, t0);
+        s.handle_input(header, t0);
+        assert!(s.poll_request().is_some());
+        s.handle_admission(false, t0);
+        assert!(!s.wants_read() && s.wants_close());
+        assert!(!s.wants_close_now(), "the refusal goes out first");
+        assert_eq!(s.poll_output().bytes(), b"busy\n");
+        s.consume_output(5, t0);
+        assert!(s.wants_close_now());
+        // LOCAL (a health check) is not counted again.
+        let mut s = p.new_session(&info, t0);
+        s.handle_input(b"PROXY UNKNOWN\r\nok", t0);
+        assert!(s.poll_request().is_none());
+        assert_eq!(s.poll_output().bytes(), b"127.0.0.1:5000|ok");
     }
 
     #[test]

@@ -149,6 +149,61 @@ pub struct Ticket {
     bucket: usize,
 }
 
+impl Scoreboard {
+    /// Counts a connection of worker `slot` that was admitted under `from`
+    /// under `to` instead (its real client, named by a PROXY header), unless
+    /// `to` already has `per_ip` connections open: then `None`, and nothing
+    /// changes. The move is undone when the returned guard drops, so the
+    /// admission ticket (which may belong to another process: a
+    /// process-per-connection parent) releases what it took.
+    pub fn move_to(
+        &'static self,
+        slot: usize,
+        from: IpAddr,
+        to: IpAddr,
+        per_ip: usize,
+    ) -> Option<Moved> {
+        let (from, to_ip) = (ip_bucket(from), to);
+        let to = ip_bucket(to_ip);
+        let before = self.per_ip[to].fetch_add(1, Ordering::AcqRel) as usize;
+        // In the same bucket, this connection is already among them.
+        let others = before - usize::from(from == to);
+        if others >= per_ip && !to_ip.is_unspecified() {
+            self.per_ip[to].fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        self.per_ip[from].fetch_sub(1, Ordering::AcqRel);
+        let s = &self.slots[slot];
+        s.per_ip[to].fetch_add(1, Ordering::Relaxed);
+        s.per_ip[from].fetch_sub(1, Ordering::Relaxed);
+        Some(Moved {
+            board: self,
+            slot,
+            from,
+            to,
+        })
+    }
+}
+
+/// A connection counted under another address than it was admitted with
+/// ([`Scoreboard::move_to`]); dropping it moves the count back.
+pub struct Moved {
+    board: &'static Scoreboard,
+    slot: usize,
+    from: usize,
+    to: usize,
+}
+
+impl Drop for Moved {
+    fn drop(&mut self) {
+        let s = &self.board.slots[self.slot];
+        s.per_ip[self.from].fetch_add(1, Ordering::Relaxed);
+        s.per_ip[self.to].fetch_sub(1, Ordering::Relaxed);
+        self.board.per_ip[self.from].fetch_add(1, Ordering::AcqRel);
+        self.board.per_ip[self.to].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         let s = &self.board.slots[self.slot];
@@ -156,5 +211,38 @@ impl Drop for Ticket {
         s.per_ip[self.bucket].fetch_sub(1, Ordering::Relaxed);
         self.board.per_ip[self.bucket].fetch_sub(1, Ordering::AcqRel);
         self.board.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_moved_to_its_real_client_counts_there_until_dropped() {
+        let board = Scoreboard::new().unwrap();
+        let balancer: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "198.51.100.3".parse().unwrap();
+        let a = board.admit(0, 100, balancer, usize::MAX).unwrap();
+        let b = board.admit(0, 100, balancer, usize::MAX).unwrap();
+        let moved = board.move_to(0, balancer, client, 1).expect("the first");
+        assert!(board.move_to(0, balancer, client, 1).is_none(), "over 1");
+        let elsewhere = board
+            .move_to(0, balancer, other, 1)
+            .expect("another client");
+        // Moving back and releasing leaves every count at zero: a third
+        // connection from `client` fits again, and the balancer's address
+        // is back to the two tickets.
+        drop(moved);
+        let again = board.move_to(0, balancer, client, 1).expect("freed");
+        drop((again, elsewhere, a, b));
+        assert_eq!(board.per_ip[ip_bucket(balancer)].load(Ordering::SeqCst), 0);
+        assert_eq!(board.per_ip[ip_bucket(client)].load(Ordering::SeqCst), 0);
+        assert_eq!(board.slot(0).open.load(Ordering::SeqCst), 0);
+        // The same bucket: the connection does not count against itself.
+        let t = board.admit(0, 100, client, usize::MAX).unwrap();
+        let same = board.move_to(0, client, client, 1).expect("itself only");
+        drop((same, t));
     }
 }

@@ -341,6 +341,12 @@ pub trait Session: Send {
         let _ = (result, now);
     }
 
+    /// The answer to a [`Request::Readmit`]: whether the connection is
+    /// admitted under its real client's address. The default ignores it.
+    fn handle_admission(&mut self, admitted: bool, now: Instant) {
+        let _ = (admitted, now);
+    }
+
     /// The next side-channel request, if any.
     #[must_use]
     fn poll_request(&mut self) -> Option<Request> {
@@ -478,6 +484,16 @@ pub enum Request {
     Abort {
         /// The channel to stop.
         id: ChannelId,
+    },
+    /// The connection's client is really `peer` (a PROXY header named it):
+    /// count the connection under `peer`'s address from now on, unless
+    /// `peer` already has `per_ip` connections open. Answered at once by
+    /// [`Session::handle_admission`].
+    Readmit {
+        /// The real client's address.
+        peer: IpAddr,
+        /// The most connections one address may have open.
+        per_ip: usize,
     },
     /// Run a computation too slow for an event loop's thread (a password
     /// hash check takes milliseconds, and every other client of that loop

@@ -103,3 +103,66 @@ fn a_header_that_never_comes_is_timed_out() {
     c.write_all(b"PROXY UNKNOWN\r\nhi").unwrap();
     assert_eq!(try_read_exact(&mut c, 2).or_fail(&server), b"hi");
 }
+
+arch_tests!(
+    max_per_ip_counts_the_client_the_header_names,
+    [
+        thread_pool,
+        reactor,
+        process_per_connection,
+        prefork_reactor,
+        async_
+    ],
+    |arch| {
+        // Every connection comes from 127.0.0.1 (the balancer); the limit
+        // of 1 applies to each real client.
+        let extra = ["--proxy-protocol", "--max-per-ip", "1"];
+        let server = Server::start("echo", arch, &with_sizing(arch, &extra));
+        let mut first = server.connect();
+        first
+            .write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 4000 7007\r\none")
+            .unwrap();
+        assert_eq!(try_read_exact(&mut first, 3).or_fail(&server), b"one");
+        let mut other = server.connect();
+        other
+            .write_all(b"PROXY TCP4 192.0.2.2 127.0.0.1 4001 7007\r\ntwo")
+            .unwrap();
+        assert_eq!(try_read_exact(&mut other, 3).or_fail(&server), b"two");
+        let mut second = server.connect();
+        second
+            .write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 4002 7007\r\nthree")
+            .unwrap();
+        assert_eq!(
+            try_read_to_eof(&mut second).unwrap_or_default(),
+            b"",
+            "{arch}: a second connection from 192.0.2.1 is refused"
+        );
+        let logged = wait_for(Duration::from_secs(10), || {
+            server
+                .stderr()
+                .contains("refusing 192.0.2.1:4002")
+                .then_some(())
+        });
+        if logged.is_none() {
+            server.fail("the refusal does not name the real client");
+        }
+        // Once the first has gone, 192.0.2.1 may connect again.
+        drop(first);
+        let mut admitted = false;
+        for _ in 0..50 {
+            let mut again = server.connect();
+            again
+                .write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 4003 7007\r\nfour")
+                .unwrap();
+            if try_read_exact(&mut again, 4).is_ok_and(|got| got == b"four") {
+                admitted = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !admitted {
+            server.fail("192.0.2.1 is still refused after its connection closed");
+        }
+        assert_eq!(try_echo(&mut other, b"still").or_fail(&server), ());
+    }
+);

@@ -17,14 +17,14 @@
 //! socket would block.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::drivers::channel::{Channel, Pump, Retired, Wait};
 use crate::net::{Accepted, Stream};
-use crate::scoreboard::Ticket;
+use crate::scoreboard::{Moved, Ticket};
 use crate::session::{
     ChannelEvent, Computed, ConnInfo, Output, Protocol, Request, Session, Waker, Work, MAX_CHANNELS,
 };
@@ -37,12 +37,17 @@ use crate::sys;
 pub const FILE_BUDGET: usize = 1 << 20;
 
 /// What the driver knows of the world when it calls `process`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Env {
     /// The time, read once per turn of the driver's loop.
     pub now: Instant,
     /// Whether the server is shutting down gracefully.
     pub draining: bool,
+    /// The scoreboard and this worker's slot on it, for
+    /// [`Request::Readmit`].
+    pub board: &'static crate::scoreboard::Scoreboard,
+    /// This worker's slot.
+    pub slot: usize,
 }
 
 /// Whether the connection is still open after a `process` call.
@@ -92,6 +97,10 @@ pub struct Connection {
     /// The stream to the protocol's service, once the session asked for it.
     service: ServiceLink,
     protocol: Option<Arc<dyn Protocol>>,
+    /// The client address the connection is counted under.
+    peer_ip: IpAddr,
+    /// Counted under its real client instead ([`Request::Readmit`]).
+    moved: Option<Moved>,
     _ticket: Option<Ticket>,
 }
 
@@ -145,6 +154,8 @@ impl Connection {
             woken: false,
             service: ServiceLink::None,
             protocol: None,
+            peer_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            moved: None,
             _ticket: ticket,
         }
     }
@@ -165,6 +176,7 @@ impl Connection {
         let session = protocol.new_session(&info, now);
         let mut conn = Connection::new(accepted.stream, session, blocking, ticket);
         conn.protocol = Some(Arc::clone(protocol));
+        conn.peer_ip = accepted.peer.ip();
         conn
     }
 
@@ -315,7 +327,7 @@ impl Connection {
                 progressed = true;
             }
             while let Some(request) = self.session.poll_request() {
-                self.carry_out(request, env.now);
+                self.carry_out(request, env);
                 progressed = true;
             }
             progressed |= self.pump_channels(env.now, scratch);
@@ -576,13 +588,29 @@ impl Connection {
         self.next_serial
     }
 
-    fn carry_out(&mut self, request: Request, now: Instant) {
+    /// [`Request::Readmit`]: counts the connection under its real client,
+    /// or tells the session it is over that address's limit.
+    fn readmit(&mut self, env: Env, peer: IpAddr, per_ip: usize) {
+        let admitted = match env.board.move_to(env.slot, self.peer_ip, peer, per_ip) {
+            Some(moved) => {
+                self.peer_ip = peer;
+                self.moved = Some(moved);
+                true
+            }
+            None => false,
+        };
+        self.session.handle_admission(admitted, env.now);
+    }
+
+    fn carry_out(&mut self, request: Request, env: Env) {
+        let now = env.now;
         let failed = |id, error| ChannelEvent::Failed {
             id,
             bytes: 0,
             error,
         };
         match request {
+            Request::Readmit { peer, per_ip } => self.readmit(env, peer, per_ip),
             Request::Connect { id, addr } => match self.free_slot(id) {
                 Err(e) => self.events.push(failed(id, e)),
                 Ok(i) => {

@@ -67,6 +67,8 @@ impl Ctx {
         conn::Env {
             now,
             draining: self.shutdown.is_draining(),
+            board: self.board,
+            slot: self.slot,
         }
     }
 
