@@ -4,9 +4,13 @@
 
 #[macro_use]
 mod common;
+#[path = "common/ftp.rs"]
+mod ftp_client;
 
 use common::*;
-use std::io::Write;
+use ftp_client::{port_command, read_to_eof, Ftp};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 /// A v2 header for a TCP/IPv4 client `src:sport` that reached `dst:dport`.
@@ -164,5 +168,77 @@ arch_tests!(
             server.fail("192.0.2.1 is still refused after its connection closed");
         }
         assert_eq!(try_echo(&mut other, b"still").or_fail(&server), ());
+    }
+);
+
+/// A connection to `addr` from the local address 127.0.0.`host`.
+fn connect_from_host(host: u8, addr: SocketAddr) -> Result<std::net::TcpStream, String> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let connect = || -> std::io::Result<std::net::TcpStream> {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        sock.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, host], 0))))?;
+        sock.connect_timeout(&SockAddr::from(addr), IO_TIMEOUT)?;
+        let stream: std::net::TcpStream = sock.into();
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        Ok(stream)
+    };
+    connect().map_err(|e| format!("connect from 127.0.0.{host} to {addr}: {e}"))
+}
+
+arch_tests!(
+    ftp_checks_data_connections_against_the_client_the_header_names,
+    [thread_pool, reactor, prefork],
+    |arch| {
+        // The balancer is 127.0.0.1; the header says the client is
+        // 127.0.0.2, which is where data connections must come from and go.
+        let dir = TempRoot::new("proxy-ftp", arch);
+        dir.write("f.txt", b"through the balancer\n");
+        let extra = ["--proxy-protocol", "--root", dir.root_str()];
+        let server = Server::start("ftp", arch, &with_sizing(arch, &extra));
+        let s = &server;
+        let header = format!(
+            "PROXY TCP4 127.0.0.2 127.0.0.1 40000 {}\r\n",
+            s.addr().port()
+        );
+        let mut ftp = Ftp::connect_proxied(s.addr(), header.as_bytes()).or_fail(s);
+        ftp.login_anonymous().or_fail(s);
+        ftp.expect("TYPE I", 200).or_fail(s);
+
+        // PASV: a connection from the balancer's address is not the
+        // client's; one from 127.0.0.2 is served.
+        let addr = ftp.pasv().or_fail(s);
+        let mut stranger = connect_from_host(1, addr).or_fail(s);
+        let mut client = connect_from_host(2, addr).or_fail(s);
+        let reply = ftp.cmd("RETR f.txt").or_fail(s);
+        if !reply.is_preliminary() {
+            s.fail(&format!("RETR: {reply}"));
+        }
+        let got = read_to_eof(&mut client).or_fail(s);
+        ftp.finish_transfer("RETR f.txt").or_fail(s);
+        assert_eq!(got, b"through the balancer\n");
+        let mut buf = [0u8; 64];
+        if let Ok(n @ 1..) = stranger.read(&mut buf) {
+            s.fail(&format!("the connection from 127.0.0.1 received {n} bytes"));
+        }
+
+        // PORT: to the balancer's address is a bounce; to the client's, fine.
+        let bounce = TcpListener::bind("127.0.0.1:0").unwrap();
+        let line = port_command(bounce.local_addr().unwrap());
+        let reply = ftp.cmd(&line).or_fail(s);
+        if reply.code == 200 {
+            s.fail(&format!("PORT to 127.0.0.1 (not the client): {reply}"));
+        }
+        let home = TcpListener::bind("127.0.0.2:0").unwrap();
+        let line = port_command(home.local_addr().unwrap());
+        ftp.expect(&line, 200).or_fail(s);
+        let reply = ftp.cmd("RETR f.txt").or_fail(s);
+        if !reply.is_preliminary() {
+            s.fail(&format!("RETR over PORT: {reply}"));
+        }
+        let (mut data, _) = home.accept().unwrap();
+        let got = read_to_eof(&mut data).or_fail(s);
+        ftp.finish_transfer("RETR f.txt").or_fail(s);
+        assert_eq!(got, b"through the balancer\n");
+        ftp.quit().or_fail(s);
     }
 );

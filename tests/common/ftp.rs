@@ -303,6 +303,19 @@ impl Ftp {
         Ok(ftp)
     }
 
+    /// Connects through a pretend balancer: sends `header` (a PROXY
+    /// header) first, then expects a 220.
+    pub fn connect_proxied(addr: SocketAddr, header: &[u8]) -> Result<Ftp, String> {
+        let mut ctrl = connect_stream(addr)?;
+        ctrl.write_all(header)
+            .map_err(|e| format!("sending the PROXY header: {e}"))?;
+        let (ftp, greeting) = Ftp::with_stream(addr, ctrl)?;
+        if greeting.code != 220 {
+            return Err(format!("greeting: expected 220, got {greeting}"));
+        }
+        Ok(ftp)
+    }
+
     /// Connects and returns the greeting, whatever its code.
     pub fn connect_any(addr: SocketAddr) -> Result<(Ftp, Reply), String> {
         Ftp::with_stream(addr, connect_stream(addr)?)
