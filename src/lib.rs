@@ -21,6 +21,7 @@
 //!   accepting, signals, graceful shutdown, and the memory shared across
 //!   worker processes.
 //! - [`cli`]: the `muse` command line.
+//! - [`tls`]: the certificate and rustls configuration of TLS listeners.
 //! - [`sys`]: the few POSIX calls made directly.
 //! - [`allocator`]: the counting allocator the `muse` binary runs on.
 
@@ -44,3 +45,4 @@ pub mod shutdown;
 pub mod signals;
 pub mod supervisor;
 pub mod sys;
+pub mod tls;
