@@ -83,6 +83,9 @@ pub struct CalcSession {
     quit: bool,
     timed_out: bool,
     last_activity: Instant,
+    /// Answers queued since the driver last asked
+    /// ([`Session::take_finished_requests`]).
+    finished: u32,
 }
 
 impl CalcSession {
@@ -102,6 +105,7 @@ impl CalcSession {
             quit: false,
             timed_out: false,
             last_activity: now,
+            finished: 0,
         }
     }
 
@@ -110,6 +114,7 @@ impl CalcSession {
     }
 
     fn answer(&mut self, result: Result<String, CalcError>) {
+        self.finished += 1;
         let out = self.out.buf();
         match result {
             Ok(n) => out.extend_from_slice(n.as_bytes()),
@@ -163,6 +168,7 @@ impl CalcSession {
         }
         if trimmed.eq_ignore_ascii_case(b"QUIT") {
             self.out.buf().extend_from_slice(b"BYE\r\n");
+            self.finished += 1;
             self.quit = true;
             return;
         }
@@ -296,6 +302,10 @@ impl Session for CalcSession {
         // Nothing moved for the whole idle timeout: what is unsent will not
         // be read.
         self.timed_out
+    }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
     }
 }
 

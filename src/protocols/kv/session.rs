@@ -142,6 +142,9 @@ pub struct KvSession {
     awaiting: u64,
     /// The store's log, when replies wait for it.
     log: Option<super::aof::Aof>,
+    /// Commands run since the driver last asked
+    /// ([`Session::take_finished_requests`]): one reply each.
+    finished: u32,
 }
 
 /// Under `--fsync everysec` and `no` a write is answered as soon as its
@@ -192,6 +195,7 @@ impl KvSession {
             logged: 0,
             awaiting: 0,
             log: None,
+            finished: 0,
         }
     }
 
@@ -353,6 +357,7 @@ impl KvSession {
     /// Runs one request.
     fn execute(&mut self, argv: &[&[u8]], now: Instant) {
         self.store.commands.fetch_add(1, Ordering::Relaxed);
+        self.finished += 1;
         let name = argv[0];
         if !(self.authed || is(name, "auth") || is(name, "hello") || is(name, "quit")) {
             self.reply().error("NOAUTH Authentication required.");
@@ -1750,6 +1755,10 @@ impl Session for KvSession {
 
     fn wants_close_now(&self) -> bool {
         self.closing == Closing::Now
+    }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
     }
 }
 
