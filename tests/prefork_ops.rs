@@ -185,11 +185,13 @@ arch_tests!(
         }
         let err = server.stderr();
         assert!(
-            err.contains(&format!("rolling restart complete: {n} workers replaced in")),
+            err.contains(&format!(
+                "rolling restart complete: {n} workers replaced in"
+            )),
             "{arch}: {err}"
         );
         let mut conn = server.connect();
-        assert!(matches!(get(&mut conn), Ok(_)), "{arch}: after the roll");
+        assert!(get(&mut conn).is_ok(), "{arch}: after the roll");
     }
 );
 
@@ -198,7 +200,11 @@ fn a_usr1_during_a_roll_is_ignored_and_the_roll_completes() {
     let (server, _root) = http_server("prefork", &[], &[]);
     let old = server.wait_for_children(4, "after startup");
     server.signal(libc::SIGUSR1);
-    wait_for_log(&server, "rolling restart: replacing 4 workers", ROLL_TIMEOUT);
+    wait_for_log(
+        &server,
+        "rolling restart: replacing 4 workers",
+        ROLL_TIMEOUT,
+    );
     server.signal(libc::SIGUSR1);
     // A roll can be over in milliseconds: the second USR1 is either
     // ignored (it came during the first roll) or starts a second roll,
@@ -206,7 +212,9 @@ fn a_usr1_during_a_roll_is_ignored_and_the_roll_completes() {
     let outcome = wait_for(ROLL_TIMEOUT, || {
         let err = server.stderr();
         if err.contains("rolling restart already under way (") && err.contains("USR1 ignored") {
-            return err.contains("rolling restart complete").then_some("ignored");
+            return err
+                .contains("rolling restart complete")
+                .then_some("ignored");
         }
         (err.matches("rolling restart complete").count() == 2).then_some("two rolls")
     });
@@ -322,7 +330,11 @@ arch_tests!(
                 server.fail(&format!("{what}: {l:?}"));
             }
         }
-        assert_eq!(kept.served + fresh.served, 200, "{arch}: {kept:?} {fresh:?}");
+        assert_eq!(
+            kept.served + fresh.served,
+            200,
+            "{arch}: {kept:?} {fresh:?}"
+        );
         wait_for_log(&server, "requests (limit ", PROCESS_TIMEOUT);
         let err = server.stderr();
         for line in err.lines().filter(|l| l.contains("requests (limit ")) {
@@ -336,9 +348,15 @@ arch_tests!(
             assert!((20..=25).contains(&limit), "{arch}: {line}");
             assert!(line.ends_with("; recycling it"), "{arch}: {line}");
         }
-        assert!(!err.contains("restarting in"), "{arch}: a recycle counted as a crash: {err}");
+        assert!(
+            !err.contains("restarting in"),
+            "{arch}: a recycle counted as a crash: {err}"
+        );
         // Replaced, and serving: the worker count is back at its target.
         let now = server.wait_for_children(n, "after the recycles");
-        assert!(now.iter().any(|p| !first.contains(p)), "{arch}: {first:?} {now:?}");
+        assert!(
+            now.iter().any(|p| !first.contains(p)),
+            "{arch}: {first:?} {now:?}"
+        );
     }
 );

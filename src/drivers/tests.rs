@@ -695,3 +695,38 @@ mod panics {
         panics_are_contained(Arch::Async)
     }
 }
+
+#[test]
+fn a_worker_at_its_request_limit_drains_and_marks_itself_retiring() {
+    use std::sync::atomic::Ordering;
+    let board = crate::scoreboard::Scoreboard::new().unwrap();
+    let ctx = crate::drivers::Ctx {
+        protocol: Arc::new(crate::protocols::echo::Echo { idle_timeout: None }),
+        shutdown: Shutdown::new().unwrap(),
+        board,
+        slot: 3,
+        max_connections: 8,
+        max_per_ip: 8,
+        master: 0,
+    };
+    let slot = board.slot(3);
+    // No limit: counted, never retiring.
+    ctx.count_requests(5);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 5);
+    assert!(!ctx.shutdown.is_draining());
+    slot.request_limit.store(8, Ordering::Relaxed);
+    ctx.count_requests(0);
+    ctx.count_requests(2);
+    assert!(!ctx.shutdown.is_draining() && !slot.retiring.load(Ordering::Relaxed));
+    ctx.count_requests(1);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 8);
+    assert!(slot.retiring.load(Ordering::Relaxed));
+    assert!(ctx.shutdown.is_draining());
+    assert_eq!(ctx.shutdown.deadline(), None, "a drain like QUIT's");
+    // Its slot freed, the next worker there starts from nothing.
+    board.release_slot(3);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 0);
+    assert!(!slot.retiring.load(Ordering::Relaxed) && !slot.ready.load(Ordering::Relaxed));
+    ctx.ready();
+    assert!(slot.ready.load(Ordering::Relaxed));
+}

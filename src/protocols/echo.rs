@@ -121,6 +121,17 @@ mod tests {
     }
 
     #[test]
+    fn each_chunk_echoed_is_one_request() {
+        let (mut s, now) = session(None);
+        assert_eq!(s.take_finished_requests(), 0);
+        s.handle_input(b"one", now);
+        s.handle_input(b"", now);
+        s.handle_input(b"two\n", now);
+        assert_eq!(s.take_finished_requests(), 2);
+        assert_eq!(s.take_finished_requests(), 0);
+    }
+
+    #[test]
     fn echoes_in_order_across_partial_writes() {
         let (mut s, now) = session(None);
         s.handle_input(b"hello ", now);

@@ -322,6 +322,17 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn each_answer_is_one_request_and_a_blank_line_none() {
+        let proto = calc(100, None);
+        let (mut s, now) = session(&proto);
+        s.handle_input(b"1+1\r\n\r\n2*3\r\n(\r\nQUIT\r\n", now);
+        let out = drain(&mut *s, now);
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert_eq!(s.take_finished_requests(), 4, "two answers, an error, BYE");
+        assert_eq!(s.take_finished_requests(), 0);
+    }
+
     fn session(proto: &super::super::Calc) -> (Box<dyn Session>, Instant) {
         let now = Instant::now();
         let info = ConnInfo {

@@ -1853,6 +1853,23 @@ mod tests {
     }
 
     /// Sends `request` at `now` and takes the whole reply.
+    #[test]
+    fn each_command_is_one_request_pipelined_or_not() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert_eq!(
+            ask(&mut s, "SET a 1\r\nGET a\r\n", t0),
+            "+OK\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(ask(&mut s, "*1\r\n$4\r\nPING\r\n", t0), "+PONG\r\n");
+        // A command cut in two is one request, counted once it is whole.
+        assert_eq!(ask(&mut s, "*1\r\n$4\r\nPI", t0), "");
+        assert_eq!(s.take_finished_requests(), 3);
+        assert_eq!(ask(&mut s, "NG\r\n", t0), "+PONG\r\n");
+        assert_eq!(s.take_finished_requests(), 1);
+        assert_eq!(s.take_finished_requests(), 0);
+    }
+
     fn ask(s: &mut KvSession, request: &str, now: Instant) -> String {
         s.handle_input(request.as_bytes(), now);
         let out = s.poll_output().bytes().to_vec();
