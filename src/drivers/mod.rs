@@ -84,9 +84,13 @@ impl Ctx {
     /// (`--max-requests`) retires: it drains as on `QUIT` (stops accepting,
     /// finishes its connections) and exits 0, and marks itself retiring so
     /// that its master replaces it without waiting for the exit.
+    ///
+    /// Outside a prefork worker nothing reads the count and no limit
+    /// applies: nothing is done, so that the threads of a single-process
+    /// server do not contend for one cache line on every request.
     #[inline]
     pub fn count_requests(&self, n: u32) {
-        if n == 0 {
+        if n == 0 || self.master == 0 {
             return;
         }
         let slot = self.board.slot(self.slot);

@@ -707,7 +707,8 @@ fn a_worker_at_its_request_limit_drains_and_marks_itself_retiring() {
         slot: 3,
         max_connections: 8,
         max_per_ip: 8,
-        master: 0,
+        // Told with SIGCHLD, which this process ignores.
+        master: crate::sys::getpid(),
     };
     let slot = board.slot(3);
     // No limit: counted, never retiring.
