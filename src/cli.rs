@@ -15,7 +15,7 @@ use crate::archs::Arch;
 use crate::net::ListenAddr;
 use crate::protocols;
 use crate::scoreboard::MAX_WORKERS;
-use crate::server::{Config, Server};
+use crate::server::{Config, MaxRequests, Server};
 
 /// One protocol, every server architecture.
 #[derive(Parser, Debug)]
@@ -154,6 +154,17 @@ pub struct ServeArgs {
     /// it stops accepting, finishes its connections and is replaced.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     max_worker_memory: Option<u64>,
+    /// Recycle a prefork worker after it has served this many requests
+    /// (an HTTP response, a kv reply, a calc answer, an ftp reply, an echo
+    /// chunk): it stops accepting, finishes its connections and is
+    /// replaced [default: never].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: Option<u64>,
+    /// With --max-requests N: each worker's limit is drawn at its start
+    /// from N to N+J, so that workers started together do not all recycle
+    /// at once.
+    #[arg(long, value_name = "J", default_value_t = 0, requires = "max_requests")]
+    max_requests_jitter: u64,
 }
 
 fn policy_names() -> clap::builder::PossibleValuesParser {
@@ -318,6 +329,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout,
         worker_timeout: args.worker_timeout,
         max_worker_memory: args.max_worker_memory.map(|mib| mib << 20),
+        max_requests: args.max_requests.map(|base| MaxRequests {
+            base,
+            jitter: args.max_requests_jitter,
+        }),
     };
     let root = match args.root {
         Some(root) => root,

@@ -249,6 +249,7 @@ fn serve(
         slot: 0,
         max_connections: usize::MAX,
         max_per_ip: usize::MAX,
+        master: 0,
     };
     let timeout = server.config.shutdown_timeout;
     std::thread::Builder::new()

@@ -44,3 +44,8 @@ pub fn info(args: Arguments<'_>) {
 pub fn warn(args: Arguments<'_>) {
     line("warn", args);
 }
+
+/// Something went wrong and the server stops.
+pub fn error(args: Arguments<'_>) {
+    line("error", args);
+}

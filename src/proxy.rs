@@ -472,6 +472,11 @@ impl Session for ProxySession {
     fn wants_close_now(&self) -> bool {
         forward_ref!(self, s => s.wants_close_now(), else self.refused && self.over_limit.is_empty())
     }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        // The header is no request: only the real session's count.
+        forward!(self, s => s.take_finished_requests(), else 0)
+    }
 }
 
 #[cfg(test)]
@@ -685,6 +690,26 @@ mod tests {
         s.handle_input(b"PROXY UNKNOWN\r\nok", t0);
         assert!(s.poll_request().is_none());
         assert_eq!(s.poll_output().bytes(), b"127.0.0.1:5000|ok");
+    }
+
+    #[test]
+    fn the_real_sessions_requests_are_counted_and_the_header_is_not() {
+        let t0 = Instant::now();
+        let echo = crate::protocols::echo::Echo { idle_timeout: None };
+        let p = Proxied::new(Box::new(echo), Duration::from_secs(5), None);
+        let info = ConnInfo {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            local: "127.0.0.1:7".parse().unwrap(),
+            wall: SystemTime::UNIX_EPOCH,
+        };
+        let mut s = p.new_session(&info, t0);
+        s.handle_input(b"PROXY TCP4 192.0.2.7 10.0.0.1 4000 7", t0);
+        assert_eq!(s.take_finished_requests(), 0, "a header only");
+        // The header's end and a first chunk, then a second chunk.
+        s.handle_input(b"\r\nhello", t0);
+        s.handle_input(b"again", t0);
+        assert_eq!(s.take_finished_requests(), 2);
+        assert_eq!(s.take_finished_requests(), 0);
     }
 
     #[test]

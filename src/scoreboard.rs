@@ -10,7 +10,7 @@
 //! connections from the total, so a crash cannot leak admission tickets.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys;
 
@@ -49,6 +49,19 @@ pub struct Slot {
     pub open: AtomicUsize,
     /// Connections this worker has accepted since it started.
     pub accepted: AtomicU64,
+    /// Requests this worker's sessions have finished since it started
+    /// (see `Session::take_finished_requests`).
+    pub requests: AtomicU64,
+    /// The requests after which this worker retires (`--max-requests`,
+    /// drawn by the master before the fork; 0: never).
+    pub request_limit: AtomicU64,
+    /// Set by the worker once it has booted, just before it serves: a
+    /// rolling restart waits for it before it retires an old worker, and
+    /// a worker that dies without it failed to boot.
+    pub ready: AtomicBool,
+    /// Set by a worker that reached its request limit: it is draining and
+    /// will exit 0 by itself; the master fills its position at once.
+    pub retiring: AtomicBool,
     /// This worker's share of the per-address counts.
     per_ip: [AtomicU32; IP_BUCKETS],
 }
@@ -139,6 +152,11 @@ impl Scoreboard {
         }
         s.pid.store(0, Ordering::Relaxed);
         s.tick_ms.store(0, Ordering::Relaxed);
+        s.accepted.store(0, Ordering::Relaxed);
+        s.requests.store(0, Ordering::Relaxed);
+        s.request_limit.store(0, Ordering::Relaxed);
+        s.ready.store(false, Ordering::Relaxed);
+        s.retiring.store(false, Ordering::Relaxed);
     }
 }
 

@@ -44,6 +44,31 @@ pub struct Config {
     /// A prefork worker whose resident memory passes this many bytes is
     /// recycled (`None`: never).
     pub max_worker_memory: Option<u64>,
+    /// A prefork worker retires after serving a number of requests drawn
+    /// at its spawn (`None`: never); see [`MaxRequests`].
+    pub max_requests: Option<MaxRequests>,
+}
+
+/// `--max-requests N` and `--max-requests-jitter J`: each prefork worker
+/// retires after `N..=N+J` requests, drawn uniformly when it is spawned,
+/// so that workers started together do not all recycle at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxRequests {
+    /// The least requests a worker serves before it retires (at least 1).
+    pub base: u64,
+    /// How many more it may serve, at most.
+    pub jitter: u64,
+}
+
+impl MaxRequests {
+    /// One worker's limit, in `base..=base+jitter`, from `random` (any
+    /// 64 random bits). Modulo bias is below `(jitter+1) / 2^64`: nothing.
+    pub fn draw(self, random: u64) -> u64 {
+        match self.jitter.checked_add(1) {
+            Some(span) => self.base.saturating_add(random % span),
+            None => self.base.saturating_add(random),
+        }
+    }
 }
 
 /// A bound, ready server: what every architecture runs with.
@@ -128,6 +153,7 @@ impl Server {
             slot,
             max_connections: self.config.max_connections,
             max_per_ip: self.config.max_per_ip,
+            master: 0,
         }
     }
 
@@ -332,13 +358,16 @@ impl Server {
 /// Runs `body` in this process with a fresh shutdown switch driven by the
 /// process's signals: `TERM`/`INT` drain within `--shutdown-timeout` (a
 /// second one closes everything at once), `QUIT` drains without a deadline.
+/// `master` is a prefork worker's master (0: none), see [`Ctx::master`].
 pub fn serve_with_signals(
     server: &Server,
     slot: usize,
+    master: libc::pid_t,
     body: impl FnOnce(&Ctx) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let shutdown = Shutdown::new()?;
-    let ctx = server.ctx(slot, shutdown.clone());
+    let mut ctx = server.ctx(slot, shutdown.clone());
+    ctx.master = master;
     let timeout = server.config.shutdown_timeout;
     let protocol = Arc::clone(&server.protocol);
     std::thread::Builder::new()

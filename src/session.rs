@@ -390,6 +390,21 @@ pub trait Session: Send {
     fn wants_close_now(&self) -> bool {
         false
     }
+
+    /// How many requests the session finished since the last call (and
+    /// forgets them): what `--max-requests` counts. A request is what the
+    /// protocol answers once: an HTTP response, a kv reply, a calc answer,
+    /// an ftp reply, an echo chunk (the bytes of one read, echoed).
+    ///
+    /// This is the cheapest seam for the hot path: a session adds one to a
+    /// plain field of its own as it queues an answer (no atomics, no
+    /// shared memory, nothing passed in), and the driver asks once per
+    /// turn of its loop (`Connection::process`), touching the scoreboard
+    /// only when the answer is not zero. The default finishes none (a
+    /// protocol whose workers never recycle by count).
+    fn take_finished_requests(&mut self) -> u32 {
+        0
+    }
 }
 
 /// Names a side channel within one session. Chosen by the session; a driver

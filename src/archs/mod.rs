@@ -159,6 +159,7 @@ pub const ACCEPT_TICK: Duration = Duration::from_secs(1);
 pub fn accept_loop(listeners: &Listeners, ctx: &Ctx, mut serve: impl FnMut(Accepted, Ticket)) {
     let mut ready = Vec::with_capacity(listeners.len());
     let wake = [ctx.shutdown.wake_fd()];
+    ctx.ready();
     while !ctx.shutdown.is_draining() {
         if let Err(e) = listeners.wait(&wake, Some(ACCEPT_TICK), &mut ready) {
             crate::log::warn(format_args!("poll: {e}"));

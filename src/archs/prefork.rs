@@ -4,8 +4,9 @@
 //! 2. Each worker waits for a connection on the shared listeners, serves it
 //!    with the blocking driver until it closes, and waits again.
 //! 3. The master supervises: restarts a worker that dies (with back-off),
-//!    kills one that hangs, adds or removes one on `TTIN`/`TTOU`, and
-//!    forwards shutdown (see `supervisor.rs`).
+//!    kills one that hangs, adds or removes one on `TTIN`/`TTOU`, replaces
+//!    them one at a time on `USR1`, recycles one past `--max-requests` or
+//!    `--max-worker-memory`, and forwards shutdown (see `supervisor.rs`).
 //!
 //! Trade-off: fork cost is paid once, a crash loses one worker (which the
 //! master replaces) and blocking code is simple; but each worker holds one

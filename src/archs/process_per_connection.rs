@@ -151,7 +151,7 @@ fn serve_child(server: &Server, accepted: Accepted, parent: libc::pid_t) -> i32 
         return 1;
     }
     server.protocol.enter_worker(0);
-    let served = serve_with_signals(server, 0, |ctx| {
+    let served = serve_with_signals(server, 0, 0, |ctx| {
         crate::archs::serve_contained(accepted, None, ctx);
         Ok(())
     });

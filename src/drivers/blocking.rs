@@ -77,7 +77,9 @@ fn run(conn: &mut Connection, ctx: &Ctx, waker: Option<&FdWake>, scratch: &mut [
             conn.last_words(now);
             return;
         }
-        if conn.process(ctx.env(now), scratch) == Status::Closed {
+        let status = conn.process(ctx.env(now), scratch);
+        ctx.count_requests(conn.take_finished_requests());
+        if status == Status::Closed {
             return;
         }
         conn.take_retired().for_each(drop);

@@ -276,6 +276,13 @@ impl Connection {
                 .any(|c| c.ready && c.wait() != Wait::Nothing)
     }
 
+    /// The requests the session finished since the last call (see
+    /// [`Session::take_finished_requests`]); the driver hands them to
+    /// `Ctx::count_requests` after each [`Connection::process`].
+    pub fn take_finished_requests(&mut self) -> u32 {
+        self.session.take_finished_requests()
+    }
+
     /// The instant at which the session wants to be woken.
     pub fn deadline(&self) -> Option<Instant> {
         self.session.poll_timeout()

@@ -257,6 +257,7 @@ impl<'a> Reactor<'a> {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut heartbeat = Heartbeat::new();
+        self.ctx.ready();
         loop {
             let now = Instant::now();
             if self.ctx.shutdown.is_draining() {
@@ -498,6 +499,7 @@ impl<'a> Reactor<'a> {
         }
         let scratch = &mut self.scratch;
         let status = catch_unwind(AssertUnwindSafe(|| conn.process(env, scratch)));
+        self.ctx.count_requests(conn.take_finished_requests());
         match status {
             Ok(Status::Open) => self.after(slot),
             Ok(Status::Closed) => self.remove(slot),
@@ -783,6 +785,7 @@ fn pool_thread(shared: &PoolShared, waker: &Waker, ctx: &Ctx) {
             catch_unwind(AssertUnwindSafe(|| loop {
                 conn.run_work(Instant::now());
                 let status = conn.process(ctx.env(Instant::now()), scratch);
+                ctx.count_requests(conn.take_finished_requests());
                 if status == Status::Closed || !conn.has_work() {
                     break status;
                 }

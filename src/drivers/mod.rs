@@ -20,6 +20,7 @@ pub mod task;
 mod tests;
 
 use std::cell::RefCell;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,9 @@ pub struct Ctx {
     pub max_connections: usize,
     /// `--max-per-ip`.
     pub max_per_ip: usize,
+    /// In a prefork worker, its master's pid, told (`SIGCHLD`) when this
+    /// worker becomes ready or retires itself; 0 elsewhere.
+    pub master: libc::pid_t,
 }
 
 impl Ctx {
@@ -60,6 +64,51 @@ impl Ctx {
     /// Records that this worker is alive.
     pub fn tick(&self) {
         self.board.tick(self.slot);
+    }
+
+    /// Marks this worker ready: it has booted and is about to accept.
+    /// Called by every loop that accepts, first thing (the threads of a
+    /// pool each call it; only the first one counts). A prefork master is
+    /// told at once, so a rolling restart goes on without waiting for its
+    /// next look.
+    pub fn ready(&self) {
+        let slot = self.board.slot(self.slot);
+        if !slot.ready.swap(true, Ordering::AcqRel) {
+            self.tell_master();
+        }
+    }
+
+    /// Counts `n` requests finished by this worker's sessions (what
+    /// [`conn::Connection::take_finished_requests`] returned after a
+    /// `process` call). A worker that reaches its request limit
+    /// (`--max-requests`) retires: it drains as on `QUIT` (stops accepting,
+    /// finishes its connections) and exits 0, and marks itself retiring so
+    /// that its master replaces it without waiting for the exit.
+    ///
+    /// Outside a prefork worker nothing reads the count and no limit
+    /// applies: nothing is done, so that the threads of a single-process
+    /// server do not contend for one cache line on every request.
+    #[inline]
+    pub fn count_requests(&self, n: u32) {
+        if n == 0 || self.master == 0 {
+            return;
+        }
+        let slot = self.board.slot(self.slot);
+        let total = slot.requests.fetch_add(u64::from(n), Ordering::Relaxed) + u64::from(n);
+        let limit = slot.request_limit.load(Ordering::Relaxed);
+        if limit != 0 && total >= limit && !slot.retiring.swap(true, Ordering::AcqRel) {
+            self.shutdown.begin(None);
+            self.tell_master();
+        }
+    }
+
+    /// Wakes the prefork master (if any) to look at the scoreboard: it
+    /// handles `SIGCHLD`, the signal that already means "look at your
+    /// children".
+    fn tell_master(&self) {
+        if self.master > 0 {
+            crate::sys::kill(self.master, libc::SIGCHLD);
+        }
     }
 
     /// The driver's view of the world at `now`.

@@ -105,6 +105,7 @@ pub async fn serve(
         }
         let env = ctx.env(now);
         let status = with_scratch(|s| catch_unwind(AssertUnwindSafe(|| conn.process(env, s))));
+        ctx.count_requests(conn.take_finished_requests());
         match status {
             Ok(Status::Open) => {}
             Ok(Status::Closed) => break,

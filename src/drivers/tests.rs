@@ -342,6 +342,7 @@ fn start(arch: Arch) -> Running {
         shutdown_timeout: Duration::from_secs(5),
         worker_timeout: Duration::from_secs(60),
         max_worker_memory: None,
+        max_requests: None,
     };
     let server = Arc::new(Server::bind(config, Box::new(protocol)).unwrap());
     let addr = server
@@ -693,4 +694,40 @@ mod panics {
     fn async_tasks() {
         panics_are_contained(Arch::Async)
     }
+}
+
+#[test]
+fn a_worker_at_its_request_limit_drains_and_marks_itself_retiring() {
+    use std::sync::atomic::Ordering;
+    let board = crate::scoreboard::Scoreboard::new().unwrap();
+    let ctx = crate::drivers::Ctx {
+        protocol: Arc::new(crate::protocols::echo::Echo { idle_timeout: None }),
+        shutdown: Shutdown::new().unwrap(),
+        board,
+        slot: 3,
+        max_connections: 8,
+        max_per_ip: 8,
+        // Told with SIGCHLD, which this process ignores.
+        master: crate::sys::getpid(),
+    };
+    let slot = board.slot(3);
+    // No limit: counted, never retiring.
+    ctx.count_requests(5);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 5);
+    assert!(!ctx.shutdown.is_draining());
+    slot.request_limit.store(8, Ordering::Relaxed);
+    ctx.count_requests(0);
+    ctx.count_requests(2);
+    assert!(!ctx.shutdown.is_draining() && !slot.retiring.load(Ordering::Relaxed));
+    ctx.count_requests(1);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 8);
+    assert!(slot.retiring.load(Ordering::Relaxed));
+    assert!(ctx.shutdown.is_draining());
+    assert_eq!(ctx.shutdown.deadline(), None, "a drain like QUIT's");
+    // Its slot freed, the next worker there starts from nothing.
+    board.release_slot(3);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 0);
+    assert!(!slot.retiring.load(Ordering::Relaxed) && !slot.ready.load(Ordering::Relaxed));
+    ctx.ready();
+    assert!(slot.ready.load(Ordering::Relaxed));
 }

@@ -35,6 +35,7 @@ impl Protocol for Echo {
             timed_out: false,
             idle_timeout: self.idle_timeout,
             last_activity: now,
+            finished: 0,
         })
     }
 }
@@ -48,12 +49,16 @@ pub struct EchoSession {
     idle_timeout: Option<Duration>,
     /// The last input, or the last output the client took.
     last_activity: Instant,
+    /// Chunks taken since the driver last asked: echo has no requests, so
+    /// each read's bytes, echoed, count as one.
+    finished: u32,
 }
 
 impl Session for EchoSession {
     fn handle_input(&mut self, data: &[u8], now: Instant) {
         self.out.buf().extend_from_slice(data);
         self.last_activity = now;
+        self.finished += u32::from(!data.is_empty());
     }
 
     fn handle_eof(&mut self, _now: Instant) {
@@ -95,6 +100,10 @@ impl Session for EchoSession {
         // not be read.
         self.timed_out
     }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +118,17 @@ mod tests {
             wall: std::time::SystemTime::UNIX_EPOCH,
         };
         (Echo { idle_timeout: idle }.new_session(&info, now), now)
+    }
+
+    #[test]
+    fn each_chunk_echoed_is_one_request() {
+        let (mut s, now) = session(None);
+        assert_eq!(s.take_finished_requests(), 0);
+        s.handle_input(b"one", now);
+        s.handle_input(b"", now);
+        s.handle_input(b"two\n", now);
+        assert_eq!(s.take_finished_requests(), 2);
+        assert_eq!(s.take_finished_requests(), 0);
     }
 
     #[test]

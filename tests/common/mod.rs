@@ -172,17 +172,33 @@ impl Server {
     /// Like [`Server::serve_echo`], with `RLIMIT_NOFILE` (soft and hard) set to
     /// `limit` in the server process before it runs.
     pub fn serve_echo_with_fd_limit(arch: &str, extra: &[&str], limit: u64) -> Server {
-        Server::launch("echo", arch, &with_sizing(arch, extra), Some(limit))
+        Server::launch("echo", arch, &with_sizing(arch, extra), Some(limit), &[])
     }
 
     /// `muse serve PROTOCOL --arch ARCH EXTRA...`; adds `--listen 127.0.0.1:0`
     /// if `extra` has no `--listen`. Returns once the server has printed one
     /// `listening on` line per listener.
     pub fn start(protocol: &str, arch: &str, extra: &[&str]) -> Server {
-        Server::launch(protocol, arch, extra, None)
+        Server::launch(protocol, arch, extra, None, &[])
     }
 
-    fn launch(protocol: &str, arch: &str, extra: &[&str], fd_limit: Option<u64>) -> Server {
+    /// Like [`Server::start`], with `env` added to the server's environment.
+    pub fn start_with_env(
+        protocol: &str,
+        arch: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::launch(protocol, arch, extra, None, env)
+    }
+
+    fn launch(
+        protocol: &str,
+        arch: &str,
+        extra: &[&str],
+        fd_limit: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Server {
         become_subreaper();
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -202,6 +218,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .envs(env.iter().copied())
             .process_group(0);
         if let Some(limit) = fd_limit {
             let lim = libc::rlimit {

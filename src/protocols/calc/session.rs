@@ -83,6 +83,9 @@ pub struct CalcSession {
     quit: bool,
     timed_out: bool,
     last_activity: Instant,
+    /// Answers queued since the driver last asked
+    /// ([`Session::take_finished_requests`]).
+    finished: u32,
 }
 
 impl CalcSession {
@@ -102,6 +105,7 @@ impl CalcSession {
             quit: false,
             timed_out: false,
             last_activity: now,
+            finished: 0,
         }
     }
 
@@ -110,6 +114,7 @@ impl CalcSession {
     }
 
     fn answer(&mut self, result: Result<String, CalcError>) {
+        self.finished += 1;
         let out = self.out.buf();
         match result {
             Ok(n) => out.extend_from_slice(n.as_bytes()),
@@ -163,6 +168,7 @@ impl CalcSession {
         }
         if trimmed.eq_ignore_ascii_case(b"QUIT") {
             self.out.buf().extend_from_slice(b"BYE\r\n");
+            self.finished += 1;
             self.quit = true;
             return;
         }
@@ -297,6 +303,10 @@ impl Session for CalcSession {
         // be read.
         self.timed_out
     }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +320,17 @@ mod tests {
             idle_timeout: idle,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn each_answer_is_one_request_and_a_blank_line_none() {
+        let proto = calc(100, None);
+        let (mut s, now) = session(&proto);
+        s.handle_input(b"1+1\r\n\r\n2*3\r\n(\r\nQUIT\r\n", now);
+        let out = drain(&mut *s, now);
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert_eq!(s.take_finished_requests(), 4, "two answers, an error, BYE");
+        assert_eq!(s.take_finished_requests(), 0);
     }
 
     fn session(proto: &super::super::Calc) -> (Box<dyn Session>, Instant) {

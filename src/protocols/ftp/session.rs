@@ -206,6 +206,10 @@ pub struct FtpSession {
     /// The last complete command, transfer end or output taken: the idle
     /// clock's start.
     last_activity: Instant,
+    /// Commands answered (or being answered) since the driver last asked
+    /// ([`Session::take_finished_requests`]): one per command line, however
+    /// many replies it gets (a transfer's `150` and `226` are one).
+    finished: u32,
 }
 
 impl FtpSession {
@@ -244,6 +248,7 @@ impl FtpSession {
             transfer: None,
             next_id: 0,
             last_activity: now,
+            finished: 0,
         };
         s.reply(220, "muse FTP server ready.");
         s
@@ -321,6 +326,7 @@ impl FtpSession {
                     }
                     Some(Err(e)) => {
                         let (code, text) = e.reply();
+                        self.finished += 1;
                         self.reply(code, text);
                         continue;
                     }
@@ -341,6 +347,7 @@ impl FtpSession {
                         continue;
                     }
                     let (code, text) = e.reply();
+                    self.finished += 1;
                     self.reply(code, text);
                 }
                 Some(Ok(line)) => {
@@ -377,6 +384,7 @@ impl FtpSession {
                     return;
                 }
                 let (code, text) = e.reply();
+                self.finished += 1;
                 return self.reply(code, text);
             }
         };
@@ -391,6 +399,7 @@ impl FtpSession {
                 return;
             }
         }
+        self.finished += 1;
         self.command(cmd, now);
     }
 
@@ -1664,5 +1673,9 @@ impl Session for FtpSession {
 
     fn wants_close_now(&self) -> bool {
         self.phase == Phase::Gone
+    }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
     }
 }

@@ -202,6 +202,17 @@ fn start_retr(h: &mut Harness) -> ChannelId {
 }
 
 #[test]
+fn each_command_line_is_one_request() {
+    let mut h = Harness::new(true);
+    assert_eq!(h.s.take_finished_requests(), 2, "USER and PASS");
+    h.send("NOOP\r\nSYST\r\nBOGUS\r\n");
+    let out = h.output();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(h.s.take_finished_requests(), 3);
+    assert_eq!(h.s.take_finished_requests(), 0);
+}
+
+#[test]
 fn a_password_is_checked_off_the_session_and_commands_wait_for_it() {
     for (password, want) in [("secret", "230 "), ("wrong", "530 ")] {
         let mut h = Harness::new(false);

@@ -132,6 +132,9 @@ pub struct HttpSession {
     shutting_down: bool,
     /// Requests answered on this connection.
     served: u64,
+    /// Responses queued since the driver last asked
+    /// ([`Session::take_finished_requests`]).
+    finished: u32,
     /// When the head now being received began to count against the
     /// header timeout (`None`: no request under way).
     head_since: Option<Instant>,
@@ -162,6 +165,7 @@ impl HttpSession {
             eof: false,
             shutting_down: false,
             served: 0,
+            finished: 0,
             head_since: Some(now),
             last_progress: now,
             listing: None,
@@ -282,6 +286,7 @@ impl HttpSession {
             head_only: false,
         };
         let body = response::error(self.out.buf(), code, &date, framing, None, b"");
+        self.finished += 1;
         self.log_raw(None, code, body, now);
         self.linger(now);
     }
@@ -530,6 +535,7 @@ impl HttpSession {
     /// After a response is queued: the log line, and the close it asked
     /// for.
     fn finish(&mut self, code: u16, body: u64, reply: Reply, now: Instant) {
+        self.finished += 1;
         self.log_raw(Some(reply.log), code, body, now);
         if reply.framing.close {
             self.discard = 0;
@@ -759,6 +765,10 @@ impl Session for HttpSession {
 
     fn wants_close_now(&self) -> bool {
         self.phase == Phase::Gone
+    }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
     }
 }
 

@@ -130,6 +130,23 @@ impl Harness {
     }
 }
 
+#[test]
+fn each_response_is_one_request() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(statuses(&h.output()), [200, 404]);
+    h.send("GET /a.txt HTTP/1.1\r\nHo");
+    assert_eq!(h.s.take_finished_requests(), 2);
+    h.send("st: x\r\n\r\nBAD\r\n\r\n");
+    assert_eq!(statuses(&h.output()), [200, 400]);
+    assert_eq!(
+        h.s.take_finished_requests(),
+        2,
+        "a malformed head is answered too"
+    );
+    assert_eq!(h.s.take_finished_requests(), 0);
+}
+
 /// The status codes in `out`, in order.
 fn statuses(out: &str) -> Vec<u16> {
     out.match_indices("HTTP/1.1 ")

@@ -66,6 +66,102 @@ pub struct RelaySession {
     idle_timeout: Option<Duration>,
     /// When replies last moved to the client (or began to wait).
     last_progress: Instant,
+    /// Counts the store's replies as they pass, for `--max-requests`.
+    replies: ReplyCounter,
+    /// Replies passed since the driver last asked.
+    finished: u32,
+}
+
+/// Counts whole top-level values in a RESP2/RESP3 stream fed in pieces of
+/// any size (the store's replies, one per command), without keeping them:
+/// a header line is kept only up to [`ReplyCounter::HEADER`] bytes (the
+/// type and a length), and bulk bodies are skipped by count.
+#[derive(Debug, Default)]
+pub struct ReplyCounter {
+    /// Values still to come before the current top-level one is whole
+    /// (0: between replies).
+    owed: u64,
+    /// The start of the header line being read.
+    line: Vec<u8>,
+    /// Bulk bytes (and their CRLF) still to skip.
+    skip: u64,
+}
+
+impl ReplyCounter {
+    /// The most of a header line kept: a type byte and any length.
+    const HEADER: usize = 24;
+
+    /// Takes the next bytes of the stream; returns how many top-level
+    /// values they completed.
+    pub fn feed(&mut self, mut data: &[u8]) -> u32 {
+        let mut done = 0;
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = (self.skip.min(data.len() as u64)) as usize;
+                data = &data[n..];
+                self.skip -= n as u64;
+                if self.skip == 0 {
+                    done += self.value_done();
+                }
+                continue;
+            }
+            let end = data.iter().position(|&b| b == b'\n');
+            let piece = &data[..end.unwrap_or(data.len())];
+            let room = Self::HEADER.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&piece[..piece.len().min(room)]);
+            let Some(end) = end else {
+                break;
+            };
+            data = &data[end + 1..];
+            done += self.header();
+        }
+        done
+    }
+
+    /// A whole header line was read.
+    fn header(&mut self) -> u32 {
+        let line = std::mem::take(&mut self.line);
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        let Some((&kind, rest)) = line.split_first() else {
+            return 0;
+        };
+        let n: i64 = std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if self.owed == 0 {
+            self.owed = 1;
+        }
+        match kind {
+            // Bulk strings, errors and verbatim strings: a body follows.
+            b'$' | b'!' | b'=' if n >= 0 => {
+                self.skip = n as u64 + 2;
+                0
+            }
+            // Aggregates take the place of their elements; a map's and an
+            // attribute's count pairs, and an attribute also precedes the
+            // value it describes.
+            b'*' | b'~' | b'>' if n > 0 => {
+                self.owed += n as u64 - 1;
+                0
+            }
+            b'%' if n > 0 => {
+                self.owed += 2 * n as u64 - 1;
+                0
+            }
+            b'|' => {
+                self.owed += 2 * n.max(0) as u64;
+                0
+            }
+            // Lines, nulls and empty aggregates are whole.
+            _ => self.value_done(),
+        }
+    }
+
+    fn value_done(&mut self) -> u32 {
+        self.owed = self.owed.saturating_sub(1);
+        u32::from(self.owed == 0)
+    }
 }
 
 impl RelaySession {
@@ -88,6 +184,8 @@ impl RelaySession {
             closing: Closing::No,
             idle_timeout,
             last_progress: now,
+            replies: ReplyCounter::default(),
+            finished: 0,
         }
     }
 
@@ -139,6 +237,7 @@ impl Session for RelaySession {
             self.last_progress = now;
         }
         self.out.buf().extend_from_slice(data);
+        self.finished += self.replies.feed(data);
     }
 
     fn wants_service_input(&self) -> bool {
@@ -179,6 +278,10 @@ impl Session for RelaySession {
 
     fn wants_close_now(&self) -> bool {
         self.closing == Closing::Now
+    }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
     }
 }
 
@@ -258,6 +361,45 @@ mod tests {
         assert!(r.wants_close());
         assert!(!r.wants_close_now());
         assert_eq!(r.poll_output().bytes(), b"$-1\r\n");
+    }
+
+    #[test]
+    fn replies_are_counted_whole_however_the_stream_is_cut() {
+        // RESP2 and RESP3: simple, error, integer, bulk (with CRLF inside
+        // its body), null bulk, nested and empty arrays, a map, an
+        // attribute before its value, a null, a push.
+        let stream: &[u8] = b"+OK\r\n-ERR no\r\n:42\r\n$5\r\na\r\nbc\r\n$-1\r\n\
+            *2\r\n*1\r\n+x\r\n$1\r\ny\r\n*0\r\n*-1\r\n%1\r\n+k\r\n:1\r\n\
+            |1\r\n+ttl\r\n:3\r\n+v\r\n_\r\n>2\r\n+m\r\n+n\r\n";
+        let want = 12;
+        let mut whole = ReplyCounter::default();
+        assert_eq!(whole.feed(stream), want);
+        for cut in 1..stream.len() {
+            let mut c = ReplyCounter::default();
+            let n = c.feed(&stream[..cut]) + c.feed(&stream[cut..]);
+            assert_eq!(n, want, "cut at {cut}");
+        }
+        let mut bytes = ReplyCounter::default();
+        let n: u32 = stream.iter().map(|b| bytes.feed(&[*b])).sum();
+        assert_eq!(n, want, "byte at a time");
+        // A long simple string is not kept, only skipped through.
+        let mut long = ReplyCounter::default();
+        let mut line = vec![b'+'];
+        line.extend(std::iter::repeat_n(b'x', 10_000));
+        line.extend_from_slice(b"\r\n");
+        assert_eq!(long.feed(&line), 1);
+        assert!(long.line.capacity() <= 64);
+    }
+
+    #[test]
+    fn the_relay_counts_the_stores_replies() {
+        let t0 = Instant::now();
+        let mut r = relay(t0);
+        r.handle_service_input(b"+OK\r\n$3\r\nab", t0);
+        assert_eq!(r.take_finished_requests(), 1);
+        r.handle_service_input(b"c\r\n:1\r\n", t0);
+        assert_eq!(r.take_finished_requests(), 2);
+        assert_eq!(r.take_finished_requests(), 0);
     }
 
     #[test]

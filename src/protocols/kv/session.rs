@@ -146,6 +146,9 @@ pub struct KvSession {
     awaiting: u64,
     /// The store's log, when replies wait for it.
     log: Option<super::aof::Aof>,
+    /// Commands run since the driver last asked
+    /// ([`Session::take_finished_requests`]): one reply each.
+    finished: u32,
 }
 
 /// Under `--fsync everysec` and `no` a write is answered as soon as its
@@ -197,6 +200,7 @@ impl KvSession {
             logged: 0,
             awaiting: 0,
             log: None,
+            finished: 0,
         }
     }
 
@@ -359,6 +363,7 @@ impl KvSession {
     /// Runs one request.
     fn execute(&mut self, argv: &[&[u8]], now: Instant) {
         self.store.commands.fetch_add(1, Ordering::Relaxed);
+        self.finished += 1;
         let name = argv[0];
         if !(self.authed || is(name, "auth") || is(name, "hello") || is(name, "quit")) {
             self.reply().error("NOAUTH Authentication required.");
@@ -1757,6 +1762,10 @@ impl Session for KvSession {
     fn wants_close_now(&self) -> bool {
         self.closing == Closing::Now
     }
+
+    fn take_finished_requests(&mut self) -> u32 {
+        std::mem::take(&mut self.finished)
+    }
 }
 
 #[cfg(test)]
@@ -1867,6 +1876,23 @@ mod tests {
     }
 
     /// Sends `request` at `now` and takes the whole reply.
+    #[test]
+    fn each_command_is_one_request_pipelined_or_not() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert_eq!(
+            ask(&mut s, "SET a 1\r\nGET a\r\n", t0),
+            "+OK\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(ask(&mut s, "*1\r\n$4\r\nPING\r\n", t0), "+PONG\r\n");
+        // A command cut in two is one request, counted once it is whole.
+        assert_eq!(ask(&mut s, "*1\r\n$4\r\nPI", t0), "");
+        assert_eq!(s.take_finished_requests(), 3);
+        assert_eq!(ask(&mut s, "NG\r\n", t0), "+PONG\r\n");
+        assert_eq!(s.take_finished_requests(), 1);
+        assert_eq!(s.take_finished_requests(), 0);
+    }
+
     fn ask(s: &mut KvSession, request: &str, now: Instant) -> String {
         s.handle_input(request.as_bytes(), now);
         let out = s.poll_output().bytes().to_vec();
