@@ -25,6 +25,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve a protocol under one architecture.
@@ -150,6 +152,16 @@ pub struct ServeArgs {
     /// --header-timeout is closed.
     #[arg(long)]
     proxy_protocol: bool,
+    /// Also listen here with TLS from the first byte (HTTPS, Redis over
+    /// TLS); repeat for several. Needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Vec<ListenAddr>,
+    /// The TLS certificate chain, PEM, leaf first (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Recycle a prefork worker whose resident memory passes this many MiB:
     /// it stops accepting, finishes its connections and is replaced.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -290,7 +302,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // no --listen, as they are (they came from systemd or the default).
     let successor = crate::restart::inherited().context("cannot start the server")?;
     let listen = if let (true, Some(groups)) = (args.listen.is_empty(), &successor) {
-        groups[0].iter().map(|&fd| ListenAddr::Fd(fd)).collect()
+        // The old server's plain listeners come first, its TLS ones after.
+        let plain = groups[0].len().saturating_sub(args.tls_listen.len());
+        groups[0][..plain]
+            .iter()
+            .map(|&fd| ListenAddr::Fd(fd))
+            .collect()
     } else if args.listen.is_empty() {
         let inherited = crate::net::systemd_listeners();
         if inherited.is_empty() {
@@ -308,10 +325,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(a) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
             anyhow::bail!("ftp cannot listen on {a}: its data connections need IP addresses");
         }
+        if !args.tls_listen.is_empty() {
+            anyhow::bail!(
+                "ftp over TLS (implicit FTPS) is not available yet: its data connections would be plain"
+            );
+        }
+    }
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let alpn = match args.protocol.as_str() {
+                "http" => vec![b"http/1.1".to_vec()],
+                _ => Vec::new(),
+            };
+            crate::tls::configure(cert, key, alpn).context("cannot start the server")?;
+        }
+        (None, None) if args.tls_listen.is_empty() => {}
+        _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
     }
     let config = Config {
         arch,
         listen,
+        tls_listen: args.tls_listen,
         unix_mode: args.unix_mode,
         workers: args
             .workers

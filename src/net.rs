@@ -189,6 +189,8 @@ pub struct Listeners {
     /// drops these listeners (workers end with `_exit`, so only it does).
     files: Vec<PathBuf>,
     owner: u32,
+    /// Listeners from this index on speak TLS (`--tls-listen`).
+    tls_from: usize,
 }
 
 /// Set once a hot restart's successor has taken the listeners over: the
@@ -306,6 +308,8 @@ pub struct Accepted {
     pub peer: SocketAddr,
     /// The server's address for this connection.
     pub local: SocketAddr,
+    /// It came to a TLS listener.
+    pub tls: bool,
 }
 
 /// Why an accept did not yield a connection.
@@ -332,6 +336,7 @@ impl Listeners {
             names: Vec::new(),
             files: Vec::new(),
             owner: std::process::id(),
+            tls_from: usize::MAX,
         };
         for a in addrs {
             let bound = match a {
@@ -375,6 +380,7 @@ impl Listeners {
             names: Vec::new(),
             files: Vec::new(),
             owner: std::process::id(),
+            tls_from: usize::MAX,
         };
         for (a, &fd) in addrs.iter().zip(fds) {
             let (l, fixed, name) = adopt(fd).map_err(|e| {
@@ -421,6 +427,7 @@ impl Listeners {
             names: self.names.clone(),
             files: Vec::new(),
             owner: self.owner,
+            tls_from: self.tls_from,
         })
     }
 
@@ -437,6 +444,7 @@ impl Listeners {
             names: vec![format!("unix:@{name}")],
             files: Vec::new(),
             owner: std::process::id(),
+            tls_from: usize::MAX,
         })
     }
 
@@ -466,7 +474,19 @@ impl Listeners {
             names: self.names.clone(),
             files: Vec::new(),
             owner: self.owner,
+            tls_from: self.tls_from,
         })
+    }
+
+    /// Makes the listeners from index `from` on TLS listeners: their
+    /// connections speak TLS from the first byte.
+    pub fn set_tls_from(&mut self, from: usize) {
+        self.tls_from = from;
+    }
+
+    /// Whether listener `i` is a TLS listener.
+    pub fn is_tls(&self, i: usize) -> bool {
+        i >= self.tls_from
     }
 
     /// The listeners.
@@ -487,8 +507,9 @@ impl Listeners {
     /// Prints `listening on ADDR` for each listener on stdout, and flushes.
     pub fn announce(&self, protocol: &str, arch: &str) -> io::Result<()> {
         let mut out = io::stdout().lock();
-        for name in &self.names {
-            writeln!(out, "listening on {name} ({protocol}, {arch})")?;
+        for (i, name) in self.names.iter().enumerate() {
+            let tls = if self.is_tls(i) { ", tls" } else { "" };
+            writeln!(out, "listening on {name} ({protocol}, {arch}{tls})")?;
         }
         out.flush()
     }
@@ -496,7 +517,9 @@ impl Listeners {
     /// Accepts one connection from listener `i`; the socket is non-blocking
     /// if `nonblocking`.
     pub fn accept(&self, i: usize, nonblocking: bool) -> Result<Accepted, AcceptError> {
-        accept_from(&self.list[i], self.fixed[i], nonblocking)
+        let mut accepted = accept_from(&self.list[i], self.fixed[i], nonblocking)?;
+        accepted.tls = self.is_tls(i);
+        Ok(accepted)
     }
 
     /// Listener `i`'s address when it is not a wildcard (see
@@ -650,6 +673,7 @@ pub fn accept_from(
                 stream: socket,
                 peer: UNIX_ADDR,
                 local: UNIX_ADDR,
+                tls: false,
             });
         }
     };
@@ -664,6 +688,7 @@ pub fn accept_from(
         stream: stream.into(),
         peer,
         local,
+        tls: false,
     })
 }
 

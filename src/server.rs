@@ -26,6 +26,8 @@ pub struct Config {
     pub arch: Arch,
     /// Where to listen (at least one address).
     pub listen: Vec<ListenAddr>,
+    /// Where to listen with TLS from the first byte (`--tls-listen`).
+    pub tls_listen: Vec<ListenAddr>,
     /// The permissions of `unix:` socket files.
     pub unix_mode: u32,
     /// Worker processes (prefork family).
@@ -111,10 +113,20 @@ impl Server {
         // `archs/multi_reactor.rs`), which must share the addresses.
         let multi = config.arch == Arch::MultiReactor;
         let mut groups = inherited.unwrap_or_default().into_iter();
-        let listeners = match groups.next() {
-            Some(fds) => Listeners::inherit(&config.listen, &fds)?,
-            None => Listeners::bind(&config.listen, multi, config.unix_mode)?,
+        // Plain listeners first, then the TLS ones.
+        let addrs: Vec<ListenAddr> = config
+            .listen
+            .iter()
+            .chain(&config.tls_listen)
+            .cloned()
+            .collect();
+        let mut listeners = match groups.next() {
+            Some(fds) => Listeners::inherit(&addrs, &fds)?,
+            None => Listeners::bind(&addrs, multi, config.unix_mode)?,
         };
+        if !config.tls_listen.is_empty() {
+            listeners.set_tls_from(config.listen.len());
+        }
         let mut siblings = Vec::new();
         if multi {
             for _ in 1..config.threads.max(1) {
@@ -392,12 +404,15 @@ pub fn watch_signals(shutdown: &Shutdown, timeout: Duration, protocol: Option<&d
     }
 }
 
-/// Reloads `protocol`; logs the outcome (a success only if `say_done`).
+/// Reloads `protocol` and the TLS certificate; logs the outcome (a success
+/// only if `say_done`).
 fn reload(protocol: &dyn Protocol, say_done: bool) {
-    match protocol.reload() {
-        Ok(Some(done)) if say_done => log::info(format_args!("{done}")),
-        Ok(_) => {}
-        Err(why) => log::warn(format_args!("{why}")),
+    for outcome in [protocol.reload(), crate::tls::reload()] {
+        match outcome {
+            Ok(Some(done)) if say_done => log::info(format_args!("{done}")),
+            Ok(_) => {}
+            Err(why) => log::warn(format_args!("{why}")),
+        }
     }
 }
 

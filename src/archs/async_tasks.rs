@@ -47,7 +47,8 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
             // SAFETY: the AsyncFd owns this duplicate of the listener.
             let listener = unsafe { AsyncFd::register(l.try_clone()?) }.map_err(io::Error::from)?;
             let fixed = listeners.fixed_local(i);
-            tokio::spawn(accept_loop(listener, fixed, ctx.clone(), rx.clone()));
+            let tls = listeners.is_tls(i);
+            tokio::spawn(accept_loop(listener, fixed, tls, ctx.clone(), rx.clone()));
         }
         // SAFETY: the switch's pipe lives as long as `ctx`, which outlives
         // this registration (dropped below).
@@ -85,6 +86,7 @@ const LAST_WORDS_GRACE: Duration = Duration::from_millis(200);
 async fn accept_loop(
     listener: AsyncFd<crate::net::Listener>,
     fixed: Option<std::net::SocketAddr>,
+    tls: bool,
     ctx: Ctx,
     mut draining: watch::Receiver<bool>,
 ) {
@@ -98,7 +100,8 @@ async fn accept_loop(
         };
         loop {
             match crate::net::accept_from(listener.get_ref(), fixed, true) {
-                Ok(accepted) => {
+                Ok(mut accepted) => {
+                    accepted.tls = tls;
                     AcceptPause::resumed();
                     match ctx.admit(accepted.peer.ip()) {
                         Some(ticket) => {

@@ -115,7 +115,13 @@ pub fn serve(server: &Server) -> io::Result<()> {
                 server.config.max_per_ip,
             );
             let Some(ticket) = admitted else {
-                crate::net::refuse(accepted.stream, server.protocol.refusal());
+                // A TLS client could not read a plaintext refusal.
+                let refusal = if accepted.tls {
+                    &[][..]
+                } else {
+                    server.protocol.refusal()
+                };
+                crate::net::refuse(accepted.stream, refusal);
                 continue;
             };
             match signals::fork() {

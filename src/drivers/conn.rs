@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::drivers::channel::{Channel, Pump, Retired, Wait};
+use crate::drivers::secure::{Plain, Secure, Took};
 use crate::net::{Accepted, Stream};
 use crate::scoreboard::{Moved, Ticket};
 use crate::session::{
@@ -101,6 +102,10 @@ pub struct Connection {
     peer_ip: IpAddr,
     /// Counted under its real client instead ([`Request::Readmit`]).
     moved: Option<Moved>,
+    /// TLS between the socket and the session (a `--tls-listen` listener).
+    secure: Option<Secure>,
+    /// The session has been told of its stream's end.
+    eof_told: bool,
     _ticket: Option<Ticket>,
 }
 
@@ -156,6 +161,8 @@ impl Connection {
             protocol: None,
             peer_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             moved: None,
+            secure: None,
+            eof_told: false,
             _ticket: ticket,
         }
     }
@@ -173,10 +180,25 @@ impl Connection {
             local: accepted.local,
             wall: std::time::SystemTime::now(),
         };
+        let secure = match accepted.tls.then(crate::tls::accept) {
+            None => None,
+            Some(Some(Ok(tls))) => Some(Secure::new(tls, now)),
+            Some(other) => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "TLS is not configured".into(),
+                };
+                crate::log::warn(format_args!("cannot start TLS: {why}"));
+                None
+            }
+        };
+        let failed = accepted.tls && secure.is_none();
         let session = protocol.new_session(&info, now);
         let mut conn = Connection::new(accepted.stream, session, blocking, ticket);
         conn.protocol = Some(Arc::clone(protocol));
         conn.peer_ip = accepted.peer.ip();
+        conn.secure = secure;
+        conn.failed = failed;
         conn
     }
 
@@ -231,18 +253,24 @@ impl Connection {
 
     /// Whether the driver should wait for the control socket to be readable.
     pub fn wants_read(&self) -> bool {
-        !self.readable && !self.read_closed && !self.failed && self.session.wants_read()
+        !self.readable && self.would_read()
     }
 
     /// Whether the driver should wait for the control socket to be writable.
     pub fn wants_write(&self) -> bool {
-        !self.writable && !self.failed && !self.session.poll_output().is_nothing()
+        !self.writable
+            && !self.failed
+            && (!self.session.poll_output().is_nothing()
+                || self.secure.as_ref().is_some_and(Secure::wants_write))
     }
 
     /// Whether the session would read now if bytes were there (used by the
-    /// blocking driver to decide whether to block in `read`).
+    /// blocking driver to decide whether to block in `read`); under TLS,
+    /// also while the handshake needs the client's next message.
     pub fn would_read(&self) -> bool {
-        !self.read_closed && !self.failed && self.session.wants_read()
+        !self.read_closed
+            && !self.failed
+            && (self.session.wants_read() || self.secure.as_ref().is_some_and(Secure::handshaking))
     }
 
     /// The open side channels.
@@ -283,9 +311,16 @@ impl Connection {
         self.session.take_finished_requests()
     }
 
-    /// The instant at which the session wants to be woken.
+    /// The instant at which the session wants to be woken (or a TLS
+    /// handshake times out).
     pub fn deadline(&self) -> Option<Instant> {
-        self.session.poll_timeout()
+        let session = self.session.poll_timeout();
+        match &self.secure {
+            Some(tls) if tls.handshaking() => {
+                Some(session.map_or(tls.handshake_deadline, |d| d.min(tls.handshake_deadline)))
+            }
+            _ => session,
+        }
     }
 
     /// The server's shutdown deadline has passed: the session says its last
@@ -298,8 +333,17 @@ impl Connection {
         self.session.handle_shutdown_expired(now);
         // Only bytes: a file range in front means the client is cut off in
         // the middle of a body, and nothing more can be said in order.
+        let fd = self.stream.as_raw_fd();
         if let Output::Bytes { data, .. } = self.session.poll_output() {
-            let _ = sys::send_now(self.stream.as_raw_fd(), data);
+            match &mut self.secure {
+                Some(tls) => tls.last_words(fd, data),
+                None => {
+                    let _ = sys::send_now(fd, data);
+                }
+            }
+        }
+        if let Some(tls) = &mut self.secure {
+            tls.close(fd);
         }
     }
 
@@ -318,6 +362,16 @@ impl Connection {
         }
         if self.session.poll_timeout().is_some_and(|d| d <= env.now) {
             self.session.handle_timeout(env.now);
+        }
+        if let Some(tls) = &self.secure {
+            if tls.handshaking() && env.now >= tls.handshake_deadline {
+                crate::log::info(format_args!(
+                    "closing {}: no TLS handshake within {:?}",
+                    self.peer_ip,
+                    crate::tls::HANDSHAKE_TIMEOUT
+                ));
+                return Status::Closed;
+            }
         }
         loop {
             let mut progressed = false;
@@ -347,7 +401,9 @@ impl Connection {
             if self.failed || self.session.wants_close_now() {
                 return Status::Closed;
             }
-            if self.readable && !self.read_closed && self.session.wants_read() {
+            if self.secure.is_some() {
+                progressed |= self.read_secure(env.now, scratch);
+            } else if self.readable && !self.read_closed && self.session.wants_read() {
                 self.read_once(env.now, scratch);
                 progressed = true;
             }
@@ -355,14 +411,71 @@ impl Connection {
                 break;
             }
         }
-        if self.failed
-            || self.session.wants_close_now()
-            || (self.session.wants_close() && self.session.poll_output().is_nothing())
-        {
-            Status::Closed
-        } else {
-            Status::Open
+        if self.failed || self.session.wants_close_now() {
+            return Status::Closed;
         }
+        if self.session.wants_close() && self.session.poll_output().is_nothing() {
+            if let Some(tls) = &mut self.secure {
+                // One attempt at `close_notify`; the close does not wait
+                // for a client that does not read.
+                tls.close(self.stream.as_raw_fd());
+            }
+            return Status::Closed;
+        }
+        Status::Open
+    }
+
+    /// Under TLS: reads the socket if it is ready and rustls wants more,
+    /// and gives the session what plaintext it takes. Returns whether
+    /// anything moved.
+    fn read_secure(&mut self, now: Instant, scratch: &mut [u8]) -> bool {
+        let Some(tls) = &mut self.secure else {
+            return false;
+        };
+        let fd = self.stream.as_raw_fd();
+        let mut progressed = false;
+        let reading = self.session.wants_read() || tls.handshaking();
+        if self.readable && !self.read_closed && reading {
+            match tls.read_socket(fd) {
+                Ok(Took::Some) => {
+                    progressed = true;
+                    if self.blocking {
+                        self.readable = false;
+                    }
+                }
+                Ok(Took::Drained) => self.readable = false,
+                Ok(Took::End) => {
+                    progressed = true;
+                    self.readable = false;
+                    self.read_closed = true;
+                }
+                Ok(Took::Full) => {}
+                Err(why) => {
+                    crate::log::info(format_args!("closing {}: {why}", self.peer_ip));
+                    self.failed = true;
+                    self.read_closed = true;
+                    self.readable = false;
+                    return true;
+                }
+            }
+        }
+        while !self.eof_told && self.session.wants_read() {
+            match tls.plaintext(scratch) {
+                Plain::Data(n) => {
+                    progressed = true;
+                    self.session.handle_input(&scratch[..n], now);
+                }
+                Plain::Empty if !self.read_closed => break,
+                Plain::Empty | Plain::End => {
+                    self.eof_told = true;
+                    self.read_closed = true;
+                    self.readable = false;
+                    self.session.handle_eof(now);
+                    progressed = true;
+                }
+            }
+        }
+        progressed
     }
 
     fn read_once(&mut self, now: Instant, scratch: &mut [u8]) {
@@ -408,6 +521,9 @@ impl Connection {
         };
         self.output_more = false;
         let sock = self.stream.as_raw_fd();
+        if self.secure.is_some() {
+            return self.flush_secure(now, budget);
+        }
         while self.writable {
             let sent = match self.session.poll_output() {
                 Output::Nothing => break,
@@ -478,6 +594,72 @@ impl Connection {
             }
             if self.failed {
                 break;
+            }
+        }
+        wrote
+    }
+
+    /// [`Connection::flush`] under TLS: records out, then the session's
+    /// output encrypted a record at a time (files read here), within
+    /// `budget` file bytes.
+    fn flush_secure(&mut self, now: Instant, mut budget: usize) -> bool {
+        let Some(tls) = &mut self.secure else {
+            return false;
+        };
+        let fd = self.stream.as_raw_fd();
+        let mut wrote = false;
+        while self.writable {
+            match tls.send_records(fd) {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.writable = false;
+                    break;
+                }
+                Err(_) => {
+                    self.failed = true;
+                    break;
+                }
+            }
+            if !tls.can_encrypt() {
+                break;
+            }
+            let taken = match self.session.poll_output() {
+                Output::Nothing => break,
+                Output::Bytes { data, .. } => tls.encrypt(data),
+                Output::File {
+                    file, offset, len, ..
+                } => {
+                    if budget == 0 {
+                        self.output_more = true;
+                        break;
+                    }
+                    match tls.encrypt_file(file, offset, len, budget) {
+                        Ok(0) => {
+                            crate::log::warn(format_args!(
+                                "a file being sent shrank; closing the connection"
+                            ));
+                            self.failed = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            budget -= n;
+                            Ok(n)
+                        }
+                        other => other,
+                    }
+                }
+            };
+            match taken {
+                Ok(0) => break,
+                Ok(n) => {
+                    wrote = true;
+                    self.session.consume_output(n, now);
+                }
+                Err(e) => {
+                    crate::log::warn(format_args!("TLS: {e}; closing the connection"));
+                    self.failed = true;
+                    break;
+                }
             }
         }
         wrote

@@ -14,6 +14,7 @@ pub mod blocking;
 pub mod channel;
 pub mod conn;
 pub mod evented;
+pub mod secure;
 pub mod task;
 
 #[cfg(test)]
@@ -123,7 +124,13 @@ impl Ctx {
 
     /// Refuses a connection at the limit with the protocol's own words.
     pub fn refuse(&self, accepted: Accepted) {
-        crate::net::refuse(accepted.stream, self.protocol.refusal());
+        // A TLS client could not read a plaintext refusal: it is closed.
+        let refusal = if accepted.tls {
+            &[][..]
+        } else {
+            self.protocol.refusal()
+        };
+        crate::net::refuse(accepted.stream, refusal);
     }
 }
 

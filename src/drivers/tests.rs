@@ -334,6 +334,7 @@ fn start(arch: Arch) -> Running {
     let config = Config {
         arch,
         listen: vec![crate::net::ListenAddr::Ip(SocketAddr::new(LOCALHOST, 0))],
+        tls_listen: Vec::new(),
         unix_mode: 0o666,
         workers: 1,
         threads: 2,

@@ -214,6 +214,14 @@ impl HttpSession {
             if self.input.is_empty() {
                 break;
             }
+            if !starts_a_request(self.input[0]) {
+                // Not even the first byte of a request line (a TLS
+                // handshake on this plain port, most often): answer now
+                // rather than wait for a head that will never come.
+                self.input.clear();
+                self.refuse(400, now);
+                break;
+            }
             self.head_since.get_or_insert(now);
             let Some(end) = head::head_end(&self.input, self.scanned) else {
                 self.scanned = self.input.len();
@@ -820,4 +828,10 @@ impl std::fmt::Debug for HttpSession {
             .field("served", &self.served)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether `b` can begin a request: a method's first character, or the
+/// empty lines RFC 9112 §2.2 lets a client send before it.
+fn starts_a_request(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~\r\n".contains(&b)
 }

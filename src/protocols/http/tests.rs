@@ -458,3 +458,17 @@ fn dotfiles_are_hidden_unless_asked_for() {
         assert!(listing.contains(".well-known/"), "{listing}");
     }
 }
+
+#[test]
+fn a_tls_handshake_on_the_plain_port_is_answered_400_at_once() {
+    let mut h = Harness::new();
+    // The first bytes of a ClientHello: no line end, and none coming.
+    h.s.handle_input(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01], h.now);
+    let out = h.output();
+    assert_eq!(statuses(&out), [400], "{out}");
+    assert!(out.contains("Connection: close"), "{out}");
+    // Empty lines before a request are still allowed (RFC 9112 §2.2).
+    let mut h = Harness::new();
+    h.send("\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(statuses(&h.output()), [200]);
+}

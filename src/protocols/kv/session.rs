@@ -1640,6 +1640,10 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The first byte of a TLS record carrying a handshake message (a
+/// ClientHello), which no RESP command begins with.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 impl Drop for KvSession {
     fn drop(&mut self) {
         self.unblock_all();
@@ -1651,6 +1655,14 @@ impl Drop for KvSession {
 impl Session for KvSession {
     fn handle_input(&mut self, data: &[u8], now: Instant) {
         self.last_active = now;
+        if !self.heard && self.input.is_empty() && data.first() == Some(&TLS_HANDSHAKE) {
+            // A TLS client on this plain port: say so and close, rather
+            // than wait for a line end that may never come.
+            self.reply()
+                .error("ERR this port speaks plain RESP; the client began a TLS handshake");
+            self.closing = Closing::AfterFlush;
+            return;
+        }
         if self.input.is_empty() && self.input.capacity() < data.len() {
             if let Some(hint) = self.parser.bulk_hint() {
                 self.input.reserve(hint.min(MAX_BULK));
@@ -1783,6 +1795,16 @@ mod tests {
         };
         let store = Arc::new(Store::new(Default::default()));
         KvSession::new(store, &info, None, None, t0)
+    }
+
+    #[test]
+    fn a_tls_handshake_on_the_plain_port_gets_an_error_and_the_close() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        s.handle_input(&[0x16, 0x03, 0x01, 0x02, 0x00], t0);
+        let out = String::from_utf8_lossy(s.poll_output().bytes()).into_owned();
+        assert!(out.starts_with("-ERR this port speaks plain RESP"), "{out}");
+        assert!(s.wants_close() && !s.wants_read());
     }
 
     #[test]
