@@ -207,10 +207,13 @@ impl Server {
             arch.into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut listeners = extra.iter().filter(|a| **a == "--listen").count();
-        if listeners == 0 {
+        let mut listeners = extra
+            .iter()
+            .filter(|a| **a == "--listen" || **a == "--tls-listen")
+            .count();
+        if !extra.contains(&"--listen") {
             args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
-            listeners = 1;
+            listeners += 1;
         }
 
         let mut cmd = Command::new(muse_bin());
