@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::accept::Strategy;
 use crate::archs::Arch;
 use crate::net::ListenAddr;
 use crate::protocols;
@@ -154,6 +155,16 @@ pub struct ServeArgs {
     /// it stops accepting, finishes its connections and is replaced.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     max_worker_memory: Option<u64>,
+    /// How prefork workers get their connections: `shared` (all accept on
+    /// the master's listeners), `reuseport` (each worker has its own
+    /// SO_REUSEPORT listeners; IP addresses only) or `handoff` (the master
+    /// accepts and passes each connection to the least-loaded worker).
+    #[arg(long, value_name = "STRATEGY", default_value = "shared", value_parser = accept_names())]
+    accept: String,
+}
+
+fn accept_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Strategy::ALL.map(Strategy::name))
 }
 
 fn policy_names() -> clap::builder::PossibleValuesParser {
@@ -293,7 +304,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("ftp cannot listen on {a}: its data connections need IP addresses");
         }
     }
+    let accept = Strategy::from_name(&args.accept).expect("clap checked the name");
+    if accept != Strategy::Shared && !arch.is_prefork() {
+        return Err(Usage(format!(
+            "--accept {} is for the prefork family (prefork, prefork-threads, \
+             prefork-reactor); {} accepts its own way",
+            accept.name(),
+            arch.name()
+        ))
+        .into());
+    }
+    if accept == Strategy::ReusePort {
+        if let Some(a) = listen.iter().find(|a| !a.is_ip()) {
+            return Err(Usage(format!(
+                "--accept reuseport binds a listener per worker, which {a} cannot have \
+                 (only HOST:PORT addresses can); use --accept shared or handoff"
+            ))
+            .into());
+        }
+    }
     let config = Config {
+        accept,
         arch,
         listen,
         unix_mode: args.unix_mode,

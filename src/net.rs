@@ -148,14 +148,19 @@ pub enum Listener {
     Tcp(TcpListener),
     /// Unix-domain, on a name in the abstract namespace.
     Unix(UnixListener),
+    /// A prefork worker's end of its master's hand-off socket
+    /// (`--accept handoff`): "accepting" receives a connection the master
+    /// accepted (see `accept.rs`).
+    Handoff(crate::accept::Receiver),
 }
 
 impl Listener {
-    /// The bound address; a Unix-domain listener's is [`UNIX_ADDR`].
+    /// The bound address; a Unix-domain listener's, and a hand-off
+    /// receiver's (which has none), is [`UNIX_ADDR`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Listener::Tcp(l) => l.local_addr(),
-            Listener::Unix(_) => Ok(UNIX_ADDR),
+            Listener::Unix(_) | Listener::Handoff(_) => Ok(UNIX_ADDR),
         }
     }
 
@@ -164,6 +169,7 @@ impl Listener {
         Ok(match self {
             Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
             Listener::Unix(l) => Listener::Unix(l.try_clone()?),
+            Listener::Handoff(r) => Listener::Handoff(r.try_clone()?),
         })
     }
 }
@@ -173,6 +179,7 @@ impl AsRawFd for Listener {
         match self {
             Listener::Tcp(l) => l.as_raw_fd(),
             Listener::Unix(l) => l.as_raw_fd(),
+            Listener::Handoff(r) => r.as_raw_fd(),
         }
     }
 }
@@ -364,7 +371,7 @@ impl Listeners {
                     Ok(sibling) => Ok(Listener::Tcp(sibling)),
                     Err(_) => l.try_clone(),
                 },
-                Listener::Unix(_) => l.try_clone(),
+                Listener::Unix(_) | Listener::Handoff(_) => l.try_clone(),
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Listeners {
@@ -374,6 +381,19 @@ impl Listeners {
             files: Vec::new(),
             owner: self.owner,
         })
+    }
+
+    /// A worker's one "listener" under `--accept handoff`: its end of the
+    /// master's hand-off socket. Connections come with both addresses, as
+    /// from any listener.
+    pub fn handoff(receiver: crate::accept::Receiver) -> Listeners {
+        Listeners {
+            list: vec![Listener::Handoff(receiver)],
+            fixed: vec![None],
+            names: vec!["hand-off".into()],
+            files: Vec::new(),
+            owner: std::process::id(),
+        }
     }
 
     /// The listeners.
@@ -559,6 +579,7 @@ pub fn accept_from(
                 local: UNIX_ADDR,
             });
         }
+        Listener::Handoff(r) => return r.accept(nonblocking),
     };
     let (stream, peer) = accept_plain(listener, nonblocking)?;
     let local = match fixed {
@@ -608,6 +629,10 @@ fn accept4(
                 Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {
                     return Err(AcceptError::Gone)
                 }
+                // The listener was shut down under us: a retired
+                // `--accept reuseport` position, whose worker was told to
+                // quit at the same moment and is about to stop accepting.
+                Some(libc::EINVAL) => return Err(AcceptError::Gone),
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                     return Err(AcceptError::Exhausted(e))
                 }

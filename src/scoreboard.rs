@@ -49,6 +49,12 @@ pub struct Slot {
     pub open: AtomicUsize,
     /// Connections this worker has accepted since it started.
     pub accepted: AtomicU64,
+    /// Connections taken from this position's hand-off socket
+    /// (`--accept handoff`), by its workers or, when one is gone, by the
+    /// master that hands them on: the master, which counts what it sent,
+    /// knows how many still wait there. Never reset (the socket outlives
+    /// the workers).
+    pub received: AtomicU64,
     /// This worker's share of the per-address counts.
     per_ip: [AtomicU32; IP_BUCKETS],
 }

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::accept::Strategy;
 use crate::archs::{self, Arch};
 use crate::companion::Keeper;
 use crate::drivers::Ctx;
@@ -40,6 +41,8 @@ pub struct Config {
     /// A prefork worker whose resident memory passes this many bytes is
     /// recycled (`None`: never).
     pub max_worker_memory: Option<u64>,
+    /// How prefork workers get their connections (`--accept`).
+    pub accept: Strategy,
 }
 
 /// A bound, ready server: what every architecture runs with.
@@ -63,8 +66,9 @@ impl Server {
     /// listens (no `listening on` line) until [`Server::run`].
     pub fn bind(config: Config, mut protocol: Box<dyn Protocol>) -> std::io::Result<Server> {
         // A multi-reactor gives each thread its own listeners (see
-        // `archs/multi_reactor.rs`), which must share the addresses.
-        let reuse_port = config.arch == Arch::MultiReactor;
+        // `archs/multi_reactor.rs`), and `--accept reuseport` each prefork
+        // worker (see `accept.rs`): they must share the addresses.
+        let reuse_port = config.arch == Arch::MultiReactor || config.accept == Strategy::ReusePort;
         let listeners = Listeners::bind(&config.listen, reuse_port, config.unix_mode)?;
         protocol.start(config.arch.placement())?;
         Ok(Server {

@@ -15,12 +15,23 @@
 //! `KILL`); `QUIT` stops gracefully waiting for every connection; `TTIN` and
 //! `TTOU` move the target one worker up or down. Workers ask the kernel for
 //! `TERM` when the master dies, so none outlives it.
+//!
+//! How workers get their connections is the [`Acceptor`]'s (`--accept`,
+//! `accept.rs`): from the listeners the master bound (`shared`: a herd
+//! races for each connection, and the spread is uneven), from their
+//! position's own `SO_REUSEPORT` listeners (`reuseport`: the kernel hashes
+//! connections over the positions, blind to load, and a position's backlog
+//! waits for its worker), or from the master itself, which then also
+//! accepts while it sleeps (`handoff`: the least-loaded worker gets each
+//! connection, for two more system calls and one more process hop).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::accept::Acceptor;
 use crate::drivers::Ctx;
+use crate::net::Listeners;
 use crate::scoreboard::MAX_WORKERS;
 use crate::server::Server;
 use crate::sys::{self, ChildExit, Forked};
@@ -40,8 +51,9 @@ const MASTER_TICK: Duration = Duration::from_millis(500);
 /// Exit code of a worker whose code panicked outside any session.
 const WORKER_PANICKED: i32 = 70;
 
-/// What a worker process runs once forked: serve until `ctx.shutdown` drains.
-pub type WorkerBody = fn(&Server, &Ctx) -> std::io::Result<()>;
+/// What a worker process runs once forked: serve the connections of the
+/// listeners it is given until `ctx.shutdown` drains.
+pub type WorkerBody = fn(&Server, &Listeners, &Ctx) -> std::io::Result<()>;
 
 /// One worker position (Unicorn's `nr`).
 #[derive(Default)]
@@ -74,6 +86,8 @@ pub struct Master<'a> {
     companion_due: Option<Instant>,
     /// The stop's deadline passed: the workers left are being killed.
     killing: bool,
+    /// How workers get their connections (`--accept`).
+    accept: Acceptor,
 }
 
 impl<'a> Master<'a> {
@@ -89,6 +103,7 @@ impl<'a> Master<'a> {
             pid: sys::getpid(),
             companion_due: None,
             killing: false,
+            accept: Acceptor::new(server),
         }
     }
 
@@ -117,7 +132,9 @@ impl<'a> Master<'a> {
                 self.companion_due = self.server.tend_companion();
                 self.maintain_worker_count();
             }
-            signals::wait(Some(self.sleep_time()))?;
+            let taking = self.taking_connections();
+            let sleep = self.sleep_time();
+            self.accept.wait(self.server, self.target, &taking, sleep)?;
         }
     }
 
@@ -278,6 +295,10 @@ impl<'a> Master<'a> {
         // before its own first beat (stopped, or stuck while booting) is
         // timed out like any other.
         board.tick(nr);
+        if let Err(e) = self.accept.prepare(self.server, nr) {
+            log::warn(format_args!("cannot prepare worker {nr}'s listeners: {e}"));
+            return;
+        }
         match signals::fork() {
             Err(e) => log::warn(format_args!("cannot fork worker {nr}: {e}")),
             Ok(Forked::Parent(pid)) => {
@@ -287,7 +308,9 @@ impl<'a> Master<'a> {
                 slot.started = Some(Instant::now());
             }
             Ok(Forked::Child) => {
-                let code = run_worker(self.server, self.body, nr, self.pid);
+                let own = self.accept.for_worker(self.server, nr);
+                let listeners = own.as_ref().unwrap_or(&self.server.listeners);
+                let code = run_worker(self.server, listeners, self.body, nr, self.pid);
                 sys::exit_now(code);
             }
         }
@@ -302,6 +325,15 @@ impl<'a> Master<'a> {
                 }
             }
         }
+    }
+
+    /// Per position, whether its worker takes new connections: running,
+    /// and neither told to quit nor killed (`handoff` sends it some).
+    fn taking_connections(&self) -> Vec<bool> {
+        self.slots
+            .iter()
+            .map(|s| self.stop == Stop::Running && s.pid.is_some() && !s.told_to_quit && !s.killed)
+            .collect()
     }
 
     fn sleep_time(&self) -> Duration {
@@ -323,14 +355,20 @@ impl<'a> Master<'a> {
 }
 
 /// The life of a worker process, from just after `fork` to its exit code.
-fn run_worker(server: &Server, body: WorkerBody, nr: usize, master: libc::pid_t) -> i32 {
+fn run_worker(
+    server: &Server,
+    listeners: &Listeners,
+    body: WorkerBody,
+    nr: usize,
+    master: libc::pid_t,
+) -> i32 {
     if !sys::die_with_parent(libc::SIGTERM, master) {
         return 1;
     }
     server.board.tick(nr);
     server.protocol.enter_worker(nr);
     let result = catch_unwind(AssertUnwindSafe(|| {
-        crate::server::serve_with_signals(server, nr, |ctx| body(server, ctx))
+        crate::server::serve_with_signals(server, nr, |ctx| body(server, listeners, ctx))
     }));
     match result {
         Ok(Ok(())) => 0,

@@ -16,6 +16,7 @@
 use std::io;
 
 use crate::drivers::Ctx;
+use crate::net::Listeners;
 use crate::server::Server;
 use crate::supervisor::Master;
 
@@ -24,6 +25,6 @@ pub fn serve(server: &Server) -> io::Result<()> {
     Master::new(server, worker).run()
 }
 
-fn worker(server: &Server, ctx: &Ctx) -> io::Result<()> {
-    crate::archs::reactor::serve(&server.listeners, ctx)
+fn worker(_: &Server, listeners: &Listeners, ctx: &Ctx) -> io::Result<()> {
+    crate::archs::reactor::serve(listeners, ctx)
 }

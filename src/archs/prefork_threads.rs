@@ -15,6 +15,7 @@
 use std::io;
 
 use crate::drivers::Ctx;
+use crate::net::Listeners;
 use crate::server::Server;
 use crate::supervisor::Master;
 
@@ -23,6 +24,6 @@ pub fn serve(server: &Server) -> io::Result<()> {
     Master::new(server, worker).run()
 }
 
-fn worker(server: &Server, ctx: &Ctx) -> io::Result<()> {
-    crate::archs::thread_pool::serve(&server.listeners, ctx, server.config.threads)
+fn worker(server: &Server, listeners: &Listeners, ctx: &Ctx) -> io::Result<()> {
+    crate::archs::thread_pool::serve(listeners, ctx, server.config.threads)
 }

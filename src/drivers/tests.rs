@@ -342,6 +342,7 @@ fn start(arch: Arch) -> Running {
         shutdown_timeout: Duration::from_secs(5),
         worker_timeout: Duration::from_secs(60),
         max_worker_memory: None,
+        accept: crate::accept::Strategy::Shared,
     };
     let server = Arc::new(Server::bind(config, Box::new(protocol)).unwrap());
     let addr = server
