@@ -76,7 +76,7 @@ use socket2::Socket;
 use crate::archs::Arch;
 use crate::net::{AcceptError, AcceptPause, Accepted, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::{Scoreboard, MAX_WORKERS};
-use crate::server::Server;
+use crate::server::{Config, Server};
 use crate::{log, signals, sys};
 
 /// How the workers of the prefork family get their connections.
@@ -162,9 +162,10 @@ struct Pipe {
 }
 
 impl Acceptor {
-    /// The acceptor for `server`'s `--accept` strategy.
+    /// The acceptor for `server`'s `--accept` strategy (taking the
+    /// `reuseport` listeners [`bind_positions`] made).
     pub fn new(server: &Server) -> Acceptor {
-        Acceptor {
+        let mut acceptor = Acceptor {
             strategy: server.config.accept,
             nonblocking: server.config.arch == Arch::PreforkReactor,
             own: (0..MAX_WORKERS).map(|_| None).collect(),
@@ -173,7 +174,13 @@ impl Acceptor {
             full: vec![false; MAX_WORKERS],
             paused_until: None,
             fds: Vec::new(),
+        };
+        let early =
+            std::mem::take(&mut *server.reuseport.lock().unwrap_or_else(|e| e.into_inner()));
+        for (nr, listeners) in early.into_iter().enumerate() {
+            acceptor.own[nr + 1] = Some(listeners);
         }
+        acceptor
     }
 
     /// Before the worker of position `nr` is forked: binds the position's
@@ -184,7 +191,7 @@ impl Acceptor {
             Strategy::Shared => {}
             Strategy::ReusePort => {
                 if nr > 0 && self.own[nr].is_none() {
-                    self.own[nr] = Some(server.listeners.sibling()?);
+                    self.own[nr] = Some(server.listeners.own_sibling()?);
                 }
             }
             Strategy::Handoff => {
@@ -431,6 +438,22 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// Under `--accept reuseport`, the listeners of worker positions 1 to
+/// `--workers` - 1 (position 0's are `listeners`, the server's own), bound
+/// with them, before anything listens: a connection that arrives before
+/// its position's socket exists goes to the sockets already there, so
+/// binding them as the workers start would give the first clients (a bench
+/// connects all of its clients at once) to worker 0. Empty for the other
+/// strategies.
+pub fn bind_positions(listeners: &Listeners, config: &Config) -> io::Result<Vec<Listeners>> {
+    if config.accept != Strategy::ReusePort {
+        return Ok(Vec::new());
+    }
+    (1..config.workers.clamp(1, MAX_WORKERS))
+        .map(|_| listeners.own_sibling())
+        .collect()
 }
 
 /// A worker's end of its position's hand-off socket: accepting from it

@@ -361,15 +361,28 @@ impl Listeners {
     /// the fastest take them all. These listeners must have been bound with
     /// `reuse_port`. A Unix-domain listener is shared as it is.
     pub fn sibling(&self) -> io::Result<Listeners> {
+        self.sibling_or_share(true)
+    }
+
+    /// Like [`Listeners::sibling`], but every TCP listener must get a
+    /// socket of its own: one that cannot is an error instead of being
+    /// shared (`--accept reuseport`, where a shared socket would silently
+    /// be the old shared accept queue).
+    pub fn own_sibling(&self) -> io::Result<Listeners> {
+        self.sibling_or_share(false)
+    }
+
+    fn sibling_or_share(&self, may_share: bool) -> io::Result<Listeners> {
         let list = self
             .list
             .iter()
             .map(|l| match l {
                 // An inherited socket may not allow a sibling on its port:
-                // then the groups share it.
+                // then the groups share it, if they may.
                 Listener::Tcp(t) => match bind_one(t.local_addr()?, true) {
                     Ok(sibling) => Ok(Listener::Tcp(sibling)),
-                    Err(_) => l.try_clone(),
+                    Err(_) if may_share => l.try_clone(),
+                    Err(e) => Err(e),
                 },
                 Listener::Unix(_) | Listener::Handoff(_) => l.try_clone(),
             })

@@ -55,6 +55,10 @@ pub struct Server {
     pub protocol: Arc<dyn Protocol>,
     /// The scoreboard shared by every process of the server.
     pub board: &'static Scoreboard,
+    /// `--accept reuseport`: the listeners of worker positions 1 and up,
+    /// bound beside `listeners`, until the prefork master takes them
+    /// (`accept::bind_positions`).
+    pub reuseport: Mutex<Vec<Listeners>>,
     /// The protocol's companion process (the kv store of the forking
     /// architectures), once started: kept by the process that forks the
     /// workers, which reaps it with them.
@@ -70,12 +74,14 @@ impl Server {
         // worker (see `accept.rs`): they must share the addresses.
         let reuse_port = config.arch == Arch::MultiReactor || config.accept == Strategy::ReusePort;
         let listeners = Listeners::bind(&config.listen, reuse_port, config.unix_mode)?;
+        let reuseport = crate::accept::bind_positions(&listeners, &config)?;
         protocol.start(config.arch.placement())?;
         Ok(Server {
             config,
             listeners,
             protocol: Arc::from(protocol),
             board: Scoreboard::new()?,
+            reuseport: Mutex::new(reuseport),
             companion: Mutex::new(None),
         })
     }
