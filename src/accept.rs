@@ -60,9 +60,29 @@
 //!   the kernel closes the descriptor (`MSG_CTRUNC`): that connection is
 //!   lost, and the worker pauses accepting as after `EMFILE`.
 //!
-//! Measured with `muse bench echo --scenario connect` on two loopback CPUs
-//! (figures in the architecture files and the README): see
-//! `archs/prefork_reactor.rs`.
+//! Measured (`muse bench echo`, release build, loopback, two CPUs shared
+//! with the load generator, three workers, three runs each; the median):
+//!
+//! | `prefork-reactor`, echo | `shared` | `reuseport` | `handoff` |
+//! |---|---|---|---|
+//! | `rr` (50 kept connections): req/s | 166k (136k–237k) | 213k | 204k |
+//! | `rr`: requests per server CPU-second | 260k | 173k | 176k |
+//! | `rr`: worker CPU shares | 84/16/0 % (100/0/0 in two runs of three) | 35/34/31 % | 34/33/32 % |
+//! | `connect` (a connection per request): req/s | 14.3k | 14.3k | 14.4k |
+//! | `connect`: requests per server CPU-second | 30.9k | 26.8k | 20.6k (the master: a quarter of the CPU) |
+//! | `connect`: worker CPU shares | 38/33/29 % | 36/32/32 % | 36/33/31 % |
+//!
+//! With kept connections the shared queue gives one worker nearly all of
+//! them (it was awake when they came), which is cheap per request (one
+//! busy loop batches well) but leaves CPUs idle and throughput to luck;
+//! both other strategies spread them evenly. With a connection per request
+//! (the load generator is the limit there, so the CPU column decides),
+//! hand-off costs a third more CPU per connection than the shared queue.
+//! And under plain `prefork`, one client per worker, `reuseport` is a
+//! hazard: four clients over four workers hashed two and two onto two
+//! sockets in both runs, and the two clients queued behind a busy worker
+//! stalled while two workers sat idle; `shared` and `handoff` served all
+//! four.
 
 use std::collections::VecDeque;
 use std::io;
