@@ -344,3 +344,33 @@ fn handoff_serves_a_unix_domain_listener() {
     }
     one_by_one(&server, 5, "over TCP beside unix");
 }
+
+#[test]
+fn handoff_keeps_the_per_address_limit_where_the_workers_admit() {
+    // The peer address travels with each handed connection: the workers
+    // count it as when they accept themselves.
+    let server = serve("prefork-reactor", "handoff", &["--max-per-ip", "2"]);
+    server.wait_for_children(4, "after startup");
+    let mut a = server.connect();
+    server.echo(&mut a, b"a\n");
+    let mut b = server.connect();
+    server.echo(&mut b, b"b\n");
+    let mut third = server.connect();
+    if let Err(e) = try_expect_closed(&mut third) {
+        server.fail(&format!("third connection with --max-per-ip 2: {e}"));
+    }
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.2:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    let mut other: TcpStream = socket.into();
+    other.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    server.echo(&mut other, b"from 127.0.0.2\n");
+    server.echo(&mut a, b"a still\n");
+}
