@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::accept::Strategy;
 use crate::archs::Arch;
 use crate::net::ListenAddr;
 use crate::protocols;
@@ -177,6 +178,16 @@ pub struct ServeArgs {
     /// at once.
     #[arg(long, value_name = "J", default_value_t = 0, requires = "max_requests")]
     max_requests_jitter: u64,
+    /// How prefork workers get their connections: `shared` (all accept on
+    /// the master's listeners), `reuseport` (each worker has its own
+    /// SO_REUSEPORT listeners; IP addresses only) or `handoff` (the master
+    /// accepts and passes each connection to the least-loaded worker).
+    #[arg(long, value_name = "STRATEGY", default_value = "shared", value_parser = accept_names())]
+    accept: String,
+}
+
+fn accept_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Strategy::ALL.map(Strategy::name))
 }
 
 fn policy_names() -> clap::builder::PossibleValuesParser {
@@ -342,7 +353,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) if args.tls_listen.is_empty() => {}
         _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
     }
+    let accept = Strategy::from_name(&args.accept).expect("clap checked the name");
+    if accept != Strategy::Shared && !arch.is_prefork() {
+        return Err(Usage(format!(
+            "--accept {} is for the prefork family (prefork, prefork-threads, \
+             prefork-reactor); {} accepts its own way",
+            accept.name(),
+            arch.name()
+        ))
+        .into());
+    }
+    if accept == Strategy::ReusePort {
+        if let Some(a) = listen.iter().find(|a| !a.is_ip()) {
+            return Err(Usage(format!(
+                "--accept reuseport binds a listener per worker, which {a} cannot have \
+                 (only HOST:PORT addresses can); use --accept shared or handoff"
+            ))
+            .into());
+        }
+    }
     let config = Config {
+        accept,
         arch,
         listen,
         tls_listen: args.tls_listen,

@@ -14,7 +14,8 @@
 //!   reactor) and [`drivers::task`] (tokio tasks), all on the shared
 //!   [`drivers::conn::Connection`] core and [`drivers::channel`] transfers.
 //! - [`archs`]: one file per architecture, saying who runs a driver where.
-//! - [`supervisor`]: the prefork master shared by the prefork family.
+//! - [`supervisor`]: the prefork master shared by the prefork family, and
+//!   [`accept`], how its workers get their connections (`--accept`).
 //! - [`restart`]: hot restarts (`USR2`), a new server taking over the
 //!   listening sockets.
 //! - [`server`], [`net`], [`signals`], [`shutdown`], [`scoreboard`]: binding,
@@ -25,6 +26,7 @@
 //! - [`sys`]: the few POSIX calls made directly.
 //! - [`allocator`]: the counting allocator the `muse` binary runs on.
 
+pub mod accept;
 pub mod allocator;
 pub mod archs;
 pub mod bench;

@@ -148,14 +148,19 @@ pub enum Listener {
     Tcp(TcpListener),
     /// Unix-domain, on a name in the abstract namespace.
     Unix(UnixListener),
+    /// A prefork worker's end of its master's hand-off socket
+    /// (`--accept handoff`): "accepting" receives a connection the master
+    /// accepted (see `accept.rs`).
+    Handoff(crate::accept::Receiver),
 }
 
 impl Listener {
-    /// The bound address; a Unix-domain listener's is [`UNIX_ADDR`].
+    /// The bound address; a Unix-domain listener's, and a hand-off
+    /// receiver's (which has none), is [`UNIX_ADDR`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Listener::Tcp(l) => l.local_addr(),
-            Listener::Unix(_) => Ok(UNIX_ADDR),
+            Listener::Unix(_) | Listener::Handoff(_) => Ok(UNIX_ADDR),
         }
     }
 
@@ -164,6 +169,7 @@ impl Listener {
         Ok(match self {
             Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
             Listener::Unix(l) => Listener::Unix(l.try_clone()?),
+            Listener::Handoff(r) => Listener::Handoff(r.try_clone()?),
         })
     }
 }
@@ -173,6 +179,7 @@ impl AsRawFd for Listener {
         match self {
             Listener::Tcp(l) => l.as_raw_fd(),
             Listener::Unix(l) => l.as_raw_fd(),
+            Listener::Handoff(r) => r.as_raw_fd(),
         }
     }
 }
@@ -455,17 +462,30 @@ impl Listeners {
     /// the fastest take them all. These listeners must have been bound with
     /// `reuse_port`. A Unix-domain listener is shared as it is.
     pub fn sibling(&self) -> io::Result<Listeners> {
+        self.sibling_or_share(true)
+    }
+
+    /// Like [`Listeners::sibling`], but every TCP listener must get a
+    /// socket of its own: one that cannot is an error instead of being
+    /// shared (`--accept reuseport`, where a shared socket would silently
+    /// be the old shared accept queue).
+    pub fn own_sibling(&self) -> io::Result<Listeners> {
+        self.sibling_or_share(false)
+    }
+
+    fn sibling_or_share(&self, may_share: bool) -> io::Result<Listeners> {
         let list = self
             .list
             .iter()
             .map(|l| match l {
                 // An inherited socket may not allow a sibling on its port:
-                // then the groups share it.
+                // then the groups share it, if they may.
                 Listener::Tcp(t) => match bind_one(t.local_addr()?, true) {
                     Ok(sibling) => Ok(Listener::Tcp(sibling)),
-                    Err(_) => l.try_clone(),
+                    Err(_) if may_share => l.try_clone(),
+                    Err(e) => Err(e),
                 },
-                Listener::Unix(_) => l.try_clone(),
+                Listener::Unix(_) | Listener::Handoff(_) => l.try_clone(),
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Listeners {
@@ -487,6 +507,20 @@ impl Listeners {
     /// Whether listener `i` is a TLS listener.
     pub fn is_tls(&self, i: usize) -> bool {
         i >= self.tls_from
+    }
+
+    /// A worker's one "listener" under `--accept handoff`: its end of the
+    /// master's hand-off socket. Connections come with both addresses, as
+    /// from any listener.
+    pub fn handoff(receiver: crate::accept::Receiver) -> Listeners {
+        Listeners {
+            list: vec![Listener::Handoff(receiver)],
+            fixed: vec![None],
+            names: vec!["hand-off".into()],
+            files: Vec::new(),
+            owner: std::process::id(),
+            tls_from: usize::MAX,
+        }
     }
 
     /// The listeners.
@@ -518,7 +552,8 @@ impl Listeners {
     /// if `nonblocking`.
     pub fn accept(&self, i: usize, nonblocking: bool) -> Result<Accepted, AcceptError> {
         let mut accepted = accept_from(&self.list[i], self.fixed[i], nonblocking)?;
-        accepted.tls = self.is_tls(i);
+        // A handed-off connection says itself whether it is TLS.
+        accepted.tls |= self.is_tls(i);
         Ok(accepted)
     }
 
@@ -676,6 +711,7 @@ pub fn accept_from(
                 tls: false,
             });
         }
+        Listener::Handoff(r) => return r.accept(nonblocking),
     };
     let (stream, peer) = accept_plain(listener, nonblocking)?;
     let local = match fixed {
@@ -726,6 +762,10 @@ fn accept4(
                 Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => {
                     return Err(AcceptError::Gone)
                 }
+                // The listener was shut down under us: a retired
+                // `--accept reuseport` position, whose worker was told to
+                // quit at the same moment and is about to stop accepting.
+                Some(libc::EINVAL) => return Err(AcceptError::Gone),
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                     return Err(AcceptError::Exhausted(e))
                 }

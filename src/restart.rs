@@ -26,7 +26,10 @@
 //! successor's own error is on the shared stderr just before). A
 //! multi-reactor's per-thread `SO_REUSEPORT` sockets are passed too (groups
 //! separated by `;`), because closing one would reset the connections
-//! queued on it. A `unix:` socket file passes to the successor, which
+//! queued on it. (The prefork family's `--accept reuseport` sockets of
+//! positions 1 and up are not passed: connections queued on them when the
+//! old server exits are reset, so prefer `shared` or `handoff` where hot
+//! restarts matter.) A `unix:` socket file passes to the successor, which
 //! removes it at its exit; the old server leaves it in place.
 //!
 //! Under systemd the main process changes with a hot restart, which a

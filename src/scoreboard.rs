@@ -62,6 +62,12 @@ pub struct Slot {
     /// Set by a worker that reached its request limit: it is draining and
     /// will exit 0 by itself; the master fills its position at once.
     pub retiring: AtomicBool,
+    /// Connections taken from this position's hand-off socket
+    /// (`--accept handoff`), by its workers or, when one is gone, by the
+    /// master that hands them on: the master, which counts what it sent,
+    /// knows how many still wait there. Never reset (the socket outlives
+    /// the workers).
+    pub received: AtomicU64,
     /// This worker's share of the per-address counts.
     per_ip: [AtomicU32; IP_BUCKETS],
 }

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::accept::Strategy;
 use crate::archs::{self, Arch};
 use crate::companion::Keeper;
 use crate::drivers::Ctx;
@@ -49,6 +50,8 @@ pub struct Config {
     /// A prefork worker retires after serving a number of requests drawn
     /// at its spawn (`None`: never); see [`MaxRequests`].
     pub max_requests: Option<MaxRequests>,
+    /// How prefork workers get their connections (`--accept`).
+    pub accept: Strategy,
 }
 
 /// `--max-requests N` and `--max-requests-jitter J`: each prefork worker
@@ -86,6 +89,10 @@ pub struct Server {
     pub protocol: Arc<dyn Protocol>,
     /// The scoreboard shared by every process of the server.
     pub board: &'static Scoreboard,
+    /// `--accept reuseport`: the listeners of worker positions 1 and up,
+    /// bound beside `listeners`, until the prefork master takes them
+    /// (`accept::bind_positions`).
+    pub reuseport: Mutex<Vec<Listeners>>,
     /// The protocol's companion process (the kv store of the forking
     /// architectures), once started: kept by the process that forks the
     /// workers, which reaps it with them.
@@ -110,8 +117,10 @@ impl Server {
         inherited: Option<Vec<Vec<RawFd>>>,
     ) -> std::io::Result<Server> {
         // A multi-reactor gives each thread its own listeners (see
-        // `archs/multi_reactor.rs`), which must share the addresses.
+        // `archs/multi_reactor.rs`), and `--accept reuseport` each prefork
+        // worker (see `accept.rs`): they must share the addresses.
         let multi = config.arch == Arch::MultiReactor;
+        let reuse_port = multi || config.accept == Strategy::ReusePort;
         let mut groups = inherited.unwrap_or_default().into_iter();
         // Plain listeners first, then the TLS ones.
         let addrs: Vec<ListenAddr> = config
@@ -122,7 +131,7 @@ impl Server {
             .collect();
         let mut listeners = match groups.next() {
             Some(fds) => Listeners::inherit(&addrs, &fds)?,
-            None => Listeners::bind(&addrs, multi, config.unix_mode)?,
+            None => Listeners::bind(&addrs, reuse_port, config.unix_mode)?,
         };
         if !config.tls_listen.is_empty() {
             listeners.set_tls_from(config.listen.len());
@@ -144,6 +153,7 @@ impl Server {
                  connections queued on them are lost"
             ));
         }
+        let reuseport = crate::accept::bind_positions(&listeners, &config)?;
         protocol.start(config.arch.placement())?;
         Ok(Server {
             config,
@@ -151,6 +161,7 @@ impl Server {
             siblings,
             protocol: Arc::from(protocol),
             board: Scoreboard::new()?,
+            reuseport: Mutex::new(reuseport),
             companion: Mutex::new(None),
             successor: Mutex::new(None),
         })

@@ -373,3 +373,162 @@ impl EventFd {
         self.0.as_raw_fd()
     }
 }
+
+/// A connected pair of `SOCK_SEQPACKET` Unix-domain sockets, close-on-exec
+/// and blocking (each send names its own mode): the channel a prefork
+/// master hands accepted connections to a worker over (`accept.rs`).
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid two-element array for socketpair to fill.
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded, so both descriptors are open and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Room for the control message of one descriptor (`CMSG_SPACE` of one
+/// `int`, 24 bytes on 64-bit Linux), aligned for `cmsghdr`.
+type FdControl = [u64; 4];
+
+/// Sends one message, `bytes`, with the descriptor `fd` attached
+/// (`SCM_RIGHTS`), without blocking (`MSG_DONTWAIT`: a full socket is
+/// `WouldBlock`) and without `SIGPIPE`. The receiver gets its own
+/// descriptor for the same open file; the caller may close `fd` at once.
+pub fn send_fd(sock: RawFd, bytes: &[u8], fd: RawFd) -> io::Result<()> {
+    let mut control: FdControl = [0; 4];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: msghdr is plain data; the fields used are filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    msg.msg_controllen =
+        unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as _;
+    // SAFETY: msg_control points at `control`, which is large enough (and
+    // aligned) for one cmsghdr with one int, so CMSG_FIRSTHDR is that
+    // header and CMSG_DATA lies inside `control`.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+    }
+    loop {
+        // SAFETY: `msg` and everything it points at are valid for the call;
+        // `bytes` is only read.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One message received by [`recv_fd`].
+pub struct FdMessage {
+    /// The bytes of the message (0 with no descriptor: the sender has
+    /// closed its end).
+    pub len: usize,
+    /// The descriptor attached, close-on-exec.
+    pub fd: Option<OwnedFd>,
+    /// The kernel could not give us the descriptor that came with the
+    /// message (this process is out of descriptors): it is closed, and its
+    /// connection lost.
+    pub truncated: bool,
+}
+
+/// Receives one message into `buf` and the descriptor attached to it, if
+/// any, without blocking (`MSG_DONTWAIT`: nothing waiting is
+/// `WouldBlock`). Retries `EINTR`.
+pub fn recv_fd(sock: RawFd, buf: &mut [u8]) -> io::Result<FdMessage> {
+    let mut control: FdControl = [0; 4];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; the fields used are filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of::<FdControl>() as _;
+    let n = loop {
+        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, both
+        // valid for writes of the lengths given.
+        let n =
+            unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fd = None;
+    // SAFETY: the kernel filled `msg_control` with `msg_controllen` bytes of
+    // well-formed control messages inside `control`; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR stay within them, and each SCM_RIGHTS payload holds
+    // descriptors the kernel has just installed in this process, which
+    // nothing else owns.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / std::mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    let got = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
+                    // One descriptor per message; any other is closed.
+                    if fd.is_none() {
+                        fd = Some(got);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(FdMessage {
+        len: n,
+        fd,
+        truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+    })
+}
+
+/// `shutdown(fd, SHUT_RD)`: on a listening TCP socket, stops it listening
+/// for every process that holds it (it leaves its `SO_REUSEPORT` group, and
+/// the connections queued in its backlog are reset, or moved to another
+/// listener of the group when `net.ipv4.tcp_migrate_req` is 1).
+pub fn shutdown_read(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown has no memory-safety preconditions.
+    check(unsafe { libc::shutdown(fd, libc::SHUT_RD) }).map(|_| ())
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd` (shared by every descriptor of the
+/// same open file).
+pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor the caller owns.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    let flags = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(|_| ())
+}

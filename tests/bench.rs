@@ -565,3 +565,37 @@ fn http_with_an_architecture_is_accepted_and_never_hangs() {
         assert!(load["requests"].as_u64().unwrap() > 0, "{load}");
     }
 }
+
+#[test]
+fn an_architecture_entry_may_carry_serve_arguments_of_its_own() {
+    let dir = Scratch::new("accept");
+    let json_path = dir.path("r.json");
+    let mut args = vec![
+        "echo",
+        "--arch",
+        "prefork-reactor,prefork-reactor --accept handoff",
+        "--serve-arg=--workers=2",
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--json", &json_path]);
+    bench(&args);
+    let report = json(&json_path);
+    assert_eq!(report["servers"].as_array().unwrap().len(), 2);
+    for name in [
+        "muse/prefork-reactor",
+        "muse/prefork-reactor --accept handoff",
+    ] {
+        let run = &server(&report, name)["runs"][0];
+        assert!(
+            run["load"]["requests"].as_u64().unwrap() > 0,
+            "{name} answered"
+        );
+        assert_eq!(run["load"]["errors"]["mismatch"], 0);
+        // Two workers, as every entry was told.
+        assert_eq!(
+            run["server"]["workers"].as_array().unwrap().len(),
+            2,
+            "{name}"
+        );
+    }
+}

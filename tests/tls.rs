@@ -333,3 +333,28 @@ fn bad_certificate_files_exit_1_naming_the_file_before_listening() {
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(run.stderr.contains("--tls-key"), "{run:?}");
 }
+
+#[test]
+fn https_through_every_accept_strategy_of_the_prefork_family() {
+    for strategy in ["shared", "reuseport", "handoff"] {
+        let (dir, certs) = fixture(strategy);
+        let server = https(
+            "prefork-reactor",
+            &dir,
+            &certs,
+            &["--workers", "2", "--accept", strategy],
+        );
+        let s = &server;
+        let client = certs.client(&[b"http/1.1"]);
+        for _ in 0..4 {
+            let mut c = connect(s.addrs()[1], &client).or_fail(s);
+            c.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let (head, body) = response(&mut c).or_fail(s);
+            assert!(
+                head.starts_with("http/1.1 200 ") && body == PAGE,
+                "{strategy}: {head}"
+            );
+        }
+    }
+}

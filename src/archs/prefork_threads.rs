@@ -11,10 +11,19 @@
 //! worker's clients instead of the server; but threads in a worker share its
 //! fate, and memory grows with N×M stacks. Puma's cluster mode, Gunicorn's
 //! `gthread` worker.
+//!
+//! `--accept` (see `accept.rs`): every pool thread of every worker waits on
+//! the shared queue, so each connection wakes N×M threads; `reuseport`
+//! wakes only one worker's M, and was the cheapest in the bench (a
+//! connection per echo request, three workers of eight threads: 15.7k
+//! requests per CPU-second, against 12.4k shared and 9.0k for hand-off,
+//! whose master took a fifth of the CPU), at the risk of hashing more than
+//! M kept clients onto one worker, where the extra ones wait.
 
 use std::io;
 
 use crate::drivers::Ctx;
+use crate::net::Listeners;
 use crate::server::Server;
 use crate::supervisor::Master;
 
@@ -23,6 +32,6 @@ pub fn serve(server: &Server) -> io::Result<()> {
     Master::new(server, worker).run()
 }
 
-fn worker(server: &Server, ctx: &Ctx) -> io::Result<()> {
-    crate::archs::thread_pool::serve(&server.listeners, ctx, server.config.threads)
+fn worker(server: &Server, listeners: &Listeners, ctx: &Ctx) -> io::Result<()> {
+    crate::archs::thread_pool::serve(listeners, ctx, server.config.threads)
 }

@@ -42,7 +42,10 @@ pub struct BenchArgs {
     /// The protocol to load.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(scenario::PROTOCOLS))]
     protocol: String,
-    /// Architectures to run, comma-separated, or `all`.
+    /// Architectures to run, comma-separated, or `all`. An entry may add
+    /// `muse serve` arguments of its own after the name, to measure one
+    /// architecture several ways: `prefork-reactor,prefork-reactor --accept
+    /// handoff`.
     #[arg(long, value_name = "LIST|all", default_value = "all")]
     arch: String,
     /// Also drive a server already running: NAME=HOST:PORT (repeatable).
@@ -105,19 +108,18 @@ fn split_named(spec: &str, flag: &str) -> anyhow::Result<(String, String)> {
 fn targets(args: &BenchArgs) -> anyhow::Result<Vec<Target>> {
     let mut list = Vec::new();
     if args.arch != "none" {
-        let archs: Vec<Arch> = if args.arch == "all" {
-            Arch::ALL.to_vec()
+        if args.arch == "all" {
+            list.extend(Arch::ALL.into_iter().map(Target::muse));
         } else {
-            args.arch
-                .split(',')
-                .map(|n| {
-                    Arch::from_name(n.trim()).ok_or_else(|| {
-                        Usage(format!("unknown architecture {n:?} (see `muse archs`)")).into()
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?
-        };
-        list.extend(archs.into_iter().map(Target::muse));
+            for entry in args.arch.split(',') {
+                let mut words = entry.split_whitespace();
+                let n = words.next().unwrap_or_default();
+                let arch = Arch::from_name(n).ok_or_else(|| {
+                    Usage(format!("unknown architecture {n:?} (see `muse archs`)"))
+                })?;
+                list.push(Target::muse_with(arch, words.map(String::from).collect()));
+            }
+        }
     }
     for s in &args.spawn {
         let (name, cmd) = split_named(s, "--spawn")?;

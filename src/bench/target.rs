@@ -49,8 +49,9 @@ pub const DATA_ENV: &str = "MUSE_BENCH_DATA_DIR";
 /// What is measured.
 #[derive(Clone, Debug)]
 pub enum Kind {
-    /// `muse serve PROTOCOL --arch ARCH`.
-    Muse(Arch),
+    /// `muse serve PROTOCOL --arch ARCH`, with these arguments of its own
+    /// (after the run's `--serve-arg`s, so they win).
+    Muse(Arch, Vec<String>),
     /// A command that prints `listening on ADDR` once it serves.
     Spawn(String),
     /// A server already running, that muse neither starts nor sees.
@@ -88,10 +89,20 @@ const BENCH_MAX_CONNECTIONS: &str = "1000000";
 impl Target {
     /// The target for a muse architecture.
     pub fn muse(arch: Arch) -> Target {
+        Target::muse_with(arch, Vec::new())
+    }
+
+    /// The target for a muse architecture served with `args` of its own
+    /// (`prefork-reactor --accept handoff`), named with them.
+    pub fn muse_with(arch: Arch, args: Vec<String>) -> Target {
+        let name = std::iter::once(arch.name().to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
         Target {
-            name: format!("muse/{}", arch.name()),
+            name: format!("muse/{name}"),
             family: family(arch),
-            kind: Kind::Muse(arch),
+            kind: Kind::Muse(arch, args),
         }
     }
 
@@ -118,7 +129,7 @@ impl Target {
                     stderr: None,
                 })
             }
-            Kind::Muse(arch) => {
+            Kind::Muse(arch, own) => {
                 let mut c = Command::new(exe);
                 c.args([
                     "serve",
@@ -146,6 +157,7 @@ impl Target {
                     c.args(["--max-connections", BENCH_MAX_CONNECTIONS]);
                 }
                 c.args(serve_args);
+                c.args(own);
                 c
             }
             Kind::Spawn(line) => {

@@ -344,6 +344,7 @@ fn start(arch: Arch) -> Running {
         worker_timeout: Duration::from_secs(60),
         max_worker_memory: None,
         max_requests: None,
+        accept: crate::accept::Strategy::Shared,
     };
     let server = Arc::new(Server::bind(config, Box::new(protocol)).unwrap());
     let addr = server
