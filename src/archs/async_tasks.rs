@@ -14,6 +14,12 @@
 //! costs some throughput against a hand-rolled reactor, and a task that
 //! blocks still stalls its worker thread. Goroutines, green threads,
 //! eventlet.
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload) work here; the
+//! rolling restart (`USR1`), `--max-requests` and `--max-worker-memory`
+//! are the prefork family's, since this architecture has no worker
+//! processes to replace one at a time (they are ignored here), and so are
+//! the `--accept` strategies (refused here).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

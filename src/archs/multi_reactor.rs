@@ -11,6 +11,12 @@
 //! the hot path; but the spread is by hash, not by load, so a busy
 //! connection cannot move to an idle thread (tokio's work stealing can).
 //! Thread-per-core servers (Seastar, nginx with `reuseport`).
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload) work here; the
+//! rolling restart (`USR1`), `--max-requests` and `--max-worker-memory`
+//! are the prefork family's, since this architecture has no worker
+//! processes to replace one at a time (they are ignored here), and so are
+//! the `--accept` strategies (refused here).
 
 use std::io;
 

@@ -10,6 +10,12 @@
 //! dies with its client's process) and plain blocking code; but a `fork` per
 //! connection is the most expensive way to start serving, and each client
 //! costs a whole process. inetd, "shotgun" servers, early CGI.
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload, for the connections
+//! accepted from then on) work here; the rolling restart (`USR1`),
+//! `--max-requests` and `--max-worker-memory` are the prefork family's:
+//! each child already serves one connection and ends (they are ignored
+//! here), and so are the `--accept` strategies (refused here).
 
 use std::collections::HashMap;
 use std::io;

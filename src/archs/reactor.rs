@@ -11,6 +11,12 @@
 //! their buffers, and no locks at all; but one CPU, and any session that
 //! computes for long (or a blocking call) stalls every client. Node,
 //! EventMachine, Twisted, Redis.
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload) work here; the
+//! rolling restart (`USR1`), `--max-requests` and `--max-worker-memory`
+//! are the prefork family's, since this architecture has no worker
+//! processes to replace one at a time (they are ignored here), and so are
+//! the `--accept` strategies (refused here).
 
 use std::io;
 

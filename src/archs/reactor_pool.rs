@@ -10,6 +10,12 @@
 //! still cost no thread; but every request crosses threads twice (a queue,
 //! a wake-up, a lock), which costs latency on small requests. Puma's
 //! reactor, EventMachine's `defer`.
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload) work here; the
+//! rolling restart (`USR1`), `--max-requests` and `--max-worker-memory`
+//! are the prefork family's, since this architecture has no worker
+//! processes to replace one at a time (they are ignored here), and so are
+//! the `--accept` strategies (refused here).
 
 use std::io;
 

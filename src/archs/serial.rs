@@ -8,6 +8,12 @@
 //! have; but every other client waits in the kernel's backlog while one is
 //! served, so one slow or idle client stalls everyone. The baseline the
 //! others are measured against.
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload) work here; the
+//! rolling restart (`USR1`), `--max-requests` and `--max-worker-memory`
+//! are the prefork family's, since this architecture has no worker
+//! processes to replace one at a time (they are ignored here), and so are
+//! the `--accept` strategies (refused here).
 
 use std::io;
 

@@ -8,6 +8,12 @@
 //! for each other; but each client costs a thread (a stack, a kernel task,
 //! scheduler work), thread creation is on the accept path, and thousands of
 //! mostly idle clients mean thousands of threads. WEBrick and Mongrel.
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload) work here; the
+//! rolling restart (`USR1`), `--max-requests` and `--max-worker-memory`
+//! are the prefork family's, since this architecture has no worker
+//! processes to replace one at a time (they are ignored here), and so are
+//! the `--accept` strategies (refused here).
 
 use std::io;
 

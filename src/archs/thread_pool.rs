@@ -10,6 +10,12 @@
 //! once, and the N+1th waits in the backlog however idle the N are. A panic
 //! in a session is caught, so the pool keeps its size. Puma's threads,
 //! Python's `ThreadPoolExecutor` servers.
+//!
+//! Operations: `USR2` (hot restart) and `HUP` (reload) work here; the
+//! rolling restart (`USR1`), `--max-requests` and `--max-worker-memory`
+//! are the prefork family's, since this architecture has no worker
+//! processes to replace one at a time (they are ignored here), and so are
+//! the `--accept` strategies (refused here).
 
 use std::io;
 
