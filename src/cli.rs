@@ -163,6 +163,11 @@ pub struct ServeArgs {
     /// The TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Serve nothing in plain text: only --tls-listen listeners (ftp: a
+    /// client must send AUTH TLS before USER, and PROT P before a
+    /// transfer).
+    #[arg(long)]
+    require_tls: bool,
     /// Recycle a prefork worker whose resident memory passes this many MiB:
     /// it stops accepting, finishes its connections and is replaced.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -321,13 +326,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .collect()
     } else if args.listen.is_empty() {
         let inherited = crate::net::systemd_listeners();
-        if inherited.is_empty() {
+        if !inherited.is_empty() {
+            inherited
+        } else if !args.tls_listen.is_empty() {
+            // TLS only: no plain default beside it.
+            Vec::new()
+        } else {
             vec![ListenAddr::Ip(SocketAddr::from((
                 [127, 0, 0, 1],
                 default_port(&args.protocol),
             )))]
-        } else {
-            inherited
         }
     } else {
         args.listen
@@ -336,10 +344,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(a) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
             anyhow::bail!("ftp cannot listen on {a}: its data connections need IP addresses");
         }
-        if !args.tls_listen.is_empty() {
+        if !args.tls_listen.is_empty() || args.require_tls {
             anyhow::bail!(
-                "ftp over TLS (implicit FTPS) is not available yet: its data connections would be plain"
+                "ftp over TLS (FTPS) is not available yet: its data connections would be plain"
             );
+        }
+    }
+    if args.require_tls && args.protocol != "ftp" {
+        if let Some(a) = listen.first() {
+            anyhow::bail!(
+                "--require-tls: {a} is a plain listener; {} is served over TLS only (--tls-listen)",
+                args.protocol
+            );
+        }
+        if args.tls_listen.is_empty() {
+            anyhow::bail!("--require-tls needs a --tls-listen address");
         }
     }
     match (&args.tls_cert, &args.tls_key) {

@@ -358,3 +358,52 @@ fn https_through_every_accept_strategy_of_the_prefork_family() {
         }
     }
 }
+
+#[test]
+fn tls_only_servers_have_no_plain_listener_and_require_tls_refuses_one() {
+    let dir = TempRoot::new("tls", "only");
+    let certs = Certs::new(&dir.base);
+    let tls_args = certs.args();
+    let tls_args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+    // --tls-listen alone: one listener, TLS (no plain default beside it).
+    let mut cmd = std::process::Command::new(muse_bin());
+    cmd.args([
+        "serve",
+        "kv",
+        "--arch",
+        "reactor",
+        "--tls-listen",
+        "127.0.0.1:0",
+    ])
+    .args(&tls_args)
+    .args(["--require-tls"])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let addr = parse_listening_line(&line).expect("a listening line");
+    assert!(line.contains("(kv, reactor, tls)"), "{line}");
+    let mut c = connect(addr, &certs.client(&[])).unwrap();
+    c.write_all(b"PING\r\n").unwrap();
+    assert_eq!(tls::read_exact(&mut c, 7).unwrap(), b"+PONG\r\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    // --require-tls with a plain listener: refused before listening.
+    let mut args = vec![
+        "serve",
+        "kv",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--require-tls",
+    ];
+    args.extend(&tls_args);
+    let run = run_cli(&args);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(run.stderr.contains("plain listener"), "{run:?}");
+    assert!(!run.stdout.contains("listening on"), "{run:?}");
+}
