@@ -9,15 +9,18 @@
 # calc under two, expressions typed into netcat, answers checked against Python;
 # kv under three (one a forking architecture, whose store is a process of its
 # own), talked to by redis-cli, redis-py (RESP2 and RESP3) and
-# redis-benchmark (see the kv section). Installs missing clients with apt (and
-# redis-py 5 with pip). Every wait is bounded.
+# redis-benchmark (see the kv section); TLS listeners under three, talked to
+# by curl, Chromium, redis-cli --tls and redis-py (see the TLS section).
+# Installs missing clients with apt (and redis-py 5 with pip). Every wait is
+# bounded.
 #
 # Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection",
 #        CALC_ARCHS="reactor thread-per-connection",
 #        KV_ARCHS="reactor thread-per-connection prefork-reactor" (KV_INTEROP_PORT=PORT runs the
 #        kv checks against a server already on 127.0.0.1:PORT instead),
 #        FTP_ARCHS="reactor thread-per-connection prefork" and
-#        HTTP_ARCHS="reactor thread-per-connection prefork" to choose;
+#        HTTP_ARCHS="reactor thread-per-connection prefork" and
+#        TLS_ARCHS="reactor thread-per-connection prefork-reactor" to choose;
 #        HTTP_BROWSER=0 skips Chromium, HTTP_BROWSER=1 runs it (installing the
 #        chromium package, about 200 MB, if missing); unset, it runs when CI is
 #        set or chromium is already installed;
@@ -1515,6 +1518,154 @@ kv_section() {
 }
 
 kv_section
+
+# =============================================================================
+# TLS: curl, Chromium, redis-cli --tls and redis-py ssl=True on --tls-listen
+# =============================================================================
+# A certificate for 127.0.0.1 and localhost made with openssl. HTTPS under
+# each of TLS_ARCHS: curl downloads (keep-alive, a range) and checks the
+# certificate and ALPN; Chromium renders a page over HTTPS (when HTTP_BROWSER
+# allows it). kv over TLS: redis-cli --tls and redis-py with ssl=True.
+TLS_ARCHS=${TLS_ARCHS:-"reactor thread-per-connection prefork-reactor"}
+TLS_DIR=$WORK/tls
+
+# start_muse_tls NAME PROTOCOL ARCH [ARG...]: like start_muse, with a TLS
+# listener too; sets tls_addr from its `(..., tls)` line.
+start_muse_tls() {
+	local name=$1 protocol=$2 arch=$3 line i
+	shift 3
+	start_muse "$name" "$protocol" "$arch" --tls-listen 127.0.0.1:0 \
+		--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" "$@" || return 1
+	tls_addr=""
+	for ((i = 0; i < START_TIMEOUT_S * 20; i++)); do
+		while read -r line; do
+			if [[ $line == "listening on "*", tls)" ]]; then
+				read -r _ _ tls_addr _ <<<"$line"
+				return 0
+			fi
+		done <"$server_out"
+		sleep 0.05
+	done
+	log "$protocol $name: no TLS 'listening on' line"
+	return 1
+}
+
+# curl over HTTPS: the certificate verifies, ALPN says http/1.1, two
+# downloads on one connection and a range come back byte-exact.
+check_tls_curl() {
+	local out=$TLS_DIR/curl.out
+	curl -sS -v --max-time 20 --cacert "$TLS_DIR/cert.pem" \
+		-w '%{http_version} %{ssl_verify_result} %{num_connects}\n' \
+		-o "$TLS_DIR/a" "https://$tls_addr/bin.dat" -o "$TLS_DIR/b" "https://$tls_addr/bin.dat" \
+		>"$out" 2>"$TLS_DIR/curl.err" || return 1
+	if ! grep -Eq 'ALPN.*accepted.*http/1\.1' "$TLS_DIR/curl.err"; then
+		log "curl https: the server did not accept ALPN http/1.1"
+		return 1
+	fi
+	if [[ $(sed -n 2p "$out") != "1.1 0 0" ]]; then
+		log "curl https: expected HTTP/1.1, a verified certificate and one connection; got: $(tr '\n' ' ' <"$out")"
+		return 1
+	fi
+	cmp -s "$TLS_DIR/a" "$http_root/bin.dat" && cmp -s "$TLS_DIR/b" "$http_root/bin.dat" || {
+		log "curl https: the downloads differ from the file"
+		return 1
+	}
+	curl -sS --max-time 20 --cacert "$TLS_DIR/cert.pem" -r 100-199 "https://$tls_addr/bin.dat" \
+		-o "$TLS_DIR/range" || return 1
+	cmp -s "$TLS_DIR/range" <(tail -c +101 "$http_root/bin.dat" | head -c 100) || {
+		log "curl https: the range differs"
+		return 1
+	}
+}
+
+# curl without the certificate: refused by curl (the server is not trusted
+# by default), and a plain request on the TLS port fails fast.
+check_tls_curl_refusals() {
+	if curl -sS --max-time 10 "https://$tls_addr/bin.dat" -o /dev/null 2>/dev/null; then
+		log "curl https trusted a self-signed certificate it was not given"
+		return 1
+	fi
+	if curl -sS --max-time 10 "http://$tls_addr/bin.dat" -o /dev/null 2>/dev/null; then
+		log "a plain HTTP request on the TLS port succeeded"
+		return 1
+	fi
+}
+
+# Chromium over HTTPS, trusting nothing but told to ignore certificate
+# errors for this one run: the page renders as over plain HTTP.
+check_tls_chromium() {
+	local dom
+	dom=$(chromium_run --ignore-certificate-errors --dump-dom "https://$tls_addr/page/") || {
+		log "chromium over https failed (status $?)"
+		tail -n 10 "$HTTP_DIR/chromium.err" >&2
+		return 1
+	}
+	if ! grep -qF "$CHROMIUM_WANT" <<<"$dom"; then
+		log "chromium over https: the DOM lacks '$CHROMIUM_WANT'"
+		return 1
+	fi
+}
+
+check_tls_redis_cli() {
+	local got
+	got=$(timeout 10 redis-cli --tls --cacert "$TLS_DIR/cert.pem" -h 127.0.0.1 -p "${tls_addr##*:}" \
+		SET interop:tls yes) || return 1
+	[[ $got == OK ]] || { log "redis-cli --tls SET: $got"; return 1; }
+	got=$(timeout 10 redis-cli --tls --cacert "$TLS_DIR/cert.pem" -h 127.0.0.1 -p "${tls_addr##*:}" \
+		GET interop:tls) || return 1
+	[[ $got == yes ]] || { log "redis-cli --tls GET: $got"; return 1; }
+}
+
+check_tls_redis_py() {
+	timeout 20 python3 - "${tls_addr##*:}" "$TLS_DIR/cert.pem" <<'PY'
+import sys
+import redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), ssl=True,
+                ssl_ca_certs=sys.argv[2], socket_timeout=10, protocol=3)
+assert r.set("interop:tls:py", "v") is True
+assert r.get("interop:tls:py") == b"v"
+pipe = r.pipeline(transaction=True)
+pipe.incr("interop:tls:n").incr("interop:tls:n")
+assert pipe.execute()[-1] >= 2
+PY
+}
+
+tls_section() {
+	local started=$SECONDS arch
+	command -v openssl >/dev/null || apt_install openssl
+	mkdir -p "$TLS_DIR"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 -nodes \
+		-keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" -subj /CN=localhost \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+	for arch in $TLS_ARCHS; do
+		log "https --arch $arch"
+		if ! start_muse_tls "tls-$arch" http "$arch" --root "$http_root"; then
+			log "  FAIL  start"
+			failed=1
+			stop_server "$arch" || true
+			continue
+		fi
+		check "curl https: verified, ALPN http/1.1, keep-alive, range" check_tls_curl
+		check "curl: untrusted certificate and plain HTTP on the TLS port refused" check_tls_curl_refusals
+		if [[ $HTTP_BROWSER == 1 ]]; then
+			check "chromium over https: the page renders" check_tls_chromium
+		fi
+		check "SIGTERM: exits 0" stop_server "$arch"
+		log "kv over TLS --arch $arch"
+		if ! start_muse_tls "tls-$arch" kv "$arch"; then
+			log "  FAIL  start"
+			failed=1
+			stop_server "$arch" || true
+			continue
+		fi
+		check "redis-cli --tls: SET, GET" check_tls_redis_cli
+		check "redis-py ssl=True: set/get, MULTI/EXEC" check_tls_redis_py
+		check "SIGTERM: exits 0" stop_server "$arch"
+	done
+	log "tls: $((SECONDS - started))s"
+}
+
+tls_section
 
 if ((failed)); then
 	log "FAILED"
