@@ -168,6 +168,11 @@ pub struct ServeArgs {
     /// transfer).
     #[arg(long)]
     require_tls: bool,
+    /// ftp: refuse a TLS data connection that does not resume a TLS
+    /// session (the defence against a stranger taking a passive port; some
+    /// clients, Python's ftplib among them, do not resume).
+    #[arg(long)]
+    tls_require_reuse: bool,
     /// Recycle a prefork worker whose resident memory passes this many MiB:
     /// it stops accepting, finishes its connections and is replaced.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -344,10 +349,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(a) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
             anyhow::bail!("ftp cannot listen on {a}: its data connections need IP addresses");
         }
-        if !args.tls_listen.is_empty() || args.require_tls {
-            anyhow::bail!(
-                "ftp over TLS (FTPS) is not available yet: its data connections would be plain"
-            );
+        if args.require_tls && args.tls_cert.is_none() {
+            anyhow::bail!("--require-tls needs --tls-cert and --tls-key");
         }
     }
     if args.require_tls && args.protocol != "ftp" {
@@ -361,6 +364,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("--require-tls needs a --tls-listen address");
         }
     }
+    crate::tls::set_require_reuse(args.tls_require_reuse);
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let alpn = match args.protocol.as_str() {
@@ -442,6 +446,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         maxmemory_policy: protocols::kv::engine::Policy::from_name(&args.maxmemory_policy)
             .expect("clap checked the name"),
         arch: arch.name().to_string(),
+        tls: crate::tls::is_configured(),
+        require_tls: args.require_tls,
         port: config
             .listen
             .iter()

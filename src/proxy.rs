@@ -226,6 +226,8 @@ impl Protocol for Proxied {
             admitting: None,
             request: None,
             over_limit: Vec::new(),
+            tls: false,
+            draining: false,
         })
     }
 
@@ -276,6 +278,10 @@ pub struct ProxySession {
     request: Option<Request>,
     /// The protocol's refusal, for a client over its limit.
     over_limit: Vec<u8>,
+    /// The connection speaks TLS: the real session is told when made.
+    tls: bool,
+    /// The server drains: the real session is told when made.
+    draining: bool,
 }
 
 impl ProxySession {
@@ -285,8 +291,14 @@ impl ProxySession {
         if let Some(w) = self.waker.take() {
             session.set_waker(w);
         }
+        if self.tls {
+            session.handle_tls(now);
+        }
         if !rest.is_empty() {
             session.handle_input(rest, now);
+        }
+        if self.draining {
+            session.handle_shutdown(now);
         }
         self.inner = Some(session);
     }
@@ -377,6 +389,12 @@ impl Session for ProxySession {
         forward!(self, s => s.handle_eof(now), else self.refuse("closed before its header"));
     }
 
+    fn handle_tls(&mut self, now: Instant) {
+        // A TLS listener's connection: the header comes inside the TLS
+        // stream, and the real session is told once it exists.
+        forward!(self, s => s.handle_tls(now), else self.tls = true);
+    }
+
     fn handle_urgent(&mut self, now: Instant) {
         forward!(self, s => s.handle_urgent(now), else ());
     }
@@ -392,7 +410,10 @@ impl Session for ProxySession {
     }
 
     fn handle_shutdown(&mut self, now: Instant) {
-        forward!(self, s => s.handle_shutdown(now), else self.refused = true);
+        // Before the header, the drain waits for it (under the header's
+        // deadline): the client connected before it could know, and the
+        // real session, once made, hears of the drain at once.
+        forward!(self, s => s.handle_shutdown(now), else self.draining = true);
     }
 
     fn handle_shutdown_expired(&mut self, now: Instant) {
@@ -710,6 +731,16 @@ mod tests {
         s.handle_input(b"again", t0);
         assert_eq!(s.take_finished_requests(), 2);
         assert_eq!(s.take_finished_requests(), 0);
+    }
+
+    #[test]
+    fn a_drain_waits_for_the_header_of_a_new_connection() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        s.handle_shutdown(t0);
+        assert!(!s.wants_close() && s.wants_read());
+        s.handle_input(b"PROXY TCP4 192.0.2.7 10.0.0.1 4000 80\r\nhi", t0);
+        assert_eq!(s.poll_output().bytes(), b"192.0.2.7:4000|hi");
     }
 
     #[test]

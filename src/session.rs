@@ -347,6 +347,13 @@ pub trait Session: Send {
         let _ = (admitted, now);
     }
 
+    /// The control connection speaks TLS from now on: after an
+    /// [`Output::StartTls`] item, or from the start on a TLS listener
+    /// (before any input). The default ignores it.
+    fn handle_tls(&mut self, now: Instant) {
+        let _ = now;
+    }
+
     /// The next side-channel request, if any.
     #[must_use]
     fn poll_request(&mut self) -> Option<Request> {
@@ -486,6 +493,16 @@ pub enum Request {
         file: File,
         /// How bytes are converted on the way.
         transform: Transform,
+    },
+    /// The channel speaks TLS once connected (FTPS `PROT P`): the server's
+    /// side of a handshake comes before its job, and the job's bytes are
+    /// encrypted. A handshake that fails (or, under `--tls-require-reuse`,
+    /// one that does not resume a session) fails the channel:
+    /// `Failed` with `InvalidData` (`PermissionDenied` for a refused fresh
+    /// session).
+    Secure {
+        /// The channel.
+        id: ChannelId,
     },
     /// Ask how many bytes the channel has moved so far, answered at once
     /// by `Progress`: a session compares two answers a timeout apart to
@@ -637,9 +654,9 @@ impl ChannelEvent {
 /// order ([`Session::poll_output`]). The driver writes what it can of it and
 /// reports the count with [`Session::consume_output`]; then it asks again.
 ///
-/// A later kind of item will be "switch this connection to TLS here"
-/// (FTPS's `AUTH TLS` after its `234`): the queue is ordered so that such a
-/// switch lands exactly between two replies.
+/// [`Output::StartTls`] switches the connection to TLS at its place in the
+/// queue (FTPS's `AUTH TLS`, after its `234`): exactly between two
+/// replies.
 #[derive(Debug, Clone, Copy)]
 pub enum Output<'a> {
     /// Nothing to send.
@@ -667,6 +684,11 @@ pub enum Output<'a> {
         /// Another item follows.
         more: bool,
     },
+    /// Everything before has been sent: the connection speaks TLS from
+    /// here (the server's side of a handshake begins). The driver consumes
+    /// the item with `consume_output(0)` and then tells the session
+    /// ([`Session::handle_tls`]).
+    StartTls,
 }
 
 impl<'a> Output<'a> {
@@ -703,7 +725,9 @@ pub struct OutQueue {
 struct FileRange {
     /// Where in `bytes` this range goes (before the bytes at `at`).
     at: usize,
-    file: Arc<File>,
+    /// The file (`None`: not a range but the switch to TLS, which has no
+    /// bytes of its own).
+    file: Option<Arc<File>>,
     offset: u64,
     end: u64,
 }
@@ -782,9 +806,20 @@ impl OutQueue {
     fn queue(&mut self, file: Arc<File>, offset: u64, len: u64) {
         self.files.push_back(FileRange {
             at: self.bytes.len(),
-            file,
+            file: Some(file),
             offset,
             end: offset + len,
+        });
+    }
+
+    /// Switches the connection to TLS once everything queued before has
+    /// been sent ([`Output::StartTls`]).
+    pub fn push_start_tls(&mut self) {
+        self.files.push_back(FileRange {
+            at: self.bytes.len(),
+            file: None,
+            offset: 0,
+            end: 0,
         });
     }
 
@@ -796,11 +831,14 @@ impl OutQueue {
                 data: &self.bytes[self.sent..f.at],
                 more: true,
             },
-            Some(f) => Output::File {
-                file: &f.file,
-                offset: f.offset,
-                len: f.end - f.offset,
-                more: self.files.len() > 1 || f.at < self.bytes.len(),
+            Some(f) => match &f.file {
+                None => Output::StartTls,
+                Some(file) => Output::File {
+                    file,
+                    offset: f.offset,
+                    len: f.end - f.offset,
+                    more: self.files.len() > 1 || f.at < self.bytes.len(),
+                },
             },
             None if unsent.is_empty() => Output::Nothing,
             None => Output::Bytes {
@@ -814,6 +852,7 @@ impl OutQueue {
     pub fn consume(&mut self, n: usize) {
         match self.files.front_mut() {
             Some(f) if f.at <= self.sent => {
+                // A switch to TLS (offset == end) goes with this call.
                 f.offset = (f.offset + n as u64).min(f.end);
                 if f.offset == f.end {
                     self.files.pop_front();
@@ -920,9 +959,25 @@ mod tests {
                     mores.push((n, more));
                     q.consume(n);
                 }
+                Output::StartTls => {
+                    out.extend_from_slice(b"<tls>");
+                    q.consume(0);
+                }
             }
         }
         (out, mores)
+    }
+
+    #[test]
+    fn a_switch_to_tls_lands_between_the_replies_around_it() {
+        let mut q = OutQueue::default();
+        q.buf().extend_from_slice(b"234 AUTH TLS successful.\r\n");
+        q.push_start_tls();
+        q.buf().extend_from_slice(b"after");
+        // Sent a byte at a time, the switch comes exactly after the 234.
+        let (out, _) = drain(&mut q, 1);
+        assert_eq!(out, b"234 AUTH TLS successful.\r\n<tls>after");
+        assert!(q.is_empty());
     }
 
     /// `n` bytes of a repeating pattern starting at `seed`.

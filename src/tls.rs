@@ -37,6 +37,27 @@ use rustls::ServerConfig;
 /// nothing, or stops halfway, must not hold a blocking worker.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// `--tls-require-reuse`: a TLS data connection must resume a session.
+static REQUIRE_REUSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets `--tls-require-reuse`: FTP data connections that do not resume a
+/// TLS session (the control connection's, for a well-behaved client) are
+/// refused, so that a stranger who connects to a passive port first cannot
+/// take the transfer.
+pub fn set_require_reuse(on: bool) {
+    REQUIRE_REUSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `--tls-require-reuse` is on.
+pub fn require_reuse() -> bool {
+    REQUIRE_REUSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether TLS is configured (a certificate is loaded).
+pub fn is_configured() -> bool {
+    TLS.get().is_some()
+}
+
 /// The process's TLS settings, once configured.
 static TLS: OnceLock<Tls> = OnceLock::new();
 

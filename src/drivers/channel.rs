@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 
+use rustls::ServerConnection;
 use socket2::{Domain, Socket, Type};
 
 use crate::session::{ChannelEvent, ChannelId, Transform};
@@ -110,6 +111,13 @@ pub struct Channel {
     /// Whether sendfile has been seen to fail with EINVAL/ENOSYS for this
     /// file (a pipe or a special file): fall back to read/write.
     no_sendfile: bool,
+    /// TLS over the connection ([`Channel::secure`]): asked for, then made
+    /// once the connection is open.
+    tls_wanted: bool,
+    tls: Option<Box<ServerConnection>>,
+    /// A send job's bytes are all encrypted: `close_notify` and the last
+    /// records are being sent before the channel reports `Done`.
+    tls_closing: bool,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -208,7 +216,17 @@ impl Channel {
             job: None,
             bytes: 0,
             no_sendfile: false,
+            tls_wanted: false,
+            tls: None,
+            tls_closing: false,
         }
+    }
+
+    /// Makes the channel speak TLS once connected ([`Request::Secure`]).
+    ///
+    /// [`Request::Secure`]: crate::session::Request::Secure
+    pub fn secure(&mut self) {
+        self.tls_wanted = true;
     }
 
     /// The descriptor the driver waits on.
@@ -227,6 +245,17 @@ impl Channel {
 
     /// What the channel is waiting for.
     pub fn wait(&self) -> Wait {
+        if let (Socket_::Stream { open: true, .. }, Some(_), Some(tls)) =
+            (&self.socket, &self.job, &self.tls)
+        {
+            if tls.is_handshaking() || self.tls_closing {
+                return if tls.wants_write() {
+                    Wait::Write
+                } else {
+                    Wait::Read
+                };
+            }
+        }
         match (&self.socket, &self.job) {
             (Socket_::Stream { open: false, .. }, _) => Wait::Write,
             // Accepted when there is something to do with it (see
@@ -348,7 +377,82 @@ impl Channel {
             self.ready = false;
             return Pump::Blocked;
         };
+        if self.tls_wanted {
+            match secure_step(&mut self.tls, &mut self.tls_closing, stream) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.ready = false;
+                    return Pump::Blocked;
+                }
+                Err(e) => {
+                    self.job = None;
+                    events.push(self.fail(e.kind()));
+                    return Pump::Finished;
+                }
+            }
+        }
         let mut budget = PUMP_BUDGET;
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let io = TlsIo { tls, sock: stream };
+            let result = match job {
+                Job::SendBytes { data, pos, more } => {
+                    let more = *more;
+                    match send_bytes(io, data, pos, &mut self.bytes) {
+                        Ok(Pump::Finished) if more => {
+                            self.job = None;
+                            events.push(ChannelEvent::Sent {
+                                id: self.id,
+                                bytes: self.bytes,
+                            });
+                            return Pump::Blocked;
+                        }
+                        other => other,
+                    }
+                }
+                Job::SendFile {
+                    file,
+                    offset,
+                    end,
+                    transform,
+                    buf,
+                    pos,
+                } => send_file_buffered(
+                    io,
+                    file,
+                    offset,
+                    *end,
+                    *transform,
+                    buf,
+                    pos,
+                    scratch,
+                    &mut self.bytes,
+                    &mut budget,
+                ),
+                Job::Receive {
+                    file,
+                    transform,
+                    pending_cr,
+                } => receive(
+                    io,
+                    file,
+                    *transform,
+                    pending_cr,
+                    scratch,
+                    &mut self.bytes,
+                    &mut budget,
+                ),
+            };
+            return match result {
+                // The bytes are encrypted (or the client's end has come);
+                // `close_notify` and the records still queued go out
+                // before the channel is done: a client waits for them.
+                Ok(Pump::Finished) if !self.tls_closing => {
+                    self.tls_closing = true;
+                    self.pump(scratch, events, retired)
+                }
+                other => self.finish(other, events),
+            };
+        }
         let result = match job {
             Job::SendBytes { data, pos, more } => {
                 let more = *more;
@@ -419,6 +523,11 @@ impl Channel {
                 &mut budget,
             ),
         };
+        self.finish(result, events)
+    }
+
+    /// Reports what a job's pump came to.
+    fn finish(&mut self, result: io::Result<Pump>, events: &mut Vec<ChannelEvent>) -> Pump {
         match result {
             Ok(Pump::Finished) => {
                 self.job = None;
@@ -547,13 +656,13 @@ impl Retired {
 }
 
 fn send_bytes(
-    stream: &TcpStream,
+    mut stream: impl Write,
     data: &[u8],
     pos: &mut usize,
     bytes: &mut u64,
 ) -> io::Result<Pump> {
     while *pos < data.len() {
-        match (&*stream).write(&data[*pos..]) {
+        match stream.write(&data[*pos..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 *pos += n;
@@ -599,7 +708,7 @@ fn send_file_zero_copy(
 
 #[allow(clippy::too_many_arguments)]
 fn send_file_buffered(
-    stream: &TcpStream,
+    mut stream: impl Write,
     file: &File,
     offset: &mut u64,
     end: u64,
@@ -634,7 +743,7 @@ fn send_file_buffered(
                 _ => buf.extend_from_slice(&scratch[..n]),
             }
         }
-        match (&*stream).write(&buf[*pos..]) {
+        match stream.write(&buf[*pos..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 *pos += n;
@@ -649,7 +758,7 @@ fn send_file_buffered(
 }
 
 fn receive(
-    stream: &TcpStream,
+    mut stream: impl Read,
     mut file: &File,
     transform: Transform,
     pending_cr: &mut bool,
@@ -662,7 +771,7 @@ fn receive(
         if *budget == 0 {
             return Ok(Pump::Again);
         }
-        match (&*stream).read(scratch) {
+        match stream.read(scratch) {
             Ok(0) => {
                 if *pending_cr {
                     file.write_all(b"\r")?;
@@ -685,6 +794,121 @@ fn receive(
             Err(e) if would_block(&e) => return Ok(Pump::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Moves a channel's TLS on before its job: makes the server connection
+/// once the socket is open, runs the handshake until it is done (then
+/// checks `--tls-require-reuse`), and, once a send job's bytes are all
+/// encrypted, sends `close_notify` and the records left. `Ok(true)`: the
+/// job may run (or the channel is done closing: the caller sees the job
+/// finish); `Ok(false)`: the socket would block.
+fn secure_step(
+    tls: &mut Option<Box<ServerConnection>>,
+    closing: &mut bool,
+    stream: &TcpStream,
+) -> io::Result<bool> {
+    if tls.is_none() {
+        let made = crate::tls::accept().unwrap_or_else(|| {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no TLS configured",
+            ))
+        })?;
+        *tls = Some(Box::new(made));
+    }
+    let Some(conn) = tls.as_deref_mut() else {
+        return Ok(false);
+    };
+    if conn.is_handshaking() {
+        while conn.is_handshaking() {
+            match conn.complete_io(&mut &*stream) {
+                Ok(_) => {}
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(io::ErrorKind::InvalidData.into()),
+            }
+        }
+        if crate::tls::require_reuse()
+            && conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed)
+        {
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+    }
+    if *closing {
+        if !conn.wants_write() {
+            // Queued once: after it the records drain, and the next call
+            // finds nothing left to write.
+            conn.send_close_notify();
+        }
+        while conn.wants_write() {
+            match conn.write_tls(&mut &*stream) {
+                Ok(_) => {}
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// A channel's socket as its job sees it under TLS: plaintext in and out.
+/// A write encrypts at most one record and only once the records before
+/// it are in the socket, so what rustls holds stays bounded; a read feeds
+/// rustls ciphertext until it has plaintext, and reports `close_notify` (or
+/// the socket's end) as the end of the stream.
+struct TlsIo<'a> {
+    tls: &'a mut ServerConnection,
+    sock: &'a TcpStream,
+}
+
+impl TlsIo<'_> {
+    fn send_records(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            self.tls.write_tls(&mut &*self.sock)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for TlsIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.send_records()?;
+        let n = buf.len().min(crate::drivers::secure::RECORD);
+        let n = self.tls.writer().write(&buf[..n])?;
+        match self.send_records() {
+            Err(e) if !would_block(&e) => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_records()
+    }
+}
+
+impl Read for TlsIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if would_block(&e) => {}
+                // The socket ended without `close_notify`.
+                Err(_) => return Ok(0),
+            }
+            match self.tls.read_tls(&mut &*self.sock) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    self.tls
+                        .process_new_packets()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    // Tickets or key updates to answer: best effort.
+                    let _ = self.send_records();
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }

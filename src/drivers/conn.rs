@@ -197,6 +197,9 @@ impl Connection {
         let mut conn = Connection::new(accepted.stream, session, blocking, ticket);
         conn.protocol = Some(Arc::clone(protocol));
         conn.peer_ip = accepted.peer.ip();
+        if secure.is_some() {
+            conn.session.handle_tls(now);
+        }
         conn.secure = secure;
         conn.failed = failed;
         conn
@@ -451,7 +454,11 @@ impl Connection {
                 }
                 Ok(Took::Full) => {}
                 Err(why) => {
-                    crate::log::info(format_args!("closing {}: {why}", self.peer_ip));
+                    // A TLS failure is worth a line; a reset is not (as
+                    // for a plain connection).
+                    if why.starts_with("TLS") {
+                        crate::log::info(format_args!("closing {}: {why}", self.peer_ip));
+                    }
                     self.failed = true;
                     self.read_closed = true;
                     self.readable = false;
@@ -527,6 +534,11 @@ impl Connection {
         while self.writable {
             let sent = match self.session.poll_output() {
                 Output::Nothing => break,
+                Output::StartTls => {
+                    // Everything before is out: TLS from here on.
+                    self.start_tls(now);
+                    return wrote | self.flush_secure(now, budget);
+                }
                 Output::Bytes { data, more } => {
                     // The session's last words: the connection closes as
                     // soon as they are out, and the FIN can go in the same
@@ -599,6 +611,29 @@ impl Connection {
         wrote
     }
 
+    /// [`Output::StartTls`]: the server's side of a TLS handshake begins on
+    /// the control connection; the session is told. Without TLS configured
+    /// the connection cannot go on.
+    fn start_tls(&mut self, now: Instant) {
+        self.session.consume_output(0, now);
+        match crate::tls::accept() {
+            Some(Ok(tls)) => {
+                self.secure = Some(Secure::new(tls, now));
+                self.session.handle_tls(now);
+            }
+            Some(Err(e)) => {
+                crate::log::warn(format_args!("cannot start TLS: {e}"));
+                self.failed = true;
+            }
+            None => {
+                crate::log::warn(format_args!(
+                    "a session asked for TLS, which is not configured"
+                ));
+                self.failed = true;
+            }
+        }
+    }
+
     /// [`Connection::flush`] under TLS: records out, then the session's
     /// output encrypted a record at a time (files read here), within
     /// `budget` file bytes.
@@ -625,6 +660,13 @@ impl Connection {
             }
             let taken = match self.session.poll_output() {
                 Output::Nothing => break,
+                Output::StartTls => {
+                    crate::log::warn(format_args!(
+                        "a session asked for TLS on a connection that has it"
+                    ));
+                    self.failed = true;
+                    break;
+                }
                 Output::Bytes { data, .. } => tls.encrypt(data),
                 Output::File {
                     file, offset, len, ..
@@ -800,6 +842,14 @@ impl Connection {
         };
         match request {
             Request::Readmit { peer, per_ip } => self.readmit(env, peer, per_ip),
+            Request::Secure { id } => match self.slot_of(id) {
+                Some(i) => {
+                    if let Some(c) = self.channels[i].as_mut() {
+                        c.secure();
+                    }
+                }
+                None => self.events.push(failed(id, io::ErrorKind::NotFound)),
+            },
             Request::Connect { id, addr } => match self.free_slot(id) {
                 Err(e) => self.events.push(failed(id, e)),
                 Ok(i) => {

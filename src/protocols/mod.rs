@@ -59,6 +59,10 @@ pub struct Options {
     pub maxmemory_policy: kv::engine::Policy,
     /// The architecture's name (kv's `INFO server`).
     pub arch: String,
+    /// A TLS certificate is loaded (FTP offers `AUTH TLS`).
+    pub tls: bool,
+    /// `--require-tls`.
+    pub require_tls: bool,
     /// The first listener's port (kv's `INFO server`).
     pub port: u16,
 }
@@ -88,6 +92,8 @@ pub fn build(name: &str, options: &Options) -> anyhow::Result<Box<dyn Protocol>>
                     masquerade: options.masquerade,
                     idle_timeout: options.idle_timeout,
                     data_timeout: options.data_timeout,
+                    tls: options.tls,
+                    require_tls: options.require_tls,
                 },
             )
             .context("cannot set up the login gate")?;

@@ -39,6 +39,12 @@ pub struct FtpConfig {
     /// Abort a transfer whose data connection moves nothing this long
     /// (`426`; vsftpd's `data_connection_timeout`).
     pub data_timeout: Option<Duration>,
+    /// A certificate is loaded: `AUTH TLS`, `PBSZ` and `PROT` are offered.
+    pub tls: bool,
+    /// `--require-tls`: `USER` only after `AUTH TLS` (or on a TLS
+    /// listener), and transfers only with `PROT P` (vsftpd's
+    /// `force_local_logins_ssl` and `force_local_data_ssl`).
+    pub require_tls: bool,
 }
 
 /// The FTP protocol: one root, one set of users, shared by every session.

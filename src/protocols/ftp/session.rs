@@ -210,6 +210,14 @@ pub struct FtpSession {
     /// ([`Session::take_finished_requests`]): one per command line, however
     /// many replies it gets (a transfer's `150` and `226` are one).
     finished: u32,
+    /// The control connection speaks TLS ([`Session::handle_tls`]).
+    tls: bool,
+    /// `AUTH TLS` was answered `234`: no command is read until the switch.
+    tls_pending: bool,
+    /// `PBSZ` was sent (RFC 4217: before `PROT`).
+    pbsz: bool,
+    /// `PROT P`: data connections speak TLS.
+    protect_data: bool,
 }
 
 impl FtpSession {
@@ -249,6 +257,10 @@ impl FtpSession {
             next_id: 0,
             last_activity: now,
             finished: 0,
+            tls: false,
+            tls_pending: false,
+            pbsz: false,
+            protect_data: false,
         };
         s.reply(220, "muse FTP server ready.");
         s
@@ -298,6 +310,7 @@ impl FtpSession {
     /// Whether commands are taken from the input now.
     fn taking_commands(&self) -> bool {
         self.phase == Phase::Commands
+            && !self.tls_pending
             && !matches!(
                 self.awaiting,
                 Some(
@@ -425,7 +438,7 @@ impl FtpSession {
         if !logged_in
             && !matches!(
                 cmd.verb,
-                User | Pass | Quit | Feat | Syst | Auth | Help | Noop
+                User | Pass | Quit | Feat | Syst | Auth | Pbsz | Prot | Ccc | Help | Noop
             )
         {
             return self.reply(530, "Please login with USER and PASS.");
@@ -441,24 +454,22 @@ impl FtpSession {
             Noop => self.reply(200, "NOOP ok."),
             Syst => self.reply(215, "UNIX Type: L8"),
             Feat => {
+                let mut features = vec![
+                    "EPRT",
+                    "EPSV",
+                    "MDTM",
+                    "MLST type*;size*;modify*;perm*;unix.mode*;",
+                    "PASV",
+                    "REST STREAM",
+                    "SIZE",
+                    "TVFS",
+                    "UTF8",
+                ];
+                if self.config.tls {
+                    features.extend(["AUTH TLS", "PBSZ", "PROT"]);
+                }
                 let out = self.out.buf();
-                wire::reply_multi(
-                    out,
-                    211,
-                    "Features:",
-                    &[
-                        "EPRT",
-                        "EPSV",
-                        "MDTM",
-                        "MLST type*;size*;modify*;perm*;unix.mode*;",
-                        "PASV",
-                        "REST STREAM",
-                        "SIZE",
-                        "TVFS",
-                        "UTF8",
-                    ],
-                    "End",
-                );
+                wire::reply_multi(out, 211, "Features:", &features, "End");
             }
             Help => {
                 let out = self.out.buf();
@@ -467,16 +478,18 @@ impl FtpSession {
                     214,
                     "The following commands are recognized.",
                     &[
-                        "ABOR ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MKD",
-                        "MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REST RETR",
-                        "RMD  RNFR RNTO SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD",
-                        "XMKD XPWD XRMD",
+                        "ABOR ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HELP LIST",
+                        "MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT",
+                        "PWD  QUIT REST RETR RMD  RNFR RNTO SIZE STAT STOR STOU STRU SYST",
+                        "TYPE USER XCUP XCWD XMKD XPWD XRMD",
                     ],
                     "Help OK.",
                 );
             }
-            Auth => self.reply(502, "TLS is not available on this server."),
-            Pbsz | Prot => self.reply(503, "PBSZ/PROT need AUTH TLS first."),
+            Auth => self.auth(&cmd),
+            Pbsz => self.pbsz(&cmd),
+            Prot => self.prot(&cmd),
+            Ccc => self.reply(533, "CCC refused: the control connection stays encrypted."),
             Acct => self.reply(202, "ACCT not needed."),
             Allo => self.reply(202, "ALLO not needed."),
             Site => self.reply(502, "SITE commands are not implemented."),
@@ -597,12 +610,86 @@ impl FtpSession {
         }
     }
 
+    /// `AUTH TLS` (or `SSL`, its old name): `234`, then the control
+    /// connection switches to TLS right after that reply
+    /// ([`OutQueue::push_start_tls`]); nothing more is read until it has.
+    fn auth(&mut self, cmd: &Command<'_>) {
+        let Some(arg) = self.arg_str(cmd) else {
+            return;
+        };
+        if !self.config.tls {
+            return self.reply(502, "TLS is not available on this server.");
+        }
+        if self.tls {
+            return self.reply(503, "Already using TLS.");
+        }
+        if matches!(self.login, Login::In(_)) {
+            return self.reply(503, "AUTH must come before login.");
+        }
+        match arg.to_ascii_uppercase().as_str() {
+            "TLS" | "TLS-C" | "SSL" | "TLS-P" => {
+                self.reply(234, "AUTH TLS successful.");
+                self.out.push_start_tls();
+                self.tls_pending = true;
+                // A USER before AUTH does not carry over (RFC 4217 §4).
+                self.login = Login::NeedUser;
+            }
+            _ => self.reply(504, "AUTH TLS or AUTH SSL only."),
+        }
+    }
+
+    /// `PBSZ`: only 0 makes sense over TLS (RFC 4217 §9).
+    fn pbsz(&mut self, cmd: &Command<'_>) {
+        let Some(arg) = self.arg_str(cmd) else {
+            return;
+        };
+        if !self.tls {
+            return self.reply(503, "PBSZ needs AUTH TLS first.");
+        }
+        if arg.parse::<u64>().is_err() {
+            return self.reply(501, "PBSZ takes a number.");
+        }
+        self.pbsz = true;
+        self.reply(200, "PBSZ=0");
+    }
+
+    /// `PROT P` (data connections in TLS) or `PROT C` (in clear).
+    fn prot(&mut self, cmd: &Command<'_>) {
+        let Some(arg) = self.arg_str(cmd) else {
+            return;
+        };
+        if !self.tls {
+            return self.reply(503, "PROT needs AUTH TLS first.");
+        }
+        if !self.pbsz {
+            return self.reply(503, "PROT needs PBSZ first.");
+        }
+        match arg.to_ascii_uppercase().as_str() {
+            "P" => {
+                self.protect_data = true;
+                self.reply(200, "PROT now Private.");
+            }
+            "C" if self.config.require_tls => {
+                self.reply(536, "PROT C refused: data connections must be encrypted.")
+            }
+            "C" => {
+                self.protect_data = false;
+                self.reply(200, "PROT now Clear.");
+            }
+            "S" | "E" => self.reply(536, "PROT S and E are not supported."),
+            _ => self.reply(504, "PROT P or PROT C."),
+        }
+    }
+
     fn user(&mut self, cmd: &Command<'_>) {
         let Some(name) = self.arg_str(cmd) else {
             return;
         };
         if name.is_empty() {
             return self.reply(501, "USER needs a name.");
+        }
+        if self.config.require_tls && !self.tls {
+            return self.reply(530, "TLS required: send AUTH TLS first.");
         }
         if matches!(self.login, Login::In(_)) {
             return self.reply(530, "Already logged in.");
@@ -842,6 +929,12 @@ impl FtpSession {
         opening: &str,
         now: Instant,
     ) {
+        if self.config.require_tls && !self.protect_data {
+            if let Some(up) = upload {
+                self.user_root().0.discard_upload(up);
+            }
+            return self.reply(521, "Data connections must be encrypted: send PROT P.");
+        }
         let id = match std::mem::replace(&mut self.data, Data::None) {
             Data::Passive(id) => id,
             Data::Active(addr) => {
@@ -858,6 +951,10 @@ impl FtpSession {
             }
         };
         self.reply(150, opening);
+        if self.protect_data {
+            // TLS on the data connection, its handshake before the job.
+            self.requests.push_back(Request::Secure { id });
+        }
         // The driver holds the job until the data connection is up (and a
         // passive one is accepted only once it has a job).
         self.requests.push_back(with_id(job, id));
@@ -1352,6 +1449,13 @@ impl FtpSession {
                 use std::io::ErrorKind::*;
                 match error {
                     _ if !t.connected => self.reply(425, "Cannot open data connection."),
+                    PermissionDenied if self.protect_data => self.reply(
+                        522,
+                        "Data connection refused: it must resume the control connection's TLS session.",
+                    ),
+                    InvalidData if self.protect_data => {
+                        self.reply(426, "TLS failed on the data connection; transfer aborted.")
+                    }
                     StorageFull => self.reply(452, "Insufficient storage space."),
                     QuotaExceeded => self.reply(552, "Disk quota exceeded."),
                     FileTooLarge => self.reply(552, "File too large."),
@@ -1494,6 +1598,15 @@ impl Session for FtpSession {
         // is answered), and every complete line already read is answered,
         // then the session closes (RFC 959: as QUIT would).
         self.input_ended = true;
+        self.process_lines(now);
+    }
+
+    fn handle_tls(&mut self, now: Instant) {
+        self.tls = true;
+        self.tls_pending = false;
+        // Whatever arrived behind `AUTH TLS` in clear is not a command
+        // (a client must wait for the `234`).
+        self.lines = LineReader::new();
         self.process_lines(now);
     }
 

@@ -73,6 +73,8 @@ impl Harness {
             masquerade: None,
             idle_timeout: Some(IDLE),
             data_timeout: Some(DATA_TIMEOUT),
+            tls: true,
+            require_tls: false,
         };
         let addr: SocketAddr = "127.0.0.1:2121".parse().unwrap();
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();

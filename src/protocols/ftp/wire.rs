@@ -334,6 +334,7 @@ pub enum Verb {
     Auth,
     Pbsz,
     Prot,
+    Ccc,
     Site,
 }
 
@@ -381,6 +382,7 @@ impl Verb {
         Verb::Auth,
         Verb::Pbsz,
         Verb::Prot,
+        Verb::Ccc,
         Verb::Site,
     ];
 
@@ -428,6 +430,7 @@ impl Verb {
             Verb::Auth => "AUTH",
             Verb::Pbsz => "PBSZ",
             Verb::Prot => "PROT",
+            Verb::Ccc => "CCC",
             Verb::Site => "SITE",
         }
     }

@@ -106,6 +106,7 @@ impl Harness {
                     out.extend_from_slice(&buf);
                     self.s.consume_output(len as usize, self.now);
                 }
+                Output::StartTls => panic!("http never switches to TLS"),
             }
         }
         String::from_utf8_lossy(&out).into_owned()
