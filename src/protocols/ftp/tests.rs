@@ -692,3 +692,59 @@ fn shutdown_deadline_of_an_idle_session_says_421_once() {
     h.s.handle_shutdown_expired(h.now);
     assert_eq!(h.output(), "");
 }
+
+#[test]
+fn auth_tls_switches_after_its_234_and_reads_nothing_before() {
+    let mut h = Harness::new(false);
+    // A command pipelined behind AUTH TLS (in clear) is not taken.
+    h.send("AUTH TLS\r\nUSER alice\r\n");
+    assert_eq!(h.s.poll_output().bytes(), b"234 AUTH TLS successful.\r\n");
+    h.s.consume_output(26, h.now);
+    assert!(matches!(
+        h.s.poll_output(),
+        crate::session::Output::StartTls
+    ));
+    assert!(!h.s.wants_read(), "nothing is read until the switch");
+    h.s.consume_output(0, h.now);
+    h.s.handle_tls(h.now);
+    assert!(h.s.wants_read());
+    assert_eq!(h.output(), "", "the USER sent in clear was dropped");
+    // Over TLS: PROT needs PBSZ; PROT P makes data connections TLS.
+    h.send("PROT P\r\n");
+    assert!(h.output().starts_with("503 "));
+    h.send("PBSZ 0\r\nPROT P\r\nCCC\r\nAUTH TLS\r\n");
+    let out = h.output();
+    assert!(
+        out.starts_with("200 PBSZ=0\r\n200 PROT now Private.\r\n533 "),
+        "{out}"
+    );
+    assert!(out.ends_with("503 Already using TLS.\r\n"), "{out}");
+    h.send("USER alice\r\nPASS secret\r\n");
+    h.compute();
+    assert!(h.output().contains("230 "));
+    std::fs::write(h.file("big"), vec![7u8; 1000]).unwrap();
+    let id = h.passive();
+    h.send("RETR big\r\n");
+    assert!(h.output().starts_with("150 "));
+    let requests = h.take();
+    assert!(
+        matches!(requests.as_slice(), [Request::Secure { id: s }, Request::SendFile { id: f, .. }] if *s == id && *f == id),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn prot_and_pbsz_need_tls_and_feat_offers_it() {
+    let mut h = Harness::new(true);
+    h.send("PBSZ 0\r\nPROT P\r\nFEAT\r\n");
+    let out = h.output();
+    assert!(
+        out.starts_with("503 PBSZ needs AUTH TLS first.\r\n503 "),
+        "{out}"
+    );
+    for f in [" AUTH TLS\r\n", " PBSZ\r\n", " PROT\r\n"] {
+        assert!(out.contains(f), "FEAT lacks {f:?}: {out}");
+    }
+    h.send("AUTH KERBEROS\r\n");
+    assert!(h.output().starts_with("503 AUTH must come before login."));
+}
