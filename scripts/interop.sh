@@ -9,8 +9,9 @@
 # calc under two, expressions typed into netcat, answers checked against Python;
 # kv under three (one a forking architecture, whose store is a process of its
 # own), talked to by redis-cli, redis-py (RESP2 and RESP3) and
-# redis-benchmark (see the kv section); TLS listeners under three, talked to
-# by curl, Chromium, redis-cli --tls and redis-py (see the TLS section).
+# redis-benchmark (see the kv section); TLS under three, talked to by curl,
+# Chromium, redis-cli --tls and redis-py, and FTPS by curl, lftp and
+# ftplib.FTP_TLS (see the TLS section).
 # Installs missing clients with apt (and redis-py 5 with pip). Every wait is
 # bounded.
 #
@@ -1630,6 +1631,81 @@ assert pipe.execute()[-1] >= 2
 PY
 }
 
+
+# FTPS: curl (explicit with --ssl-reqd, implicit with ftps://), lftp with
+# ftp:ssl-force and ftp:ssl-protect-data, Python's ftplib.FTP_TLS with
+# prot_p(); downloads and uploads byte-exact, the data connections in TLS.
+check_ftps_curl() {
+	curl -sS --max-time 30 --ssl-reqd --cacert "$TLS_DIR/cert.pem" -u "alice:$FTPS_PASS" \
+		"ftp://$addr/bin.dat" -o "$TLS_DIR/ftps-a" || return 1
+	cmp -s "$TLS_DIR/ftps-a" "$FTPS_ROOT/bin.dat" || { log "curl --ssl-reqd: download differs"; return 1; }
+	curl -sS --max-time 30 --ssl-reqd --cacert "$TLS_DIR/cert.pem" -u "alice:$FTPS_PASS" \
+		-T "$FTPS_ROOT/bin.dat" "ftp://$addr/up-curl.dat" || return 1
+	cmp -s "$FTPS_ROOT/up-curl.dat" "$FTPS_ROOT/bin.dat" || { log "curl --ssl-reqd: upload differs"; return 1; }
+	curl -sS --max-time 30 --cacert "$TLS_DIR/cert.pem" -u "alice:$FTPS_PASS" \
+		"ftps://$tls_addr/bin.dat" -o "$TLS_DIR/ftps-b" || return 1
+	cmp -s "$TLS_DIR/ftps-b" "$FTPS_ROOT/bin.dat" || { log "curl ftps://: download differs"; return 1; }
+}
+
+check_ftps_lftp() {
+	rm -f "$TLS_DIR/ftps-l" "$FTPS_ROOT/up-lftp.dat"
+	timeout 60 lftp -u "alice,$FTPS_PASS" -e "set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+set ssl:ca-file $TLS_DIR/cert.pem; set net:max-retries 1; get bin.dat -o $TLS_DIR/ftps-l; \
+put $FTPS_ROOT/bin.dat -o up-lftp.dat; bye" "ftp://$addr" >/dev/null 2>"$TLS_DIR/lftp.err" || {
+		log "lftp over TLS failed:"
+		tail -n 5 "$TLS_DIR/lftp.err" >&2
+		return 1
+	}
+	cmp -s "$TLS_DIR/ftps-l" "$FTPS_ROOT/bin.dat" && cmp -s "$FTPS_ROOT/up-lftp.dat" "$FTPS_ROOT/bin.dat" || {
+		log "lftp over TLS: a transfer differs"
+		return 1
+	}
+}
+
+check_ftps_ftplib() {
+	timeout 60 python3 - "${addr##*:}" "$TLS_DIR/cert.pem" "$FTPS_PASS" <<'PY'
+import ftplib, io, os, ssl, sys
+port, ca, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ftp = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=ca), timeout=20)
+ftp.connect("127.0.0.1", port)
+ftp.login("alice", password)
+ftp.prot_p()
+data = os.urandom(700_000)
+for passive in (True, False):
+    ftp.set_pasv(passive)
+    name = f"up-ftplib-{passive}.dat"
+    ftp.storbinary(f"STOR {name}", io.BytesIO(data))
+    got = io.BytesIO()
+    ftp.retrbinary(f"RETR {name}", got.write)
+    assert got.getvalue() == data, f"round trip (passive={passive}) differs"
+    assert name in ftp.nlst(), f"NLST lacks {name}"
+ftp.quit()
+PY
+}
+
+ftps_section() {
+	local arch
+	command -v lftp >/dev/null || apt_install lftp
+	FTPS_ROOT=$TLS_DIR/ftproot
+	FTPS_PASS=interop-$RANDOM
+	mkdir -p "$FTPS_ROOT"
+	head -c 900000 /dev/urandom >"$FTPS_ROOT/bin.dat"
+	printf 'alice:%s:/:all\n' "$(printf '%s' "$FTPS_PASS" | "$MUSE" passwd)" >"$TLS_DIR/users"
+	for arch in $TLS_ARCHS; do
+		log "ftps --arch $arch"
+		if ! start_muse_tls "ftps-$arch" ftp "$arch" --root "$FTPS_ROOT" --users "$TLS_DIR/users"; then
+			log "  FAIL  start"
+			failed=1
+			stop_server "$arch" || true
+			continue
+		fi
+		check "curl --ssl-reqd (explicit) and ftps:// (implicit): down and up" check_ftps_curl
+		check "lftp ftp:ssl-force, ftp:ssl-protect-data: get and put" check_ftps_lftp
+		check "python ftplib.FTP_TLS, prot_p: passive and active round trips" check_ftps_ftplib
+		check "SIGTERM: exits 0" stop_server "$arch"
+	done
+}
+
 tls_section() {
 	local started=$SECONDS arch
 	command -v openssl >/dev/null || apt_install openssl
@@ -1662,6 +1738,7 @@ tls_section() {
 		check "redis-py ssl=True: set/get, MULTI/EXEC" check_tls_redis_py
 		check "SIGTERM: exits 0" stop_server "$arch"
 	done
+	ftps_section
 	log "tls: $((SECONDS - started))s"
 }
 

@@ -65,14 +65,15 @@ struct Tls {
     cert: PathBuf,
     key: PathBuf,
     alpn: Vec<Vec<u8>>,
-    current: Mutex<Arc<ServerConfig>>,
+    /// For control connections, and for data connections.
+    current: Mutex<(Arc<ServerConfig>, Arc<ServerConfig>)>,
 }
 
 /// Loads the certificate chain and key and makes TLS available to this
 /// process's connections. `alpn` lists the protocols offered
 /// (`http/1.1` for HTTPS; empty for others).
 pub fn configure(cert: &Path, key: &Path, alpn: Vec<Vec<u8>>) -> anyhow::Result<()> {
-    let config = load(cert, key, &alpn)?;
+    let config = with_data(load(cert, key, &alpn)?);
     let tls = Tls {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
@@ -94,7 +95,7 @@ pub fn reload() -> Result<Option<String>, String> {
     };
     match load(&tls.cert, &tls.key, &tls.alpn) {
         Ok(config) => {
-            *tls.current.lock().unwrap_or_else(|e| e.into_inner()) = config;
+            *tls.current.lock().unwrap_or_else(|e| e.into_inner()) = with_data(config);
             Ok(Some(format!(
                 "tls: reloaded the certificate {}",
                 tls.cert.display()
@@ -110,8 +111,28 @@ pub fn reload() -> Result<Option<String>, String> {
 /// TLS is not configured.
 pub fn accept() -> Option<io::Result<rustls::ServerConnection>> {
     let tls = TLS.get()?;
-    let config = Arc::clone(&tls.current.lock().unwrap_or_else(|e| e.into_inner()));
+    let config = Arc::clone(&tls.current.lock().unwrap_or_else(|e| e.into_inner()).0);
     Some(rustls::ServerConnection::new(config).map_err(io::Error::other))
+}
+
+/// Like [`accept`], for an FTP upload's data connection: no session
+/// tickets are sent on it, because a client that uploads never reads them,
+/// and closing a socket with unread bytes resets it, which can cut off the
+/// end of the upload. (A download's data connection sends tickets: the
+/// client reads everything there, and a client that uses each ticket once
+/// needs new ones to resume the next data connection.)
+pub fn accept_data() -> Option<io::Result<rustls::ServerConnection>> {
+    let tls = TLS.get()?;
+    let config = Arc::clone(&tls.current.lock().unwrap_or_else(|e| e.into_inner()).1);
+    Some(rustls::ServerConnection::new(config).map_err(io::Error::other))
+}
+
+/// The control configuration and its data-connection twin (the same
+/// certificate, ticket keys and session cache; no tickets sent).
+fn with_data(control: Arc<ServerConfig>) -> (Arc<ServerConfig>, Arc<ServerConfig>) {
+    let mut data = (*control).clone();
+    data.send_tls13_tickets = 0;
+    (control, Arc::new(data))
 }
 
 /// A configuration from the PEM files `cert` (the chain, leaf first) and

@@ -115,9 +115,11 @@ pub struct Channel {
     /// once the connection is open.
     tls_wanted: bool,
     tls: Option<Box<ServerConnection>>,
-    /// A send job's bytes are all encrypted: `close_notify` and the last
-    /// records are being sent before the channel reports `Done`.
+    /// A job's bytes are all through: `close_notify` and the last records
+    /// are being sent before the channel reports `Done`.
     tls_closing: bool,
+    /// `close_notify` is queued.
+    tls_close_sent: bool,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -219,6 +221,7 @@ impl Channel {
             tls_wanted: false,
             tls: None,
             tls_closing: false,
+            tls_close_sent: false,
         }
     }
 
@@ -378,7 +381,9 @@ impl Channel {
             return Pump::Blocked;
         };
         if self.tls_wanted {
-            match secure_step(&mut self.tls, &mut self.tls_closing, stream) {
+            let receiving = matches!(job, Job::Receive { .. });
+            let closing = self.tls_closing.then_some(&mut self.tls_close_sent);
+            match secure_step(&mut self.tls, closing, receiving, stream) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.ready = false;
@@ -800,17 +805,27 @@ fn receive(
 
 /// Moves a channel's TLS on before its job: makes the server connection
 /// once the socket is open, runs the handshake until it is done (then
-/// checks `--tls-require-reuse`), and, once a send job's bytes are all
-/// encrypted, sends `close_notify` and the records left. `Ok(true)`: the
+/// checks `--tls-require-reuse`), and, when `closing` (whether
+/// `close_notify` is queued yet), sends `close_notify` and the records
+/// left. `Ok(true)`: the
 /// job may run (or the channel is done closing: the caller sees the job
 /// finish); `Ok(false)`: the socket would block.
 fn secure_step(
     tls: &mut Option<Box<ServerConnection>>,
-    closing: &mut bool,
+    closing: Option<&mut bool>,
+    receiving: bool,
     stream: &TcpStream,
 ) -> io::Result<bool> {
     if tls.is_none() {
-        let made = crate::tls::accept().unwrap_or_else(|| {
+        // An upload's connection sends no session tickets (see
+        // `tls::accept_data`); a download's does, so that a client that
+        // resumes with a ticket used once each time never runs out.
+        let made = if receiving {
+            crate::tls::accept_data()
+        } else {
+            crate::tls::accept()
+        };
+        let made = made.unwrap_or_else(|| {
             Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "no TLS configured",
@@ -836,10 +851,9 @@ fn secure_step(
             return Err(io::ErrorKind::PermissionDenied.into());
         }
     }
-    if *closing {
-        if !conn.wants_write() {
-            // Queued once: after it the records drain, and the next call
-            // finds nothing left to write.
+    if let Some(close_sent) = closing {
+        if !*close_sent {
+            *close_sent = true;
             conn.send_close_notify();
         }
         while conn.wants_write() {
@@ -847,6 +861,10 @@ fn secure_step(
                 Ok(_) => {}
                 Err(e) if would_block(&e) => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // An upload is whole once the client has ended it: a client
+                // that closes without waiting for our `close_notify` (curl
+                // does) loses nothing.
+                Err(_) if receiving => break,
                 Err(e) => return Err(e),
             }
         }
