@@ -178,6 +178,9 @@ pub struct Master<'a> {
     companion_due: Option<Instant>,
     /// The stop's deadline passed: the workers left are being killed.
     killing: bool,
+    /// The first time every position had a ready worker has been logged
+    /// (`N workers ready`: the server is fully up).
+    all_ready_said: bool,
     /// How workers get their connections (`--accept`).
     accept: Acceptor,
 }
@@ -199,6 +202,7 @@ impl<'a> Master<'a> {
             spawned: 0,
             companion_due: None,
             killing: false,
+            all_ready_said: false,
             accept: Acceptor::new(server),
         }
     }
@@ -502,6 +506,17 @@ impl<'a> Master<'a> {
             if w.role != Role::Retiring && slot.retiring.load(Ordering::Acquire) {
                 w.role = Role::Retiring;
                 self.log_recycle(&self.workers[i]);
+            }
+        }
+        if !self.all_ready_said {
+            let ready = self
+                .workers
+                .iter()
+                .filter(|w| w.ready && w.role == Role::Serving)
+                .count();
+            if ready >= self.target {
+                self.all_ready_said = true;
+                log::info(format_args!("{ready} workers ready"));
             }
         }
     }

@@ -247,6 +247,9 @@ arch_tests!(
         let (server, _root) = http_server(arch, &[], &[("MUSE_FAULT_WORKER_BOOT", &flag_str)]);
         let n = workers_of(arch);
         let mut old = server.wait_for_children(n, "after startup");
+        // Every worker past its boot before the fault is armed (one still
+        // booting would fail, and its position would halt the server).
+        wait_for_log(&server, &format!("{n} workers ready"), ROLL_TIMEOUT);
         let mut conn = server.connect();
         if let Err(e) = get(&mut conn) {
             server.fail(&format!("before the roll: {e:?}"));
