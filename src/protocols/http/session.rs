@@ -68,6 +68,13 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// The most input buffer capacity a connection keeps between requests.
 const RETAIN_INPUT: usize = 4 * 1024;
 
+/// How long a drain keeps a kept-alive connection that is between requests
+/// open: its client may already have sent the next request (it could not
+/// know), which is answered with `Connection: close`; closing at once would
+/// lose it. A client that sends nothing in this time is closed (and a
+/// request racing that close is the same race as the idle timeout's).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
 /// What methods a resource allows (the `Allow` of a 405).
 const ALLOW: &str = "GET, HEAD";
 
@@ -130,6 +137,11 @@ pub struct HttpSession {
     phase: Phase,
     eof: bool,
     shutting_down: bool,
+    /// Requests answered when the drain began: one answered after it
+    /// closes the connection.
+    served_at_drain: u64,
+    /// A drain's grace for a connection that was between requests.
+    drain_until: Option<Instant>,
     /// Requests answered on this connection.
     served: u64,
     /// Responses queued since the driver last asked
@@ -164,6 +176,8 @@ impl HttpSession {
             phase: Phase::Open,
             eof: false,
             shutting_down: false,
+            served_at_drain: 0,
+            drain_until: None,
             served: 0,
             finished: 0,
             head_since: Some(now),
@@ -273,7 +287,7 @@ impl HttpSession {
             // A partial head the client can no longer finish is dropped.
             self.phase = Phase::Closing;
         } else if self.shutting_down
-            && self.served > 0
+            && self.served > self.served_at_drain
             && self.input.is_empty()
             && self.out.is_empty()
         {
@@ -650,6 +664,16 @@ impl Session for HttpSession {
             self.phase = Phase::Gone;
             return;
         }
+        if self.phase == Phase::Open
+            && self.drain_until.is_some_and(|t| now >= t)
+            && self.input.is_empty()
+            && self.out.is_empty()
+            && self.discard == 0
+        {
+            // The drain's grace passed with nothing asked.
+            self.phase = Phase::Closing;
+            return;
+        }
         if let Phase::Lingering(until) = self.phase {
             if now >= until {
                 self.phase = Phase::Closing;
@@ -671,18 +695,18 @@ impl Session for HttpSession {
 
     fn handle_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
-        // A connection that has not sent its first request yet may: its
-        // client could not know the server was stopping when it connected
-        // (the header timeout still bounds it).
+        self.served_at_drain = self.served;
+        // The next request is answered (with close), then the connection
+        // closes: one under way or about to come. A new connection may
+        // send its first (its client could not know; the header timeout
+        // bounds it); one between requests gets [`DRAIN_GRACE`].
         if self.phase == Phase::Open
             && self.served > 0
             && self.input.is_empty()
             && self.discard == 0
             && self.listing.is_none()
         {
-            // Between requests: close now. (A response being sent finishes
-            // first; the connection closes after it.)
-            self.phase = Phase::Closing;
+            self.drain_until = Some(now + DRAIN_GRACE);
         }
         self.process(now);
     }
@@ -748,7 +772,8 @@ impl Session for HttpSession {
             Phase::Lingering(until) => Some(until),
             _ => None,
         };
-        [self.request_deadline(), self.send_deadline(), linger]
+        let grace = self.drain_until.filter(|_| self.phase == Phase::Open);
+        [self.request_deadline(), self.send_deadline(), linger, grace]
             .into_iter()
             .flatten()
             .min()

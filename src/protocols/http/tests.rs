@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::session::{LINGER, MAX_OUTPUT, MAX_QUEUED_FILES};
+use super::session::{DRAIN_GRACE, LINGER, MAX_OUTPUT, MAX_QUEUED_FILES};
 use super::{Http, HttpConfig};
 use crate::root::Root;
 use crate::session::{ConnInfo, Output, Protocol, Request, Session};
@@ -295,11 +295,24 @@ fn shutdown_closes_at_the_next_request_boundary() {
     h.advance(LINGER);
     assert!(h.s.wants_close(), "{out}");
 
-    // An idle keep-alive connection closes at once.
+    // An idle keep-alive connection is closed after the drain's grace...
     let mut h = Harness::new();
     h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(statuses(&h.output()), [200]);
     h.s.handle_shutdown(h.now);
+    assert!(!h.s.wants_close());
+    assert_eq!(h.s.poll_timeout(), Some(h.now + DRAIN_GRACE));
+    h.advance(DRAIN_GRACE);
+    assert!(h.s.wants_close());
+    // ...unless its next request comes within it: answered with close.
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(statuses(&h.output()), [200]);
+    h.s.handle_shutdown(h.now);
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.output();
+    assert_eq!(statuses(&out), [200]);
+    assert!(out.contains("Connection: close"), "{out}");
     assert!(h.s.wants_close());
 
     // A new connection may still send its first request (its client could
