@@ -407,3 +407,35 @@ fn tls_only_servers_have_no_plain_listener_and_require_tls_refuses_one() {
     assert!(run.stderr.contains("plain listener"), "{run:?}");
     assert!(!run.stdout.contains("listening on"), "{run:?}");
 }
+
+#[test]
+fn a_hot_restart_keeps_the_tls_listener_tls() {
+    let (dir, certs) = fixture("hot");
+    let mut server = https("reactor", &dir, &certs, &[]);
+    let s_addr = server.addrs()[1];
+    let client = certs.client(&[b"http/1.1"]);
+    let get = |server: &Server| {
+        let mut c = connect(s_addr, &client).or_fail(server);
+        c.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let (head, body) = response(&mut c).or_fail(server);
+        assert!(head.starts_with("http/1.1 200 ") && body == PAGE, "{head}");
+    };
+    get(&server);
+    server.signal(libc::SIGUSR2);
+    if wait_for(Duration::from_secs(30), || {
+        server.stderr().contains("drains and exits").then_some(())
+    })
+    .is_none()
+    {
+        server.fail("no hand-over after USR2");
+    }
+    if !server
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success())
+    {
+        server.fail("the old server did not exit 0");
+    }
+    // The successor serves TLS on the inherited listener.
+    get(&server);
+}
