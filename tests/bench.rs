@@ -599,3 +599,82 @@ fn an_architecture_entry_may_carry_serve_arguments_of_its_own() {
         );
     }
 }
+
+/// The run's load errors, asserted zero kind by kind (`tls` included).
+fn assert_no_errors(load: &serde_json::Value, what: &str) {
+    for kind in ["connect", "mismatch", "closed", "io", "stalled", "tls"] {
+        assert_eq!(load["errors"][kind], 0, "{what}: {load}");
+    }
+}
+
+#[test]
+fn tls_scenarios_run_clean_against_muse_and_a_spawned_server() {
+    let dir = Scratch::new("tls");
+    let json_path = dir.path("r.json");
+    // A spawned server given the run's certificate through the
+    // placeholders: muse itself, serving TLS only.
+    let spawned = |protocol: &str| {
+        format!(
+            "spawned={} serve {protocol} --tls-listen 127.0.0.1:0 --tls-cert {{tls_cert}} --tls-key {{tls_key}}{}",
+            muse(),
+            if protocol == "http" { " --root {root}" } else { "" }
+        )
+    };
+    for (protocol, scenario) in [
+        ("http", "https-get"),
+        ("http", "handshake"),
+        ("kv", "kv-tls"),
+    ] {
+        let spawn = spawned(protocol);
+        let mut args = vec![
+            protocol,
+            "--arch",
+            "reactor,thread-pool",
+            "--spawn",
+            &spawn,
+            "--scenario",
+            scenario,
+            "--clients",
+            "2",
+        ];
+        args.extend_from_slice(SHORT);
+        args.extend_from_slice(&["--json", &json_path]);
+        bench(&args);
+        let report = json(&json_path);
+        assert_eq!(report["scenario"], scenario);
+        for name in ["muse/reactor", "muse/thread-pool", "spawned"] {
+            let load = &server(&report, name)["runs"][0]["load"];
+            let what = format!("{scenario} {name}");
+            assert!(load["requests"].as_u64().unwrap() > 0, "{what}: {load}");
+            assert_no_errors(load, &what);
+        }
+    }
+}
+
+#[test]
+fn tls_against_a_plain_server_is_counted_tls_errors() {
+    let dir = Scratch::new("tls-plain");
+    let json_path = dir.path("r.json");
+    // Echoes the ClientHello back: not a TLS answer.
+    let addr = tiny_server(|_, _| {}).to_string();
+    let against = format!("plain={addr}");
+    let mut args = vec![
+        "http",
+        "--arch",
+        "none",
+        "--against",
+        &against,
+        "--scenario",
+        "https-get",
+        "--clients",
+        "2",
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--json", &json_path]);
+    let out = bench(&args);
+    let report = json(&json_path);
+    let load = &server(&report, "plain")["runs"][0]["load"];
+    assert_eq!(load["requests"], 0, "{load}");
+    assert!(load["errors"]["tls"].as_u64().unwrap() > 0, "{load}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tls"));
+}

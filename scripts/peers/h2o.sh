@@ -4,7 +4,12 @@
 #
 #   muse bench http --spawn "h2o=scripts/peers/h2o.sh {root}" \
 #                   --spawn "h2o-all=scripts/peers/h2o.sh --workers auto {root}"
+#   muse bench http --scenario https-get \
+#                   --spawn "h2o=scripts/peers/h2o.sh --tls {tls_cert} {tls_key} {root}"
 #
+# --tls CERT KEY serves HTTPS instead (PEM files; the bench's TLS scenarios
+# give theirs as {tls_cert} and {tls_key}): `ssl:` under `listen`, TLS 1.2
+# at least, h2o's default session resumption (cache and tickets).
 # --workers N (or $MUSE_PEER_WORKERS) sets h2o's worker threads: 1 by
 # default, `auto` for one per CPU. Installs h2o with apt-get if it is missing
 # (only as root, where apt-get exists), writes its config into a temporary
@@ -30,6 +35,13 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 # No `access-log`: h2o then writes none. `max-connections` is 1024 by
 # default, fewer than the idle scenario holds.
+tls_lines=
+if [ -n "$tls_cert" ]; then
+    tls_lines="  ssl:
+    certificate-file: $tls_cert
+    key-file: $tls_key
+    minimum-version: TLSv1.2"
+fi
 cat > "$tmp/h2o.conf" <<CONF
 $user_line
 num-threads: $workers
@@ -38,6 +50,7 @@ error-log: /dev/stderr
 listen:
   host: 127.0.0.1
   port: $port
+$tls_lines
 hosts:
   default:
     paths:

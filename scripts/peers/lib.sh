@@ -1,19 +1,23 @@
 # shellcheck shell=bash disable=SC2154,SC2034  # me, tmp come from the sourcing script; program, workers, root go back to it
 # lib.sh: what every peer script in this directory shares, sourced by them:
-# reading `[--workers N|auto] ROOT`, installing a missing server with
+# reading `[--workers N|auto] [--tls CERT KEY] ROOT`, installing a missing server with
 # apt-get, choosing a free port, and running the server in the foreground
 # until `muse bench` stops it (SIGTERM/SIGINT/SIGHUP), after printing
 # `listening on 127.0.0.1:PORT` once it accepts. Each script sets `me` (its
 # name, for messages) before sourcing this.
 
-# Reads `[--workers N|auto] ROOT` (workers default $MUSE_PEER_WORKERS or 1)
-# into $workers (a number) and $root (an absolute directory).
+# Reads `[--workers N|auto] [--tls CERT KEY] ROOT` (workers default
+# $MUSE_PEER_WORKERS or 1) into $workers (a number), $root (an absolute
+# directory) and, with --tls, $tls_cert and $tls_key (absolute paths of PEM
+# files; empty without).
 peer_args() {
     workers=${MUSE_PEER_WORKERS:-1}
+    tls_cert= tls_key=
     while [ $# -gt 1 ]; do
         case $1 in
             --workers) workers=${2:?--workers wants N or auto}; shift 2 ;;
             --workers=*) workers=${1#--workers=}; shift ;;
+            --tls) peer_tls "${2:-}" "${3:-}"; shift 3 ;;
             *) break ;;
         esac
     done
@@ -22,6 +26,18 @@ peer_args() {
         auto) workers=$(nproc) ;;
         ''|*[!0-9]*) echo "$me: --workers wants a number or auto, not $workers" >&2; exit 2 ;;
     esac
+}
+
+# Reads `--tls CERT KEY`'s files into $tls_cert and $tls_key (absolute
+# paths).
+peer_tls() {
+    local f
+    for f in "$1" "$2"; do
+        [ -n "$f" ] || { echo "$me: --tls wants CERT KEY" >&2; exit 2; }
+        [ -r "$f" ] || { echo "$me: cannot read $f" >&2; exit 1; }
+    done
+    tls_cert=$(cd "$(dirname "$1")" && pwd -P)/$(basename "$1")
+    tls_key=$(cd "$(dirname "$2")" && pwd -P)/$(basename "$2")
 }
 
 # Reads ROOT into $root (an absolute directory).

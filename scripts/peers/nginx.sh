@@ -5,7 +5,13 @@
 #
 #   muse bench http --spawn "nginx=scripts/peers/nginx.sh {root}" \
 #                   --spawn "nginx-all=scripts/peers/nginx.sh --workers auto {root}"
+#   muse bench http --scenario https-get \
+#                   --spawn "nginx=scripts/peers/nginx.sh --tls {tls_cert} {tls_key} {root}"
 #
+# --tls CERT KEY serves HTTPS instead (PEM files; the bench's TLS scenarios
+# give theirs as {tls_cert} and {tls_key}): `listen ... ssl`, TLS 1.2 and
+# 1.3, a shared session cache (and nginx's default session tickets), so a
+# client that resumes can.
 # --workers N (or $MUSE_PEER_WORKERS) sets nginx's worker processes: 1 by
 # default, `auto` for one per CPU. Installs nginx with apt-get if it is
 # missing (only as root, where apt-get exists), writes its config into a
@@ -30,6 +36,13 @@ chmod 0755 "$tmp"
 user_line=
 if [ "$(id -u)" -eq 0 ]; then
     user_line="user nobody nogroup;"
+fi
+tls_lines=
+if [ -n "$tls_cert" ]; then
+    tls_lines="ssl_certificate $tls_cert;
+        ssl_certificate_key $tls_key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;"
 fi
 cat > "$tmp/nginx.conf" <<CONF
 $user_line
@@ -60,8 +73,9 @@ http {
     scgi_temp_path $tmp/scgi;
 
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port${tls_cert:+ ssl} backlog=4096;
         root $root;
+        $tls_lines
     }
 }
 CONF

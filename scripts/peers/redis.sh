@@ -4,7 +4,14 @@
 # `--appendonly no`), as `muse serve kv` without `--data-dir` does.
 #
 #   muse bench kv --spawn "redis=scripts/peers/redis.sh"
+#   muse bench kv --scenario kv-tls \
+#                 --spawn "redis=scripts/peers/redis.sh --tls {tls_cert} {tls_key}"
 #
+# --tls CERT KEY serves Redis over TLS only (PEM files; the bench's TLS
+# scenarios give theirs as {tls_cert} and {tls_key}): `--port 0 --tls-port
+# PORT`, no client certificates (`--tls-auth-clients no`), redis-server's
+# default session caching. It needs a redis-server built with TLS (Debian's
+# is).
 # --durable DIR (or $MUSE_BENCH_DATA_DIR, which the bench sets for the kv
 # `durable` scenario) turns on the append-only file in DIR, synced before
 # every reply (`--appendonly yes --appendfsync always`), as
@@ -21,12 +28,14 @@ me=redis.sh
 . "$(dirname "$0")/lib.sh"
 
 durable=${MUSE_BENCH_DATA_DIR:-}
+tls_cert= tls_key=
 while [ $# -gt 0 ]; do
     case $1 in
+        --tls) peer_tls "${2:-}" "${3:-}"; shift 3 ;;
         --durable) durable=${2:?--durable wants a directory}; shift 2 ;;
         --durable=*) durable=${1#--durable=}; shift ;;
         --) shift; break ;;
-        *) echo "usage: $me [--durable DIR] [-- REDIS-SERVER-ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: $me [--durable DIR] [--tls CERT KEY] [-- REDIS-SERVER-ARGS...]" >&2; exit 2 ;;
     esac
 done
 if [ -n "$durable" ]; then
@@ -49,6 +58,12 @@ fi
 # Logs go to stderr (stdout is where the bench reads the listening line);
 # the client limit is lifted as muse's is, for scenarios with thousands of
 # connections.
-peer_run "$redis" --port "$port" --bind 127.0.0.1 --save '' "${keep[@]}" \
+if [ -n "$tls_cert" ]; then
+    listen=(--port 0 --tls-port "$port" --tls-cert-file "$tls_cert" --tls-key-file "$tls_key"
+        --tls-auth-clients no)
+else
+    listen=(--port "$port")
+fi
+peer_run "$redis" "${listen[@]}" --bind 127.0.0.1 --save '' "${keep[@]}" \
     --protected-mode no --daemonize no --logfile /dev/stderr --loglevel warning \
     --maxclients 100000 "$@"

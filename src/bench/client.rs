@@ -106,6 +106,8 @@ pub enum ErrorKind {
     /// A client that moved no byte for too long in the middle of a
     /// dialogue (it starts afresh).
     Stalled,
+    /// A TLS handshake failed, or TLS records could not be read.
+    Tls,
 }
 
 /// Something a client's `handle_*` call asks of the loop.

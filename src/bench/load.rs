@@ -55,6 +55,19 @@
 //! server that falls behind shows it in the tail instead of slowing the load
 //! down (coordinated omission). A timerfd wakes the thread at due times with
 //! microsecond precision, which an epoll timeout (milliseconds) cannot.
+//!
+//! TLS (`LoadSpec::tls`) lives here, beneath the clients, which see only
+//! plaintext: every link gets a rustls `ClientConnection` (one
+//! `ClientConfig` per run, trusting the run's certificate alone, for the name
+//! `localhost`). Once the TCP connect is up, the TLS handshake runs
+//! non-blocking on the link's readiness edges, under the connect's limit;
+//! only when it is over is the client told `handle_connected`. A handshake
+//! that fails (the server closes, resets or answers what is not TLS) counts
+//! a `tls` error. Then the client's output is encrypted one record at a time,
+//! the next only once the last is sent, and the ciphertext read is
+//! decrypted and handed over as plaintext; close_notify, or the end of the
+//! TCP stream, is the client's end of stream. A plain run takes one branch
+//! more per pump, nothing else.
 
 use std::io::{self, Read, Write};
 use std::mem;
@@ -70,6 +83,9 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
+use rustls::client::Resumption;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection};
 
 use crate::bench::client::calc::{CalcClient, CalcShape};
 use crate::bench::client::echo::{EchoClient, EchoShape};
@@ -100,7 +116,27 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// Requests answered so far (warm-up included), for a progress display.
     pub progress: Option<Arc<AtomicU64>>,
+    /// TLS beneath the clients: every connection of the run speaks it.
+    pub tls: Option<LoadTls>,
 }
+
+/// TLS for a run's connections (see "TLS" in the module docs).
+#[derive(Clone, Debug)]
+pub struct LoadTls {
+    /// The server's certificate (DER): the one certificate trusted, for
+    /// the name `localhost`.
+    pub cert: Vec<u8>,
+    /// Resume sessions on new connections; off, every connection pays a
+    /// full handshake.
+    pub resume: bool,
+    /// The ALPN protocol offered, if any.
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// The most plaintext encrypted at once: one TLS record. The next is
+/// encrypted only once this one's ciphertext is sent, so a link holds at
+/// most a record's worth of ciphertext.
+const TLS_RECORD: usize = 16 * 1024;
 
 /// How long a load thread waits for its measuring connections. Loopback
 /// connects take microseconds; a server whose backlog is full drops SYNs and
@@ -302,6 +338,29 @@ struct Plan {
     /// The histogram's upper bound in microseconds (longer waits saturate).
     hist_high: u64,
     progress: Option<Arc<AtomicU64>>,
+    /// TLS: the client configuration every link shares, and the name the
+    /// server's certificate is checked for.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+/// The run's TLS client configuration: trusts `tls.cert` alone.
+fn client_config(tls: &LoadTls) -> io::Result<Arc<ClientConfig>> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(tls.cert.clone()))
+        .map_err(|e| invalid(format!("the run's certificate: {e}")))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(format!("TLS client: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !tls.resume {
+        config.resumption = Resumption::disabled();
+    }
+    config.alpn_protocols = tls.alpn.iter().cloned().collect();
+    Ok(Arc::new(config))
 }
 
 impl Plan {
@@ -367,6 +426,13 @@ impl Plan {
                 .unwrap_or(u64::MAX)
                 .max(2),
             progress: spec.progress.clone(),
+            tls: match &spec.tls {
+                Some(tls) => Some((
+                    client_config(tls)?,
+                    ServerName::try_from("localhost").map_err(|e| invalid(&e.to_string()))?,
+                )),
+                None => None,
+            },
         })
     }
 }
@@ -746,6 +812,7 @@ impl Tally {
             ErrorKind::Closed => self.errors.closed += 1,
             ErrorKind::Io => self.errors.io += 1,
             ErrorKind::Stalled => self.errors.stalled += 1,
+            ErrorKind::Tls => self.errors.tls += 1,
         }
     }
 }
@@ -769,6 +836,9 @@ struct LinkState {
     /// Bumped at every open, so that a link closed and opened again inside
     /// one client call is not taken for the one before.
     generation: u32,
+    /// A TLS run: the link's TLS connection (its handshake is under way
+    /// while `connecting` is set).
+    tls: Option<Box<ClientConnection>>,
 }
 
 /// One client and what the loop keeps for it.
@@ -1069,11 +1139,38 @@ impl<'a> Worker<'a> {
         if event.is_read_closed() {
             l.peer_closed = true;
         }
-        if l.connecting.take().is_some() {
+        if l.connecting.is_some() {
+            if l.tls.is_some() {
+                self.handshake(i, s, link);
+                return;
+            }
+            l.connecting = None;
             self.connecting -= 1;
             let now = Instant::now();
             s.client.handle_connected(link, now, &mut self.fx);
             self.settle(i, s, now);
+        }
+    }
+
+    /// A TLS link whose TCP handshake is over: moves the TLS handshake on
+    /// as far as the socket allows; once it is over, the client hears that
+    /// the link is up. It is bounded by the connect's limit.
+    fn handshake<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>, link: Link) {
+        let l = &mut s.links[link.index()];
+        let (Some(stream), Some(tls)) = (l.stream.as_mut(), l.tls.as_mut()) else {
+            return;
+        };
+        let step = handshake_step(stream, tls, &mut l.can_read, &mut l.can_write);
+        let now = Instant::now();
+        match step {
+            Ok(false) => {}
+            Ok(true) => {
+                l.connecting = None;
+                self.connecting -= 1;
+                s.client.handle_connected(link, now, &mut self.fx);
+                self.settle(i, s, now);
+            }
+            Err(kind) => self.fail(i, s, link, kind, now),
         }
     }
 
@@ -1147,6 +1244,19 @@ impl<'a> Worker<'a> {
         now: Instant,
     ) {
         self.close_link(s, link, false);
+        let tls = match &self.plan.tls {
+            None => None,
+            Some((config, name)) => match ClientConnection::new(Arc::clone(config), name.clone()) {
+                Ok(c) => Some(Box::new(c)),
+                Err(_) => {
+                    self.tally.count(ErrorKind::Tls);
+                    s.errors += 1;
+                    s.client
+                        .handle_failure(link, ErrorKind::Tls, now, &mut self.fx);
+                    return;
+                }
+            },
+        };
         let addr = port.map_or(self.plan.addr, |p| SocketAddr::new(self.plan.addr.ip(), p));
         let token = Token(i * LINKS + link.index());
         let attempt = TcpStream::connect(addr).and_then(|mut stream| {
@@ -1170,6 +1280,7 @@ impl<'a> Worker<'a> {
                     };
                 let l = &mut s.links[link.index()];
                 l.stream = Some(stream);
+                l.tls = tls;
                 l.connecting = Some(limit);
                 l.generation = l.generation.wrapping_add(1);
                 self.connecting += 1;
@@ -1243,6 +1354,9 @@ impl<'a> Worker<'a> {
         let k = link.index();
         if s.links[k].stream.is_none() || s.links[k].connecting.is_some() {
             return false;
+        }
+        if s.links[k].tls.is_some() {
+            return self.pump_tls(i, s, link);
         }
         let mut moved = false;
         if s.links[k].can_write {
@@ -1336,6 +1450,182 @@ impl<'a> Worker<'a> {
         }
     }
 }
+impl Worker<'_> {
+    /// [`Worker::pump`] for a TLS link: sends what rustls holds, then
+    /// encrypts one record of the client's output (only once the last is
+    /// sent); reads ciphertext, and hands the client the plaintext it
+    /// decrypts to. Whether anything moved.
+    fn pump_tls<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>, link: Link) -> bool {
+        let k = link.index();
+        let mut moved = false;
+        let now = Instant::now();
+        {
+            let l = &mut s.links[k];
+            let (Some(stream), Some(tls)) = (l.stream.as_mut(), l.tls.as_mut()) else {
+                return false;
+            };
+            if l.can_write {
+                if !tls.wants_write() {
+                    let out = s.client.poll_output(link);
+                    if !out.is_empty() {
+                        let n = out.len().min(TLS_RECORD);
+                        match tls.writer().write(&out[..n]) {
+                            Ok(n) => {
+                                moved = n > 0;
+                                s.client.consume_output(link, n, now);
+                            }
+                            Err(_) => {
+                                self.fail(i, s, link, ErrorKind::Tls, now);
+                                return true;
+                            }
+                        }
+                    }
+                }
+                match flush_tls(stream, tls, &mut l.can_write) {
+                    Ok(sent) => moved |= sent,
+                    Err(e) => {
+                        let kind = match classify(&e) {
+                            Outcome::Fail(kind) => kind,
+                            _ => ErrorKind::Io,
+                        };
+                        self.fail(i, s, link, kind, now);
+                        return true;
+                    }
+                }
+            }
+            if !l.can_read || l.ended {
+                return moved;
+            }
+        }
+        let l = &mut s.links[k];
+        let (Some(stream), Some(tls)) = (l.stream.as_mut(), l.tls.as_mut()) else {
+            return moved;
+        };
+        let mut eof = false;
+        match tls.read_tls(stream) {
+            Ok(0) => eof = true,
+            Ok(_) => {
+                l.heard = true;
+                if tls.process_new_packets().is_err() {
+                    // The alert, if it goes.
+                    let _ = tls.write_tls(stream);
+                    self.fail(i, s, link, ErrorKind::Tls, now);
+                    return true;
+                }
+            }
+            Err(e) => match classify(&e) {
+                Outcome::Block => l.can_read = false,
+                Outcome::Retry => moved = true,
+                Outcome::Fail(kind) => {
+                    self.fail(i, s, link, kind, now);
+                    return true;
+                }
+            },
+        }
+        let generation = l.generation;
+        loop {
+            let l = &mut s.links[k];
+            if l.generation != generation {
+                return true;
+            }
+            let Some(tls) = l.tls.as_mut() else {
+                return true;
+            };
+            match tls.reader().read(&mut self.scratch) {
+                // close_notify: the end of the stream.
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    moved = true;
+                    s.client
+                        .handle_input(link, &self.scratch[..n], now, &mut self.fx);
+                    self.settle(i, s, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // The connection ended without close_notify.
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        let l = &mut s.links[k];
+        if eof && l.stream.is_some() && l.generation == generation && !l.ended {
+            l.ended = true;
+            l.can_read = false;
+            s.client.handle_eof(link, now, &mut self.fx);
+            self.settle(i, s, now);
+            moved = true;
+        }
+        moved
+    }
+}
+
+/// Sends what `tls` holds until it is all sent or the socket would block;
+/// whether anything was sent.
+fn flush_tls(
+    stream: &mut TcpStream,
+    tls: &mut ClientConnection,
+    can_write: &mut bool,
+) -> io::Result<bool> {
+    let mut sent = false;
+    while *can_write && tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(0) => return Err(io::ErrorKind::BrokenPipe.into()),
+            Ok(_) => sent = true,
+            Err(e) => match classify(&e) {
+                Outcome::Block => *can_write = false,
+                Outcome::Retry => {}
+                Outcome::Fail(_) => return Err(e),
+            },
+        }
+    }
+    Ok(sent)
+}
+
+/// Moves a TLS handshake on until it is over (`Ok(true)`) or the socket
+/// would block (`Ok(false)`). A connect refused is a `connect` error; a
+/// server that closes, resets or answers what is not TLS, a `tls` error.
+fn handshake_step(
+    stream: &mut TcpStream,
+    tls: &mut ClientConnection,
+    can_read: &mut bool,
+    can_write: &mut bool,
+) -> Result<bool, ErrorKind> {
+    let failed = |e: &io::Error| {
+        if refused(e) {
+            ErrorKind::Connect
+        } else {
+            ErrorKind::Tls
+        }
+    };
+    loop {
+        flush_tls(stream, tls, can_write).map_err(|e| failed(&e))?;
+        if !tls.is_handshaking() {
+            return Ok(true);
+        }
+        if !*can_read {
+            return Ok(false);
+        }
+        match tls.read_tls(stream) {
+            Ok(0) => return Err(ErrorKind::Tls),
+            Ok(_) => {
+                if tls.process_new_packets().is_err() {
+                    let _ = tls.write_tls(stream);
+                    return Err(ErrorKind::Tls);
+                }
+            }
+            Err(e) => match classify(&e) {
+                Outcome::Block => *can_read = false,
+                Outcome::Retry => {}
+                Outcome::Fail(_) => return Err(failed(&e)),
+            },
+        }
+    }
+}
+
 /// Makes closing `stream` reset the connection (SO_LINGER 0): no
 /// TIME_WAIT on either side. Only for connections whose dialogue is over.
 fn abort_on_close(stream: &TcpStream) {
@@ -1572,6 +1862,7 @@ mod tests {
             duration: Duration::from_millis(300),
             rate: None,
             progress: None,
+            tls: None,
         }
     }
 
@@ -1801,6 +2092,126 @@ mod tests {
         let r = run_ok(&spec(addr, idle, 2));
         assert_eq!(r.errors.connect, 12, "{}", show(&r));
         assert_eq!(r.idle_held, 0);
+    }
+
+    /// A certificate for `localhost`: its DER, and a rustls server
+    /// configuration that serves it.
+    fn tls_pair() -> (Vec<u8>, Arc<rustls::ServerConfig>) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let der = made.cert.der().to_vec();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(der.clone())], key)
+            .unwrap();
+        (der, Arc::new(config))
+    }
+
+    /// A TLS echo server on 127.0.0.1:0, a thread per connection; counts
+    /// the connections that resumed a session. Threads end with the test
+    /// process.
+    fn tls_echo_server(config: Arc<rustls::ServerConfig>) -> (SocketAddr, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let resumed = Arc::new(AtomicU64::new(0));
+        let counter = resumed.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (config, counter) = (config.clone(), counter.clone());
+                thread::spawn(move || {
+                    let Ok(tls) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut stream = rustls::StreamOwned::new(tls, conn);
+                    let mut buf = [0u8; 4096];
+                    let mut first = true;
+                    loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if first {
+                                    first = false;
+                                    if stream.conn.handshake_kind()
+                                        == Some(rustls::HandshakeKind::Resumed)
+                                    {
+                                        counter.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                if stream.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, resumed)
+    }
+
+    fn tls(cert: &[u8], resume: bool) -> Option<LoadTls> {
+        Some(LoadTls {
+            cert: cert.to_vec(),
+            resume,
+            alpn: None,
+        })
+    }
+
+    #[test]
+    fn tls_request_response_and_connect_are_clean() {
+        let (cert, config) = tls_pair();
+        let (addr, resumed) = tls_echo_server(config.clone());
+        let mut s = spec(addr, rr(1), 4);
+        s.tls = tls(&cert, true);
+        let r = run_ok(&s);
+        assert_clean(&r);
+        assert_eq!(r.bytes, r.requests * 64);
+        s.workload = rr(16);
+        assert_clean(&run_ok(&s));
+        // A connection per request, with and without resumption.
+        s.workload = Workload::Connect { exchange: echo(64) };
+        assert_clean(&run_ok(&s));
+        assert!(resumed.load(Ordering::Relaxed) > 0);
+        // A server of its own, so that no late connection of the run
+        // before is counted.
+        let (addr, resumed) = tls_echo_server(config);
+        s.addr = addr;
+        s.tls = tls(&cert, false);
+        assert_clean(&run_ok(&s));
+        assert_eq!(resumed.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn tls_against_a_plain_server_is_tls_errors_not_a_hang() {
+        let (cert, _) = tls_pair();
+        for behaviour in [Behaviour::Echo, Behaviour::Hangup, Behaviour::Refuse] {
+            let server = TestServer::start(behaviour);
+            let mut s = spec(server.addr, rr(1), 2);
+            s.tls = tls(&cert, true);
+            let r = run_ok(&s);
+            assert_eq!(r.requests, 0, "{}", show(&r));
+            assert!(r.errors.tls >= 2, "{}", show(&r));
+            assert_eq!(r.errors.stalled, 0, "{}", show(&r));
+        }
+    }
+
+    #[test]
+    fn tls_to_no_server_is_connect_errors() {
+        let (cert, _) = tls_pair();
+        let addr = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let mut s = spec(addr, rr(1), 2);
+        s.tls = tls(&cert, true);
+        let r = run_ok(&s);
+        assert_eq!(r.requests, 0);
+        assert_eq!(r.errors.connect, 2, "{}", show(&r));
     }
 
     #[test]

@@ -55,12 +55,16 @@ pub struct BenchArgs {
     /// prints `listening on ADDR` once it serves (repeatable). `{root}` in
     /// the command becomes the directory of the scenario's files (ftp, http), also
     /// given as $MUSE_BENCH_ROOT; in kv `durable`, `{data}` and
-    /// $MUSE_BENCH_DATA_DIR are a fresh directory for the server's data.
+    /// $MUSE_BENCH_DATA_DIR are a fresh directory for the server's data; in
+    /// a TLS scenario, `{tls_cert}` and `{tls_key}` ($MUSE_BENCH_TLS_CERT,
+    /// $MUSE_BENCH_TLS_KEY) are the run's certificate and key (PEM, for
+    /// `localhost` and 127.0.0.1).
     #[arg(long, value_name = "NAME=CMD")]
     spawn: Vec<String>,
     /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
-    /// sessions, download; http: get, large, close, pipeline, idle, slow;
-    /// calc: cheap, heavy, mixed; kv: getset, pipeline, large, durable)
+    /// sessions, download; http: get, large, close, pipeline, idle, slow,
+    /// https-get, handshake; calc: cheap, heavy, mixed; kv: getset,
+    /// pipeline, large, durable, kv-tls)
     /// [default: the protocol's first: rr, sessions, get, cheap, getset].
     #[arg(long)]
     scenario: Option<String>,
@@ -188,6 +192,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Removed when dropped, whatever happens from here on (and by the
     // interrupt path, which exits without unwinding).
     let fixture = Fixture::create("root", &scenario.fixture)?;
+    let certificate = match scenario.tls {
+        Some(_) => Some(Certificate::make()?),
+        None => None,
+    };
 
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     let mut notes = Vec::new();
@@ -217,6 +225,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &args,
                 &scenario,
                 fixture.path(),
+                certificate.as_ref(),
                 clients,
                 duration,
                 cpus,
@@ -282,6 +291,7 @@ fn measure(
     args: &BenchArgs,
     scenario: &scenario::Scenario,
     root: &std::path::Path,
+    certificate: Option<&Certificate>,
     clients: usize,
     duration: Duration,
     cpus: usize,
@@ -300,6 +310,7 @@ fn measure(
         &args.serve_arg,
         Some(root),
         data.as_ref().map(Fixture::path),
+        certificate.map(|c| &c.files),
     )?;
     let spec = load::LoadSpec {
         addr: server.addr,
@@ -310,6 +321,14 @@ fn measure(
         duration,
         rate: args.rate,
         progress: Some(Arc::new(AtomicU64::new(0))),
+        tls: match (&scenario.tls, certificate) {
+            (Some(tls), Some(c)) => Some(load::LoadTls {
+                cert: c.der.clone(),
+                resume: tls.resume,
+                alpn: tls.alpn.map(|a| a.as_bytes().to_vec()),
+            }),
+            _ => None,
+        },
     };
     let sampler = server.pid().map(Sampler::start);
     let bar = Progress::start(label, args.warmup + duration, spec.progress.clone());
@@ -420,6 +439,46 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         target::forget_on_exit(&self.dir);
+    }
+}
+
+/// A TLS scenario's certificate, made once per bench: self-signed, for
+/// `localhost` and 127.0.0.1, in a directory of its own removed when
+/// dropped.
+struct Certificate {
+    files: target::TlsFiles,
+    /// The certificate (DER), the one the load trusts.
+    der: Vec<u8>,
+    _dir: Fixture,
+}
+
+impl Certificate {
+    fn make() -> anyhow::Result<Certificate> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = Fixture::create("tls", &[])?;
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .context("cannot make the run's TLS certificate")?;
+        let files = target::TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        let write = |path: &std::path::Path, text: String, mode: u32| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .with_context(|| format!("cannot write {}", path.display()))
+        };
+        write(&files.cert, made.cert.pem(), 0o644)?;
+        write(&files.key, made.signing_key.serialize_pem(), 0o600)?;
+        Ok(Certificate {
+            files,
+            der: made.cert.der().to_vec(),
+            _dir: dir,
+        })
     }
 }
 

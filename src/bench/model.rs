@@ -25,12 +25,14 @@ pub struct Errors {
     pub io: u64,
     /// Connections that got no answer at all during the timed phase.
     pub stalled: u64,
+    /// TLS handshakes that failed, and TLS records that could not be read.
+    pub tls: u64,
 }
 
 impl Errors {
     /// All errors together.
     pub fn total(&self) -> u64 {
-        self.connect + self.mismatch + self.closed + self.io + self.stalled
+        self.connect + self.mismatch + self.closed + self.io + self.stalled + self.tls
     }
 
     /// Adds `other` into `self`.
@@ -40,6 +42,7 @@ impl Errors {
         self.closed += other.closed;
         self.io += other.io;
         self.stalled += other.stalled;
+        self.tls += other.tls;
     }
 }
 

@@ -62,7 +62,7 @@
 //! | `load.bytes` | integer | payload bytes received back in the timed phase |
 //! | `load.seconds` | number | length of the timed phase, seconds |
 //! | `load.latency` | object | `p50_us`, `p99_us`, `p999_us`, `max_us`: microseconds (open loop: from the intended send time) |
-//! | `load.errors` | object | counts by kind: `connect`, `mismatch` (wrong bytes), `closed` (closed while an answer was owed), `io`, `stalled` (no answer at all) |
+//! | `load.errors` | object | counts by kind: `connect`, `mismatch` (wrong bytes), `closed` (closed while an answer was owed), `io`, `stalled` (no answer at all), `tls` (failed TLS handshakes, unreadable TLS records) |
 //! | `load.client_cpu_seconds` | number | CPU seconds the load generator used |
 //! | `load.client_threads` | integer | the load generator's threads |
 //! | `load.idle_held` | integer | idle connections still open at the end (idle scenario) |
@@ -237,6 +237,7 @@ fn error_kinds(e: &Errors) -> String {
         (e.closed, "closed"),
         (e.io, "io"),
         (e.stalled, "stalled"),
+        (e.tls, "tls"),
     ];
     let parts: Vec<String> = kinds
         .iter()
@@ -1537,6 +1538,7 @@ mod tests {
             closed: 40,
             io: 1,
             stalled: 7,
+            tls: 0,
         };
         servers.push(broken);
         let mut rep = report(servers, 1);

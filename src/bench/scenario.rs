@@ -271,6 +271,19 @@ pub struct Scenario {
     /// them (the [`fixture_pattern`]) into a fresh directory and gives it to
     /// every server as its root.
     pub fixture: Vec<(&'static str, u64)>,
+    /// The connections speak TLS (the bench makes a certificate for the run
+    /// and serves it): how.
+    pub tls: Option<TlsLoad>,
+}
+
+/// How a TLS scenario's connections use TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsLoad {
+    /// The client resumes TLS sessions (tickets or session IDs) when it
+    /// connects again; off, every connection pays a full handshake.
+    pub resume: bool,
+    /// The ALPN protocol offered (`http/1.1` for HTTP), if any.
+    pub alpn: Option<&'static str>,
 }
 
 /// A 64-byte echo request whose bytes vary, so that a server returning
@@ -299,6 +312,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "pipeline",
@@ -311,6 +325,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "stream",
@@ -320,6 +335,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 8,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "connect",
@@ -331,6 +347,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 16,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "idle",
@@ -343,6 +360,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 10,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "slow",
@@ -354,6 +372,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 10,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "sessions",
@@ -366,6 +385,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 16,
             duration: secs(5),
             fixture: vec![("64k.bin", SESSION_FILE)],
+            tls: None,
         },
         Scenario {
             name: "download",
@@ -378,6 +398,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 1,
             duration: secs(5),
             fixture: vec![("1g.bin", DOWNLOAD_FILE)],
+            tls: None,
         },
         Scenario {
             name: "get",
@@ -387,6 +408,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: vec![HTTP_SMALL],
+            tls: None,
         },
         Scenario {
             name: "large",
@@ -396,6 +418,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 8,
             duration: secs(5),
             fixture: vec![HTTP_LARGE],
+            tls: None,
         },
         Scenario {
             name: "close",
@@ -405,6 +428,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 16,
             duration: secs(5),
             fixture: vec![HTTP_SMALL],
+            tls: None,
         },
         Scenario {
             name: "pipeline",
@@ -414,6 +438,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: vec![HTTP_SMALL],
+            tls: None,
         },
         Scenario {
             name: "idle",
@@ -423,6 +448,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 10,
             duration: secs(5),
             fixture: vec![HTTP_SMALL],
+            tls: None,
         },
         Scenario {
             name: "slow",
@@ -432,6 +458,33 @@ pub fn all() -> Vec<Scenario> {
             clients: 10,
             duration: secs(5),
             fixture: vec![HTTP_SMALL],
+            tls: None,
+        },
+        Scenario {
+            name: "https-get",
+            protocol: "http",
+            summary: "50 keep-alive TLS connections, GET of a 1 KiB file, one at a time",
+            workload: http(HTTP_SMALL, 1, false, 0, 0),
+            clients: 50,
+            duration: secs(5),
+            fixture: vec![HTTP_SMALL],
+            tls: Some(TlsLoad {
+                resume: true,
+                alpn: Some("http/1.1"),
+            }),
+        },
+        Scenario {
+            name: "handshake",
+            protocol: "http",
+            summary: "a new TLS connection per 1 KiB GET, 16 at a time, a full handshake each (no resumption)",
+            workload: http(HTTP_SMALL, 1, true, 0, 0),
+            clients: 16,
+            duration: secs(5),
+            fixture: vec![HTTP_SMALL],
+            tls: Some(TlsLoad {
+                resume: false,
+                alpn: Some("http/1.1"),
+            }),
         },
         Scenario {
             name: "cheap",
@@ -441,6 +494,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "heavy",
@@ -450,6 +504,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 8,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "mixed",
@@ -459,6 +514,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 14,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "getset",
@@ -468,6 +524,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "pipeline",
@@ -477,6 +534,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "large",
@@ -488,6 +546,7 @@ pub fn all() -> Vec<Scenario> {
             clients: 16,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
         },
         Scenario {
             name: "durable",
@@ -497,6 +556,20 @@ pub fn all() -> Vec<Scenario> {
             clients: 50,
             duration: secs(5),
             fixture: Vec::new(),
+            tls: None,
+        },
+        Scenario {
+            name: "kv-tls",
+            protocol: "kv",
+            summary: "50 TLS connections, SET and GET of a 64-byte value by turns, one at a time",
+            workload: kv(KV_SMALL, 1, 1000, false),
+            clients: 50,
+            duration: secs(5),
+            fixture: Vec::new(),
+            tls: Some(TlsLoad {
+                resume: true,
+                alpn: None,
+            }),
         },
     ]
 }

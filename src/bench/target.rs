@@ -46,6 +46,23 @@ pub const ROOT_ENV: &str = "MUSE_BENCH_ROOT";
 /// `{data}` does in its command line). Unset otherwise.
 pub const DATA_ENV: &str = "MUSE_BENCH_DATA_DIR";
 
+/// The environment variables that give a spawned command, in a TLS
+/// scenario, the run's certificate and key (PEM files), as `{tls_cert}` and
+/// `{tls_key}` do in its command line. Unset otherwise.
+pub const TLS_CERT_ENV: &str = "MUSE_BENCH_TLS_CERT";
+/// See [`TLS_CERT_ENV`].
+pub const TLS_KEY_ENV: &str = "MUSE_BENCH_TLS_KEY";
+
+/// A TLS scenario's certificate (for `localhost` and 127.0.0.1) and key,
+/// PEM files the bench made for the run.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
 /// What is measured.
 #[derive(Clone, Debug)]
 pub enum Kind {
@@ -112,7 +129,12 @@ impl Target {
     /// `{root}` in a spawned command line, and [`ROOT_ENV`] in its
     /// environment. `data`, for a durable scenario, is where the server
     /// keeps its writes: `--data-dir DIR --fsync always` for `muse serve`;
-    /// `{data}` and [`DATA_ENV`] for a spawned command.
+    /// `{data}` and [`DATA_ENV`] for a spawned command. `tls`, for a TLS
+    /// scenario, is the run's certificate: `muse serve` listens with TLS
+    /// only (`--tls-listen 127.0.0.1:0 --tls-cert C --tls-key K`) and its
+    /// TLS listener's line (`..., tls)`) is the address; a spawned command
+    /// gets `{tls_cert}` and `{tls_key}` in its command line, and
+    /// [`TLS_CERT_ENV`] and [`TLS_KEY_ENV`].
     pub fn start(
         &self,
         exe: &Path,
@@ -120,7 +142,9 @@ impl Target {
         serve_args: &[String],
         root: Option<&Path>,
         data: Option<&Path>,
+        tls: Option<&TlsFiles>,
     ) -> anyhow::Result<Started> {
+        let want_tls_line = tls.is_some() && matches!(self.kind, Kind::Muse(..));
         let mut cmd = match &self.kind {
             Kind::Against(addr) => {
                 return Ok(Started {
@@ -131,14 +155,18 @@ impl Target {
             }
             Kind::Muse(arch, own) => {
                 let mut c = Command::new(exe);
-                c.args([
-                    "serve",
-                    protocol,
-                    "--arch",
-                    arch.name(),
-                    "--listen",
-                    "127.0.0.1:0",
-                ]);
+                c.args(["serve", protocol, "--arch", arch.name()]);
+                match tls {
+                    Some(tls) => {
+                        c.args(["--tls-listen", "127.0.0.1:0", "--tls-cert"])
+                            .arg(&tls.cert)
+                            .arg("--tls-key")
+                            .arg(&tls.key);
+                    }
+                    None => {
+                        c.args(["--listen", "127.0.0.1:0"]);
+                    }
+                }
                 if let (Some(root), true) = (root, ROOTED.contains(&protocol)) {
                     c.arg("--root").arg(root);
                 }
@@ -176,6 +204,14 @@ impl Target {
                     }
                     None => line,
                 };
+                let line = match tls {
+                    Some(tls) => {
+                        c.env(TLS_CERT_ENV, &tls.cert).env(TLS_KEY_ENV, &tls.key);
+                        line.replace("{tls_cert}", &shell_quote(&tls.cert.to_string_lossy()))
+                            .replace("{tls_key}", &shell_quote(&tls.key.to_string_lossy()))
+                    }
+                    None => line,
+                };
                 c.arg("-c").arg(format!("exec {line}"));
                 c
             }
@@ -192,12 +228,13 @@ impl Target {
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         std::thread::spawn(move || {
-            // Report the first `listening on` line, then keep draining so
-            // the server never blocks on a full pipe.
+            // Report the first `listening on` line (a muse TLS listener's,
+            // in a TLS scenario), then keep draining so the server never
+            // blocks on a full pipe.
             let mut sent = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if !sent {
+                if !sent && (!want_tls_line || line.trim_end().ends_with(", tls)")) {
                     if let Some(addr) = parse_listening(&line) {
                         let _ = tx.send(addr);
                         sent = true;
@@ -596,7 +633,7 @@ mod tests {
             kind: Kind::Spawn("sh -c 'echo first >&2; echo last words >&2; exit 3'".into()),
         };
         let err = target
-            .start(Path::new("/bin/false"), "ftp", &[], None, None)
+            .start(Path::new("/bin/false"), "ftp", &[], None, None, None)
             .err()
             .expect("it never listens");
         let msg = format!("{err:#}");
@@ -624,12 +661,12 @@ mod tests {
         };
         let data = Path::new("/tmp/a dir's name");
         let mut server = target
-            .start(Path::new("/bin/false"), "kv", &[], None, Some(data))
+            .start(Path::new("/bin/false"), "kv", &[], None, Some(data), None)
             .expect("it listens");
         assert_eq!(server.addr, SocketAddr::from(([127, 0, 0, 1], 9)));
         server.stop();
         let err = target
-            .start(Path::new("/bin/false"), "kv", &[], None, None)
+            .start(Path::new("/bin/false"), "kv", &[], None, None, None)
             .err()
             .expect("no data directory, no listening line");
         assert!(format!("{err:#}").contains("listening on"), "{err:#}");
