@@ -827,9 +827,13 @@ impl OutQueue {
     pub fn front(&self) -> Output<'_> {
         let unsent = &self.bytes[self.sent..];
         match self.files.front() {
+            // Before a switch to TLS nothing follows at once (the
+            // handshake waits for the peer's hello): without `more`, so
+            // that the kernel does not hold the reply (the 234) back for
+            // the 200 ms a corked segment waits.
             Some(f) if f.at > self.sent => Output::Bytes {
                 data: &self.bytes[self.sent..f.at],
-                more: true,
+                more: f.file.is_some(),
             },
             Some(f) => match &f.file {
                 None => Output::StartTls,
@@ -977,6 +981,14 @@ mod tests {
         // Sent a byte at a time, the switch comes exactly after the 234.
         let (out, _) = drain(&mut q, 1);
         assert_eq!(out, b"234 AUTH TLS successful.\r\n<tls>after");
+        assert!(q.is_empty());
+        // The 234 goes without MSG_MORE: the handshake after it waits for
+        // the client, so nothing would uncork it.
+        q.buf().extend_from_slice(b"234 AUTH TLS successful.\r\n");
+        q.push_start_tls();
+        let (out, mores) = drain(&mut q, usize::MAX);
+        assert_eq!(out, b"234 AUTH TLS successful.\r\n<tls>");
+        assert!(mores.iter().all(|&(_, more)| !more), "{mores:?}");
         assert!(q.is_empty());
     }
 
