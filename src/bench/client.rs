@@ -22,7 +22,9 @@
 //!    in an open loop (`--rate`). A permit is one request (or one FTP
 //!    session); its `sent` time is where the request's latency counts from.
 //!    The pacing is the loop's, the same for every protocol;
-//! 3. reports a finished handshake with [`LoadClient::handle_connected`],
+//! 3. reports a finished handshake with [`LoadClient::handle_connected`]
+//!    (and again when a TLS handshake that the client asked for with
+//!    [`Effect::StartTls`] is over),
 //!    bytes read with [`LoadClient::handle_input`], the server's end of
 //!    stream with [`LoadClient::handle_eof`], a failure it saw itself (a
 //!    connect that failed or timed out, a socket error) with
@@ -136,6 +138,17 @@ pub enum Effect {
         /// Set TCP_NODELAY (requests that must not wait for Nagle).
         nodelay: bool,
     },
+    /// Start TLS on the open `link` now, in the middle of its stream, the
+    /// client being the TLS client (explicit FTPS: the control connection
+    /// after `234`, a data connection after `PROT P`'s `150`). Only in a
+    /// run whose TLS is the clients' to start (`LoadTls::explicit`). The
+    /// loop makes the link's TLS connection with the run's configuration
+    /// (so that it resumes a session when the configuration allows) and
+    /// runs the handshake, under a connect's limit; until it is over the
+    /// client gets no input and its output for the link waits. Answered by
+    /// `handle_connected(link)` once it is over, or by `handle_failure` with
+    /// [`ErrorKind::Tls`] (or [`ErrorKind::Connect`] at the limit).
+    StartTls(Link),
     /// Close `link` (nothing happens if it is not open).
     Close {
         /// Which link.
@@ -187,6 +200,11 @@ impl Effects {
             port,
             nodelay,
         });
+    }
+
+    /// Start TLS on `link` ([`Effect::StartTls`]).
+    pub fn start_tls(&mut self, link: Link) {
+        self.push(Effect::StartTls(link));
     }
 
     /// Close `link`.

@@ -68,6 +68,15 @@
 //! decrypted and handed over as plaintext; close_notify, or the end of the
 //! TCP stream, is the client's end of stream. A plain run takes one branch
 //! more per pump, nothing else.
+//!
+//! Explicit TLS (`LoadTls::explicit`, FTPS): links open as plain TCP, and a
+//! client says when one switches to TLS ([`Effect::StartTls`]: the control
+//! connection after `234`, a data connection after `150`). The loop makes
+//! the link's `ClientConnection` then, from the same per-run configuration
+//! (whose session cache lets a data connection resume the session of a
+//! control connection before it), and the handshake runs as above, under a
+//! connect's limit (past it, a `tls` error), with the client told
+//! `handle_connected` once more when it is over.
 
 use std::io::{self, Read, Write};
 use std::mem;
@@ -131,6 +140,10 @@ pub struct LoadTls {
     pub resume: bool,
     /// The ALPN protocol offered, if any.
     pub alpn: Option<Vec<u8>>,
+    /// Links open as plain TCP and the clients start TLS on them
+    /// ([`Effect::StartTls`]: explicit FTPS); otherwise every link speaks
+    /// TLS from its first byte.
+    pub explicit: bool,
 }
 
 /// The most plaintext encrypted at once: one TLS record. The next is
@@ -341,6 +354,8 @@ struct Plan {
     /// TLS: the client configuration every link shares, and the name the
     /// server's certificate is checked for.
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// The clients start TLS themselves ([`LoadTls::explicit`]).
+    explicit_tls: bool,
 }
 
 /// The run's TLS client configuration: trusts `tls.cert` alone.
@@ -378,8 +393,9 @@ impl Plan {
                 )))
             }
         };
+        let explicit_tls = spec.tls.as_ref().is_some_and(|t| t.explicit);
         let ftp = |file: &str, size: u64, download: bool| {
-            FtpShape::new(file, size, download)
+            FtpShape::new(file, size, download, explicit_tls)
                 .map(Shape::Ftp)
                 .ok_or_else(|| invalid("the FTP file needs a one-line name"))
         };
@@ -433,6 +449,7 @@ impl Plan {
                 )),
                 None => None,
             },
+            explicit_tls,
         })
     }
 }
@@ -839,6 +856,9 @@ struct LinkState {
     /// A TLS run: the link's TLS connection (its handshake is under way
     /// while `connecting` is set).
     tls: Option<Box<ClientConnection>>,
+    /// The TCP connection was up before the TLS handshake under way began
+    /// ([`Effect::StartTls`]): no readiness edge need start it.
+    upgrading: bool,
 }
 
 /// One client and what the loop keeps for it.
@@ -1108,8 +1128,14 @@ impl<'a> Worker<'a> {
         self.soonest = self.clock.end;
         for (i, s) in slots.iter_mut().enumerate() {
             for link in Link::ALL {
-                match s.links[link.index()].connecting {
-                    Some(limit) if now >= limit => self.fail(i, s, link, ErrorKind::Connect, now),
+                let l = &s.links[link.index()];
+                let kind = if l.upgrading {
+                    ErrorKind::Tls
+                } else {
+                    ErrorKind::Connect
+                };
+                match l.connecting {
+                    Some(limit) if now >= limit => self.fail(i, s, link, kind, now),
                     Some(limit) => self.wake_by(limit),
                     None => {}
                 }
@@ -1166,6 +1192,7 @@ impl<'a> Worker<'a> {
             Ok(false) => {}
             Ok(true) => {
                 l.connecting = None;
+                l.upgrading = false;
                 self.connecting -= 1;
                 s.client.handle_connected(link, now, &mut self.fx);
                 self.settle(i, s, now);
@@ -1225,6 +1252,7 @@ impl<'a> Worker<'a> {
                         port,
                         nodelay,
                     } => self.open_link(i, s, link, port, nodelay, now),
+                    Effect::StartTls(link) => self.start_tls(s, link, now),
                     Effect::Close { link, reset } => self.close_link(s, link, reset),
                 }
             }
@@ -1246,6 +1274,7 @@ impl<'a> Worker<'a> {
         self.close_link(s, link, false);
         let tls = match &self.plan.tls {
             None => None,
+            Some(_) if self.plan.explicit_tls => None,
             Some((config, name)) => match ClientConnection::new(Arc::clone(config), name.clone()) {
                 Ok(c) => Some(Box::new(c)),
                 Err(_) => {
@@ -1295,6 +1324,45 @@ impl<'a> Worker<'a> {
                     .handle_failure(link, ErrorKind::Connect, now, &mut self.fx);
             }
         }
+    }
+
+    /// [`Effect::StartTls`]: gives the open `link` its TLS connection and
+    /// puts it back to connecting; the next pump (the client is driven
+    /// after every batch of effects) starts the handshake. Where TLS cannot
+    /// start (no link, TLS already, not an explicit TLS run), a `tls` error.
+    fn start_tls<C: LoadClient>(&mut self, s: &mut Slot<C>, link: Link, now: Instant) {
+        let l = &s.links[link.index()];
+        let tls = match &self.plan.tls {
+            Some((config, name))
+                if self.plan.explicit_tls
+                    && l.stream.is_some()
+                    && l.connecting.is_none()
+                    && l.tls.is_none() =>
+            {
+                ClientConnection::new(Arc::clone(config), name.clone()).ok()
+            }
+            _ => None,
+        };
+        let Some(tls) = tls else {
+            self.close_link(s, link, false);
+            self.tally.count(ErrorKind::Tls);
+            s.errors += 1;
+            s.client
+                .handle_failure(link, ErrorKind::Tls, now, &mut self.fx);
+            return;
+        };
+        let limit = now
+            + if self.running {
+                ATTEMPT_TIMEOUT
+            } else {
+                CONNECT_TIMEOUT
+            };
+        let l = &mut s.links[link.index()];
+        l.tls = Some(Box::new(tls));
+        l.connecting = Some(limit);
+        l.upgrading = true;
+        self.connecting += 1;
+        self.wake_by(limit);
     }
 
     /// Closes `link` if it is open (with a reset, if asked).
@@ -1352,8 +1420,16 @@ impl<'a> Worker<'a> {
     /// One write and one read on `link`; whether anything moved.
     fn pump<C: LoadClient>(&mut self, i: usize, s: &mut Slot<C>, link: Link) -> bool {
         let k = link.index();
-        if s.links[k].stream.is_none() || s.links[k].connecting.is_some() {
+        if s.links[k].stream.is_none() {
             return false;
+        }
+        if s.links[k].connecting.is_some() {
+            if !s.links[k].upgrading {
+                return false;
+            }
+            // A TLS handshake the client asked for: it moved if it ended.
+            self.handshake(i, s, link);
+            return s.links[k].connecting.is_none();
         }
         if s.links[k].tls.is_some() {
             return self.pump_tls(i, s, link);
@@ -1506,6 +1582,10 @@ impl Worker<'_> {
             Ok(0) => eof = true,
             Ok(_) => {
                 l.heard = true;
+                // Ciphertext read is progress even when it completes no
+                // record yet (a record is larger than one read_tls): the
+                // socket may hold the rest with no edge to come.
+                moved = true;
                 if tls.process_new_packets().is_err() {
                     // The alert, if it goes.
                     let _ = tls.write_tls(stream);
@@ -2159,6 +2239,7 @@ mod tests {
             cert: cert.to_vec(),
             resume,
             alpn: None,
+            explicit: false,
         })
     }
 

@@ -192,8 +192,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Removed when dropped, whatever happens from here on (and by the
     // interrupt path, which exits without unwinding).
     let fixture = Fixture::create("root", &scenario.fixture)?;
-    let certificate = match scenario.tls {
-        Some(_) => Some(Certificate::make()?),
+    let certificate = match &scenario.tls {
+        Some(tls) => Some(Certificate::make(tls.explicit)?),
         None => None,
     };
 
@@ -326,6 +326,7 @@ fn measure(
                 cert: c.der.clone(),
                 resume: tls.resume,
                 alpn: tls.alpn.map(|a| a.as_bytes().to_vec()),
+                explicit: tls.explicit,
             }),
             _ => None,
         },
@@ -453,7 +454,7 @@ struct Certificate {
 }
 
 impl Certificate {
-    fn make() -> anyhow::Result<Certificate> {
+    fn make(explicit: bool) -> anyhow::Result<Certificate> {
         use std::os::unix::fs::OpenOptionsExt;
         let dir = Fixture::create("tls", &[])?;
         let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -461,6 +462,7 @@ impl Certificate {
         let files = target::TlsFiles {
             cert: dir.path().join("cert.pem"),
             key: dir.path().join("key.pem"),
+            explicit,
         };
         let write = |path: &std::path::Path, text: String, mode: u32| {
             use std::io::Write;

@@ -284,6 +284,10 @@ pub struct TlsLoad {
     pub resume: bool,
     /// The ALPN protocol offered (`http/1.1` for HTTP), if any.
     pub alpn: Option<&'static str>,
+    /// Explicit TLS (FTPS): the connections start plain and switch to TLS
+    /// as the protocol says (`AUTH TLS`, `PROT P`); the server keeps its
+    /// plain listener. Otherwise TLS from the first byte.
+    pub explicit: bool,
 }
 
 /// A 64-byte echo request whose bytes vary, so that a server returning
@@ -388,6 +392,25 @@ pub fn all() -> Vec<Scenario> {
             tls: None,
         },
         Scenario {
+            name: "ftps-sessions",
+            protocol: "ftp",
+            summary: "sessions over explicit FTPS: AUTH TLS, login, PBSZ 0, PROT P, EPSV, RETR 64 KiB over TLS, quit",
+            workload: Workload::FtpSessions {
+                file: "64k.bin".into(),
+                size: SESSION_FILE,
+            },
+            clients: 16,
+            duration: secs(5),
+            fixture: vec![("64k.bin", SESSION_FILE)],
+            // The data connection resumes the control connection's
+            // session where the server allows it.
+            tls: Some(TlsLoad {
+                resume: true,
+                alpn: None,
+                explicit: true,
+            }),
+        },
+        Scenario {
             name: "download",
             protocol: "ftp",
             summary: "1 client logged in once, retrieving a 1 GiB file again and again",
@@ -471,6 +494,7 @@ pub fn all() -> Vec<Scenario> {
             tls: Some(TlsLoad {
                 resume: true,
                 alpn: Some("http/1.1"),
+                explicit: false,
             }),
         },
         Scenario {
@@ -484,6 +508,7 @@ pub fn all() -> Vec<Scenario> {
             tls: Some(TlsLoad {
                 resume: false,
                 alpn: Some("http/1.1"),
+                explicit: false,
             }),
         },
         Scenario {
@@ -569,6 +594,7 @@ pub fn all() -> Vec<Scenario> {
             tls: Some(TlsLoad {
                 resume: true,
                 alpn: None,
+                explicit: false,
             }),
         },
     ]

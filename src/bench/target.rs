@@ -61,6 +61,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key.
     pub key: PathBuf,
+    /// Explicit TLS (FTPS `AUTH TLS`): `muse serve` keeps its plain
+    /// listener and gets the certificate and key for the switch.
+    pub explicit: bool,
 }
 
 /// What is measured.
@@ -132,7 +135,9 @@ impl Target {
     /// `{data}` and [`DATA_ENV`] for a spawned command. `tls`, for a TLS
     /// scenario, is the run's certificate: `muse serve` listens with TLS
     /// only (`--tls-listen 127.0.0.1:0 --tls-cert C --tls-key K`) and its
-    /// TLS listener's line (`..., tls)`) is the address; a spawned command
+    /// TLS listener's line (`..., tls)`) is the address, or, for explicit
+    /// TLS, listens in clear (`--listen 127.0.0.1:0 --tls-cert C --tls-key
+    /// K`) and switches on `AUTH TLS`; a spawned command
     /// gets `{tls_cert}` and `{tls_key}` in its command line, and
     /// [`TLS_CERT_ENV`] and [`TLS_KEY_ENV`].
     pub fn start(
@@ -144,7 +149,7 @@ impl Target {
         data: Option<&Path>,
         tls: Option<&TlsFiles>,
     ) -> anyhow::Result<Started> {
-        let want_tls_line = tls.is_some() && matches!(self.kind, Kind::Muse(..));
+        let want_tls_line = tls.is_some_and(|t| !t.explicit) && matches!(self.kind, Kind::Muse(..));
         let mut cmd = match &self.kind {
             Kind::Against(addr) => {
                 return Ok(Started {
@@ -157,6 +162,12 @@ impl Target {
                 let mut c = Command::new(exe);
                 c.args(["serve", protocol, "--arch", arch.name()]);
                 match tls {
+                    Some(tls) if tls.explicit => {
+                        c.args(["--listen", "127.0.0.1:0", "--tls-cert"])
+                            .arg(&tls.cert)
+                            .arg("--tls-key")
+                            .arg(&tls.key);
+                    }
                     Some(tls) => {
                         c.args(["--tls-listen", "127.0.0.1:0", "--tls-cert"])
                             .arg(&tls.cert)

@@ -17,6 +17,18 @@
 //! A permit is one session (`download`: the login, after which the client
 //! goes on by itself). A session's latency is its whole duration; a
 //! download's is the transfer's, from its `EPSV`.
+//!
+//! Explicit FTPS ([`FtpShape::new`]'s `tls`, the `ftps-sessions` scenario):
+//! after the `220`, `AUTH TLS`; at its `234` the client asks the loop to
+//! start TLS on the control connection ([`Effect::StartTls`]) and waits for
+//! the handshake (`handle_connected` again) before `USER`; after `230`,
+//! `PBSZ 0` (`200`) and `PROT P` (`200`), then the dialogue above. The data
+//! connection is plain TCP until the transfer's `150` (or `125`): then the
+//! client starts TLS on it, as the server, which handshakes once it has
+//! answered the transfer command, expects; the data comes over TLS, its end
+//! being close_notify or the end of the TCP stream.
+//!
+//! [`Effect::StartTls`]: super::Effect::StartTls
 
 use std::time::{Duration, Instant};
 
@@ -43,12 +55,15 @@ pub struct FtpShape {
     pattern: Vec<u8>,
     /// `RETR file\r\n`.
     retr: Vec<u8>,
+    /// Explicit FTPS: `AUTH TLS`, `PBSZ 0`, `PROT P`, and TLS on every
+    /// connection (see the module docs).
+    pub tls: bool,
 }
 
 impl FtpShape {
     /// The shape for retrieving `file` of `size` bytes; `None` when the
     /// name does not fit on one command line.
-    pub fn new(file: &str, size: u64, download: bool) -> Option<FtpShape> {
+    pub fn new(file: &str, size: u64, download: bool, tls: bool) -> Option<FtpShape> {
         if file.is_empty() || file.contains(['\r', '\n']) {
             return None;
         }
@@ -57,6 +72,7 @@ impl FtpShape {
             size,
             pattern: fixture_window(READ_MAX),
             retr: format!("RETR {file}\r\n").into_bytes(),
+            tls,
         })
     }
 }
@@ -64,8 +80,11 @@ impl FtpShape {
 /// An FTP command the clients send.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Cmd {
+    Auth,
     User,
     Pass,
+    Pbsz,
+    Prot,
     Type,
     Epsv,
     Retr,
@@ -75,8 +94,11 @@ enum Cmd {
 impl Cmd {
     fn bytes(self, shape: &FtpShape) -> &[u8] {
         match self {
+            Cmd::Auth => b"AUTH TLS\r\n",
             Cmd::User => b"USER anonymous\r\n",
             Cmd::Pass => b"PASS bench@\r\n",
+            Cmd::Pbsz => b"PBSZ 0\r\n",
+            Cmd::Prot => b"PROT P\r\n",
             Cmd::Type => b"TYPE I\r\n",
             Cmd::Epsv => b"EPSV\r\n",
             Cmd::Retr => &shape.retr,
@@ -204,10 +226,18 @@ enum Step {
     Connecting,
     /// 220.
     Greeting,
+    /// 234 (FTPS).
+    Auth,
+    /// The control connection's TLS handshake, after the 234 (FTPS).
+    Securing,
     /// 331.
     User,
     /// 230.
     Pass,
+    /// 200 to `PBSZ 0` (FTPS).
+    Pbsz,
+    /// 200 to `PROT P` (FTPS).
+    Prot,
     /// 200.
     Type,
     /// 229.
@@ -336,15 +366,32 @@ impl<'a> FtpClient<'a> {
             return Err(ErrorKind::Mismatch);
         }
         match (self.step, code) {
+            (Step::Greeting, 220) if self.shape.tls => {
+                self.send(Cmd::Auth);
+                self.step = Step::Auth;
+            }
             (Step::Greeting, 220) => {
                 self.send(Cmd::User);
                 self.step = Step::User;
+            }
+            (Step::Auth, 234) => {
+                // TLS from the byte after this reply's end.
+                fx.start_tls(Link::Main);
+                self.step = Step::Securing;
             }
             (Step::User, 331) => {
                 self.send(Cmd::Pass);
                 self.step = Step::Pass;
             }
-            (Step::Pass, 230) => {
+            (Step::Pass, 230) if self.shape.tls => {
+                self.send(Cmd::Pbsz);
+                self.step = Step::Pbsz;
+            }
+            (Step::Pbsz, 200) => {
+                self.send(Cmd::Prot);
+                self.step = Step::Prot;
+            }
+            (Step::Pass, 230) | (Step::Prot, 200) => {
                 self.send(Cmd::Type);
                 self.step = Step::Type;
             }
@@ -356,7 +403,13 @@ impl<'a> FtpClient<'a> {
                 self.data_open = true;
                 self.step = Step::DataConnecting;
             }
-            (Step::Retr, 125 | 150) if !self.prelim => self.prelim = true,
+            (Step::Retr, 125 | 150) if !self.prelim => {
+                self.prelim = true;
+                if self.shape.tls {
+                    // The server handshakes on the data connection now.
+                    fx.start_tls(Link::Side);
+                }
+            }
             (Step::Retr, 226) if self.prelim && !self.finished => {
                 self.finished = true;
                 self.transfer_progress(now, fx)?;
@@ -377,8 +430,9 @@ impl<'a> FtpClient<'a> {
         fx: &mut Effects,
     ) -> Result<(), ErrorKind> {
         let mut pos = 0;
-        // Anything after the 221 is of no interest.
-        while self.step != Step::Closing {
+        // Anything after the 221 is of no interest; nothing may follow a
+        // 234 before the handshake.
+        while !matches!(self.step, Step::Closing | Step::Securing) {
             let Some(code) = self
                 .replies
                 .next(data, &mut pos)
@@ -387,6 +441,9 @@ impl<'a> FtpClient<'a> {
                 break;
             };
             self.on_reply(code, now, fx)?;
+        }
+        if self.step == Step::Securing && pos < data.len() {
+            return Err(ErrorKind::Mismatch);
         }
         if self.step == Step::Closing {
             // The 221 came: the session is over, whether or not the server
@@ -426,7 +483,11 @@ impl<'a> FtpClient<'a> {
     fn talking(&self) -> bool {
         !matches!(
             self.step,
-            Step::Waiting | Step::Backoff(_) | Step::Connecting | Step::DataConnecting
+            Step::Waiting
+                | Step::Backoff(_)
+                | Step::Connecting
+                | Step::Securing
+                | Step::DataConnecting
         )
     }
 }
@@ -453,6 +514,13 @@ impl LoadClient for FtpClient<'_> {
                 self.step = Step::Greeting;
                 self.moved_at = now;
             }
+            (Link::Main, Step::Securing) => {
+                self.send(Cmd::User);
+                self.step = Step::User;
+                self.moved_at = now;
+            }
+            // The data connection's TLS is up: the data follows.
+            (Link::Side, Step::Retr) => self.moved_at = now,
             (Link::Side, Step::DataConnecting) => {
                 self.step = Step::Retr;
                 self.send(Cmd::Retr);
@@ -604,7 +672,7 @@ mod tests {
 
     #[test]
     fn a_whole_session_byte_by_byte() {
-        let shape = FtpShape::new("f.bin", 5, false).unwrap();
+        let shape = FtpShape::new("f.bin", 5, false, false).unwrap();
         let t0 = Instant::now();
         let mut c = FtpClient::new(&shape, t0);
         assert!(c.wants_permit());
@@ -668,7 +736,7 @@ mod tests {
 
     #[test]
     fn a_wrong_code_or_byte_is_a_mismatch_and_a_silence_a_stall() {
-        let shape = FtpShape::new("f.bin", 5, true).unwrap();
+        let shape = FtpShape::new("f.bin", 5, true, false).unwrap();
         let t0 = Instant::now();
         let mut c = FtpClient::new(&shape, t0);
         let _ = effects(|fx| c.handle_permit(t0, t0, fx));
