@@ -678,3 +678,37 @@ fn tls_against_a_plain_server_is_counted_tls_errors() {
     assert!(load["errors"]["tls"].as_u64().unwrap() > 0, "{load}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("tls"));
 }
+
+#[test]
+fn ftps_sessions_run_clean_against_muse_and_a_spawned_server() {
+    let dir = Scratch::new("ftps");
+    let json_path = dir.path("r.json");
+    // Explicit FTPS: a plain listener that switches on AUTH TLS, given the
+    // run's certificate through the placeholders.
+    let spawn = format!(
+        "spawned={} serve ftp --arch thread-pool --listen 127.0.0.1:0 --tls-cert {{tls_cert}} --tls-key {{tls_key}} --root {{root}}",
+        muse()
+    );
+    let mut args = vec![
+        "ftp",
+        "--arch",
+        "reactor",
+        "--spawn",
+        &spawn,
+        "--scenario",
+        "ftps-sessions",
+        "--clients",
+        "2",
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--json", &json_path]);
+    bench(&args);
+    let report = json(&json_path);
+    assert_eq!(report["scenario"], "ftps-sessions");
+    for name in ["muse/reactor", "spawned"] {
+        let load = &server(&report, name)["runs"][0]["load"];
+        assert!(load["requests"].as_u64().unwrap() > 0, "{name}: {load}");
+        assert!(load["bytes"].as_u64().unwrap() > 0, "{name}: {load}");
+        assert_no_errors(load, name);
+    }
+}

@@ -735,6 +735,53 @@ mod tests {
     }
 
     #[test]
+    fn an_ftps_session_starts_tls_after_234_and_after_150() {
+        let shape = FtpShape::new("f.bin", 3, false, true).unwrap();
+        let t0 = Instant::now();
+        let mut c = FtpClient::new(&shape, t0);
+        let _ = effects(|fx| c.handle_permit(t0, t0, fx));
+        let _ = effects(|fx| c.handle_connected(Link::Main, t0, fx));
+        let _ = say(&mut c, b"220 ok\r\n", t0);
+        assert_eq!(sent(&mut c, t0), b"AUTH TLS\r\n");
+        let fx = say(&mut c, b"234 go\r\n", t0);
+        assert_eq!(fx, [Effect::StartTls(Link::Main)]);
+        // Nothing goes out until the handshake is over.
+        assert!(c.poll_output(Link::Main).is_empty());
+        let _ = effects(|fx| c.handle_connected(Link::Main, t0, fx));
+        for (cmd, reply) in [
+            (&b"USER anonymous\r\n"[..], &b"331 pw\r\n"[..]),
+            (b"PASS bench@\r\n", b"230 in\r\n"),
+            (b"PBSZ 0\r\n", b"200 PBSZ=0\r\n"),
+            (b"PROT P\r\n", b"200 P\r\n"),
+            (b"TYPE I\r\n", b"200 I\r\n"),
+            (b"EPSV\r\n", b"229 (|||2121|)\r\n"),
+        ] {
+            assert_eq!(sent(&mut c, t0), cmd);
+            let _ = say(&mut c, reply, t0);
+        }
+        let _ = effects(|fx| c.handle_connected(Link::Side, t0, fx));
+        assert_eq!(sent(&mut c, t0), b"RETR f.bin\r\n");
+        let fx = say(&mut c, b"150 here\r\n", t0);
+        assert_eq!(fx, [Effect::StartTls(Link::Side)]);
+        let _ = effects(|fx| c.handle_connected(Link::Side, t0, fx));
+        let data: Vec<u8> = (0..3).map(scenario::fixture_byte).collect();
+        let _ = effects(|fx| c.handle_input(Link::Side, &data, t0, fx));
+        let _ = effects(|fx| c.handle_eof(Link::Side, t0, fx));
+        let _ = say(&mut c, b"226 done\r\n", t0);
+        assert_eq!(sent(&mut c, t0), b"QUIT\r\n");
+        let fx = say(&mut c, b"221 bye\r\n", t0);
+        assert_eq!(fx[0], Effect::Answered { sent: t0 });
+        // A byte behind the 234, before the handshake, is not FTPS.
+        let _ = effects(|fx| c.handle_permit(t0, t0, fx));
+        let _ = effects(|fx| c.handle_connected(Link::Main, t0, fx));
+        let _ = say(&mut c, b"220 ok\r\n", t0);
+        let _ = sent(&mut c, t0);
+        let fx = effects(|fx| c.handle_input(Link::Main, b"234 go\r\nX", t0, fx));
+        assert_eq!(fx[0], Effect::StartTls(Link::Main));
+        assert_eq!(fx[1], Effect::Failed(ErrorKind::Mismatch));
+    }
+
+    #[test]
     fn a_wrong_code_or_byte_is_a_mismatch_and_a_silence_a_stall() {
         let shape = FtpShape::new("f.bin", 5, true, false).unwrap();
         let t0 = Instant::now();
