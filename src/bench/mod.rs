@@ -62,9 +62,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME=CMD")]
     spawn: Vec<String>,
     /// The scenario (echo: rr, pipeline, stream, connect, idle, slow; ftp:
-    /// sessions, download; http: get, large, close, pipeline, idle, slow,
-    /// https-get, handshake; calc: cheap, heavy, mixed; kv: getset,
-    /// pipeline, large, durable, kv-tls)
+    /// sessions, ftps-sessions, download; http: get, large, close,
+    /// pipeline, idle, slow, https-get, handshake; calc: cheap, heavy,
+    /// mixed; kv: getset, pipeline, large, durable, kv-tls)
     /// [default: the protocol's first: rr, sessions, get, cheap, getset].
     #[arg(long)]
     scenario: Option<String>,
