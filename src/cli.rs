@@ -168,6 +168,10 @@ pub struct ServeArgs {
     /// transfer).
     #[arg(long)]
     require_tls: bool,
+    /// Close a TLS connection whose handshake is not over this many
+    /// seconds after it began (0 keeps the default).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    tls_handshake_timeout: Duration,
     /// ftp: refuse a TLS data connection that does not resume a TLS
     /// session (the defence against a stranger taking a passive port; some
     /// clients, Python's ftplib among them, do not resume).
@@ -365,6 +369,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     crate::tls::set_require_reuse(args.tls_require_reuse);
+    if !args.tls_handshake_timeout.is_zero() {
+        crate::tls::set_handshake_timeout(args.tls_handshake_timeout);
+    }
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let alpn = match args.protocol.as_str() {

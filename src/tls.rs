@@ -33,9 +33,29 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
 /// How long a client may take to finish its handshake before the
-/// connection is closed: a client that opens a TLS connection and sends
-/// nothing, or stops halfway, must not hold a blocking worker.
+/// connection is closed, unless `--tls-handshake-timeout` says otherwise:
+/// a client that opens a TLS connection and sends nothing, or stops
+/// halfway, must not hold a blocking worker.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `--tls-handshake-timeout`, in milliseconds (0: [`HANDSHAKE_TIMEOUT`]).
+static HANDSHAKE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets the handshake deadline (`--tls-handshake-timeout`).
+pub fn set_handshake_timeout(timeout: std::time::Duration) {
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    HANDSHAKE_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long a handshake may take.
+pub fn handshake_timeout() -> std::time::Duration {
+    match HANDSHAKE_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => HANDSHAKE_TIMEOUT,
+        ms => std::time::Duration::from_millis(ms),
+    }
+}
 
 /// `--tls-require-reuse`: a TLS data connection must resume a session.
 static REQUIRE_REUSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

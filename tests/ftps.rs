@@ -252,37 +252,33 @@ arch_tests!(ftps_explicit_and_implicit_passive_and_active, |arch| {
     );
 });
 
-arch_tests!(
-    abor_under_tls,
-    [thread_pool, reactor, prefork, async_],
-    |arch| {
-        let dir = TempRoot::new("ftps-abor", arch);
-        let certs = Certs::new(&dir.base);
-        let server = ftps(arch, &dir, &certs, &[]);
-        // Far more than the socket buffers hold: the transfer is still
-        // under way when ABOR comes.
-        dir.sparse("huge.bin", 256 << 20);
-        let s = &server;
-        let mut ftp = Ftps::explicit(s.addrs()[0], &certs.client(&[])).or_fail(s);
-        ftp.login_private().or_fail(s);
-        let mut data = ftp.transfer("RETR huge.bin", false).or_fail(s);
-        let mut some = [0u8; 4096];
-        data.read_exact(&mut some).or_fail_io(s);
-        // Stop reading; ABOR on the encrypted control connection.
-        ftp.ctrl.write_all(b"ABOR\r\n").unwrap();
-        let (first, _) = reply(&mut ftp.ctrl).or_fail(s);
-        let (second, _) = reply(&mut ftp.ctrl).or_fail(s);
-        if (first, second) != (426, 226) {
-            s.fail(&format!(
-                "ABOR under TLS: {first} then {second}, not 426 then 226"
-            ));
-        }
-        drop(data);
-        // The session goes on.
-        let got = ftp.retr("big.bin", false).or_fail(s);
-        assert_eq!(got.len(), 3 << 20);
+arch_tests!(abor_under_tls, |arch| {
+    let dir = TempRoot::new("ftps-abor", arch);
+    let certs = Certs::new(&dir.base);
+    let server = ftps(arch, &dir, &certs, &[]);
+    // Far more than the socket buffers hold: the transfer is still
+    // under way when ABOR comes.
+    dir.sparse("huge.bin", 256 << 20);
+    let s = &server;
+    let mut ftp = Ftps::explicit(s.addrs()[0], &certs.client(&[])).or_fail(s);
+    ftp.login_private().or_fail(s);
+    let mut data = ftp.transfer("RETR huge.bin", false).or_fail(s);
+    let mut some = [0u8; 4096];
+    data.read_exact(&mut some).or_fail_io(s);
+    // Stop reading; ABOR on the encrypted control connection.
+    ftp.ctrl.write_all(b"ABOR\r\n").unwrap();
+    let (first, _) = reply(&mut ftp.ctrl).or_fail(s);
+    let (second, _) = reply(&mut ftp.ctrl).or_fail(s);
+    if (first, second) != (426, 226) {
+        s.fail(&format!(
+            "ABOR under TLS: {first} then {second}, not 426 then 226"
+        ));
     }
-);
+    drop(data);
+    // The session goes on.
+    let got = ftp.retr("big.bin", false).or_fail(s);
+    assert_eq!(got.len(), 3 << 20);
+});
 
 trait OrFailIo<T> {
     fn or_fail_io(self, s: &Server) -> T;

@@ -108,45 +108,34 @@ arch_tests!(https_keep_alive_ranges_and_large_bodies, |arch| {
     assert!(got.ends_with(PAGE));
 });
 
-arch_tests!(
-    kv_over_tls,
-    [
-        thread_per_connection,
-        reactor,
-        multi_reactor,
-        prefork,
-        prefork_reactor,
-        process_per_connection,
-        async_
-    ],
-    |arch| {
-        let dir = TempRoot::new("tls-kv", arch);
-        let certs = Certs::new(&dir.base);
-        let tls_args = certs.args();
-        let mut args = vec!["--tls-listen", "127.0.0.1:0"];
-        args.extend(tls_args.iter().map(String::as_str));
-        let server = Server::start("kv", arch, &with_sizing(arch, &args));
-        let s = &server;
-        let client = certs.client(&[]);
-        let mut c = connect(s.addrs()[1], &client).or_fail(s);
-        c.write_all(b"SET greeting hello\r\nGET greeting\r\nPING\r\n")
-            .unwrap();
-        let want = b"+OK\r\n$5\r\nhello\r\n+PONG\r\n";
-        let got = tls::read_exact(&mut c, want.len()).unwrap_or_default();
-        assert_eq!(got, want, "{arch}: {}", String::from_utf8_lossy(&got));
-        // The same keyspace on the plain listener.
-        let mut plain = s.connect();
-        plain.write_all(b"GET greeting\r\n").unwrap();
-        assert_eq!(
-            try_read_exact(&mut plain, 11).or_fail(s),
-            b"$5\r\nhello\r\n"
-        );
-    }
-);
+arch_tests!(kv_over_tls, |arch| {
+    let dir = TempRoot::new("tls-kv", arch);
+    let certs = Certs::new(&dir.base);
+    let tls_args = certs.args();
+    let mut args = vec!["--tls-listen", "127.0.0.1:0"];
+    args.extend(tls_args.iter().map(String::as_str));
+    let server = Server::start("kv", arch, &with_sizing(arch, &args));
+    let s = &server;
+    let client = certs.client(&[]);
+    let mut c = connect(s.addrs()[1], &client).or_fail(s);
+    c.write_all(b"SET greeting hello\r\nGET greeting\r\nPING\r\n")
+        .unwrap();
+    let want = b"+OK\r\n$5\r\nhello\r\n+PONG\r\n";
+    let got = tls::read_exact(&mut c, want.len()).unwrap_or_default();
+    assert_eq!(got, want, "{arch}: {}", String::from_utf8_lossy(&got));
+    // The same keyspace on the plain listener (once the TLS client has
+    // gone: `serial` serves one client at a time).
+    drop(c);
+    let mut plain = s.connect();
+    plain.write_all(b"GET greeting\r\n").unwrap();
+    assert_eq!(
+        try_read_exact(&mut plain, 11).or_fail(s),
+        b"$5\r\nhello\r\n"
+    );
+});
 
 arch_tests!(
     wrong_clients_get_a_clear_end_and_the_server_goes_on,
-    [thread_pool, reactor, prefork, async_],
     |arch| {
         let (dir, certs) = fixture(arch);
         let server = https(arch, &dir, &certs, &[]);
@@ -189,40 +178,45 @@ arch_tests!(
     }
 );
 
-arch_tests!(
-    a_stalled_handshake_is_timed_out,
-    [thread_pool, reactor],
-    |arch| {
-        // One pool thread: the stalled client holds it until its handshake
-        // deadline, then the next client is served.
-        let (dir, certs) = fixture(arch);
-        let server = https(arch, &dir, &certs, &["--threads", "1"]);
-        let s = &server;
-        let tls_addr = s.addrs()[1];
-        let mut stalled = std::net::TcpStream::connect(tls_addr).unwrap();
-        stalled
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut buf = [0u8; 16];
-        match stalled.read(&mut buf) {
-            Ok(0) => {}
-            Err(e) if is_reset(&e) => {}
-            other => s.fail(&format!("a silent TLS client: {other:?}, not closed")),
-        }
-        let logged = wait_for(Duration::from_secs(10), || {
-            s.stderr().contains("no TLS handshake within").then_some(())
-        });
-        if logged.is_none() {
-            s.fail("the handshake timeout is not in the log");
-        }
-        let client = certs.client(&[b"http/1.1"]);
-        let mut c = connect(tls_addr, &client).or_fail(s);
-        c.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let (head, _) = response(&mut c).or_fail(s);
-        assert!(head.starts_with("http/1.1 200 "), "{head}");
+arch_tests!(a_stalled_handshake_is_timed_out, |arch| {
+    // One thread or worker where the architecture has them: the stalled
+    // client holds it until its handshake deadline, then the next
+    // client is served.
+    let (dir, certs) = fixture(arch);
+    let one: &[&str] = match arch {
+        "thread-pool" | "multi-reactor" | "reactor-pool" | "async" => &["--threads", "1"],
+        "prefork" | "prefork-reactor" => &["--workers", "1"],
+        "prefork-threads" => &["--workers", "1", "--threads", "1"],
+        _ => &[],
+    };
+    let mut extra = vec!["--tls-handshake-timeout", "1"];
+    extra.extend_from_slice(one);
+    let server = https(arch, &dir, &certs, &extra);
+    let s = &server;
+    let tls_addr = s.addrs()[1];
+    let mut stalled = std::net::TcpStream::connect(tls_addr).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    match stalled.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if is_reset(&e) => {}
+        other => s.fail(&format!("a silent TLS client: {other:?}, not closed")),
     }
-);
+    let logged = wait_for(Duration::from_secs(10), || {
+        s.stderr().contains("no TLS handshake within").then_some(())
+    });
+    if logged.is_none() {
+        s.fail("the handshake timeout is not in the log");
+    }
+    let client = certs.client(&[b"http/1.1"]);
+    let mut c = connect(tls_addr, &client).or_fail(s);
+    c.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (head, _) = response(&mut c).or_fail(s);
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+});
 
 arch_tests!(
     sighup_replaces_the_certificate_without_dropping_a_connection,

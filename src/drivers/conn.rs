@@ -371,7 +371,7 @@ impl Connection {
                 crate::log::info(format_args!(
                     "closing {}: no TLS handshake within {:?}",
                     self.peer_ip,
-                    crate::tls::HANDSHAKE_TIMEOUT
+                    crate::tls::handshake_timeout()
                 ));
                 return Status::Closed;
             }

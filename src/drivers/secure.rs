@@ -13,7 +13,16 @@
 //! socket. A file body, which goes out with `sendfile` on a plain socket,
 //! is read here in record-sized pieces and encrypted, within the same
 //! per-turn budget. The handshake has a deadline of its own
-//! ([`crate::tls::HANDSHAKE_TIMEOUT`]).
+//! ([`crate::tls::handshake_timeout`]).
+//!
+//! Kernel TLS belongs here, after the handshake: where the kernel offers
+//! the `tls` upper-layer protocol, rustls can hand over the traffic secrets
+//! (`dangerous_extract_secrets`, with the `secret_extraction` feature) to
+//! set as `TLS_TX`/`TLS_RX` on the socket, and from then on the core's plain
+//! paths, `sendfile` included, would carry the records. It is not built:
+//! this machine's kernel lacks `tls` in `/proc/sys/net/ipv4/tcp_available_ulp`,
+//! so the record-at-a-time encryption here is what runs and what the bench
+//! measures.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -97,7 +106,7 @@ impl Secure {
     pub fn new(conn: ServerConnection, now: Instant) -> Secure {
         Secure {
             conn: Box::new(conn),
-            handshake_deadline: now + crate::tls::HANDSHAKE_TIMEOUT,
+            handshake_deadline: now + crate::tls::handshake_timeout(),
             closed: false,
         }
     }
