@@ -440,9 +440,15 @@ impl Connection {
         let reading = self.session.wants_read() || tls.handshaking();
         if self.readable && !self.read_closed && reading {
             match tls.read_socket(fd) {
-                Ok(Took::Some) => {
+                Ok(Took::Some(n)) => {
                     progressed = true;
-                    if self.blocking {
+                    // As on a plain socket: a short read drained it (a new
+                    // arrival raises a new edge), which saves the read
+                    // that would only say so.
+                    let drained = n < crate::drivers::secure::MIN_READ
+                        && !self.urgent_seen
+                        && !self.peer_closed;
+                    if self.blocking || drained {
                         self.readable = false;
                     }
                 }

@@ -46,10 +46,15 @@ pub struct Secure {
     closed: bool,
 }
 
+/// The least rustls asks the socket for in one read (its deframer reads
+/// into at least 4 KiB of free buffer): a read that returns less found
+/// the socket drained.
+pub const MIN_READ: usize = 4096;
+
 /// What reading the socket did.
 pub enum Took {
-    /// Ciphertext came in (and was decrypted).
-    Some,
+    /// This many bytes of ciphertext came in (and were decrypted).
+    Some(usize),
     /// The socket would block: wait for readiness.
     Drained,
     /// The socket's end.
@@ -130,10 +135,10 @@ impl Secure {
         }
         let took = match self.conn.read_tls(&mut Sock { fd, now: false }) {
             Ok(0) => Took::End,
-            Ok(_) => Took::Some,
+            Ok(n) => Took::Some(n),
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock => Took::Drained,
-                io::ErrorKind::Interrupted => Took::Some,
+                io::ErrorKind::Interrupted => Took::Some(MIN_READ),
                 _ => return Err(e.to_string()),
             },
         };
