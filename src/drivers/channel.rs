@@ -397,137 +397,44 @@ impl Channel {
             }
         }
         let mut budget = PUMP_BUDGET;
-        if let Some(tls) = self.tls.as_deref_mut() {
-            let io = TlsIo { tls, sock: stream };
-            let result = match job {
-                Job::SendBytes { data, pos, more } => {
-                    let more = *more;
-                    match send_bytes(io, data, pos, &mut self.bytes) {
-                        Ok(Pump::Finished) if more => {
-                            self.job = None;
-                            events.push(ChannelEvent::Sent {
-                                id: self.id,
-                                bytes: self.bytes,
-                            });
-                            return Pump::Blocked;
-                        }
-                        other => other,
-                    }
-                }
-                Job::SendFile {
-                    file,
-                    offset,
-                    end,
-                    transform,
-                    buf,
-                    pos,
-                } => send_file_buffered(
-                    io,
-                    file,
-                    offset,
-                    *end,
-                    *transform,
-                    buf,
-                    pos,
-                    scratch,
-                    &mut self.bytes,
-                    &mut budget,
-                ),
-                Job::Receive {
-                    file,
-                    transform,
-                    pending_cr,
-                } => receive(
-                    io,
-                    file,
-                    *transform,
-                    pending_cr,
-                    scratch,
-                    &mut self.bytes,
-                    &mut budget,
-                ),
-            };
-            return match result {
-                // The bytes are encrypted (or the client's end has come);
-                // `close_notify` and the records still queued go out
-                // before the channel is done: a client waits for them.
-                Ok(Pump::Finished) if !self.tls_closing => {
-                    self.tls_closing = true;
-                    self.pump(scratch, events, retired)
-                }
-                other => self.finish(other, events),
-            };
-        }
-        let result = match job {
-            Job::SendBytes { data, pos, more } => {
-                let more = *more;
-                match send_bytes(stream, data, pos, &mut self.bytes) {
-                    Ok(Pump::Finished) if more => {
-                        // This chunk is out; the channel waits for the next.
-                        self.job = None;
-                        events.push(ChannelEvent::Sent {
-                            id: self.id,
-                            bytes: self.bytes,
-                        });
-                        return Pump::Blocked;
-                    }
-                    other => other,
-                }
-            }
-            Job::SendFile {
-                file,
-                offset,
-                end,
-                transform,
-                buf,
-                pos,
-            } => {
-                let plain = *transform == Transform::None && !self.no_sendfile;
-                if plain {
-                    let sent = send_file_zero_copy(
-                        stream,
-                        file,
-                        offset,
-                        *end,
-                        &mut self.bytes,
-                        &mut budget,
-                    );
-                    match sent {
-                        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
-                            self.no_sendfile = true;
-                            Ok(Pump::Again)
-                        }
-                        other => other,
-                    }
-                } else {
-                    send_file_buffered(
-                        stream,
-                        file,
-                        offset,
-                        *end,
-                        *transform,
-                        buf,
-                        pos,
-                        scratch,
-                        &mut self.bytes,
-                        &mut budget,
-                    )
-                }
-            }
-            Job::Receive {
-                file,
-                transform,
-                pending_cr,
-            } => receive(
+        // Under TLS the job's bytes go through rustls (no `sendfile`).
+        let result = match self.tls.as_deref_mut() {
+            Some(tls) => run_job(
+                job,
+                TlsIo { tls, sock: stream },
+                None,
+                &mut self.no_sendfile,
+                scratch,
+                &mut self.bytes,
+                &mut budget,
+            ),
+            None => run_job(
+                job,
                 stream,
-                file,
-                *transform,
-                pending_cr,
+                Some(stream),
+                &mut self.no_sendfile,
                 scratch,
                 &mut self.bytes,
                 &mut budget,
             ),
         };
+        if matches!(result, Ok(Pump::Finished)) && matches!(job, Job::SendBytes { more: true, .. })
+        {
+            // This chunk is out; the channel waits for the next.
+            self.job = None;
+            events.push(ChannelEvent::Sent {
+                id: self.id,
+                bytes: self.bytes,
+            });
+            return Pump::Blocked;
+        }
+        if self.tls.is_some() && matches!(result, Ok(Pump::Finished)) && !self.tls_closing {
+            // The bytes are encrypted (or the client's end has come);
+            // `close_notify` and the records still queued go out before
+            // the channel is done: a client waits for them.
+            self.tls_closing = true;
+            return self.pump(scratch, events, retired);
+        }
         self.finish(result, events)
     }
 
@@ -657,6 +564,49 @@ impl Retired {
             Retired::Listener(l) => l.as_raw_fd(),
             Retired::Service(s) => s.as_raw_fd(),
         }
+    }
+}
+
+/// Runs one pump of `job` over `io`; a plain file range goes out with
+/// `sendfile` on `zero_copy` when given (until `sendfile` has been seen
+/// not to work for the file: `no_sendfile`).
+fn run_job(
+    job: &mut Job,
+    io: impl Read + Write,
+    zero_copy: Option<&TcpStream>,
+    no_sendfile: &mut bool,
+    scratch: &mut [u8],
+    bytes: &mut u64,
+    budget: &mut u64,
+) -> io::Result<Pump> {
+    match job {
+        Job::SendBytes { data, pos, .. } => send_bytes(io, data, pos, bytes),
+        Job::SendFile {
+            file,
+            offset,
+            end,
+            transform,
+            buf,
+            pos,
+        } => match zero_copy {
+            Some(stream) if *transform == Transform::None && !*no_sendfile => {
+                match send_file_zero_copy(stream, file, offset, *end, bytes, budget) {
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                        *no_sendfile = true;
+                        Ok(Pump::Again)
+                    }
+                    other => other,
+                }
+            }
+            _ => send_file_buffered(
+                io, file, offset, *end, *transform, buf, pos, scratch, bytes, budget,
+            ),
+        },
+        Job::Receive {
+            file,
+            transform,
+            pending_cr,
+        } => receive(io, file, *transform, pending_cr, scratch, bytes, budget),
     }
 }
 
