@@ -333,18 +333,43 @@ pub enum AcceptError {
 }
 
 impl Listeners {
-    /// Binds every address, in order (a `unix:` file with permissions
-    /// `unix_mode`). With `reuse_port`, the TCP sockets allow
-    /// [`Listeners::sibling`] groups on the same addresses.
-    pub fn bind(addrs: &[ListenAddr], reuse_port: bool, unix_mode: u32) -> io::Result<Listeners> {
-        let mut ls = Listeners {
+    /// No listeners yet, owned by this process.
+    fn empty() -> Listeners {
+        Listeners {
             list: Vec::new(),
             fixed: Vec::new(),
             names: Vec::new(),
             files: Vec::new(),
             owner: std::process::id(),
             tls_from: usize::MAX,
-        };
+        }
+    }
+
+    /// Adds a listener with its fixed local address and its name.
+    fn push(&mut self, l: Listener, fixed: Option<SocketAddr>, name: String) {
+        self.list.push(l);
+        self.fixed.push(fixed);
+        self.names.push(name);
+    }
+
+    /// A group of `list` in place of these listeners, one for one: the
+    /// same addresses, names and TLS; no socket files of its own.
+    fn group_of(&self, list: Vec<Listener>) -> Listeners {
+        Listeners {
+            list,
+            fixed: self.fixed.clone(),
+            names: self.names.clone(),
+            files: Vec::new(),
+            owner: self.owner,
+            tls_from: self.tls_from,
+        }
+    }
+
+    /// Binds every address, in order (a `unix:` file with permissions
+    /// `unix_mode`). With `reuse_port`, the TCP sockets allow
+    /// [`Listeners::sibling`] groups on the same addresses.
+    pub fn bind(addrs: &[ListenAddr], reuse_port: bool, unix_mode: u32) -> io::Result<Listeners> {
+        let mut ls = Listeners::empty();
         for a in addrs {
             let bound = match a {
                 ListenAddr::Ip(ip) => bind_one(*ip, reuse_port).and_then(|l| {
@@ -360,9 +385,7 @@ impl Listeners {
             };
             let (l, fixed, name) = bound
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
-            ls.list.push(l);
-            ls.fixed.push(fixed);
-            ls.names.push(name);
+            ls.push(l, fixed, name);
         }
         Ok(ls)
     }
@@ -381,14 +404,7 @@ impl Listeners {
                 ),
             ));
         }
-        let mut ls = Listeners {
-            list: Vec::new(),
-            fixed: Vec::new(),
-            names: Vec::new(),
-            files: Vec::new(),
-            owner: std::process::id(),
-            tls_from: usize::MAX,
-        };
+        let mut ls = Listeners::empty();
         for (a, &fd) in addrs.iter().zip(fds) {
             let (l, fixed, name) = adopt(fd).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot take over {a} (fd {fd}): {e}"))
@@ -408,9 +424,7 @@ impl Listeners {
                     format!("the old server's socket for {a} (fd {fd}) is of another kind"),
                 ));
             }
-            ls.list.push(l);
-            ls.fixed.push(fixed);
-            ls.names.push(name);
+            ls.push(l, fixed, name);
         }
         Ok(ls)
     }
@@ -428,14 +442,7 @@ impl Listeners {
             .iter()
             .map(|&fd| adopt(fd).map(|(l, _, _)| l))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Listeners {
-            list,
-            fixed: self.fixed.clone(),
-            names: self.names.clone(),
-            files: Vec::new(),
-            owner: self.owner,
-            tls_from: self.tls_from,
-        })
+        Ok(self.group_of(list))
     }
 
     /// One Unix-domain listener on `name` in the abstract namespace (no
@@ -445,14 +452,13 @@ impl Listeners {
         socket.bind(&SockAddr::unix(format!("\0{name}"))?)?;
         socket.listen(libc::SOMAXCONN)?;
         socket.set_nonblocking(true)?;
-        Ok(Listeners {
-            list: vec![Listener::Unix(UnixListener::from(OwnedFd::from(socket)))],
-            fixed: vec![Some(UNIX_ADDR)],
-            names: vec![format!("unix:@{name}")],
-            files: Vec::new(),
-            owner: std::process::id(),
-            tls_from: usize::MAX,
-        })
+        let mut ls = Listeners::empty();
+        ls.push(
+            Listener::Unix(UnixListener::from(OwnedFd::from(socket))),
+            Some(UNIX_ADDR),
+            format!("unix:@{name}"),
+        );
+        Ok(ls)
     }
 
     /// Another group of listeners on the very addresses these are bound to
@@ -488,14 +494,7 @@ impl Listeners {
                 Listener::Unix(_) | Listener::Handoff(_) => l.try_clone(),
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Listeners {
-            list,
-            fixed: self.fixed.clone(),
-            names: self.names.clone(),
-            files: Vec::new(),
-            owner: self.owner,
-            tls_from: self.tls_from,
-        })
+        Ok(self.group_of(list))
     }
 
     /// Makes the listeners from index `from` on TLS listeners: their
@@ -513,14 +512,9 @@ impl Listeners {
     /// master's hand-off socket. Connections come with both addresses, as
     /// from any listener.
     pub fn handoff(receiver: crate::accept::Receiver) -> Listeners {
-        Listeners {
-            list: vec![Listener::Handoff(receiver)],
-            fixed: vec![None],
-            names: vec!["hand-off".into()],
-            files: Vec::new(),
-            owner: std::process::id(),
-            tls_from: usize::MAX,
-        }
+        let mut ls = Listeners::empty();
+        ls.push(Listener::Handoff(receiver), None, "hand-off".into());
+        ls
     }
 
     /// The listeners.
