@@ -187,7 +187,10 @@ impl Acceptor {
     pub fn new(server: &Server) -> Acceptor {
         let mut acceptor = Acceptor {
             strategy: server.config.accept,
-            nonblocking: server.config.arch == Arch::PreforkReactor,
+            nonblocking: matches!(
+                server.config.arch,
+                Arch::PreforkReactor | Arch::PreforkUring
+            ),
             own: (0..MAX_WORKERS).map(|_| None).collect(),
             pipes: (0..MAX_WORKERS).map(|_| None).collect(),
             held: VecDeque::new(),

@@ -551,6 +551,47 @@ impl Listeners {
         Ok(accepted)
     }
 
+    /// Whether listener `i` is a listening socket (TCP or Unix-domain) that
+    /// the kernel can accept on by itself (an io_uring accept), rather than
+    /// a hand-off socket.
+    pub fn is_socket(&self, i: usize) -> bool {
+        !matches!(self.list[i], Listener::Handoff(_))
+    }
+
+    /// A connection the kernel accepted on listener `i` for us (an io_uring
+    /// accept gives the socket alone): its addresses are asked for here.
+    pub fn adopt(&self, i: usize, socket: Socket) -> Result<Accepted, AcceptError> {
+        let tls = self.is_tls(i);
+        if matches!(self.list[i], Listener::Unix(_)) {
+            return Ok(Accepted {
+                stream: socket,
+                peer: UNIX_ADDR,
+                local: UNIX_ADDR,
+                tls,
+            });
+        }
+        // A client that is gone already has no address: nothing to serve.
+        let peer = socket
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or(AcceptError::Gone)?;
+        let local = match self.fixed[i] {
+            Some(local) => local,
+            None => socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .ok_or(AcceptError::Gone)?,
+        };
+        Ok(Accepted {
+            stream: socket,
+            peer,
+            local,
+            tls,
+        })
+    }
+
     /// Listener `i`'s address when it is not a wildcard (see
     /// [`accept_from`]).
     pub fn fixed_local(&self, i: usize) -> Option<SocketAddr> {

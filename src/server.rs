@@ -119,7 +119,7 @@ impl Server {
         // A multi-reactor gives each thread its own listeners (see
         // `archs/multi_reactor.rs`), and `--accept reuseport` each prefork
         // worker (see `accept.rs`): they must share the addresses.
-        let multi = config.arch == Arch::MultiReactor;
+        let multi = matches!(config.arch, Arch::MultiReactor | Arch::MultiUring);
         let reuse_port = multi || config.accept == Strategy::ReusePort;
         let mut groups = inherited.unwrap_or_default().into_iter();
         // Plain listeners first, then the TLS ones.
@@ -197,6 +197,7 @@ impl Server {
             Arch::Prefork => archs::prefork::serve(self),
             Arch::PreforkThreads => archs::prefork_threads::serve(self),
             Arch::PreforkReactor => archs::prefork_reactor::serve(self),
+            Arch::PreforkUring => archs::prefork_uring::serve(self),
             _ => self.serve_top(),
         };
         if let Some(keeper) = self.keeper().as_mut() {
@@ -370,6 +371,8 @@ impl Server {
             Arch::MultiReactor => archs::multi_reactor::serve(l, &self.siblings, ctx),
             Arch::ReactorPool => archs::reactor_pool::serve(l, ctx, threads),
             Arch::Async => archs::async_tasks::serve(l, ctx, threads),
+            Arch::Uring => archs::uring::serve(l, ctx),
+            Arch::MultiUring => archs::multi_uring::serve(l, &self.siblings, ctx),
             other => Err(std::io::Error::other(format!(
                 "{} forks and cannot run inside another process",
                 other.name()

@@ -4,15 +4,18 @@
 
 pub mod async_tasks;
 pub mod multi_reactor;
+pub mod multi_uring;
 pub mod prefork;
 pub mod prefork_reactor;
 pub mod prefork_threads;
+pub mod prefork_uring;
 pub mod process_per_connection;
 pub mod reactor;
 pub mod reactor_pool;
 pub mod serial;
 pub mod thread_per_connection;
 pub mod thread_pool;
+pub mod uring;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -48,11 +51,17 @@ pub enum Arch {
     ReactorPool,
     /// `async`
     Async,
+    /// `uring`
+    Uring,
+    /// `multi-uring`
+    MultiUring,
+    /// `prefork-uring`
+    PreforkUring,
 }
 
 impl Arch {
     /// Every architecture, in the order DESIGN.md §3 lists them.
-    pub const ALL: [Arch; 11] = [
+    pub const ALL: [Arch; 14] = [
         Arch::Serial,
         Arch::ProcessPerConnection,
         Arch::ThreadPerConnection,
@@ -64,6 +73,9 @@ impl Arch {
         Arch::MultiReactor,
         Arch::ReactorPool,
         Arch::Async,
+        Arch::Uring,
+        Arch::MultiUring,
+        Arch::PreforkUring,
     ];
 
     /// The `--arch` name.
@@ -80,6 +92,9 @@ impl Arch {
             Arch::MultiReactor => "multi-reactor",
             Arch::ReactorPool => "reactor-pool",
             Arch::Async => "async",
+            Arch::Uring => "uring",
+            Arch::MultiUring => "multi-uring",
+            Arch::PreforkUring => "prefork-uring",
         }
     }
 
@@ -102,6 +117,9 @@ impl Arch {
             Arch::MultiReactor => "N threads, each running its own reactor over the shared listeners (thread-per-core)",
             Arch::ReactorPool => "a reactor watches every connection; sessions with work run on a thread pool (Puma's reactor)",
             Arch::Async => "one tokio task per connection: sequential code, evented underneath (goroutines, green threads)",
+            Arch::Uring => "one thread, one io_uring ring: completions instead of readiness, one system call per loop turn",
+            Arch::MultiUring => "N threads, each with its own ring and listeners (SO_REUSEPORT): thread per core (monoio, Glommio)",
+            Arch::PreforkUring => "fork N workers, each running its own ring; a master supervises (nginx's shape on io_uring)",
         }
     }
 
@@ -112,7 +130,8 @@ impl Arch {
             Arch::ProcessPerConnection
             | Arch::Prefork
             | Arch::PreforkThreads
-            | Arch::PreforkReactor => Placement::ManyProcesses,
+            | Arch::PreforkReactor
+            | Arch::PreforkUring => Placement::ManyProcesses,
             _ => Placement::OneProcess,
         }
     }
@@ -121,7 +140,7 @@ impl Arch {
     pub fn is_prefork(self) -> bool {
         matches!(
             self,
-            Arch::Prefork | Arch::PreforkThreads | Arch::PreforkReactor
+            Arch::Prefork | Arch::PreforkThreads | Arch::PreforkReactor | Arch::PreforkUring
         )
     }
 
@@ -142,7 +161,7 @@ impl Arch {
             Arch::ThreadPool => 16.max(4 * cpus),
             Arch::PreforkThreads => 8,
             // Reactors and tokio workers: one per CPU.
-            Arch::MultiReactor | Arch::Async => cpus,
+            Arch::MultiReactor | Arch::MultiUring | Arch::Async => cpus,
             // Pool threads behind one reactor.
             Arch::ReactorPool => 2 * cpus,
             _ => 1,

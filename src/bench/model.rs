@@ -161,6 +161,8 @@ pub enum Family {
     Evented,
     /// async
     Async,
+    /// uring, multi-uring, prefork-uring
+    Proactor,
     /// a server that is not muse
     Baseline,
 }

@@ -273,6 +273,7 @@ fn family_name(f: Family) -> &'static str {
         Family::Hybrid => "hybrid",
         Family::Evented => "evented",
         Family::Async => "async",
+        Family::Proactor => "proactor",
         Family::Baseline => "baseline",
     }
 }
@@ -676,6 +677,7 @@ fn family_colour(f: Family) -> RGBColor {
         Family::Hybrid => RGBColor(0x00, 0x9E, 0x73),
         Family::Evented => RGBColor(0x00, 0x72, 0xB2),
         Family::Async => RGBColor(0x56, 0xB4, 0xE9),
+        Family::Proactor => RGBColor(0xF0, 0xE4, 0x42),
         Family::Baseline => RGBColor(0x4D, 0x4D, 0x4D),
     }
 }

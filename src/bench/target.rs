@@ -100,6 +100,7 @@ pub fn family(arch: Arch) -> Family {
             Family::Evented
         }
         Arch::Async => Family::Async,
+        Arch::Uring | Arch::MultiUring | Arch::PreforkUring => Family::Proactor,
     }
 }
 

@@ -106,7 +106,94 @@ pub struct Connection {
     secure: Option<Secure>,
     /// The session has been told of its stream's end.
     eof_told: bool,
+    /// Completion mode (the proactor): the control stream's bytes come and
+    /// go through the driver's ring instead of system calls made here.
+    ring: Option<Box<RingIo>>,
     _ticket: Option<Ticket>,
+}
+
+/// The most received bytes a connection in completion mode holds for a
+/// session that does not read now; past it the driver stops receiving, and
+/// the client's further bytes wait in the kernel (back-pressure).
+pub const INBOX_MAX: usize = 64 * 1024;
+
+/// The most bytes a connection in completion mode gathers for one send:
+/// pipelined answers leave together, and a session's output waits in the
+/// session (which then stops reading) while this much is in flight.
+pub const OUTBOX_MAX: usize = 64 * 1024;
+
+/// A send buffer this large is given back once empty, so that an idle
+/// connection does not keep the memory of its largest answer.
+const OUTBOX_KEEP: usize = 16 * 1024;
+
+/// The control stream in completion mode (the proactor): bytes the ring
+/// received wait here for the session, and bytes for the client wait here
+/// while the ring sends them. Only a file body (`sendfile`) and the TLS
+/// alert on a bad record are sent by a system call made here.
+#[derive(Default)]
+pub struct RingIo {
+    /// Received bytes the session has not taken yet.
+    inbox: Vec<u8>,
+    /// `inbox[..taken]` has been taken.
+    taken: usize,
+    /// The client's end of stream arrived, behind `inbox`.
+    end: bool,
+    /// The connection broke (behind `inbox`).
+    broken: bool,
+    /// Bytes to send, owned here while the kernel sends them.
+    outbox: Vec<u8>,
+    /// `outbox[..sent]` is sent.
+    sent: usize,
+    /// A send of `outbox[sent..]` is in flight: `outbox` must not change.
+    sending: bool,
+    /// A `sendfile` would block: wait for the socket to take more.
+    pollout: bool,
+}
+
+impl RingIo {
+    fn has_input(&self) -> bool {
+        self.taken < self.inbox.len() || self.end
+    }
+
+    fn unsent(&self) -> bool {
+        self.sent < self.outbox.len()
+    }
+}
+
+impl Read for RingIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = &self.inbox[self.taken..];
+        if avail.is_empty() {
+            return match (self.broken, self.end) {
+                (true, _) => Err(io::ErrorKind::ConnectionReset.into()),
+                (false, true) => Ok(0),
+                (false, false) => Err(io::ErrorKind::WouldBlock.into()),
+            };
+        }
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.taken += n;
+        if self.taken == self.inbox.len() {
+            self.inbox.clear();
+            self.taken = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for RingIo {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.sending || self.outbox.len() >= OUTBOX_MAX {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = data.len().min(OUTBOX_MAX - self.outbox.len());
+        self.outbox.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The state of a connection's stream to its protocol's service.
@@ -163,6 +250,7 @@ impl Connection {
             moved: None,
             secure: None,
             eof_told: false,
+            ring: None,
             _ticket: ticket,
         }
     }
@@ -247,6 +335,114 @@ impl Connection {
             ),
             _ => (false, false),
         }
+    }
+
+    /// Puts the control stream in completion mode (the proactor): from now
+    /// on the driver hands in what it received ([`Connection::receive`])
+    /// and sends what [`Connection::take_outgoing`] gives it.
+    pub fn use_ring(&mut self) {
+        self.ring = Some(Box::default());
+        self.readable = false;
+        self.writable = true;
+    }
+
+    /// Completion mode: bytes the ring received on the control socket. They
+    /// go straight to a session that reads now, else wait in the inbox.
+    pub fn receive(&mut self, data: &[u8], now: Instant) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        let direct = ring.inbox.is_empty()
+            && self.secure.is_none()
+            && !self.read_closed
+            && !self.failed
+            && self.session.wants_read();
+        if direct {
+            self.session.handle_input(data, now);
+            return;
+        }
+        if ring.taken > 0 {
+            ring.inbox.drain(..ring.taken);
+            ring.taken = 0;
+        }
+        ring.inbox.extend_from_slice(data);
+        self.readable = true;
+    }
+
+    /// Completion mode: the ring's receive ended for good: the client
+    /// closed its side, or (`broken`) the connection failed. The session
+    /// hears of it after the bytes before it.
+    pub fn receive_end(&mut self, broken: bool) {
+        if let Some(ring) = self.ring.as_mut() {
+            ring.end = true;
+            ring.broken |= broken;
+            self.readable = true;
+        }
+    }
+
+    /// Completion mode: whether the driver should keep a receive armed.
+    pub fn wants_receive(&self) -> bool {
+        self.ring
+            .as_ref()
+            .is_some_and(|r| !r.end && !r.broken && r.inbox.len() - r.taken < INBOX_MAX)
+            && !self.read_closed
+            && !self.failed
+    }
+
+    /// Completion mode: the bytes to send next, if any and no send is in
+    /// flight. They are marked in flight and must stay where they are
+    /// (they do: nothing touches them until [`Connection::sent`]).
+    pub fn take_outgoing(&mut self) -> Option<&[u8]> {
+        let ring = self.ring.as_mut()?;
+        if ring.sending || !ring.unsent() || self.failed {
+            return None;
+        }
+        ring.sending = true;
+        Some(&ring.outbox[ring.sent..])
+    }
+
+    /// Completion mode: whether a send is in flight (its bytes must outlive
+    /// it, even if the connection closes meanwhile).
+    pub fn sending(&self) -> bool {
+        self.ring.as_ref().is_some_and(|r| r.sending)
+    }
+
+    /// Completion mode: the send in flight finished with `result`. Once all
+    /// of the outbox is out, the session's next output may go in.
+    pub fn sent(&mut self, result: io::Result<usize>) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        ring.sending = false;
+        match result {
+            Ok(0) | Err(_) => self.failed = true,
+            Ok(n) => {
+                ring.sent += n;
+                if !ring.unsent() {
+                    ring.sent = 0;
+                    if ring.outbox.capacity() > OUTBOX_KEEP {
+                        ring.outbox = Vec::new();
+                    } else {
+                        ring.outbox.clear();
+                    }
+                    self.writable = true;
+                }
+            }
+        }
+    }
+
+    /// Completion mode: whether a file body waits for the socket to take
+    /// more (the driver then polls it for writing once, and sets
+    /// `writable`). Asking clears it.
+    pub fn take_pollout(&mut self) -> bool {
+        self.ring
+            .as_mut()
+            .is_some_and(|r| std::mem::take(&mut r.pollout))
+    }
+
+    /// Completion mode: whether bytes wait to be sent or are being sent.
+    fn ring_unsent(&self) -> bool {
+        self.ring.as_ref().is_some_and(|r| r.unsent())
     }
 
     /// The control socket.
@@ -337,6 +533,15 @@ impl Connection {
         // Only bytes: a file range in front means the client is cut off in
         // the middle of a body, and nothing more can be said in order.
         let fd = self.stream.as_raw_fd();
+        if let Some(ring) = &self.ring {
+            // What the ring has not sent goes first, if it is not in
+            // flight; if it is, nothing more can be said in order.
+            if ring.sending
+                || (ring.unsent() && sys::send_now(fd, &ring.outbox[ring.sent..]).is_err())
+            {
+                return;
+            }
+        }
         if let Output::Bytes { data, .. } = self.session.poll_output() {
             match &mut self.secure {
                 Some(tls) => tls.last_words(fd, data),
@@ -419,9 +624,20 @@ impl Connection {
         }
         if self.session.wants_close() && self.session.poll_output().is_nothing() {
             if let Some(tls) = &mut self.secure {
-                // One attempt at `close_notify`; the close does not wait
-                // for a client that does not read.
-                tls.close(self.stream.as_raw_fd());
+                match self.ring.as_mut() {
+                    // Behind the last answer, through the ring.
+                    Some(ring) => {
+                        tls.queue_close();
+                        let _ = tls.send_records_to(&mut **ring);
+                    }
+                    // One attempt at `close_notify`; the close does not
+                    // wait for a client that does not read.
+                    None => tls.close(self.stream.as_raw_fd()),
+                }
+            }
+            if self.ring_unsent() {
+                // The last words are still in the ring's hands.
+                return Status::Open;
             }
             return Status::Closed;
         }
@@ -439,15 +655,24 @@ impl Connection {
         let mut progressed = false;
         let reading = self.session.wants_read() || tls.handshaking();
         if self.readable && !self.read_closed && reading {
-            match tls.read_socket(fd) {
+            let took = match self.ring.as_mut() {
+                Some(ring) => tls.read_from(&mut **ring, fd),
+                None => tls.read_socket(fd),
+            };
+            match took {
                 Ok(Took::Some(n)) => {
                     progressed = true;
                     // As on a plain socket: a short read drained it (a new
                     // arrival raises a new edge), which saves the read
                     // that would only say so.
-                    let drained = n < crate::drivers::secure::MIN_READ
-                        && !self.urgent_seen
-                        && !self.peer_closed;
+                    let drained = match &self.ring {
+                        Some(ring) => !ring.has_input(),
+                        None => {
+                            n < crate::drivers::secure::MIN_READ
+                                && !self.urgent_seen
+                                && !self.peer_closed
+                        }
+                    };
                     if self.blocking || drained {
                         self.readable = false;
                     }
@@ -492,7 +717,18 @@ impl Connection {
     }
 
     fn read_once(&mut self, now: Instant, scratch: &mut [u8]) {
-        match (&self.stream).read(scratch) {
+        let read = match self.ring.as_mut() {
+            Some(ring) => {
+                let read = ring.read(scratch);
+                // What is left in the inbox is still to be read.
+                if read.is_ok() {
+                    self.readable = ring.has_input();
+                }
+                read
+            }
+            None => (&self.stream).read(scratch),
+        };
+        match read {
             Ok(0) => {
                 self.read_closed = true;
                 self.readable = false;
@@ -503,7 +739,7 @@ impl Connection {
                 // raises a new edge); a blocking socket is read once per
                 // readiness so that the driver can look at its timers.
                 let drained = n < scratch.len() && !self.urgent_seen && !self.peer_closed;
-                if self.blocking || drained {
+                if self.ring.is_none() && (self.blocking || drained) {
                     self.readable = false;
                 }
                 self.session.handle_input(&scratch[..n], now);
@@ -550,7 +786,10 @@ impl Connection {
                     // soon as they are out, and the FIN can go in the same
                     // segment.
                     let more = more || self.session.wants_close();
-                    sys::send(sock, data, more)
+                    match self.ring.as_mut() {
+                        Some(ring) => ring.write(data),
+                        None => sys::send(sock, data, more),
+                    }
                 }
                 Output::File {
                     file, offset, len, ..
@@ -561,6 +800,11 @@ impl Connection {
                     }
                     let count = usize::try_from(len).unwrap_or(usize::MAX).min(budget);
                     let mut at = offset;
+                    if self.ring.as_ref().is_some_and(|r| r.sending || r.unsent()) {
+                        // The bytes before the file go first.
+                        self.writable = false;
+                        break;
+                    }
                     match sys::sendfile(sock, file.as_raw_fd(), &mut at, count) {
                         Ok(0) => {
                             // The file is shorter than the head announced:
@@ -605,7 +849,13 @@ impl Connection {
                     self.session.consume_output(n, now);
                 }
                 Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => self.writable = false,
+                    io::ErrorKind::WouldBlock => {
+                        self.writable = false;
+                        if let Some(ring) = self.ring.as_mut() {
+                            // A full socket (`sendfile`), not a full outbox.
+                            ring.pollout = !ring.sending && !ring.unsent();
+                        }
+                    }
                     io::ErrorKind::Interrupted => {}
                     _ => self.failed = true,
                 },
@@ -650,7 +900,11 @@ impl Connection {
         let fd = self.stream.as_raw_fd();
         let mut wrote = false;
         while self.writable {
-            match tls.send_records(fd) {
+            let records = match self.ring.as_mut() {
+                Some(ring) => tls.send_records_to(&mut **ring),
+                None => tls.send_records(fd),
+            };
+            match records {
                 Ok(false) => {}
                 Ok(true) => {
                     self.writable = false;

@@ -1,10 +1,12 @@
-//! Drivers move bytes between sockets and sessions. There are three, and
+//! Drivers move bytes between sockets and sessions. There are four, and
 //! every architecture uses one of them:
 //!
 //! - [`blocking`]: one session on one blocking socket, in whatever thread
 //!   or process the architecture gives it;
 //! - [`evented`]: many sessions on one epoll loop (mio), never blocking;
-//! - [`task`]: one tokio task per session.
+//! - [`task`]: one tokio task per session;
+//! - [`proactor`]: many sessions on one io_uring ring, told of completions
+//!   instead of readiness.
 //!
 //! All three share [`conn::Connection`], which does the actual moving, and
 //! [`channel::Channel`], which runs side-channel transfers; a driver only
@@ -14,6 +16,7 @@ pub mod blocking;
 pub mod channel;
 pub mod conn;
 pub mod evented;
+pub mod proactor;
 pub mod secure;
 pub mod task;
 

@@ -130,10 +130,17 @@ impl Secure {
     /// decrypts it. An error is the connection's end (a bad record or
     /// handshake; rustls's alert has been sent) and says why.
     pub fn read_socket(&mut self, fd: RawFd) -> Result<Took, String> {
+        self.read_from(&mut Sock { fd, now: false }, fd)
+    }
+
+    /// [`Secure::read_socket`] from any source of ciphertext: the proactor
+    /// hands over what its ring received. `fd` is the socket an alert goes
+    /// out on when the client's records are bad.
+    pub fn read_from(&mut self, from: &mut dyn Read, fd: RawFd) -> Result<Took, String> {
         if !self.conn.wants_read() {
             return Ok(Took::Full);
         }
-        let took = match self.conn.read_tls(&mut Sock { fd, now: false }) {
+        let took = match self.conn.read_tls(from) {
             Ok(0) => Took::End,
             Ok(n) => Took::Some(n),
             Err(e) => match e.kind() {
@@ -164,8 +171,13 @@ impl Secure {
     /// Sends queued records to `fd` until none is left (`Ok(false)`) or the
     /// socket would block (`Ok(true)`).
     pub fn send_records(&mut self, fd: RawFd) -> io::Result<bool> {
+        self.send_records_to(&mut Sock { fd, now: false })
+    }
+
+    /// [`Secure::send_records`] into any sink: the proactor's send buffer.
+    pub fn send_records_to(&mut self, to: &mut dyn Write) -> io::Result<bool> {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Sock { fd, now: false }) {
+            match self.conn.write_tls(to) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) => match e.kind() {
@@ -220,11 +232,16 @@ impl Secure {
     /// Queues `close_notify` once, and makes one attempt to send what is
     /// queued without blocking.
     pub fn close(&mut self, fd: RawFd) {
+        self.queue_close();
+        self.send_now(fd);
+    }
+
+    /// Queues `close_notify` once, to be sent with the other records.
+    pub fn queue_close(&mut self) {
         if !self.closed {
             self.closed = true;
             self.conn.send_close_notify();
         }
-        self.send_now(fd);
     }
 
     /// Encrypts `data` (the session's last words) and makes one attempt to

@@ -631,6 +631,12 @@ macro_rules! for_each_in_process_arch {
                 #[test] fn multi_reactor() { $test(Arch::MultiReactor) }
                 #[test] fn reactor_pool() { $test(Arch::ReactorPool) }
                 #[test] fn async_tasks() { $test(Arch::Async) }
+                #[test]
+                #[cfg_attr(uring_unavailable, ignore = "io_uring is unavailable here (see build.rs)")]
+                fn uring() { $test(Arch::Uring) }
+                #[test]
+                #[cfg_attr(uring_unavailable, ignore = "io_uring is unavailable here (see build.rs)")]
+                fn multi_uring() { $test(Arch::MultiUring) }
             }
         )*
     };
@@ -671,6 +677,14 @@ mod computations {
     #[test]
     fn async_tasks() {
         a_computation_stalls_no_other_client(Arch::Async)
+    }
+    #[test]
+    #[cfg_attr(
+        uring_unavailable,
+        ignore = "io_uring is unavailable here (see build.rs)"
+    )]
+    fn uring() {
+        a_computation_stalls_no_other_client(Arch::Uring)
     }
 }
 

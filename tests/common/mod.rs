@@ -26,7 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Every `--arch` name, in the order `muse archs` documents them.
-pub const ARCHS: [&str; 11] = [
+pub const ARCHS: [&str; 14] = [
     "serial",
     "process-per-connection",
     "thread-per-connection",
@@ -38,10 +38,22 @@ pub const ARCHS: [&str; 11] = [
     "multi-reactor",
     "reactor-pool",
     "async",
+    "uring",
+    "multi-uring",
+    "prefork-uring",
 ];
 
+/// The architectures on io_uring. Where the build found io_uring
+/// unavailable (see `build.rs`), their tests are reported as ignored.
+pub const URING_FAMILY: [&str; 3] = ["uring", "multi-uring", "prefork-uring"];
+
 /// Architectures with a master process supervising forked workers.
-pub const PREFORK_FAMILY: [&str; 3] = ["prefork", "prefork-threads", "prefork-reactor"];
+pub const PREFORK_FAMILY: [&str; 4] = [
+    "prefork",
+    "prefork-threads",
+    "prefork-reactor",
+    "prefork-uring",
+];
 
 /// How long a server may take to print its `listening on` lines.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -84,6 +96,9 @@ macro_rules! arch_tests {
                 multi_reactor,
                 reactor_pool,
                 async_,
+                uring,
+                multi_uring,
+                prefork_uring,
             ],
             |$arch| $body
         );
@@ -96,11 +111,49 @@ macro_rules! arch_tests {
             fn run($arch: &str) $body
 
             $(
-                #[test]
-                fn $which() {
-                    run(&$crate::common::arch_name(stringify!($which)))
-                }
+                arch_test_fn!($which);
             )+
+        }
+    };
+}
+
+/// One test of [`arch_tests!`]: the io_uring architectures' are ignored
+/// (with the reason `build.rs` printed) where io_uring is unavailable.
+macro_rules! arch_test_fn {
+    (uring) => {
+        #[test]
+        #[cfg_attr(
+            uring_unavailable,
+            ignore = "io_uring is unavailable here (see build.rs)"
+        )]
+        fn uring() {
+            run("uring")
+        }
+    };
+    (multi_uring) => {
+        #[test]
+        #[cfg_attr(
+            uring_unavailable,
+            ignore = "io_uring is unavailable here (see build.rs)"
+        )]
+        fn multi_uring() {
+            run("multi-uring")
+        }
+    };
+    (prefork_uring) => {
+        #[test]
+        #[cfg_attr(
+            uring_unavailable,
+            ignore = "io_uring is unavailable here (see build.rs)"
+        )]
+        fn prefork_uring() {
+            run("prefork-uring")
+        }
+    };
+    ($which:ident) => {
+        #[test]
+        fn $which() {
+            run(&$crate::common::arch_name(stringify!($which)))
         }
     };
 }
@@ -119,11 +172,11 @@ pub fn arch_name(test_name: &str) -> String {
 /// Pairs whose flag a test already passes are left out.
 fn sizing(arch: &str) -> &'static [(&'static str, &'static str)] {
     match arch {
-        "prefork" | "prefork-reactor" => &[("--workers", "4")],
+        "prefork" | "prefork-reactor" | "prefork-uring" => &[("--workers", "4")],
         "prefork-threads" => &[("--workers", "2"), ("--threads", "4")],
         "thread-pool" => &[("--threads", "8")],
         "reactor-pool" => &[("--threads", "4")],
-        "multi-reactor" => &[("--threads", "2")],
+        "multi-reactor" | "multi-uring" => &[("--threads", "2")],
         _ => &[],
     }
 }
