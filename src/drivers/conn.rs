@@ -352,8 +352,11 @@ impl Connection {
         let Some(ring) = self.ring.as_mut() else {
             return;
         };
+        // While a side channel runs, bytes wait for `process`, which looks
+        // at urgent data (FTP's ABOR) before it reads.
         let direct = ring.inbox.is_empty()
             && self.secure.is_none()
+            && !self.channels.iter().any(Option::is_some)
             && !self.read_closed
             && !self.failed
             && self.session.wants_read();

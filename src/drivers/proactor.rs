@@ -920,8 +920,10 @@ impl<'a> Proactor<'a> {
             let want_urgent = conn.has_channels();
             if want_urgent && !entry.urgent_armed {
                 entry.urgent_armed = true;
+                // With POLLIN: the kernel's wake-up for urgent data says
+                // "readable", and a poll for POLLPRI alone ignores it.
                 sqes[0] = Some(
-                    opcode::PollAdd::new(fd, libc::POLLPRI as u32)
+                    opcode::PollAdd::new(fd, (libc::POLLPRI | libc::POLLIN) as u32)
                         .multi(true)
                         .build()
                         .user_data(ud(K_URGENT, tag, slot)),
