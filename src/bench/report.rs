@@ -100,6 +100,7 @@ use comfy_table::{
     CellAlignment, ColumnConstraint, ContentArrangement, LineStyle, Table, TableStyle, Width,
 };
 use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -878,7 +879,7 @@ fn text_width(text: &str, px: f64) -> i32 {
 
 /// Row geometry, in pixels.
 const ROW: u32 = 34;
-const WIDTH: u32 = 1000;
+const WIDTH: u32 = 1260;
 /// Title and a one-line subtitle; each further subtitle line adds
 /// [`SUB_LINE`].
 const TITLE_H: u32 = 62;
@@ -890,8 +891,10 @@ const SUB_MAX: i32 = WIDTH as i32 - 40;
 const AXIS_H: u32 = 50;
 /// Two legend lines.
 const LEGEND_H: u32 = 52;
-/// Where the throughput panel ends and the latency panel begins.
+/// Where the throughput panel ends and the efficiency panel begins.
 const SPLIT: i32 = 700;
+/// The efficiency panel's width; the latency panel takes the rest.
+const EFFICIENCY_W: i32 = 270;
 
 /// Writes the chart: a horizontal bar per server, best on top.
 pub fn write_svg(report: &Report, path: &Path) -> io::Result<()> {
@@ -901,12 +904,13 @@ pub fn write_svg(report: &Report, path: &Path) -> io::Result<()> {
 /// The chart as an SVG document, `WIDTH` × (the title's height + `AXIS_H` +
 /// 34 px a server + `LEGEND_H`).
 ///
-/// Two panels share the rows: throughput bars on the left (the question
-/// most readers ask first), p99 latency marks on the right on their own
-/// log scale. Putting the p99 marks on the bars with a second axis made
-/// them collide with the value labels and invited reading one scale against
-/// the other. plotters draws axes, grid and shapes; the row names, the
-/// value labels, the legend and the hatching are placed in pixels.
+/// Three panels share the rows: throughput bars on the left (the question
+/// most readers ask first), requests per server CPU-second in the middle,
+/// p99 latency marks on the right on their own log scale. Putting the p99
+/// marks on the bars with a second axis made them collide with the value
+/// labels and invited reading one scale against the other. plotters draws
+/// axes, grid and shapes; the row names, the value labels, the legend and
+/// the hatching are placed in pixels.
 fn svg(report: &Report) -> io::Result<String> {
     let n = report.servers.len().max(1) as u32;
     let height = title_height(report) + 8 + ROW * n + AXIS_H + LEGEND_H;
@@ -933,7 +937,9 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
     title(report, root)?;
 
     let body = root.margin(title_height(report), LEGEND_H, 12, 24);
-    let (left, right) = body.split_horizontally(SPLIT - 12);
+    let (left, rest) = body.split_horizontally(SPLIT - 12);
+    let (middle, right) = rest.split_horizontally(EFFICIENCY_W);
+    let by = report.ranked_by;
 
     // Throughput panel. Headroom right of the longest bar for its label.
     let max_rate = servers
@@ -955,6 +961,24 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         .x_label_area_size(AXIS_H)
         .y_label_area_size(name_w)
         .build_cartesian_2d(0f64..x_max, 0f64..n as f64)?;
+
+    // Efficiency panel, with the same headroom for the labels.
+    let max_efficiency = servers
+        .iter()
+        .filter(ok)
+        .map(|s| range(&run_figures(s, Ranking::Efficiency)).1)
+        .fold(0.0, f64::max);
+    let e_max = if max_efficiency > 0.0 {
+        max_efficiency * 1.3
+    } else {
+        1.0
+    };
+    let mut eff = ChartBuilder::on(&middle)
+        .margin_top(8)
+        .margin_left(22)
+        .margin_right(14)
+        .x_label_area_size(AXIS_H)
+        .build_cartesian_2d(0f64..e_max, 0f64..n as f64)?;
 
     // Latency panel: p99 on a log scale, because the serial server's p99
     // can be a thousand times the reactor's and a linear axis would flatten
@@ -1010,6 +1034,18 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         .light_line_style(TRANSPARENT)
         .axis_style(MUTED)
         .draw()?;
+    eff.configure_mesh()
+        .y_labels(0)
+        .disable_y_mesh()
+        .x_labels(4)
+        .x_label_formatter(&si)
+        .x_desc("requests per server CPU-second")
+        .label_style(font(12.0).color(&INK))
+        .axis_desc_style(font(13.0).color(&INK))
+        .bold_line_style(RGBColor(0xD8, 0xD8, 0xD8))
+        .light_line_style(TRANSPARENT)
+        .axis_style(MUTED)
+        .draw()?;
     let ms = |v: &f64| fmt_ms(*v);
     lat.configure_mesh()
         .y_labels(0)
@@ -1055,21 +1091,50 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         let mut label_x = s.median_rate;
         if s.runs.len() > 1 {
             let (lo, hi) = s.rate_range;
-            let whisker = ShapeStyle::from(&INK).stroke_width(1);
-            let mut lines = vec![vec![(lo, y), (hi, y)]];
-            for x in [lo, hi] {
-                lines.push(vec![(x, y - 0.17), (x, y + 0.17)]);
-            }
-            bars.draw_series(lines.into_iter().map(|l| PathElement::new(l, whisker)))?;
+            whiskers(&mut bars, lo, hi, y)?;
             label_x = label_x.max(hi);
         }
         let mut label = String::new();
-        if ties[i] {
+        if ties[i] && by == Ranking::Rate {
             label.push_str("≈ ");
         }
         let _ = write!(label, "{}/s", fmt_si(s.median_rate));
         let (lx, _) = bars.backend_coord(&(label_x, y));
         root.draw(&Text::new(label, (lx + 6, py), label_style.clone()))?;
+
+        // The efficiency bar, or a dash where there is no CPU figure.
+        match s.median_efficiency {
+            Some(e) => {
+                eff.draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, y - 0.3), (e, y + 0.3)],
+                    family_colour(s.family).mix(0.75).filled(),
+                )))?;
+                let mut label_x = e;
+                let per_run = run_figures(s, Ranking::Efficiency);
+                if per_run.len() > 1 {
+                    let (lo, hi) = range(&per_run);
+                    whiskers(&mut eff, lo, hi, y)?;
+                    label_x = label_x.max(hi);
+                }
+                let mut label = String::new();
+                if ties[i] && by == Ranking::Efficiency {
+                    label.push_str("≈ ");
+                }
+                label.push_str(&fmt_si(e));
+                let (lx, _) = eff.backend_coord(&(label_x, y));
+                root.draw(&Text::new(label, (lx + 6, py), label_style.clone()))?;
+            }
+            None => {
+                let (lx, _) = eff.backend_coord(&(0.0, y));
+                root.draw(&Text::new(
+                    "— no CPU figure",
+                    (lx + 6, py),
+                    font(12.0)
+                        .color(&MUTED)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))?;
+            }
+        }
 
         // The p99 mark and its value: right of the mark, or left of it when
         // it sits near the panel's right edge.
@@ -1093,6 +1158,22 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
     }
 
     legend(report, root, 20, height as i32 - LEGEND_H as i32 + 14)?;
+    Ok(())
+}
+
+/// A min–max whisker at row centre `y` of a linear panel.
+fn whiskers(
+    chart: &mut ChartContext<'_, SVGBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    lo: f64,
+    hi: f64,
+    y: f64,
+) -> DrawResult {
+    let whisker = ShapeStyle::from(&INK).stroke_width(1);
+    let mut lines = vec![vec![(lo, y), (hi, y)]];
+    for x in [lo, hi] {
+        lines.push(vec![(x, y - 0.17), (x, y + 0.17)]);
+    }
+    chart.draw_series(lines.into_iter().map(|l| PathElement::new(l, whisker)))?;
     Ok(())
 }
 
@@ -1136,6 +1217,12 @@ fn subtitle(report: &Report) -> Vec<String> {
         });
     } else {
         parts.push("one run per server: run-to-run noise unknown".to_string());
+    }
+    if report.ranked_by == Ranking::Efficiency {
+        let (saturated, runs) = saturated_runs(report);
+        parts.push(format!(
+            "ranked by requests per server CPU-second: the load generator was the limit in {saturated} of {runs} runs"
+        ));
     }
     parts.push(format!("{} CPUs", report.cpus));
     let mut lines: Vec<String> = Vec::new();
@@ -1854,10 +1941,40 @@ mod tests {
             assert!(svg.contains(&s.name), "{} missing", s.name);
         }
         assert!(svg.contains("requests per second"));
+        assert!(svg.contains("requests per server CPU-second"));
+        // multi-reactor's efficiency label: 3.35M requests / 9.5 CPU s.
+        assert!(svg.contains("\n353k\n</text>"), "efficiency label");
+        assert!(!svg.contains("ranked by"));
         assert!(svg.contains("p99 latency (ms"));
         assert!(svg.contains("errors: "));
         // A minimal well-formedness check: tags balance.
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    }
+
+    #[test]
+    fn svg_says_when_it_is_ranked_by_efficiency() {
+        let mut rep = report(
+            vec![
+                saturated(
+                    server("muse/reactor", Family::Evented, 100_000.0, 0.0, 1),
+                    1,
+                ),
+                saturated(
+                    with_cpu(server("redis", Family::Baseline, 90_000.0, 0.0, 1), &[None]),
+                    1,
+                ),
+            ],
+            1,
+        );
+        rank(&mut rep);
+        assert_eq!(rep.ranked_by, Ranking::Efficiency);
+        let svg = svg(&rep).unwrap();
+        assert!(svg.contains(
+            "ranked by requests per server CPU-second: the load generator was the limit in 2 of 2 runs"
+        ));
+        // 1M requests / 9.5 CPU s; redis has no CPU figure.
+        assert!(svg.contains("\n105k\n</text>"), "efficiency label");
+        assert!(svg.contains("— no CPU figure"));
     }
 
     #[test]
