@@ -141,7 +141,22 @@ fn a_short_run_makes_a_complete_report() {
             assert!(server["peak_threads"].as_u64().unwrap() >= 1);
         }
         assert!(s["median_rate"].as_f64().unwrap() > 0.0);
+        // Requests per server CPU-second: the median (of two, their mean)
+        // of each run's requests / CPU seconds.
+        let per_run: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                r["load"]["requests"].as_f64().unwrap()
+                    / r["server"]["cpu_seconds"].as_f64().unwrap()
+            })
+            .collect();
+        let efficiency = s["median_efficiency"].as_f64().unwrap();
+        assert!(
+            (efficiency - (per_run[0] + per_run[1]) / 2.0).abs() <= efficiency * 1e-9,
+            "{name}: {efficiency} from {per_run:?}"
+        );
     }
+    assert!(["rate", "efficiency"].contains(&report["ranked_by"].as_str().unwrap()));
     // The prefork master's workers are reported one by one.
     let workers = &server(&report, "muse/prefork-reactor")["runs"][0]["server"]["workers"];
     assert!(

@@ -21,6 +21,7 @@ pub mod scenario;
 pub mod target;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +32,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::archs::Arch;
-use crate::bench::model::{Family, Report, Run, SCHEMA_VERSION};
+use crate::bench::model::{Family, Ranking, Report, Run, SCHEMA_VERSION};
 use crate::bench::target::{Kind, Sampler, Target};
 use crate::cli::Usage;
 use crate::signals;
@@ -263,6 +264,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         repeat,
         cpus,
         noise: 0.0,
+        ranked_by: Ranking::Rate,
         servers,
         notes,
         extra: BTreeMap::new(),
@@ -360,10 +362,11 @@ fn measure(
 
 /// A bulk scenario's figure, data throughput, as a note per server: the
 /// median over its runs of bytes received / seconds (the table's req/s
-/// counts whole transfers).
+/// counts whole transfers), and, where the server's CPU was measured, the
+/// median over runs of bytes received / server CPU seconds.
 fn throughput_notes(report: &mut Report) {
     for s in &report.servers {
-        let mut rates: Vec<f64> = s
+        let rates: Vec<f64> = s
             .runs
             .iter()
             .filter(|r| r.load.seconds > 0.0)
@@ -372,17 +375,38 @@ fn throughput_notes(report: &mut Report) {
         if rates.is_empty() {
             continue;
         }
-        rates.sort_by(f64::total_cmp);
-        let median = rates[rates.len() / 2];
-        let note = format!(
-            "{}: {:.0} MB/s of data received (median over runs)",
+        let per_cpu: Vec<f64> = s
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let cpu = r.server.as_ref()?.cpu_seconds;
+                (cpu > 0.0).then(|| r.load.bytes as f64 / cpu)
+            })
+            .collect();
+        let mut note = format!(
+            "{}: {:.0} MB/s of data received",
             s.name,
-            median / 1e6
+            upper_median(rates) / 1e6
         );
+        if !per_cpu.is_empty() {
+            let _ = write!(
+                note,
+                ", {:.0} MB per server CPU-second",
+                upper_median(per_cpu) / 1e6
+            );
+        }
+        note.push_str(" (median over runs)");
         if !report.notes.contains(&note) {
             report.notes.push(note);
         }
     }
+}
+
+/// The middle value, the upper one of the two middle values for an even
+/// count; `v` must not be empty.
+fn upper_median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// The directory of a scenario's files, unique to this bench, removed when

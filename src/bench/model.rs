@@ -182,6 +182,21 @@ pub struct ServerResult {
     pub rate_range: (f64, f64),
     /// Median p99 latency over the runs, in microseconds.
     pub median_p99_us: f64,
+    /// Median, over the runs with a server CPU figure, of requests /
+    /// server CPU seconds: requests per server CPU-second. None when no run
+    /// has one (a server muse did not start).
+    pub median_efficiency: Option<f64>,
+}
+
+/// The figure the servers are ranked by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ranking {
+    /// Requests per second: what the servers can answer.
+    Rate,
+    /// Requests per server CPU-second, when the load generator was the
+    /// limit in most runs and requests per second measure it instead.
+    Efficiency,
 }
 
 /// The whole bench.
@@ -208,6 +223,8 @@ pub struct Report {
     /// The run-to-run spread the bench saw (median over servers of
     /// (max - min) / median rate): differences smaller than this are ties.
     pub noise: f64,
+    /// What "best" means in `servers`.
+    pub ranked_by: Ranking,
     /// Servers, best first.
     pub servers: Vec<ServerResult>,
     /// Anything the reader must know (a saturated load generator, a server

@@ -18,7 +18,22 @@
 //!   load generator's HdrHistogram); `max` is the largest over all runs.
 //! * Server CPU seconds (median per run) and peak RSS (largest sum over the
 //!   server's processes) come from /proc; servers muse did not start
-//!   (`--against`) have none.
+//!   (`--against`) have none. The CPU is counted from before the warm-up to
+//!   the end of the timed phase.
+//! * A server's **efficiency** is the median over its runs of requests
+//!   answered in the timed phase / server CPU seconds: requests per server
+//!   CPU-second (`req/CPU-s`), a "request" being what the scenario counts
+//!   (a whole session in ftp `sessions`, a whole transfer in ftp `download`
+//!   and http `large`, one echoed chunk in echo `stream`; bulk scenarios
+//!   also note data bytes per server CPU-second). As the CPU includes the
+//!   warm-up and the requests do not, the figure is a floor; the ratios
+//!   between servers are what it is for. Servers without a CPU figure have
+//!   none and show `—`.
+//! * Servers are **ranked** by requests per second, unless the load
+//!   generator was the limit (its threads busy over 90 % of the time) in
+//!   most runs: then req/s is the load generator's ceiling, and they are
+//!   ranked by efficiency instead, those without one last. The table's key
+//!   and a note say which.
 //!
 //! # JSON schema, version 1
 //!
@@ -37,7 +52,8 @@
 //! | `rate` | number or null | open-loop target, requests/s; null = closed loop |
 //! | `repeat` | integer | runs per server (interleaved across servers) |
 //! | `cpus` | integer | CPUs of the machine |
-//! | `noise` | number | run-to-run noise as a fraction (0.04 = 4 %); 0 when unknown (`repeat` = 1) |
+//! | `noise` | number | run-to-run noise of requests/s as a fraction (0.04 = 4 %); 0 when unknown (`repeat` = 1) |
+//! | `ranked_by` | string | what "best" means in `servers`: `"rate"` (requests/s) or `"efficiency"` (requests per server CPU-second, when the load generator was the limit in most runs) |
 //! | `servers` | array | one object per server, best first (see below) |
 //! | `notes` | array of strings | what the reader must know (saturated load generator, errors, ...) |
 //! | `extra` | object of strings | further facts by name |
@@ -51,6 +67,7 @@
 //! | `median_rate` | number | median over runs of requests/s (meaningless if any run has errors) |
 //! | `rate_range` | [number, number] | smallest and largest requests/s over the runs |
 //! | `median_p99_us` | number | median over runs of the p99 latency, microseconds |
+//! | `median_efficiency` | number or null | median over the runs with a `server` of `load.requests` / `server.cpu_seconds`: requests per server CPU-second; null when no run has a CPU figure |
 //! | `runs` | array | every run, in the order they happened |
 //!
 //! Each element of `runs`:
@@ -67,7 +84,7 @@
 //! | `load.client_threads` | integer | the load generator's threads |
 //! | `load.idle_held` | integer | idle connections still open at the end (idle scenario) |
 //! | `server` | object or null | null for servers muse did not start; else: |
-//! | `server.cpu_seconds` | number | user + system CPU seconds over all the server's processes, reaped children included |
+//! | `server.cpu_seconds` | number | user + system CPU seconds over all the server's processes, reaped children included, from before the warm-up to the end of the timed phase |
 //! | `server.peak_rss_kib` | integer | largest sum of resident memory over its processes, KiB |
 //! | `server.peak_processes` | integer | most processes seen at once |
 //! | `server.peak_threads` | integer | most threads seen at once, over all processes |
@@ -83,64 +100,128 @@ use comfy_table::{
     CellAlignment, ColumnConstraint, ContentArrangement, LineStyle, Table, TableStyle, Width,
 };
 use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::bench::model::{Errors, Family, Report, Run, ServerResult};
+use crate::bench::model::{Errors, Family, Ranking, Report, Run, ServerResult};
 
 // ---------------------------------------------------------------------------
 // Summaries and ranking
 // ---------------------------------------------------------------------------
 
-/// Summarises one server's runs: median rate, its range, median p99.
+/// Summarises one server's runs: median rate, its range, median p99,
+/// median requests per server CPU-second.
 pub fn server_result(name: String, family: Family, runs: Vec<Run>) -> ServerResult {
     let rates: Vec<f64> = runs.iter().map(|r| r.load.rate()).collect();
-    let rate_range = if rates.is_empty() {
-        (0.0, 0.0)
-    } else {
-        (
-            rates.iter().copied().fold(f64::INFINITY, f64::min),
-            rates.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        )
-    };
     let median_p99_us = median(runs.iter().map(|r| r.load.latency.p99_us).collect());
+    let efficiencies: Vec<f64> = runs.iter().filter_map(run_efficiency).collect();
     ServerResult {
         name,
         family,
-        median_rate: median(rates),
-        rate_range,
+        median_rate: median(rates.clone()),
+        rate_range: range(&rates),
         median_p99_us,
+        median_efficiency: (!efficiencies.is_empty()).then(|| median(efficiencies)),
         runs,
+    }
+}
+
+/// One run's requests per server CPU-second; None without a CPU figure.
+fn run_efficiency(r: &Run) -> Option<f64> {
+    let cpu = r.server.as_ref()?.cpu_seconds;
+    (cpu > 0.0).then(|| r.load.requests as f64 / cpu)
+}
+
+/// The smallest and largest of `v`; (0, 0) when empty.
+fn range(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    (
+        v.iter().copied().fold(f64::INFINITY, f64::min),
+        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    )
+}
+
+/// A server's median of the figure the report ranks by; None for
+/// efficiency without a CPU figure.
+fn figure(s: &ServerResult, by: Ranking) -> Option<f64> {
+    match by {
+        Ranking::Rate => Some(s.median_rate),
+        Ranking::Efficiency => s.median_efficiency,
+    }
+}
+
+/// Each run's value of the figure, over the runs that have one.
+fn run_figures(s: &ServerResult, by: Ranking) -> Vec<f64> {
+    match by {
+        Ranking::Rate => s.runs.iter().map(|r| r.load.rate()).collect(),
+        Ranking::Efficiency => s.runs.iter().filter_map(run_efficiency).collect(),
+    }
+}
+
+/// How many runs, over all servers, the load generator was the limit in,
+/// and how many runs there were.
+fn saturated_runs(report: &Report) -> (usize, usize) {
+    let runs = report.servers.iter().flat_map(|s| &s.runs);
+    let saturated = runs.clone().filter(|r| r.load.client_saturated()).count();
+    (saturated, runs.count())
+}
+
+/// The figure to rank by: requests per second, unless the load generator
+/// was the limit in most runs. Then requests per second measure the load
+/// generator, and what still tells the servers apart is what each spent
+/// on the requests it got: requests per server CPU-second.
+fn ranking(report: &Report) -> Ranking {
+    let (saturated, runs) = saturated_runs(report);
+    if runs > 0 && saturated * 2 > runs {
+        Ranking::Efficiency
+    } else {
+        Ranking::Rate
     }
 }
 
 /// Sorts the servers best first, measures the noise and writes the notes.
 ///
+/// Best is the highest requests per second, or, when the load generator
+/// was the limit in most runs, the most requests per server CPU-second
+/// (servers without a CPU figure then come after those with one).
 /// Servers with errors in any run go last, in the order they came: their
 /// rate means nothing, so ordering them by it would mean something false.
 /// Calling it twice does not duplicate notes.
 pub fn rank(report: &mut Report) {
+    let by = ranking(report);
+    report.ranked_by = by;
     // A stable sort keeps the runner's order among equals and among the
     // erroring servers.
     report.servers.sort_by(|a, b| {
         let (ea, eb) = (has_errors(a), has_errors(b));
         ea.cmp(&eb).then_with(|| {
             if ea {
-                Ordering::Equal
-            } else {
-                b.median_rate.total_cmp(&a.median_rate)
+                return Ordering::Equal;
+            }
+            match (figure(a, by), figure(b, by)) {
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
             }
         })
     });
 
-    report.noise = if report.repeat > 1 {
-        median(noise_samples(report))
-    } else {
-        0.0
-    };
+    report.noise = noise(report, Ranking::Rate).unwrap_or(0.0);
 
     let mut notes = Vec::new();
+    if by == Ranking::Efficiency {
+        let (saturated, runs) = saturated_runs(report);
+        notes.push(format!(
+            "ranked by requests per server CPU-second (req/CPU-s), not req/s: the load \
+             generator was the limit in {saturated} of {runs} runs, so req/s is its ceiling \
+             rather than the servers'"
+        ));
+    }
     for s in &report.servers {
         let saturated = s.runs.iter().filter(|r| r.load.client_saturated()).count();
         if saturated > 0 {
@@ -170,37 +251,51 @@ pub fn rank(report: &mut Report) {
     }
 }
 
-/// Each server's relative run-to-run spread, for the servers that can say
-/// something about noise: at least two runs, no errors, a non-zero rate.
-fn noise_samples(report: &Report) -> Vec<f64> {
-    report
+/// The run-to-run noise of a figure: the median over the servers that can
+/// say something about it (at least two runs with the figure, no errors, a
+/// non-zero median) of (max − min) / median. None when no server can.
+fn noise(report: &Report, by: Ranking) -> Option<f64> {
+    if report.repeat <= 1 {
+        return None;
+    }
+    let samples: Vec<f64> = report
         .servers
         .iter()
-        .filter(|s| s.runs.len() >= 2 && !has_errors(s) && s.median_rate > 0.0)
-        .map(|s| (s.rate_range.1 - s.rate_range.0) / s.median_rate)
-        .collect()
+        .filter(|s| !has_errors(s))
+        .filter_map(|s| {
+            let runs = run_figures(s, by);
+            let m = median(runs.clone());
+            let (lo, hi) = range(&runs);
+            (runs.len() >= 2 && m > 0.0).then(|| (hi - lo) / m)
+        })
+        .collect();
+    (!samples.is_empty()).then(|| median(samples))
 }
 
 /// Whether the report measured its noise (at least one server ran twice
 /// without errors). Without it no two rows can be called a tie, nor told
 /// apart with confidence.
 fn noise_known(report: &Report) -> bool {
-    report.repeat > 1 && !noise_samples(report).is_empty()
+    noise(report, Ranking::Rate).is_some()
 }
 
-/// For each server (in report order), whether its median is within the noise
-/// of the row above. Only between two error-free rows, and only when the
+/// For each server (in report order), whether its figure (the one the
+/// report is ranked by) is within that figure's noise of the row above.
+/// Only between two error-free rows with the figure, and only when the
 /// noise was measured.
 fn ties(report: &Report) -> Vec<bool> {
-    let known = noise_known(report);
+    let by = report.ranked_by;
+    let noise = noise(report, by);
     let tie = |above: &ServerResult, row: &ServerResult| {
-        if !known || has_errors(above) || has_errors(row) || above.median_rate <= 0.0 {
+        let (Some(noise), Some(a), Some(r)) = (noise, figure(above, by), figure(row, by)) else {
+            return false;
+        };
+        if has_errors(above) || has_errors(row) || a <= 0.0 {
             return false;
         }
-        let gap = (above.median_rate - row.median_rate).abs() / above.median_rate;
         // A tiny epsilon so that a gap equal to the noise, computed through
         // a different sequence of float operations, still counts.
-        gap <= report.noise + 1e-9
+        (a - r).abs() / a <= noise + 1e-9
     };
     std::iter::once(false)
         .chain(report.servers.windows(2).map(|w| tie(&w[0], &w[1])))
@@ -215,6 +310,17 @@ fn best_baseline(report: &Report) -> Option<&ServerResult> {
         .iter()
         .filter(|s| s.family == Family::Baseline && !has_errors(s) && s.median_rate > 0.0)
         .max_by(|a, b| a.median_rate.total_cmp(&b.median_rate))
+}
+
+/// The yardstick for efficiency: the error-free baseline with the most
+/// requests per server CPU-second (None if no baseline has a CPU figure).
+fn most_efficient_baseline(report: &Report) -> Option<(&ServerResult, f64)> {
+    report
+        .servers
+        .iter()
+        .filter(|s| s.family == Family::Baseline && !has_errors(s))
+        .filter_map(|s| s.median_efficiency.filter(|e| *e > 0.0).map(|e| (s, e)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
 fn total_errors(s: &ServerResult) -> Errors {
@@ -487,15 +593,29 @@ fn headline(report: &Report) -> String {
 /// The report's second line: how far its differences can be trusted.
 fn noise_line(report: &Report) -> String {
     if report.repeat <= 1 {
-        "run-to-run noise unknown: one run per server (--repeat N measures it), so small differences may be chance"
-            .to_string()
-    } else if !noise_known(report) {
-        "run-to-run noise unknown: no server ran twice without errors".to_string()
-    } else {
-        format!(
+        return "run-to-run noise unknown: one run per server (--repeat N measures it), so small differences may be chance"
+            .to_string();
+    }
+    let Some(rate_noise) = noise(report, Ranking::Rate) else {
+        return "run-to-run noise unknown: no server ran twice without errors".to_string();
+    };
+    match report.ranked_by {
+        Ranking::Rate => format!(
             "run-to-run noise {} (median over servers of (max − min) / median): differences within it are ties, marked ≈",
-            fmt_percent(report.noise)
-        )
+            fmt_percent(rate_noise)
+        ),
+        Ranking::Efficiency => match noise(report, Ranking::Efficiency) {
+            Some(n) => format!(
+                "run-to-run noise {} in req/s, {} in req/CPU-s (median over servers of (max − min) / median): \
+                 req/CPU-s differences within it are ties, marked ≈",
+                fmt_percent(rate_noise),
+                fmt_percent(n)
+            ),
+            None => format!(
+                "run-to-run noise {} in req/s, unknown in req/CPU-s (no server ran twice with a CPU figure)",
+                fmt_percent(rate_noise)
+            ),
+        },
     }
 }
 
@@ -505,7 +625,7 @@ fn noise_line(report: &Report) -> String {
 
 /// Lines under the header and around the table, none between columns: the
 /// columns are numbers aligned right, which separates them well enough, and
-/// it saves three characters a column for the 160-column budget.
+/// it saves three characters a column for the 170-column budget.
 const TABLE_STYLE: TableStyle = TableStyle::new()
     .top_border(LineStyle::none().fill('─').junction('─'))
     .header_separator(LineStyle::none().fill('─').junction('─'))
@@ -515,9 +635,12 @@ const TABLE_STYLE: TableStyle = TableStyle::new()
 const ERRORS_WIDTH: u16 = 24;
 
 /// The table the bench prints at the end: a headline, the noise, one row
-/// per server (best first), the key to the columns and the notes.
+/// per server (best first), the key to the columns, what the rows are
+/// ranked by and the notes.
 pub fn table(report: &Report) -> String {
     let baseline = best_baseline(report);
+    let efficient = most_efficient_baseline(report);
+    let by = report.ranked_by;
     let ties = ties(report);
     let repeated = report.repeat > 1;
 
@@ -530,6 +653,13 @@ pub fn table(report: &Report) -> String {
         None => "vs\nbaseline".to_string(),
     };
     header.push(&ratio_header);
+    // Requests per server CPU-second and its ratio share a column: two
+    // would not fit the width.
+    let efficiency_header = match efficient {
+        Some((b, _)) => format!("req/CPU-s\nvs {}", b.name),
+        None => "req/\nCPU-s".to_string(),
+    };
+    header.push(&efficiency_header);
     header.extend([
         "p50",
         "p99",
@@ -565,7 +695,7 @@ pub fn table(report: &Report) -> String {
         let mut row = vec![s.name.clone(), family_name(s.family).to_string()];
         row.push(if failed {
             "errors".to_string()
-        } else if ties[i] {
+        } else if ties[i] && by == Ranking::Rate {
             format!("≈ {}", fmt_int(s.median_rate))
         } else {
             fmt_int(s.median_rate)
@@ -579,6 +709,22 @@ pub fn table(report: &Report) -> String {
         }
         row.push(match baseline {
             Some(b) if !failed => format!("{:.2}×", s.median_rate / b.median_rate),
+            _ => "—".to_string(),
+        });
+        row.push(match s.median_efficiency {
+            Some(e) if !failed => {
+                let mut cell = String::new();
+                if ties[i] && by == Ranking::Efficiency {
+                    cell.push_str("≈ ");
+                }
+                // Padded so that the values line up above each other as
+                // well as the ratios.
+                let _ = write!(cell, "{:>5}", fmt_si(e));
+                if let Some((_, best)) = efficient {
+                    let _ = write!(cell, " {:.2}×", e / best);
+                }
+                cell
+            }
             _ => "—".to_string(),
         });
         row.extend([
@@ -619,16 +765,46 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(out, "{}", headline(report));
     let _ = writeln!(out, "{}", noise_line(report));
     let _ = writeln!(out, "{t}");
-    // The key to the columns, in two lines that fit the 160 columns.
+    // The key to the columns, in lines that fit the 170 columns.
     let mut key = String::from("req/s: median");
     if repeated {
-        key.push_str(", min–max over runs; ≈: a tie with the row above");
+        key.push_str(", min–max over runs");
     }
     match baseline {
         Some(b) => {
             let _ = write!(key, " · vs {}: ratio to the fastest baseline", b.name);
         }
         None => key.push_str(" · no baseline ran, so no ratio"),
+    }
+    let _ = writeln!(out, "{key}");
+    let mut key = String::from(
+        "req/CPU-s: requests per server CPU-second (CPU s covers the warm-up too), median over runs",
+    );
+    match efficient {
+        Some((b, _)) => {
+            let _ = write!(key, "; vs {}: ratio to the most efficient baseline", b.name);
+        }
+        None => key.push_str("; no baseline with a CPU figure, so no ratio"),
+    }
+    if report
+        .servers
+        .iter()
+        .any(|s| !has_errors(s) && s.median_efficiency.is_none())
+    {
+        key.push_str(" · —: no CPU figure (not started by muse)");
+    }
+    let _ = writeln!(out, "{key}");
+    let mut key = match by {
+        Ranking::Rate => String::from("ranked by req/s"),
+        Ranking::Efficiency => {
+            let (saturated, runs) = saturated_runs(report);
+            format!(
+                "ranked by req/CPU-s, not req/s: the load generator was the limit in {saturated} of {runs} runs"
+            )
+        }
+    };
+    if ties.iter().any(|t| *t) {
+        key.push_str("; ≈: a tie with the row above");
     }
     let _ = writeln!(out, "{key}");
     let _ = writeln!(
@@ -705,7 +881,7 @@ fn text_width(text: &str, px: f64) -> i32 {
 
 /// Row geometry, in pixels.
 const ROW: u32 = 34;
-const WIDTH: u32 = 1000;
+const WIDTH: u32 = 1260;
 /// Title and a one-line subtitle; each further subtitle line adds
 /// [`SUB_LINE`].
 const TITLE_H: u32 = 62;
@@ -717,8 +893,10 @@ const SUB_MAX: i32 = WIDTH as i32 - 40;
 const AXIS_H: u32 = 50;
 /// Two legend lines.
 const LEGEND_H: u32 = 52;
-/// Where the throughput panel ends and the latency panel begins.
+/// Where the throughput panel ends and the efficiency panel begins.
 const SPLIT: i32 = 700;
+/// The efficiency panel's width; the latency panel takes the rest.
+const EFFICIENCY_W: i32 = 270;
 
 /// Writes the chart: a horizontal bar per server, best on top.
 pub fn write_svg(report: &Report, path: &Path) -> io::Result<()> {
@@ -728,12 +906,13 @@ pub fn write_svg(report: &Report, path: &Path) -> io::Result<()> {
 /// The chart as an SVG document, `WIDTH` × (the title's height + `AXIS_H` +
 /// 34 px a server + `LEGEND_H`).
 ///
-/// Two panels share the rows: throughput bars on the left (the question
-/// most readers ask first), p99 latency marks on the right on their own
-/// log scale. Putting the p99 marks on the bars with a second axis made
-/// them collide with the value labels and invited reading one scale against
-/// the other. plotters draws axes, grid and shapes; the row names, the
-/// value labels, the legend and the hatching are placed in pixels.
+/// Three panels share the rows: throughput bars on the left (the question
+/// most readers ask first), requests per server CPU-second in the middle,
+/// p99 latency marks on the right on their own log scale. Putting the p99
+/// marks on the bars with a second axis made them collide with the value
+/// labels and invited reading one scale against the other. plotters draws
+/// axes, grid and shapes; the row names, the value labels, the legend and
+/// the hatching are placed in pixels.
 fn svg(report: &Report) -> io::Result<String> {
     let n = report.servers.len().max(1) as u32;
     let height = title_height(report) + 8 + ROW * n + AXIS_H + LEGEND_H;
@@ -760,7 +939,9 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
     title(report, root)?;
 
     let body = root.margin(title_height(report), LEGEND_H, 12, 24);
-    let (left, right) = body.split_horizontally(SPLIT - 12);
+    let (left, rest) = body.split_horizontally(SPLIT - 12);
+    let (middle, right) = rest.split_horizontally(EFFICIENCY_W);
+    let by = report.ranked_by;
 
     // Throughput panel. Headroom right of the longest bar for its label.
     let max_rate = servers
@@ -782,6 +963,24 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         .x_label_area_size(AXIS_H)
         .y_label_area_size(name_w)
         .build_cartesian_2d(0f64..x_max, 0f64..n as f64)?;
+
+    // Efficiency panel, with the same headroom for the labels.
+    let max_efficiency = servers
+        .iter()
+        .filter(ok)
+        .map(|s| range(&run_figures(s, Ranking::Efficiency)).1)
+        .fold(0.0, f64::max);
+    let e_max = if max_efficiency > 0.0 {
+        max_efficiency * 1.3
+    } else {
+        1.0
+    };
+    let mut eff = ChartBuilder::on(&middle)
+        .margin_top(8)
+        .margin_left(22)
+        .margin_right(14)
+        .x_label_area_size(AXIS_H)
+        .build_cartesian_2d(0f64..e_max, 0f64..n as f64)?;
 
     // Latency panel: p99 on a log scale, because the serial server's p99
     // can be a thousand times the reactor's and a linear axis would flatten
@@ -837,6 +1036,18 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         .light_line_style(TRANSPARENT)
         .axis_style(MUTED)
         .draw()?;
+    eff.configure_mesh()
+        .y_labels(0)
+        .disable_y_mesh()
+        .x_labels(4)
+        .x_label_formatter(&si)
+        .x_desc("requests per server CPU-second")
+        .label_style(font(12.0).color(&INK))
+        .axis_desc_style(font(13.0).color(&INK))
+        .bold_line_style(RGBColor(0xD8, 0xD8, 0xD8))
+        .light_line_style(TRANSPARENT)
+        .axis_style(MUTED)
+        .draw()?;
     let ms = |v: &f64| fmt_ms(*v);
     lat.configure_mesh()
         .y_labels(0)
@@ -882,21 +1093,50 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
         let mut label_x = s.median_rate;
         if s.runs.len() > 1 {
             let (lo, hi) = s.rate_range;
-            let whisker = ShapeStyle::from(&INK).stroke_width(1);
-            let mut lines = vec![vec![(lo, y), (hi, y)]];
-            for x in [lo, hi] {
-                lines.push(vec![(x, y - 0.17), (x, y + 0.17)]);
-            }
-            bars.draw_series(lines.into_iter().map(|l| PathElement::new(l, whisker)))?;
+            whiskers(&mut bars, lo, hi, y)?;
             label_x = label_x.max(hi);
         }
         let mut label = String::new();
-        if ties[i] {
+        if ties[i] && by == Ranking::Rate {
             label.push_str("≈ ");
         }
         let _ = write!(label, "{}/s", fmt_si(s.median_rate));
         let (lx, _) = bars.backend_coord(&(label_x, y));
         root.draw(&Text::new(label, (lx + 6, py), label_style.clone()))?;
+
+        // The efficiency bar, or a dash where there is no CPU figure.
+        match s.median_efficiency {
+            Some(e) => {
+                eff.draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, y - 0.3), (e, y + 0.3)],
+                    family_colour(s.family).mix(0.75).filled(),
+                )))?;
+                let mut label_x = e;
+                let per_run = run_figures(s, Ranking::Efficiency);
+                if per_run.len() > 1 {
+                    let (lo, hi) = range(&per_run);
+                    whiskers(&mut eff, lo, hi, y)?;
+                    label_x = label_x.max(hi);
+                }
+                let mut label = String::new();
+                if ties[i] && by == Ranking::Efficiency {
+                    label.push_str("≈ ");
+                }
+                label.push_str(&fmt_si(e));
+                let (lx, _) = eff.backend_coord(&(label_x, y));
+                root.draw(&Text::new(label, (lx + 6, py), label_style.clone()))?;
+            }
+            None => {
+                let (lx, _) = eff.backend_coord(&(0.0, y));
+                root.draw(&Text::new(
+                    "— no CPU figure",
+                    (lx + 6, py),
+                    font(12.0)
+                        .color(&MUTED)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))?;
+            }
+        }
 
         // The p99 mark and its value: right of the mark, or left of it when
         // it sits near the panel's right edge.
@@ -920,6 +1160,22 @@ fn draw(report: &Report, root: &DrawingArea<SVGBackend, Shift>) -> DrawResult {
     }
 
     legend(report, root, 20, height as i32 - LEGEND_H as i32 + 14)?;
+    Ok(())
+}
+
+/// A min–max whisker at row centre `y` of a linear panel.
+fn whiskers(
+    chart: &mut ChartContext<'_, SVGBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    lo: f64,
+    hi: f64,
+    y: f64,
+) -> DrawResult {
+    let whisker = ShapeStyle::from(&INK).stroke_width(1);
+    let mut lines = vec![vec![(lo, y), (hi, y)]];
+    for x in [lo, hi] {
+        lines.push(vec![(x, y - 0.17), (x, y + 0.17)]);
+    }
+    chart.draw_series(lines.into_iter().map(|l| PathElement::new(l, whisker)))?;
     Ok(())
 }
 
@@ -963,6 +1219,12 @@ fn subtitle(report: &Report) -> Vec<String> {
         });
     } else {
         parts.push("one run per server: run-to-run noise unknown".to_string());
+    }
+    if report.ranked_by == Ranking::Efficiency {
+        let (saturated, runs) = saturated_runs(report);
+        parts.push(format!(
+            "ranked by requests per server CPU-second: the load generator was the limit in {saturated} of {runs} runs"
+        ));
     }
     parts.push(format!("{} CPUs", report.cpus));
     let mut lines: Vec<String> = Vec::new();
@@ -1204,6 +1466,7 @@ mod tests {
             repeat,
             cpus: 8,
             noise: 0.0,
+            ranked_by: Ranking::Rate,
             servers,
             notes: Vec::new(),
             extra: BTreeMap::new(),
@@ -1260,6 +1523,27 @@ mod tests {
         rep
     }
 
+    /// `s` with run k's server CPU seconds set to `cpu[k]` (None: no
+    /// server figures, as for `--against`), summarised again.
+    fn with_cpu(s: ServerResult, cpu: &[Option<f64>]) -> ServerResult {
+        let mut runs = s.runs;
+        for (r, c) in runs.iter_mut().zip(cpu) {
+            match c {
+                Some(c) => r.server.as_mut().unwrap().cpu_seconds = *c,
+                None => r.server = None,
+            }
+        }
+        server_result(s.name, s.family, runs)
+    }
+
+    /// `s` with the load generator saturated in its first `n` runs.
+    fn saturated(mut s: ServerResult, n: usize) -> ServerResult {
+        for r in s.runs.iter_mut().take(n) {
+            r.load.client_cpu_seconds = 39.5; // 4 threads × 10 s
+        }
+        s
+    }
+
     #[test]
     fn numbers_read_well() {
         assert_eq!(fmt_int(412_345.4), "412,345");
@@ -1290,6 +1574,196 @@ mod tests {
         assert!((s.rate_range.0 - 90.0).abs() < 1e-9);
         assert!((s.rate_range.1 - 120.0).abs() < 1e-9);
         assert!((s.median_p99_us - 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn efficiency_is_the_median_of_each_runs_requests_per_cpu_second() {
+        // Runs of 100, 120 and 90 req/s over 10 s: 1,000, 1,200 and 900
+        // requests, over 2, 4 and 1.5 CPU seconds: 500, 300 and 600 per
+        // CPU-second. The median of those is 500, not 1,000 / 2 (the
+        // median run's) nor the median requests over the median CPU
+        // (1,000 / 2 = 500 by chance: hence the third case below).
+        let runs = vec![
+            run(0, 100.0, 200.0, Errors::default(), &[]),
+            run(1, 120.0, 200.0, Errors::default(), &[]),
+            run(2, 90.0, 200.0, Errors::default(), &[]),
+        ];
+        let s = with_cpu(
+            server_result("x".into(), Family::Async, runs),
+            &[Some(2.0), Some(4.0), Some(1.5)],
+        );
+        assert_eq!(s.median_efficiency, Some(500.0));
+        // Per run: 1,000/1 = 1,000, 1,200/6 = 200, 900/3 = 300. Median of
+        // the runs: 300; median requests / median CPU would be 333.
+        let s = with_cpu(s, &[Some(1.0), Some(6.0), Some(3.0)]);
+        assert_eq!(s.median_efficiency, Some(300.0));
+        // Runs without a CPU figure (or a zero one) are left out; none at
+        // all is None, not 0.
+        let s = with_cpu(s, &[Some(4.0), None, Some(0.0)]);
+        assert_eq!(s.median_efficiency, Some(250.0));
+        let s = with_cpu(s, &[None, None, None]);
+        assert_eq!(s.median_efficiency, None);
+    }
+
+    #[test]
+    fn table_shows_efficiency_with_its_ratio_to_the_most_efficient_baseline() {
+        // 10 s runs at 100k, 80k and 60k req/s: 1M, 800k and 600k requests.
+        let mut rep = report(
+            vec![
+                with_cpu(
+                    server("muse/reactor", Family::Evented, 100_000.0, 0.0, 1),
+                    &[Some(5.0)],
+                ), // 200k/CPU-s
+                with_cpu(
+                    server("c-epoll", Family::Baseline, 80_000.0, 0.0, 1),
+                    &[Some(10.0)],
+                ), // 80k/CPU-s
+                with_cpu(
+                    server("tokio", Family::Baseline, 60_000.0, 0.0, 1),
+                    &[Some(4.0)],
+                ), // 150k/CPU-s: the most efficient baseline
+            ],
+            1,
+        );
+        rank(&mut rep);
+        assert_eq!(rep.ranked_by, Ranking::Rate);
+        let t = table(&rep);
+        let header = t.lines().find(|l| l.contains("req/CPU-s")).unwrap();
+        assert!(header.contains("req/CPU-s"), "{t}");
+        assert!(t.contains("vs tokio"), "{t}");
+        let row = |name: &str| t.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+        // 200k / 150k; req/s against the fastest baseline, c-epoll: 1.25×.
+        assert!(row("muse/reactor").contains(" 200k 1.33×"), "{t}");
+        assert!(row("muse/reactor").contains("1.25×"), "{t}");
+        assert!(row("c-epoll").contains("80.0k 0.53×"), "{t}");
+        assert!(row("tokio").contains(" 150k 1.00×"), "{t}");
+        assert!(
+            t.contains("vs tokio: ratio to the most efficient baseline"),
+            "{t}"
+        );
+        assert!(t.contains("\nranked by req/s\n"), "{t}");
+        assert!(
+            t.lines().all(|l| l.chars().count() <= 170),
+            "too wide:\n{t}"
+        );
+    }
+
+    #[test]
+    fn a_saturated_load_generator_switches_the_ranking_to_efficiency() {
+        // Three runs each; the load generator the limit in 5 of 9 runs.
+        let servers = || {
+            vec![
+                // The most requests, at the highest cost: 3M / 30 = 100k.
+                saturated(
+                    with_cpu(
+                        server("muse/multi-reactor", Family::Evented, 300_000.0, 0.0, 3),
+                        &[Some(30.0); 3],
+                    ),
+                    2,
+                ),
+                // 2.9M / 10 = 290k.
+                saturated(
+                    with_cpu(
+                        server("muse/reactor", Family::Evented, 290_000.0, 0.0, 3),
+                        &[Some(10.0); 3],
+                    ),
+                    2,
+                ),
+                // No CPU figure: last by efficiency, first-but-one by rate.
+                saturated(
+                    with_cpu(
+                        server("redis", Family::Baseline, 295_000.0, 0.0, 3),
+                        &[None; 3],
+                    ),
+                    1,
+                ),
+            ]
+        };
+        let mut rep = report(servers(), 3);
+        rank(&mut rep);
+        assert_eq!(rep.ranked_by, Ranking::Efficiency);
+        let names: Vec<&str> = rep.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["muse/reactor", "muse/multi-reactor", "redis"]);
+        assert!(rep.notes.iter().any(|n| n.starts_with(
+            "ranked by requests per server CPU-second (req/CPU-s), not req/s: \
+             the load generator was the limit in 5 of 9 runs"
+        )));
+        let t = table(&rep);
+        assert!(
+            t.contains(
+                "ranked by req/CPU-s, not req/s: the load generator was the limit in 5 of 9 runs"
+            ),
+            "{t}"
+        );
+        let redis = t.lines().find(|l| l.starts_with("redis")).unwrap();
+        assert!(redis.contains("295,000"), "{redis}");
+        assert!(redis.contains('—'), "{redis}");
+        let cells: Vec<&str> = redis.split_whitespace().collect();
+        let after_ratio = cells.iter().position(|c| *c == "1.00×").unwrap() + 1;
+        assert_eq!(cells[after_ratio], "—", "no efficiency figure: {redis}");
+        assert!(t.contains("—: no CPU figure"), "{t}");
+        // No baseline has a CPU figure: no efficiency ratio.
+        assert!(
+            t.contains("no baseline with a CPU figure, so no ratio"),
+            "{t}"
+        );
+        let reactor = t.lines().find(|l| l.starts_with("muse/reactor")).unwrap();
+        let cells: Vec<&str> = reactor.split_whitespace().collect();
+        let after_ratio = cells.iter().position(|c| *c == "0.98×").unwrap() + 1;
+        // The efficiency, and no ratio after it: the p50 comes next.
+        assert_eq!(cells[after_ratio..after_ratio + 3], ["290k", "50", "µs"]);
+        // Ranking again changes nothing.
+        let notes = rep.notes.len();
+        rank(&mut rep);
+        assert_eq!(rep.notes.len(), notes);
+
+        // Saturated in 4 of 9 runs, a minority: ranked by req/s.
+        let mut servers = servers();
+        servers[0] = saturated(
+            with_cpu(
+                server("muse/multi-reactor", Family::Evented, 300_000.0, 0.0, 3),
+                &[Some(30.0); 3],
+            ),
+            1,
+        );
+        let mut rep = report(servers, 3);
+        rank(&mut rep);
+        assert_eq!(rep.ranked_by, Ranking::Rate);
+        let names: Vec<&str> = rep.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["muse/multi-reactor", "redis", "muse/reactor"]);
+        assert!(!rep.notes.iter().any(|n| n.starts_with("ranked by")));
+        assert!(table(&rep).contains("\nranked by req/s\n"));
+    }
+
+    #[test]
+    fn ties_follow_the_ranked_figure() {
+        // Ranked by efficiency, each server's efficiency spread 4%: a and b
+        // (3% apart) tie in req/CPU-s, though their req/s differ by half.
+        let mk = |name: &str, rate: f64, cpu: f64| {
+            let s = server(name, Family::Evented, rate, 0.0, 3);
+            let cpu: Vec<Option<f64>> = [1.02, 1.0, 0.98].iter().map(|f| Some(cpu * f)).collect();
+            saturated(with_cpu(s, &cpu), 3)
+        };
+        let mut rep = report(
+            vec![
+                mk("a", 100_000.0, 10.0),
+                mk("b", 50_000.0, 5.15),
+                mk("c", 90_000.0, 12.0),
+            ],
+            3,
+        );
+        rank(&mut rep);
+        assert_eq!(rep.ranked_by, Ranking::Efficiency);
+        let names: Vec<&str> = rep.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(ties(&rep), [false, true, false]);
+        let t = table(&rep);
+        assert!(t.contains("≈ 97.1k"), "{t}");
+        assert!(!t.contains("≈ 50,000"), "{t}");
+        assert!(
+            t.contains("req/CPU-s differences within it are ties"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -1400,7 +1874,7 @@ mod tests {
             .unwrap();
         assert!(pr.contains("8×: 16–8%"), "{pr}");
         assert!(
-            t.lines().all(|l| l.chars().count() <= 160),
+            t.lines().all(|l| l.chars().count() <= 170),
             "too wide:\n{t}"
         );
         println!("{t}");
@@ -1435,6 +1909,26 @@ mod tests {
             assert!(names.contains(&s.name.as_str()));
         }
         assert_eq!(v["servers"][0]["family"], "evented");
+        assert_eq!(v["ranked_by"], "rate");
+        // multi-reactor: 3.35M requests per run over 9.5 CPU seconds.
+        assert_eq!(v["servers"][0]["name"], "muse/multi-reactor");
+        let e = v["servers"][0]["median_efficiency"].as_f64().unwrap();
+        assert!((e - 335_000.0 * 10.0 / 9.5).abs() < 1.0, "{e}");
+        // A server without a CPU figure: null, not 0 nor missing.
+        let mut rep = report(
+            vec![with_cpu(
+                server("redis", Family::Baseline, 1_000.0, 0.0, 1),
+                &[None],
+            )],
+            1,
+        );
+        rank(&mut rep);
+        let v = serde_json::to_value(&rep).unwrap();
+        assert!(v["servers"][0]
+            .as_object()
+            .unwrap()
+            .contains_key("median_efficiency"));
+        assert!(v["servers"][0]["median_efficiency"].is_null());
         assert!(v["servers"][0]["rate_range"].as_array().unwrap().len() == 2);
         assert!(v["servers"][0]["runs"][0]["load"]["latency"]["p99_us"].is_number());
     }
@@ -1449,10 +1943,40 @@ mod tests {
             assert!(svg.contains(&s.name), "{} missing", s.name);
         }
         assert!(svg.contains("requests per second"));
+        assert!(svg.contains("requests per server CPU-second"));
+        // multi-reactor's efficiency label: 3.35M requests / 9.5 CPU s.
+        assert!(svg.contains("\n353k\n</text>"), "efficiency label");
+        assert!(!svg.contains("ranked by"));
         assert!(svg.contains("p99 latency (ms"));
         assert!(svg.contains("errors: "));
         // A minimal well-formedness check: tags balance.
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    }
+
+    #[test]
+    fn svg_says_when_it_is_ranked_by_efficiency() {
+        let mut rep = report(
+            vec![
+                saturated(
+                    server("muse/reactor", Family::Evented, 100_000.0, 0.0, 1),
+                    1,
+                ),
+                saturated(
+                    with_cpu(server("redis", Family::Baseline, 90_000.0, 0.0, 1), &[None]),
+                    1,
+                ),
+            ],
+            1,
+        );
+        rank(&mut rep);
+        assert_eq!(rep.ranked_by, Ranking::Efficiency);
+        let svg = svg(&rep).unwrap();
+        assert!(svg.contains(
+            "ranked by requests per server CPU-second: the load generator was the limit in 2 of 2 runs"
+        ));
+        // 1M requests / 9.5 CPU s; redis has no CPU figure.
+        assert!(svg.contains("\n105k\n</text>"), "efficiency label");
+        assert!(svg.contains("— no CPU figure"));
     }
 
     #[test]
