@@ -333,7 +333,7 @@ fn measure(
             _ => None,
         },
     };
-    let sampler = server.pid().map(Sampler::start);
+    let sampler = server.pid().map(|pid| Sampler::start(pid, args.warmup));
     let bar = Progress::start(label, args.warmup + duration, spec.progress.clone());
     let result = load::run(&spec);
     bar.finish();

@@ -572,11 +572,14 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling the tree rooted at `root`.
-    pub fn start(root: i32) -> Sampler {
+    /// Starts sampling the tree rooted at `root`. CPU is counted from
+    /// `warmup` on, when the load generator starts counting requests, so
+    /// that requests per CPU-second divide like by like.
+    pub fn start(root: i32, warmup: Duration) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || sample(root, &flag));
+        let from = Instant::now() + warmup;
+        let handle = std::thread::spawn(move || sample(root, &flag, from));
         Sampler { stop, handle }
     }
 
@@ -589,15 +592,21 @@ impl Sampler {
     }
 }
 
-fn sample(root: i32, stop: &AtomicBool) -> ServerStats {
+fn sample(root: i32, stop: &AtomicBool, from: Instant) -> ServerStats {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     // SAFETY: as above.
     let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
-    let first = process_tree(root);
+    let mut first = process_tree(root);
+    let mut counting = false;
     let mut last = first.clone();
     let mut stats = ServerStats::default();
     loop {
+        if !counting && Instant::now() >= from {
+            // The warm-up is over: CPU counts from here.
+            counting = true;
+            first = process_tree(root);
+        }
         let tree = process_tree(root);
         if !tree.is_empty() {
             let rss = tree.values().map(|s| s.rss_pages * page_kib).sum();
