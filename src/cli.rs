@@ -322,6 +322,12 @@ fn print_archs() {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let arch = Arch::from_name(&args.arch).expect("clap checked the name");
+    if arch.is_proactor() {
+        // Before anything is bound or forked: a clear reason, exit 1.
+        if let Err(why) = crate::drivers::proactor::available() {
+            anyhow::bail!("{} cannot run here: {why}", arch.name());
+        }
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // A hot restart's successor takes over its predecessor's sockets; with
     // no --listen, as they are (they came from systemd or the default).

@@ -1,4 +1,4 @@
-//! The command-line contract: `muse archs` lists the eleven architectures,
+//! The command-line contract: `muse archs` lists the architectures,
 //! `--help` works for `serve` and `archs`, and bad arguments exit with code 2
 //! and a message on stderr (before anything listens).
 
@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 #[test]
-fn archs_lists_the_eleven_architectures() {
+fn archs_lists_every_architecture() {
     let run = run_cli(&["archs"]);
     assert_eq!(run.status.code(), Some(0), "muse archs failed: {run:?}");
     let lines: Vec<&str> = run
@@ -30,6 +30,31 @@ fn archs_lists_the_eleven_architectures() {
         assert!(
             line.split_whitespace().count() > 1,
             "no description after the name in {line:?}"
+        );
+    }
+}
+
+/// Where io_uring is unavailable (here: made so by the fault switch), an
+/// io_uring architecture refuses to start, with exit 1 and the reason,
+/// before it listens.
+#[test]
+fn an_io_uring_architecture_without_io_uring_exits_1_with_the_reason() {
+    for arch in URING_FAMILY {
+        let run = run_cli_with(
+            &["serve", "echo", "--arch", arch, "--listen", "127.0.0.1:0"],
+            &[("MUSE_FAULT_URING_UNAVAILABLE", "1")],
+        );
+        assert_eq!(run.status.code(), Some(1), "{arch}: {run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("{arch} cannot run here: io_uring is unavailable")),
+            "{arch}: stderr does not give the reason:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stdout.contains("listening on"),
+            "{arch} listened before refusing: {}",
+            run.stdout
         );
     }
 }

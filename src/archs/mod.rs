@@ -136,6 +136,11 @@ impl Arch {
         }
     }
 
+    /// Whether the architecture runs on io_uring (the proactor driver).
+    pub fn is_proactor(self) -> bool {
+        matches!(self, Arch::Uring | Arch::MultiUring | Arch::PreforkUring)
+    }
+
     /// Whether a master supervises forked workers (`--workers`, TTIN/TTOU).
     pub fn is_prefork(self) -> bool {
         matches!(

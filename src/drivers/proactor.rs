@@ -57,6 +57,11 @@ use crate::session::{Computed, Work, MAX_CHANNELS};
 /// The longest the loop sleeps without updating its heartbeat.
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// How long a finishing loop waits for its cancelled operations to end,
+/// and the step it waits in (a step with no completion ends the wait).
+const FINISH_WAIT: Duration = Duration::from_secs(1);
+const FINISH_STEP: Duration = Duration::from_millis(20);
+
 /// Submission queue entries. A turn that makes more submits early.
 const SQ_ENTRIES: u32 = 1024;
 /// Completion queue entries: room for a turn's worth of completions from
@@ -69,10 +74,6 @@ const CQ_ENTRIES: u32 = 8192;
 const BUFFERS: u16 = 512;
 const BUFFER_SIZE: usize = 8 * 1024;
 const BUFFER_GROUP: u16 = 0;
-
-/// Accepted connections one accept completion batch adds before the loop
-/// serves its connections again is not bounded here: the kernel posts one
-/// completion per connection and each is served in the turn it arrives.
 
 // Operation kinds, in the top byte of `user_data`.
 const K_ACCEPT: u64 = 1;
@@ -89,6 +90,12 @@ const K_CHANNEL0: u64 = 16;
 
 fn ud(kind: u64, tag: u64, index: usize) -> u64 {
     (kind << 56) | ((tag & 0xff_ffff) << 32) | (index as u64 & 0xffff_ffff)
+}
+
+/// A receive's `user_data`: the connection's generation (16 bits) and the
+/// arm's number (8 bits) in the tag.
+fn recv_ud(gen: u64, arm: u64, slot: usize) -> u64 {
+    ud(K_RECV, ((gen & 0xffff) << 8) | (arm & 0xff), slot)
 }
 
 fn ud_kind(ud: u64) -> u64 {
@@ -244,7 +251,11 @@ impl Drop for BufRing {
 struct Entry {
     conn: Box<Connection>,
     gen: u64,
-    recv_armed: bool,
+    /// The `user_data` of the armed multishot receive (0: none). Each arm
+    /// has its own (see [`recv_ud`]), so the last completion of one that
+    /// was cancelled is not taken for the end of the next.
+    recv: u64,
+    recv_arms: u64,
     pollout_armed: bool,
     urgent_armed: bool,
     /// The `user_data` of each channel slot's poll (0: none), and the
@@ -348,13 +359,15 @@ impl crate::session::Wake for SlotWake {
 /// Threads that run the computations sessions ask for (a password check),
 /// which must not stall the loop; started on first need.
 struct Compute {
-    jobs: Arc<(Mutex<VecDeque<(usize, u64, Work)>>, Condvar)>,
+    jobs: Arc<Jobs>,
 }
+
+/// Computations waiting for a thread: `(slot, generation, work)`.
+type Jobs = (Mutex<VecDeque<(usize, u64, Work)>>, Condvar);
 
 impl Compute {
     fn start(list: &Arc<WakeList>) -> io::Result<Compute> {
-        let jobs: Arc<(Mutex<VecDeque<(usize, u64, Work)>>, Condvar)> =
-            Arc::new((Mutex::new(VecDeque::new()), Condvar::new()));
+        let jobs: Arc<Jobs> = Arc::new((Mutex::new(VecDeque::new()), Condvar::new()));
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         for i in 0..threads {
             let jobs = Arc::clone(&jobs);
@@ -401,8 +414,8 @@ impl<'a> Proactor<'a> {
         let ring = IoUring::builder()
             .setup_cqsize(CQ_ENTRIES)
             .setup_submit_all()
-            .setup_coop_taskrun()
             .setup_single_issuer()
+            .setup_defer_taskrun()
             .build(SQ_ENTRIES)?;
         let bufs = BufRing::new(&ring)?;
         let fd = Arc::new(EventFd::new()?);
@@ -511,7 +524,11 @@ impl<'a> Proactor<'a> {
                 if !self.draining {
                     self.start_drain(now);
                 }
-                if self.live == 0 {
+                // Accepts are cancelled, but the connections they took off
+                // the queue before the cancel landed are ours to serve:
+                // done only once every accept has said it ended.
+                if self.live == 0 && !self.accepting.contains(&true) {
+                    self.finish();
                     return Ok(());
                 }
                 if self.ctx.shutdown.is_expired(now) {
@@ -520,6 +537,7 @@ impl<'a> Proactor<'a> {
                             entry.conn.last_words(now);
                         }
                     }
+                    self.finish();
                     return Ok(());
                 }
             }
@@ -562,6 +580,37 @@ impl<'a> Proactor<'a> {
         }
     }
 
+    /// Before the loop ends: every operation still in the kernel is
+    /// cancelled and its end awaited (for at most [`FINISH_WAIT`]). A
+    /// receive left armed would hold its socket open after the process is
+    /// gone, with the client waiting on it: the kernel tears a ring down on
+    /// its own time.
+    fn finish(&mut self) {
+        let sqe = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(ud(K_CANCEL, 0, 0));
+        self.push(sqe);
+        let until = Instant::now() + FINISH_WAIT;
+        loop {
+            let now = Instant::now();
+            if now >= until || self.enter(FINISH_STEP.min(until - now)).is_err() {
+                break;
+            }
+            let mut seen = 0;
+            for cqe in self.ring.completion() {
+                seen += 1;
+                if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                    self.bufs.give_back(bid);
+                }
+            }
+            if seen == 0 {
+                break;
+            }
+        }
+        // The sockets close now, with nothing in the kernel holding them.
+        self.entries.clear();
+    }
+
     /// Submits what this turn queued and waits for a completion or
     /// `timeout`, in one system call.
     fn enter(&mut self, timeout: Duration) -> io::Result<()> {
@@ -591,6 +640,10 @@ impl<'a> Proactor<'a> {
                 let i = ud_index(data);
                 if !more {
                     self.accepting[i] = false;
+                    if self.draining {
+                        // As for an accept (see `accepted`).
+                        self.accept_ready(i, now);
+                    }
                 }
                 if res >= 0 && !self.draining {
                     self.accept_ready(i, now);
@@ -617,11 +670,15 @@ impl<'a> Proactor<'a> {
             }
             return;
         };
-        let current = ud_tag(data) == entry.gen & 0xff_ffff;
+        let current = if kind == K_RECV {
+            ud_tag(data) >> 8 == entry.gen & 0xffff
+        } else {
+            ud_tag(data) == entry.gen & 0xff_ffff
+        };
         match kind {
             K_RECV => {
-                if current && !more {
-                    entry.recv_armed = false;
+                if data == entry.recv && !more {
+                    entry.recv = 0;
                 }
                 if let Some(bid) = bid {
                     if current && !entry.closing && res > 0 {
@@ -720,6 +777,14 @@ impl<'a> Proactor<'a> {
     fn accepted(&mut self, i: usize, res: i32, more: bool, now: Instant) {
         if !more {
             self.accepting[i] = false;
+            if self.draining {
+                // The accept was cancelled. The kernel wakes one waiting
+                // accept per arriving connection, and a wake-up that came
+                // to this one as it was cancelled is lost to the others
+                // (a successor's accept on the same listener): what waits
+                // in the queue now is taken and served here.
+                self.accept_ready(i, now);
+            }
         }
         if res >= 0 {
             AcceptPause::resumed();
@@ -727,9 +792,8 @@ impl<'a> Proactor<'a> {
             let socket = unsafe { socket2::Socket::from_raw_fd(res) };
             // Served even while draining: it was taken off the shared queue
             // before the accept was cancelled, so no one else will.
-            match self.listeners.adopt(i, socket) {
-                Ok(accepted) => self.admit(accepted, now),
-                Err(_) => {}
+            if let Ok(accepted) = self.listeners.adopt(i, socket) {
+                self.admit(accepted, now);
             }
         } else {
             let errno = -res;
@@ -806,7 +870,8 @@ impl<'a> Proactor<'a> {
         self.entries[slot] = Some(Entry {
             conn: Box::new(conn),
             gen,
-            recv_armed: false,
+            recv: 0,
+            recv_arms: 0,
             pollout_armed: false,
             urgent_armed: false,
             chan_polls: [(0, 0); MAX_CHANNELS],
@@ -857,7 +922,7 @@ impl<'a> Proactor<'a> {
 
     fn after(&mut self, slot: usize) {
         let mut sqes: [Option<squeue::Entry>; 4] = Default::default();
-        let mut cancels: [u64; 2 + MAX_CHANNELS] = [0; 2 + MAX_CHANNELS];
+        let mut cancels: [u64; 3 + MAX_CHANNELS] = [0; 3 + MAX_CHANNELS];
         let mut extra: Vec<squeue::Entry> = Vec::new();
         let mut work = None;
         {
@@ -930,15 +995,24 @@ impl<'a> Proactor<'a> {
                 );
             } else if !want_urgent && entry.urgent_armed {
                 entry.urgent_armed = false;
-                cancels[MAX_CHANNELS + 1] = ud(K_URGENT, tag, slot);
+                cancels[MAX_CHANNELS + 2] = ud(K_URGENT, tag, slot);
             }
-            if !entry.recv_armed && conn.wants_receive() {
-                entry.recv_armed = true;
+            let want_receive = conn.wants_receive();
+            if entry.recv == 0 && want_receive {
+                entry.recv_arms += 1;
+                entry.recv = recv_ud(tag, entry.recv_arms, slot);
                 sqes[1] = Some(
                     opcode::RecvMulti::new(fd, BUFFER_GROUP)
                         .build()
-                        .user_data(ud(K_RECV, tag, slot)),
+                        .user_data(entry.recv),
                 );
+            } else if entry.recv != 0 && !want_receive {
+                // The inbox is full (a client that sends without reading
+                // the answers): stop receiving, so that its bytes wait in
+                // the kernel and its sends block. What the receive still
+                // delivers before the cancel lands goes to the inbox.
+                cancels[MAX_CHANNELS + 1] = entry.recv;
+                entry.recv = 0;
             }
             if let Some(out) = conn.take_outgoing() {
                 // The bytes stay in the connection's send buffer, untouched
@@ -1017,8 +1091,8 @@ impl<'a> Proactor<'a> {
         };
         let tag = entry.gen;
         let mut cancels = Vec::with_capacity(4);
-        if entry.recv_armed {
-            cancels.push(ud(K_RECV, tag, slot));
+        if entry.recv != 0 {
+            cancels.push(entry.recv);
         }
         if entry.urgent_armed {
             cancels.push(ud(K_URGENT, tag, slot));
@@ -1129,8 +1203,9 @@ impl<'a> Proactor<'a> {
                 } else {
                     K_LISTEN_POLL
                 };
+                // `accepting[i]` stays set until the accept's last
+                // completion says it ended.
                 self.cancel(ud(kind, 0, i));
-                self.accepting[i] = false;
             }
         }
         for slot in 0..self.entries.len() {

@@ -917,9 +917,15 @@ pub struct CliRun {
 /// Runs `muse ARGS` to completion (bounded by [`EXIT_TIMEOUT`]; on timeout
 /// its process group is killed and the test fails).
 pub fn run_cli(args: &[&str]) -> CliRun {
+    run_cli_with(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_with(args: &[&str], env: &[(&str, &str)]) -> CliRun {
     become_subreaper();
     let mut child = Command::new(muse_bin())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
