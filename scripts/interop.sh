@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # interop.sh: drive `muse serve` with real clients, the way users do, and fail
-# on any wrong answer. Echo under an evented and a blocking architecture,
+# on any wrong answer. Echo under an evented, a blocking and an io_uring architecture,
 # talked to by OpenBSD netcat (a line, half-close, echo back) and by Python's
 # socket module (1 MiB in one connection, and 8 connections at once); FTP under
-# three architectures, talked to by curl, wget, lftp and Python's ftplib (see the
-# FTP section below); HTTP under three architectures, talked to by curl, Python's
+# four architectures, talked to by curl, wget, lftp and Python's ftplib (see the
+# FTP section below); HTTP under four architectures, talked to by curl, Python's
 # http.client and raw sockets, wrk and a headless Chromium (see the HTTP section);
 # calc under two, expressions typed into netcat, answers checked against Python;
-# kv under three (one a forking architecture, whose store is a process of its
+# kv under four (one a forking architecture, whose store is a process of its
 # own), talked to by redis-cli, redis-py (RESP2 and RESP3) and
-# redis-benchmark (see the kv section); TLS under three, talked to by curl,
+# redis-benchmark (see the kv section); TLS under four, talked to by curl,
 # Chromium, redis-cli --tls and redis-py, and FTPS by curl, lftp and
 # ftplib.FTP_TLS (see the TLS section).
 # Installs missing clients with apt (and redis-py 5 with pip). Every wait is
 # bounded.
 #
-# Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection",
+# Usage: scripts/interop.sh   (ARCHS="reactor thread-per-connection uring",
 #        CALC_ARCHS="reactor thread-per-connection",
-#        KV_ARCHS="reactor thread-per-connection prefork-reactor" (KV_INTEROP_PORT=PORT runs the
+#        KV_ARCHS="reactor thread-per-connection prefork-reactor uring" (KV_INTEROP_PORT=PORT runs the
 #        kv checks against a server already on 127.0.0.1:PORT instead),
-#        FTP_ARCHS="reactor thread-per-connection prefork" and
-#        HTTP_ARCHS="reactor thread-per-connection prefork" and
-#        TLS_ARCHS="reactor thread-per-connection prefork-reactor" to choose;
+#        FTP_ARCHS="reactor thread-per-connection prefork uring" and
+#        HTTP_ARCHS="reactor thread-per-connection prefork uring" and
+#        TLS_ARCHS="reactor thread-per-connection prefork-reactor uring" to choose;
 #        HTTP_BROWSER=0 skips Chromium, HTTP_BROWSER=1 runs it (installing the
 #        chromium package, about 200 MB, if missing); unset, it runs when CI is
 #        set or chromium is already installed;
@@ -29,7 +29,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ARCHS=${ARCHS:-"reactor thread-per-connection"}
+ARCHS=${ARCHS:-"reactor thread-per-connection uring"}
 MUSE=${MUSE:-}
 START_TIMEOUT_S=10
 STOP_TIMEOUT_S=10
@@ -219,7 +219,7 @@ done
 # and uploads; wget downloads (passive and active); lftp mirrors the whole tree down and a new tree up; ftplib
 # does the everyday commands in passive and active mode. Every checksum must
 # match, and the server must exit 0 on SIGTERM.
-FTP_ARCHS=${FTP_ARCHS:-"reactor thread-per-connection prefork"}
+FTP_ARCHS=${FTP_ARCHS:-"reactor thread-per-connection prefork uring"}
 FTP_USER=alice
 FTP_PASS="interop-pw-$RANDOM"
 FTP_DIR=$WORK/ftp
@@ -503,7 +503,7 @@ done
 # applied, and a screenshot's pixels must show them. Then one server with
 # --access-log, --gzip-static, --autoindex and --header-timeout 1: combined log
 # lines, precompressed sidecars, a listing (names escaped), 408, 411 and 413.
-HTTP_ARCHS=${HTTP_ARCHS:-"reactor thread-per-connection prefork"}
+HTTP_ARCHS=${HTTP_ARCHS:-"reactor thread-per-connection prefork uring"}
 HTTP_DIR=$WORK/http
 HTTP_CLIENT_TIMEOUT_S=30
 HTTP_BIG_SIZE=300000
@@ -1280,7 +1280,7 @@ done
 # woken by another connection), and redis-benchmark with no error. With
 # KV_INTEROP_PORT=PORT the same checks run once against the server already
 # listening on 127.0.0.1:PORT (a redis-server, to check the checks) instead.
-KV_ARCHS=${KV_ARCHS:-"reactor thread-per-connection prefork-reactor"}
+KV_ARCHS=${KV_ARCHS:-"reactor thread-per-connection prefork-reactor uring"}
 KV_INTEROP_PORT=${KV_INTEROP_PORT:-}
 
 # redis-cli against the server under test, output raw (not a terminal).
@@ -1527,7 +1527,7 @@ kv_section
 # each of TLS_ARCHS: curl downloads (keep-alive, a range) and checks the
 # certificate and ALPN; Chromium renders a page over HTTPS (when HTTP_BROWSER
 # allows it). kv over TLS: redis-cli --tls and redis-py with ssl=True.
-TLS_ARCHS=${TLS_ARCHS:-"reactor thread-per-connection prefork-reactor"}
+TLS_ARCHS=${TLS_ARCHS:-"reactor thread-per-connection prefork-reactor uring"}
 TLS_DIR=$WORK/tls
 
 # start_muse_tls NAME PROTOCOL ARCH [ARG...]: like start_muse, with a TLS
