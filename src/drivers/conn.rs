@@ -411,8 +411,19 @@ impl Connection {
     }
 
     /// Completion mode: the send in flight finished with `result`. Once all
-    /// of the outbox is out, the session's next output may go in.
-    pub fn sent(&mut self, result: io::Result<usize>) {
+    /// of the outbox is out, the session's next output may go in. Returns
+    /// whether the connection has anything to do now (more to send, output
+    /// waiting, a close to finish); if not, the driver need not run it.
+    pub fn sent(&mut self, result: io::Result<usize>) -> bool {
+        self.sent_bytes(result);
+        self.failed
+            || self.ring_unsent()
+            || self.ring.as_ref().is_some_and(|r| r.has_input())
+            || self.session.wants_close()
+            || !self.session.poll_output().is_nothing()
+    }
+
+    fn sent_bytes(&mut self, result: io::Result<usize>) {
         let Some(ring) = self.ring.as_mut() else {
             return;
         };

@@ -706,11 +706,16 @@ impl<'a> Proactor<'a> {
                 } else {
                     Err(io::Error::from_raw_os_error(-res))
                 };
-                entry.conn.sent(result);
+                let busy = entry.conn.sent(result);
                 if entry.closing {
                     if !entry.conn.sending() {
                         self.remove(slot);
                     }
+                    return;
+                }
+                if !busy {
+                    // Everything is out and nothing waits: the usual end
+                    // of an answer.
                     return;
                 }
             }
