@@ -140,11 +140,14 @@ pub struct RingIo {
     end: bool,
     /// The connection broke (behind `inbox`).
     broken: bool,
-    /// Bytes to send, owned here while the kernel sends them.
+    /// Bytes gathered for the next send (the session's output goes on
+    /// while a send is in flight, up to [`OUTBOX_MAX`]).
     outbox: Vec<u8>,
-    /// `outbox[..sent]` is sent.
+    /// Bytes being sent, owned here while the kernel sends them.
+    flight: Vec<u8>,
+    /// `flight[..sent]` is sent.
     sent: usize,
-    /// A send of `outbox[sent..]` is in flight: `outbox` must not change.
+    /// A send of `flight[sent..]` is in flight: `flight` must not change.
     sending: bool,
     /// A `sendfile` would block: wait for the socket to take more.
     pollout: bool,
@@ -156,7 +159,24 @@ impl RingIo {
     }
 
     fn unsent(&self) -> bool {
-        self.sent < self.outbox.len()
+        self.sent < self.flight.len() || !self.outbox.is_empty()
+    }
+
+    /// The send in flight is done: the gathered bytes go next. A
+    /// connection with nothing more to send gives back large buffers, so
+    /// that an idle one does not keep the memory of its largest answer; a
+    /// busy one keeps them.
+    fn next_flight(&mut self) {
+        self.sent = 0;
+        self.flight.clear();
+        std::mem::swap(&mut self.flight, &mut self.outbox);
+        if self.flight.is_empty() {
+            for buf in [&mut self.flight, &mut self.outbox] {
+                if buf.capacity() > OUTBOX_KEEP {
+                    *buf = Vec::new();
+                }
+            }
+        }
     }
 }
 
@@ -183,7 +203,7 @@ impl Read for RingIo {
 
 impl Write for RingIo {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.sending || self.outbox.len() >= OUTBOX_MAX {
+        if self.outbox.len() >= OUTBOX_MAX {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = data.len().min(OUTBOX_MAX - self.outbox.len());
@@ -397,11 +417,19 @@ impl Connection {
     /// (they do: nothing touches them until [`Connection::sent`]).
     pub fn take_outgoing(&mut self) -> Option<&[u8]> {
         let ring = self.ring.as_mut()?;
-        if ring.sending || !ring.unsent() || self.failed {
+        if ring.sending || self.failed {
+            return None;
+        }
+        if ring.sent == ring.flight.len() {
+            ring.next_flight();
+        }
+        if ring.flight.is_empty() {
             return None;
         }
         ring.sending = true;
-        Some(&ring.outbox[ring.sent..])
+        // Room in the outbox again: the session may go on.
+        self.writable = true;
+        Some(&ring.flight[ring.sent..])
     }
 
     /// Completion mode: whether a send is in flight (its bytes must outlive
@@ -432,13 +460,10 @@ impl Connection {
             Ok(0) | Err(_) => self.failed = true,
             Ok(n) => {
                 ring.sent += n;
-                if !ring.unsent() {
-                    ring.sent = 0;
-                    if ring.outbox.capacity() > OUTBOX_KEEP {
-                        ring.outbox = Vec::new();
-                    } else {
-                        ring.outbox.clear();
-                    }
+                if ring.sent == ring.flight.len() {
+                    // What was gathered meanwhile goes next, and the
+                    // outbox has room again.
+                    ring.next_flight();
                     self.writable = true;
                 }
             }
@@ -550,9 +575,8 @@ impl Connection {
         if let Some(ring) = &self.ring {
             // What the ring has not sent goes first, if it is not in
             // flight; if it is, nothing more can be said in order.
-            if ring.sending
-                || (ring.unsent() && sys::send_now(fd, &ring.outbox[ring.sent..]).is_err())
-            {
+            let whole = |bytes: &[u8]| sys::send_now(fd, bytes).is_ok_and(|n| n == bytes.len());
+            if ring.sending || !whole(&ring.flight[ring.sent..]) || !whole(&ring.outbox) {
                 return;
             }
         }

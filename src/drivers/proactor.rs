@@ -70,9 +70,9 @@ const CQ_ENTRIES: u32 = 8192;
 
 /// Receive buffers in the provided-buffer ring, and their size: 4 MiB per
 /// ring, shared by all of its connections (a connection holds one only
-/// between its completion and the end of that turn).
-const BUFFERS: u16 = 512;
-const BUFFER_SIZE: usize = 8 * 1024;
+/// while its completion is handled).
+const BUFFERS: u16 = 256;
+const BUFFER_SIZE: usize = 16 * 1024;
 const BUFFER_GROUP: u16 = 0;
 
 // Operation kinds, in the top byte of `user_data`.
@@ -1025,8 +1025,11 @@ impl<'a> Proactor<'a> {
                 // with the closing entry).
                 let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
                 sqes[2] = Some(
+                    // MSG_WAITALL: the kernel goes on sending as the socket
+                    // drains, and completes once everything is out (or the
+                    // connection failed), rather than after each short send.
                     opcode::Send::new(fd, out.as_ptr(), len)
-                        .flags(libc::MSG_NOSIGNAL)
+                        .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
                         .build()
                         .user_data(ud(K_SEND, tag, slot)),
                 );
