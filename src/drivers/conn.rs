@@ -492,7 +492,7 @@ impl Connection {
     }
 
     fn read_once(&mut self, now: Instant, scratch: &mut [u8]) {
-        match (&self.stream).read(scratch) {
+        match sys::recv(self.stream.as_raw_fd(), scratch) {
             Ok(0) => {
                 self.read_closed = true;
                 self.readable = false;
