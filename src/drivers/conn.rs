@@ -106,6 +106,11 @@ pub struct Connection {
     secure: Option<Secure>,
     /// The session has been told of its stream's end.
     eof_told: bool,
+    /// Leave the session's output queued in `process` (unless a
+    /// computation is about to take the connection away): an event loop
+    /// lets every ready connection read and answer first, then sends
+    /// ([`Connection::holds_output`]).
+    pub hold_output: bool,
     _ticket: Option<Ticket>,
 }
 
@@ -163,6 +168,7 @@ impl Connection {
             moved: None,
             secure: None,
             eof_told: false,
+            hold_output: false,
             _ticket: ticket,
         }
     }
@@ -257,6 +263,17 @@ impl Connection {
     /// Whether the driver should wait for the control socket to be readable.
     pub fn wants_read(&self) -> bool {
         !self.readable && self.would_read()
+    }
+
+    /// Whether [`Connection::hold_output`] held back output that can be
+    /// sent now.
+    pub fn holds_output(&self) -> bool {
+        self.hold_output
+            && self.work.is_none()
+            && self.writable
+            && !self.failed
+            && (!self.session.poll_output().is_nothing()
+                || self.secure.as_ref().is_some_and(Secure::wants_write))
     }
 
     /// Whether the driver should wait for the control socket to be writable.
@@ -400,7 +417,9 @@ impl Connection {
             }
             // Output written can free the session to go on with input it
             // held back: drain again.
-            progressed |= self.flush(env.now);
+            if !self.hold_output || self.work.is_some() {
+                progressed |= self.flush(env.now);
+            }
             if self.failed || self.session.wants_close_now() {
                 return Status::Closed;
             }
