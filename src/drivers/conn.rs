@@ -109,6 +109,11 @@ pub struct Connection {
     /// Completion mode (the proactor): the control stream's bytes come and
     /// go through the driver's ring instead of system calls made here.
     ring: Option<Box<RingIo>>,
+    /// Leave the session's output queued in `process` (unless a
+    /// computation is about to take the connection away): an event loop
+    /// lets every ready connection read and answer first, then sends
+    /// ([`Connection::holds_output`]).
+    pub hold_output: bool,
     _ticket: Option<Ticket>,
 }
 
@@ -271,6 +276,7 @@ impl Connection {
             secure: None,
             eof_told: false,
             ring: None,
+            hold_output: false,
             _ticket: ticket,
         }
     }
@@ -494,6 +500,17 @@ impl Connection {
         !self.readable && self.would_read()
     }
 
+    /// Whether [`Connection::hold_output`] held back output that can be
+    /// sent now.
+    pub fn holds_output(&self) -> bool {
+        self.hold_output
+            && self.work.is_none()
+            && self.writable
+            && !self.failed
+            && (!self.session.poll_output().is_nothing()
+                || self.secure.as_ref().is_some_and(Secure::wants_write))
+    }
+
     /// Whether the driver should wait for the control socket to be writable.
     pub fn wants_write(&self) -> bool {
         !self.writable
@@ -643,7 +660,9 @@ impl Connection {
             }
             // Output written can free the session to go on with input it
             // held back: drain again.
-            progressed |= self.flush(env.now);
+            if !self.hold_output || self.work.is_some() {
+                progressed |= self.flush(env.now);
+            }
             if self.failed || self.session.wants_close_now() {
                 return Status::Closed;
             }
@@ -764,7 +783,7 @@ impl Connection {
                 }
                 read
             }
-            None => (&self.stream).read(scratch),
+            None => sys::recv(self.stream.as_raw_fd(), scratch),
         };
         match read {
             Ok(0) => {

@@ -32,16 +32,18 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::access_log::LogRequest;
+use super::files::Opened;
 use super::head::{self, Head, Method, Parse, TransferEncoding, Version};
 use super::range::{self, RangeOutcome};
 use super::response::{self, Framing};
 use super::target::{self, Found};
-use super::{date, listing, mime, Shared};
-use crate::root::{Meta, VPath};
+use super::{date, listing, Shared};
+use crate::root::VPath;
 use crate::session::{Computed, ConnInfo, OutQueue, Output, Request, Session, Work};
 
 /// Output bytes queued before the session stops answering and reading.
@@ -386,12 +388,12 @@ impl HttpSession {
             };
         let opened = super::files::open(&self.shared.root, path, now);
         match opened {
-            Ok((file, meta)) => {
+            Ok(file) => {
                 if trailing_slash && !path.is_root() {
                     // `/file.txt/`: no such directory.
                     return self.finish_error(404, reply, None, now);
                 }
-                self.serve_file(head, path, file, meta, reply, now);
+                self.serve_file(head, path, file, reply, now);
             }
             Err(e) if e.kind() == ErrorKind::IsADirectory => {
                 if !trailing_slash {
@@ -401,7 +403,7 @@ impl HttpSession {
                     .push("index.html")
                     .map(|()| super::files::open(&self.shared.root, path, now));
                 match index {
-                    Ok(Ok((file, meta))) => self.serve_file(head, path, file, meta, reply, now),
+                    Ok(Ok(file)) => self.serve_file(head, path, file, reply, now),
                     Ok(Err(e)) if e.kind() != ErrorKind::NotFound => {
                         self.finish_error(status_of(&e), reply, None, now);
                     }
@@ -429,31 +431,26 @@ impl HttpSession {
         &mut self,
         head: &Head<'_>,
         path: &VPath,
-        file: Arc<std::fs::File>,
-        meta: Meta,
+        file: Rc<Opened>,
         reply: Reply,
         now: Instant,
     ) {
         let mut file = file;
-        let mut meta = meta;
         let mut gzip = false;
+        // The type is the named file's, whichever is sent.
+        let ctype = file.content_type;
         let gzip_static = self.shared.config.gzip_static;
         if gzip_static && head.accept_encoding_gzip {
             if let Some(gz) = sidecar(path) {
-                if let Ok((f, m)) = super::files::open(&self.shared.root, &gz, now) {
+                if let Ok(f) = super::files::open(&self.shared.root, &gz, now) {
                     file = f;
-                    meta = m;
                     gzip = true;
                 }
             }
         }
-        let size = meta.size;
-        let (secs, nanos) = mtime(&meta);
-        let mut tag = [0u8; range::ETAG_MAX];
-        let etag = range::etag(secs, nanos, size, &mut tag);
-        let modified = u64::try_from(secs).unwrap_or(0).min(date::MAX_SECS);
-        let mut last_modified = [0u8; date::IMF_FIXDATE_LEN];
-        date::format(modified, &mut last_modified);
+        let size = file.meta.size;
+        let etag = file.etag();
+        let modified = file.modified;
 
         let not_modified = match head.if_none_match {
             Some(inm) => range::if_none_match_matches(inm, etag),
@@ -497,7 +494,6 @@ impl HttpSession {
         let out = self.out.buf();
         response::start(out, code, &date);
         if code != 304 {
-            let ctype = mime::content_type(path.as_str());
             response::field(out, "Content-Type", ctype.as_bytes());
             response::field_number(out, "Content-Length", len);
             if code == 206 {
@@ -507,7 +503,7 @@ impl HttpSession {
                 response::field(out, "Content-Encoding", b"gzip");
             }
         }
-        response::field(out, "Last-Modified", &last_modified);
+        response::field(out, "Last-Modified", &file.last_modified);
         response::field(out, "ETag", etag);
         if code != 304 {
             response::field(out, "Accept-Ranges", b"bytes");
@@ -521,7 +517,16 @@ impl HttpSession {
         } else {
             len
         };
-        self.out.push_shared_file(&file, start, body);
+        if body > 0 {
+            match file.bytes() {
+                // A small file, read once this turn: copied from there.
+                Some(bytes) => self
+                    .out
+                    .buf()
+                    .extend_from_slice(&bytes[start as usize..(start + body) as usize]),
+                None => self.out.push_shared_file(&file.file, start, body),
+            }
+        }
         self.finish(code, body, reply, now);
     }
 
@@ -832,17 +837,6 @@ fn sidecar(path: &VPath) -> Option<VPath> {
     let name = path.file_name()?;
     let parent = path.parent()?;
     parent.join(&format!("{name}.gz")).ok()
-}
-
-/// A file's modification time as (seconds, nanoseconds) since the epoch.
-fn mtime(meta: &Meta) -> (i64, u32) {
-    match meta.modified.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(e) => {
-            let d = e.duration();
-            (-(d.as_secs() as i64), 0)
-        }
-    }
 }
 
 impl std::fmt::Debug for HttpSession {

@@ -352,10 +352,22 @@ impl Engine {
     ///
     /// A lookup counts as a use of the key (its access clock moves).
     pub fn get(&mut self, db: usize, key: &[u8], now: u64) -> Option<&Entry> {
-        self.expire_if_due(db, key, now);
-        let e = self.dbs[db].map.get_mut(key)?;
+        let i = self.live_index(db, key, now)?;
+        let (_, e) = self.dbs[db].map.get_index_mut(i)?;
         e.lru = self.evictor.accessed(e.lru, now, &mut self.rng);
         Some(e)
+    }
+
+    /// Where `key`'s entry sits in its database's map, once expired if it
+    /// is due ([`Engine::expire_if_due`]): one lookup of the key instead
+    /// of one to judge its expiry and one more to use it.
+    fn live_index(&mut self, db: usize, key: &[u8], now: u64) -> Option<usize> {
+        let (i, _, e) = self.dbs[db].map.get_full(key)?;
+        if !self.loading && e.expires.is_some_and(|t| t <= now) {
+            self.expire_if_due(db, key, now);
+            return None;
+        }
+        Some(i)
     }
 
     /// The live entry of `key`, mutable. A command that changes the value
@@ -365,10 +377,10 @@ impl Engine {
     /// During a rewrite the entry is dumped first if it is still as it was
     /// at the snapshot's instant (the caller may change it).
     pub fn get_mut(&mut self, db: usize, key: &[u8], now: u64) -> Option<&mut Entry> {
-        self.expire_if_due(db, key, now);
+        let i = self.live_index(db, key, now)?;
         let d = &mut self.dbs[db];
         let number = d.walk.map(|w| w.number);
-        let e = d.map.get_mut(key)?;
+        let (_, e) = d.map.get_index_mut(i)?;
         if let Some(w) = &mut self.walk {
             w.save(number, key, e);
         }

@@ -248,9 +248,15 @@ fn set(e: &mut Engine, c: &mut Call<'_>) {
         return;
     }
     let mut log = owned(&[b"SET", key, value]);
-    match e.get_mut(c.db, key, c.now) {
-        Some(en) if flags & KEEPTTL != 0 => en.value = Value::Str(value.to_vec()),
-        _ => e.set(c.db, key, Value::Str(value.to_vec())),
+    // The lookup above expired the key if it was due; only KEEPTTL needs
+    // the entry again (to keep its expiry).
+    let kept = found
+        && flags & KEEPTTL != 0
+        && e.get_mut(c.db, key, c.now)
+            .map(|en| en.value = Value::Str(value.to_vec()))
+            .is_some();
+    if !kept {
+        e.set(c.db, key, Value::Str(value.to_vec()));
     }
     if let Some(t) = at {
         e.set_expire(c.db, key, Some(t));
