@@ -225,20 +225,28 @@ pub fn serve_contained(accepted: Accepted, ticket: Option<Ticket>, ctx: &Ctx) {
     }
 }
 
+/// How long past the drain deadline the connection threads are given to
+/// say their last words (FTP's `426` and `421`) before the process exits:
+/// each wakes at the deadline itself, but on a busy machine it may not run
+/// at once.
+pub const LAST_WORDS_GRACE: Duration = Duration::from_millis(500);
+
 /// Waits until every connection of this process has closed, or the drain
-/// deadline passes. For architectures whose connections run on threads the
-/// caller does not join.
+/// deadline (and [`LAST_WORDS_GRACE`]) passes. For architectures whose
+/// connections run on threads the caller does not join.
 pub fn wait_drained(ctx: &Ctx) {
     loop {
         let now = Instant::now();
-        if ctx
+        let open = ctx
             .board
             .slot(ctx.slot)
             .open
-            .load(std::sync::atomic::Ordering::Acquire)
-            == 0
-            || ctx.shutdown.is_expired(now)
-        {
+            .load(std::sync::atomic::Ordering::Acquire);
+        let past = ctx
+            .shutdown
+            .deadline()
+            .is_some_and(|d| now >= d + LAST_WORDS_GRACE);
+        if open == 0 || past {
             return;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -127,6 +127,10 @@ pub const INBOX_MAX: usize = 64 * 1024;
 /// session (which then stops reading) while this much is in flight.
 pub const OUTBOX_MAX: usize = 64 * 1024;
 
+/// Output held back by [`Connection::hold_output`] at most: more is bulk
+/// (a stream, a file), which gains nothing from waiting for the turn's end.
+pub const HOLD_MAX: usize = 16 * 1024;
+
 /// A send buffer this large is given back once empty, so that an idle
 /// connection does not keep the memory of its largest answer.
 const OUTBOX_KEEP: usize = 16 * 1024;
@@ -511,6 +515,16 @@ impl Connection {
                 || self.secure.as_ref().is_some_and(Secure::wants_write))
     }
 
+    /// Whether the output waiting is more than an answer to hold back
+    /// ([`HOLD_MAX`]): bulk goes out at once, as it is made.
+    fn holds_bulk(&self) -> bool {
+        match self.session.poll_output() {
+            Output::Bytes { data, .. } => data.len() > HOLD_MAX,
+            Output::File { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether the driver should wait for the control socket to be writable.
     pub fn wants_write(&self) -> bool {
         !self.writable
@@ -636,6 +650,7 @@ impl Connection {
                 return Status::Closed;
             }
         }
+        let mut held_read = false;
         loop {
             let mut progressed = false;
             if self.woken {
@@ -660,7 +675,7 @@ impl Connection {
             }
             // Output written can free the session to go on with input it
             // held back: drain again.
-            if !self.hold_output || self.work.is_some() {
+            if !self.hold_output || self.work.is_some() || self.holds_bulk() {
                 progressed |= self.flush(env.now);
             }
             if self.failed || self.session.wants_close_now() {
@@ -668,8 +683,18 @@ impl Connection {
             }
             if self.secure.is_some() {
                 progressed |= self.read_secure(env.now, scratch);
-            } else if self.readable && !self.read_closed && self.session.wants_read() {
+            } else if self.readable
+                && !self.read_closed
+                && self.session.wants_read()
+                && !(held_read && self.holds_output())
+            {
+                // Holding output, one read per call: the answer to what
+                // came goes out with the others', and the driver, sending
+                // it, runs the connection again to read the rest (a stream
+                // would otherwise fill the session's buffer before anything
+                // is sent).
                 self.read_once(env.now, scratch);
+                held_read = self.hold_output;
                 progressed = true;
             }
             if !progressed {

@@ -71,8 +71,8 @@ const CQ_ENTRIES: u32 = 8192;
 /// Receive buffers in the provided-buffer ring, and their size: 4 MiB per
 /// ring, shared by all of its connections (a connection holds one only
 /// while its completion is handled).
-const BUFFERS: u16 = 256;
-const BUFFER_SIZE: usize = 16 * 1024;
+const BUFFERS: u16 = 64;
+const BUFFER_SIZE: usize = 64 * 1024;
 const BUFFER_GROUP: u16 = 0;
 
 // Operation kinds, in the top byte of `user_data`.
