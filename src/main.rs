@@ -7,6 +7,7 @@ static ALLOCATOR: muse::allocator::Counting = muse::allocator::Counting::new();
 
 fn main() -> std::process::ExitCode {
     muse::allocator::register(&ALLOCATOR);
+    muse::allocator::tune_malloc();
     muse::restart::remember_exe();
     muse::cli::main()
 }

@@ -182,11 +182,43 @@ impl RingIo {
         if self.flight.is_empty() {
             for buf in [&mut self.flight, &mut self.outbox] {
                 if buf.capacity() > OUTBOX_KEEP {
-                    *buf = Vec::new();
+                    spare_give(std::mem::take(buf));
                 }
             }
         }
     }
+}
+
+/// Send buffers of [`OUTBOX_MAX`] bytes kept by a thread for its
+/// connections, at most this many: a connection that goes quiet gives its
+/// large buffers back here rather than to the allocator, so a stream that
+/// pauses between bursts does not allocate (and fault in) fresh pages for
+/// every burst, and a thousand quiet connections hold none.
+const SPARE_BUFFERS: usize = 32;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer of [`OUTBOX_MAX`] bytes' capacity, from the spares if any.
+fn spare_take() -> Vec<u8> {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(OUTBOX_MAX))
+}
+
+/// Keeps `buf` (emptied) as a spare, or frees it if there are enough.
+fn spare_give(mut buf: Vec<u8>) {
+    if buf.capacity() != OUTBOX_MAX {
+        return;
+    }
+    buf.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_BUFFERS {
+            s.push(buf);
+        }
+    });
 }
 
 impl Read for RingIo {
@@ -216,6 +248,12 @@ impl Write for RingIo {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = data.len().min(OUTBOX_MAX - self.outbox.len());
+        if self.outbox.len() + n > OUTBOX_KEEP && self.outbox.capacity() < OUTBOX_MAX {
+            // Past a small answer: a whole buffer, so it grows no more.
+            let mut big = spare_take();
+            big.extend_from_slice(&self.outbox);
+            self.outbox = big;
+        }
         self.outbox.extend_from_slice(&data[..n]);
         Ok(n)
     }
@@ -869,6 +907,14 @@ impl Connection {
                     // segment.
                     let more = more || self.session.wants_close();
                     match self.ring.as_mut() {
+                        // Bulk with nothing before it in the ring's hands:
+                        // sent from the session's buffer at once, as a file
+                        // body is, rather than copied into the outbox.
+                        Some(ring)
+                            if data.len() > OUTBOX_KEEP && !ring.sending && !ring.unsent() =>
+                        {
+                            sys::send(sock, data, more)
+                        }
                         Some(ring) => ring.write(data),
                         None => sys::send(sock, data, more),
                     }
