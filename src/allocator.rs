@@ -98,6 +98,22 @@ pub fn used() -> Option<usize> {
     unsafe { p.as_ref() }.map(Counting::live)
 }
 
+/// Fixes glibc malloc's thresholds, which otherwise adapt: buffers of up to
+/// 4 MiB come from the heap, not from a mapping of their own, and the heap
+/// keeps up to 16 MiB of freed memory instead of handing it back at once.
+/// A connection's buffers grow and empty with every burst it sends
+/// (hundreds of KiB for a bulk echo); with the defaults each burst mapped
+/// fresh pages and faulted them in (220,000 page faults a second under
+/// `echo stream`), which cost more than the copying itself.
+pub fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,21 +160,5 @@ mod tests {
         unsafe { A.dealloc(v, Layout::from_size_align(4096, 8).unwrap()) };
         assert_eq!(used(), Some(0));
         INSTALLED.store(before, Ordering::Release);
-    }
-}
-
-/// Fixes glibc malloc's thresholds, which otherwise adapt: buffers of up to
-/// 4 MiB come from the heap, not from a mapping of their own, and the heap
-/// keeps up to 16 MiB of freed memory instead of handing it back at once.
-/// A connection's buffers grow and empty with every burst it sends
-/// (hundreds of KiB for a bulk echo); with the defaults each burst mapped
-/// fresh pages and faulted them in (220,000 page faults a second under
-/// `echo stream`), which cost more than the copying itself.
-pub fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
 }
