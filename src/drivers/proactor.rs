@@ -657,11 +657,19 @@ impl<'a> Proactor<'a> {
                 self.arm_wake();
             }
             K_SHUTDOWN | K_CANCEL => {}
-            kind => self.complete_conn(kind, data, res, cqe.flags(), more),
+            kind => self.complete_conn(kind, data, res, cqe.flags(), more, now),
         }
     }
 
-    fn complete_conn(&mut self, kind: u64, data: u64, res: i32, flags: u32, more: bool) {
+    fn complete_conn(
+        &mut self,
+        kind: u64,
+        data: u64,
+        res: i32,
+        flags: u32,
+        more: bool,
+        now: Instant,
+    ) {
         let slot = ud_index(data);
         let bid = cqueue::buffer_select(flags);
         let Some(Some(entry)) = self.entries.get_mut(slot) else {
@@ -683,7 +691,9 @@ impl<'a> Proactor<'a> {
                 if let Some(bid) = bid {
                     if current && !entry.closing && res > 0 {
                         let bytes = self.bufs.get(bid, res as usize);
-                        entry.conn.receive(bytes, Instant::now());
+                        // The turn's `now`, as every session call of the
+                        // turn gets (http's file facts are kept per turn).
+                        entry.conn.receive(bytes, now);
                     }
                     self.bufs.give_back(bid);
                 }
