@@ -15,6 +15,13 @@
 //! socket: a read is attempted once per readiness and may block, and writes
 //! block until done. In non-blocking mode, reads and writes go on until the
 //! socket would block.
+//!
+//! In *completion* mode (the proactor, [`Connection::use_ring`]) the control
+//! stream's bytes come and go through the driver's io_uring ring: the
+//! driver hands in what a receive brought ([`Connection::receive`]) and
+//! sends what [`Connection::take_outgoing`] gives it, reporting back with
+//! [`Connection::sent`]; everything else (side channels, the service
+//! stream, file bodies) moves here as in non-blocking mode.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown};
