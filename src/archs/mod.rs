@@ -174,6 +174,41 @@ impl Arch {
     }
 }
 
+/// Runs `run` on one thread per listener group, `listeners` then each of
+/// `siblings` (threads named `NAME-i`), until all have returned; the first
+/// error or panic is the result. The thread-per-core architectures
+/// (`multi-reactor`, `multi-uring`).
+pub fn loop_per_thread<F>(
+    name: &str,
+    listeners: &Listeners,
+    siblings: &[Listeners],
+    ctx: &Ctx,
+    run: F,
+) -> std::io::Result<()>
+where
+    F: Fn(&Listeners, Ctx) -> std::io::Result<()> + Sync,
+{
+    let groups: Vec<&Listeners> = std::iter::once(listeners).chain(siblings.iter()).collect();
+    let run = &run;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, group)| {
+                let ctx = ctx.clone();
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn_scoped(scope, move || run(group, ctx))
+            })
+            .collect::<std::io::Result<_>>()?;
+        for h in handles {
+            h.join()
+                .map_err(|_| std::io::Error::other(format!("a {name} thread panicked")))??;
+        }
+        Ok(())
+    })
+}
+
 /// How often a blocking accept loop looks at the shutdown switch and updates
 /// its heartbeat even when nobody connects.
 pub const ACCEPT_TICK: Duration = Duration::from_secs(1);

@@ -28,22 +28,7 @@ use crate::net::Listeners;
 /// (made by `Server::bind`, one per thread after the first, so that a hot
 /// restart can pass them all on) until the server drains.
 pub fn serve(listeners: &Listeners, siblings: &[Listeners], ctx: &Ctx) -> io::Result<()> {
-    let groups: Vec<&Listeners> = std::iter::once(listeners).chain(siblings.iter()).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .enumerate()
-            .map(|(i, group)| {
-                let ctx = ctx.clone();
-                std::thread::Builder::new()
-                    .name(format!("reactor-{i}"))
-                    .spawn_scoped(scope, move || Reactor::new(group, ctx, 0)?.run())
-            })
-            .collect::<io::Result<_>>()?;
-        for h in handles {
-            h.join()
-                .map_err(|_| io::Error::other("a reactor thread panicked"))??;
-        }
-        Ok(())
+    crate::archs::loop_per_thread("reactor", listeners, siblings, ctx, |group, ctx| {
+        Reactor::new(group, ctx, 0)?.run()
     })
 }

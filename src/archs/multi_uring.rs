@@ -23,22 +23,7 @@ use crate::net::Listeners;
 /// (one per thread after the first, bound by `Server::bind`) until the
 /// server drains.
 pub fn serve(listeners: &Listeners, siblings: &[Listeners], ctx: &Ctx) -> io::Result<()> {
-    let groups: Vec<&Listeners> = std::iter::once(listeners).chain(siblings.iter()).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .enumerate()
-            .map(|(i, group)| {
-                let ctx = ctx.clone();
-                std::thread::Builder::new()
-                    .name(format!("uring-{i}"))
-                    .spawn_scoped(scope, move || Proactor::new(group, ctx)?.run())
-            })
-            .collect::<io::Result<_>>()?;
-        for h in handles {
-            h.join()
-                .map_err(|_| io::Error::other("a proactor thread panicked"))??;
-        }
-        Ok(())
+    crate::archs::loop_per_thread("uring", listeners, siblings, ctx, |group, ctx| {
+        Proactor::new(group, ctx)?.run()
     })
 }

@@ -25,8 +25,7 @@
 //! loop's wake list and wakes the loop through its one `mio::Waker` (shared
 //! with the pool's hand-backs), at most once until the loop has looked.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -38,7 +37,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::drivers::conn::{Connection, Status};
-use crate::drivers::{earliest, wait_for, with_scratch, Ctx, Heartbeat, SCRATCH_SIZE};
+use crate::drivers::{earliest, wait_for, with_scratch, Ctx, Heartbeat, Timers, SCRATCH_SIZE};
 use crate::net::{AcceptError, AcceptPause, Accepted, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::Ticket;
 use crate::session::MAX_CHANNELS;
@@ -92,7 +91,7 @@ pub struct Reactor<'a> {
     free: Vec<usize>,
     live: usize,
     next_gen: u64,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    timers: Timers,
     /// Slots to process again without waiting (a transfer spent its budget).
     again: VecDeque<usize>,
     /// Slots given readiness by this turn's events, served once all the
@@ -199,7 +198,7 @@ impl<'a> Reactor<'a> {
             free: Vec::new(),
             live: 0,
             next_gen: 0,
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             again: VecDeque::new(),
             touched: Vec::new(),
             holding: false,
@@ -295,7 +294,7 @@ impl<'a> Reactor<'a> {
             let timeout = if !self.again.is_empty() || self.listeners_pending {
                 Duration::ZERO
             } else {
-                let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+                let next_timer = self.timers.next();
                 let drain = if self.draining {
                     self.ctx.shutdown.deadline()
                 } else {
@@ -597,10 +596,7 @@ impl<'a> Reactor<'a> {
             self.again.push_back(slot);
         }
         if let Some(d) = conn.deadline() {
-            if entry.timer_at.is_none_or(|t| d < t) {
-                entry.timer_at = Some(d);
-                self.timers.push(Reverse((d, slot, entry.gen)));
-            }
+            self.timers.file(&mut entry.timer_at, d, slot, entry.gen);
         }
     }
 
@@ -671,21 +667,19 @@ impl<'a> Reactor<'a> {
         // deadline stays in the past is served once per turn of the loop,
         // not forever within this one.
         let mut due = std::mem::take(&mut self.due);
-        while let Some(Reverse((at, slot, gen))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(Some(entry)) = self.entries.get_mut(slot) else {
-                continue;
-            };
-            if entry.gen != gen || entry.timer_at != Some(at) {
-                continue;
-            }
-            entry.timer_at = None;
-            entry.pending |= WAKE;
-            due.push(slot);
-        }
+        let entries = &mut self.entries;
+        self.timers.take_due(
+            now,
+            |slot, gen, at| match entries.get_mut(slot) {
+                Some(Some(entry)) if entry.gen == gen && entry.timer_at == Some(at) => {
+                    entry.timer_at = None;
+                    entry.pending |= WAKE;
+                    true
+                }
+                _ => false,
+            },
+            &mut due,
+        );
         for &slot in &due {
             // The connection checks its own deadline; if it moved later
             // (new input), `after` files the new one.

@@ -36,8 +36,7 @@
 //! dropped, its buffer given back. A connection that closes with a send in
 //! flight stays (closing) until the kernel is done with its bytes.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -49,7 +48,7 @@ use io_uring::types::{BufRingEntry, CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use crate::drivers::conn::{Connection, Status};
-use crate::drivers::{earliest, wait_for, Ctx, Heartbeat, SCRATCH_SIZE};
+use crate::drivers::{earliest, wait_for, Ctx, Heartbeat, Timers, SCRATCH_SIZE};
 use crate::net::{AcceptError, AcceptPause, Accepted, Listeners, EXHAUSTED_BACKOFF};
 use crate::scoreboard::Ticket;
 use crate::session::{Computed, Work, MAX_CHANNELS};
@@ -281,7 +280,7 @@ pub struct Proactor<'a> {
     free: Vec<usize>,
     live: usize,
     next_gen: u64,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    timers: Timers,
     again: VecDeque<usize>,
     touched: Vec<usize>,
     due: Vec<usize>,
@@ -433,7 +432,7 @@ impl<'a> Proactor<'a> {
             free: Vec::new(),
             live: 0,
             next_gen: 0,
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             again: VecDeque::new(),
             touched: Vec::new(),
             due: Vec::new(),
@@ -542,7 +541,7 @@ impl<'a> Proactor<'a> {
                 }
             }
             let timeout = if self.again.is_empty() {
-                let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+                let next_timer = self.timers.next();
                 let drain = if self.draining {
                     self.ctx.shutdown.deadline()
                 } else {
@@ -1057,10 +1056,7 @@ impl<'a> Proactor<'a> {
                 self.again.push_back(slot);
             }
             if let Some(d) = conn.deadline() {
-                if entry.timer_at.is_none_or(|t| d < t) {
-                    entry.timer_at = Some(d);
-                    self.timers.push(Reverse((d, slot, entry.gen)));
-                }
+                self.timers.file(&mut entry.timer_at, d, slot, entry.gen);
             }
             // The polls of retired sockets are cancelled below, in this
             // turn's submission; the kernel keeps its own reference to a
@@ -1156,20 +1152,18 @@ impl<'a> Proactor<'a> {
 
     fn fire_timers(&mut self, now: Instant) {
         let mut due = std::mem::take(&mut self.due);
-        while let Some(Reverse((at, slot, gen))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(Some(entry)) = self.entries.get_mut(slot) else {
-                continue;
-            };
-            if entry.gen != gen || entry.timer_at != Some(at) {
-                continue;
-            }
-            entry.timer_at = None;
-            due.push(slot);
-        }
+        let entries = &mut self.entries;
+        self.timers.take_due(
+            now,
+            |slot, gen, at| match entries.get_mut(slot) {
+                Some(Some(entry)) if entry.gen == gen && entry.timer_at == Some(at) => {
+                    entry.timer_at = None;
+                    true
+                }
+                _ => false,
+            },
+            &mut due,
+        );
         for &slot in &due {
             self.serve(slot, now);
         }
