@@ -562,7 +562,7 @@ impl Connection {
 
     /// Whether the output waiting is more than an answer to hold back
     /// ([`HOLD_MAX`]): bulk goes out at once, as it is made.
-    fn holds_bulk(&self) -> bool {
+    pub fn holds_bulk(&self) -> bool {
         match self.session.poll_output() {
             Output::Bytes { data, .. } => data.len() > HOLD_MAX,
             Output::File { .. } => true,

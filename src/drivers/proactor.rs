@@ -67,11 +67,23 @@ const SQ_ENTRIES: u32 = 1024;
 /// every connection (the kernel keeps any overflow and says so).
 const CQ_ENTRIES: u32 = 8192;
 
-/// Receive buffers in the provided-buffer ring, and their size: 4 MiB per
+/// Receive buffers in the provided-buffer ring, and their size: 1 MiB per
 /// ring, shared by all of its connections (a connection holds one only
-/// while its completion is handled).
-const BUFFERS: u16 = 64;
+/// while its completion is handled). The kernel consumes a buffer
+/// incrementally (Linux 6.12), so one holds many small messages and few
+/// are needed. A turn receives at most the ring's bytes before the loop
+/// copies them out, so a small ring is still in the cache when they are
+/// copied; against 64 buffers (4 MiB) it saves 3 MiB per ring, and echo
+/// `stream` measured the same or better (39k against 38k requests per
+/// server CPU-second in one run, 46k against 40k in another; `rr` alike).
+const BUFFERS: u16 = 16;
 const BUFFER_SIZE: usize = 64 * 1024;
+/// Without incremental consumption (Linux 6.0–6.11) each completion takes
+/// a whole buffer, however few bytes it holds: more buffers, so that a
+/// turn still receives from many connections.
+const BUFFERS_WHOLE: u16 = 64;
+/// `IOU_PBUF_RING_INC`: the ring's buffers are consumed incrementally.
+const IOU_PBUF_RING_INC: u16 = 2;
 const BUFFER_GROUP: u16 = 0;
 
 // Operation kinds, in the top byte of `user_data`.
@@ -157,14 +169,30 @@ pub fn available() -> Result<(), String> {
 struct BufRing {
     /// The ring of entries shared with the kernel (page-aligned mapping).
     entries: *mut BufRingEntry,
-    /// The buffers, `BUFFERS × BUFFER_SIZE`.
+    /// Entries and buffers (a power of two).
+    count: u16,
+    /// The buffers, `count × BUFFER_SIZE`.
     memory: Box<[u8]>,
     tail: u16,
+    /// Where each buffer's bytes not yet handed out begin: the kernel
+    /// fills a buffer incrementally, one completion after another.
+    taken: Box<[u32]>,
 }
 
 impl BufRing {
+    /// A ring consumed incrementally where the kernel can, else one of
+    /// whole buffers.
     fn new(ring: &IoUring) -> io::Result<BufRing> {
-        let map_len = usize::from(BUFFERS) * std::mem::size_of::<BufRingEntry>();
+        match BufRing::with(ring, BUFFERS, IOU_PBUF_RING_INC) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                BufRing::with(ring, BUFFERS_WHOLE, 0)
+            }
+            other => other,
+        }
+    }
+
+    fn with(ring: &IoUring, count: u16, flags: u16) -> io::Result<BufRing> {
+        let map_len = usize::from(count) * std::mem::size_of::<BufRingEntry>();
         // SAFETY: an anonymous private mapping with no address hint.
         let p = unsafe {
             libc::mmap(
@@ -179,31 +207,36 @@ impl BufRing {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // Registered empty, then filled: a kernel that refuses `flags`
+        // leaves nothing to undo but the mapping.
+        // SAFETY: the mapping is page-aligned, holds `count` entries and,
+        // once registered, lives as long as the process (see `Drop`).
+        let registered = unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(p as u64, count, BUFFER_GROUP, flags)
+        };
+        if let Err(e) = registered {
+            // SAFETY: the mapping made above, which nothing else knows of.
+            unsafe { libc::munmap(p, map_len) };
+            return Err(e);
+        }
         let mut br = BufRing {
             entries: p.cast(),
-            memory: vec![0u8; usize::from(BUFFERS) * BUFFER_SIZE].into_boxed_slice(),
+            count,
+            memory: vec![0u8; usize::from(count) * BUFFER_SIZE].into_boxed_slice(),
             tail: 0,
+            taken: vec![0; usize::from(count)].into_boxed_slice(),
         };
-        for bid in 0..BUFFERS {
+        for bid in 0..count {
             br.push(bid);
         }
         br.publish();
-        // SAFETY: the mapping is page-aligned, holds BUFFERS entries and
-        // lives until this ring is dropped (see `Drop`).
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                br.entries as u64,
-                BUFFERS,
-                BUFFER_GROUP,
-                0,
-            )?;
-        }
         Ok(br)
     }
 
     fn push(&mut self, bid: u16) {
-        let i = usize::from(self.tail & (BUFFERS - 1));
-        // SAFETY: `i` is within the mapping's BUFFERS entries.
+        let i = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `i` is within the mapping's `count` entries.
         let entry = unsafe { &mut *self.entries.add(i) };
         let at = usize::from(bid) * BUFFER_SIZE;
         entry.set_addr(self.memory[at..].as_ptr() as u64);
@@ -221,18 +254,37 @@ impl BufRing {
         }
     }
 
-    /// The bytes buffer `bid` holds.
-    fn get(&self, bid: u16, len: usize) -> &[u8] {
-        let at = usize::from(bid) * BUFFER_SIZE;
-        &self.memory[at..at + len.min(BUFFER_SIZE)]
+    /// The `len` bytes a completion put in buffer `bid` (after those of
+    /// the buffer's earlier completions).
+    fn take(&mut self, bid: u16, len: usize) -> &[u8] {
+        let Some(taken) = self.taken.get_mut(usize::from(bid)) else {
+            return &[];
+        };
+        let from = (*taken as usize).min(BUFFER_SIZE);
+        let len = len.min(BUFFER_SIZE - from);
+        *taken = (from + len) as u32;
+        let at = usize::from(bid) * BUFFER_SIZE + from;
+        &self.memory[at..at + len]
     }
 
-    /// Hands buffer `bid` back to the kernel.
-    fn give_back(&mut self, bid: u16) {
-        if bid < BUFFERS {
-            self.push(bid);
-            self.publish();
+    /// A receive completed into buffer `bid`: its bytes are taken, and the
+    /// buffer is handed back unless the kernel goes on filling it.
+    fn completed(&mut self, bid: u16, res: i32, flags: u32) {
+        if res > 0 {
+            self.take(bid, res as usize);
         }
+        self.done_with(bid, flags);
+    }
+
+    /// Hands buffer `bid` back to the kernel once it says it is done with
+    /// it (a completion without `BUF_MORE`).
+    fn done_with(&mut self, bid: u16, flags: u32) {
+        if cqueue::buffer_more(flags) || bid >= self.count {
+            return;
+        }
+        self.taken[usize::from(bid)] = 0;
+        self.push(bid);
+        self.publish();
     }
 }
 
@@ -599,7 +651,7 @@ impl<'a> Proactor<'a> {
             for cqe in self.ring.completion() {
                 seen += 1;
                 if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                    self.bufs.give_back(bid);
+                    self.bufs.completed(bid, cqe.result(), cqe.flags());
                 }
             }
             if seen == 0 {
@@ -673,7 +725,7 @@ impl<'a> Proactor<'a> {
         let bid = cqueue::buffer_select(flags);
         let Some(Some(entry)) = self.entries.get_mut(slot) else {
             if let Some(bid) = bid {
-                self.bufs.give_back(bid);
+                self.bufs.completed(bid, res, flags);
             }
             return;
         };
@@ -689,12 +741,14 @@ impl<'a> Proactor<'a> {
                 }
                 if let Some(bid) = bid {
                     if current && !entry.closing && res > 0 {
-                        let bytes = self.bufs.get(bid, res as usize);
+                        let bytes = self.bufs.take(bid, res as usize);
                         // The turn's `now`, as every session call of the
                         // turn gets (http's file facts are kept per turn).
                         entry.conn.receive(bytes, now);
+                        self.bufs.done_with(bid, flags);
+                    } else {
+                        self.bufs.completed(bid, res, flags);
                     }
-                    self.bufs.give_back(bid);
                 }
                 if !current || entry.closing {
                     return;
@@ -704,6 +758,15 @@ impl<'a> Proactor<'a> {
                     r if r > 0 => {}
                     r if r == -libc::ENOBUFS || r == -libc::ECANCELED => {}
                     _ => entry.conn.receive_end(true),
+                }
+                if entry.conn.holds_bulk() {
+                    // Bulk made of these bytes goes out now, while they
+                    // are in the cache, rather than after the turn's other
+                    // completions have pushed them out of it (echo
+                    // `stream`: 42k against 38k requests per server
+                    // CPU-second, same run).
+                    self.serve(slot, now);
+                    return;
                 }
             }
             K_SEND => {
@@ -1223,5 +1286,80 @@ impl<'a> Proactor<'a> {
         for slot in 0..self.entries.len() {
             self.serve(slot, now);
         }
+    }
+}
+
+#[cfg(all(test, not(uring_unavailable)))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    /// What one receive completion carried: its bytes and whether the
+    /// kernel goes on filling the same buffer.
+    fn receive(ring: &mut IoUring, bufs: &mut BufRing) -> (Vec<u8>, bool) {
+        ring.submit_and_wait(1).unwrap();
+        let cqe = ring.completion().next().expect("a completion");
+        assert!(cqe.result() > 0, "receive failed: {}", cqe.result());
+        let bid = cqueue::buffer_select(cqe.flags()).expect("a buffer");
+        let bytes = bufs.take(bid, cqe.result() as usize).to_vec();
+        let more = cqueue::buffer_more(cqe.flags());
+        bufs.done_with(bid, cqe.flags());
+        (bytes, more)
+    }
+
+    /// Messages received one after another into a ring of `count` buffers
+    /// come out whole and in order, and every buffer is handed back when
+    /// the kernel is done with it: more messages than buffers go through.
+    fn messages_go_through(count: u16, flags: u16) {
+        let mut ring = IoUring::new(64).unwrap();
+        let mut bufs = BufRing::with(&ring, count, flags).unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let recv = opcode::RecvMulti::new(Fd(server.as_raw_fd()), BUFFER_GROUP)
+            .build()
+            .user_data(1);
+        // SAFETY: the socket outlives the ring's use of it (both end here).
+        unsafe { ring.submission().push(&recv).unwrap() };
+        let mut incremental = false;
+        for i in 0..usize::from(count) * 3 {
+            let message = format!("message {i} ").repeat(i % 7 + 1);
+            client.write_all(message.as_bytes()).unwrap();
+            let (bytes, more) = receive(&mut ring, &mut bufs);
+            assert_eq!(bytes, message.as_bytes(), "message {i}");
+            incremental |= more;
+        }
+        // Incremental consumption fills one buffer with many messages.
+        assert_eq!(incremental, flags == IOU_PBUF_RING_INC);
+    }
+
+    #[test]
+    fn a_ring_consumed_incrementally_hands_out_each_message_once() {
+        messages_go_through(4, IOU_PBUF_RING_INC);
+    }
+
+    #[test]
+    fn a_ring_of_whole_buffers_hands_out_each_message_once() {
+        messages_go_through(4, 0);
+    }
+
+    /// A buffer filled to its end by one receive, then the next receive:
+    /// nothing is read past a buffer's end, nothing is lost.
+    #[test]
+    fn a_receive_larger_than_a_buffer_spans_buffers() {
+        let mut ring = IoUring::new(64).unwrap();
+        let mut bufs = BufRing::with(&ring, 4, IOU_PBUF_RING_INC).unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let recv = opcode::RecvMulti::new(Fd(server.as_raw_fd()), BUFFER_GROUP)
+            .build()
+            .user_data(1);
+        // SAFETY: as above.
+        unsafe { ring.submission().push(&recv).unwrap() };
+        let sent: Vec<u8> = (0..BUFFER_SIZE * 2 + 100).map(|i| (i % 251) as u8).collect();
+        let writer = std::thread::spawn(move || client.write_all(&sent).map(|()| sent));
+        let mut got = Vec::new();
+        while got.len() < BUFFER_SIZE * 2 + 100 {
+            got.extend(receive(&mut ring, &mut bufs).0);
+        }
+        assert_eq!(got, writer.join().unwrap().unwrap());
     }
 }
