@@ -12,7 +12,8 @@
 //! everyone) with fewer system calls: the kernel reads and sends for the
 //! loop and one `io_uring_enter` per turn carries every connection's
 //! operations; the price is a copy of each answer into a send buffer the
-//! kernel owns until it is sent, 4 MiB of receive buffers per ring, and a
+//! kernel owns until it is sent, 1 MiB of receive buffers per ring (4 MiB
+//! before Linux 6.12, which cannot fill a buffer in steps), and a
 //! kernel that allows io_uring (Linux 6.0 or later, not disabled by sysctl
 //! or seccomp). monoio's and Glommio's runtimes, TigerBeetle's I/O.
 //!
