@@ -1354,7 +1354,9 @@ mod tests {
             .user_data(1);
         // SAFETY: as above.
         unsafe { ring.submission().push(&recv).unwrap() };
-        let sent: Vec<u8> = (0..BUFFER_SIZE * 2 + 100).map(|i| (i % 251) as u8).collect();
+        let sent: Vec<u8> = (0..BUFFER_SIZE * 2 + 100)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let writer = std::thread::spawn(move || client.write_all(&sent).map(|()| sent));
         let mut got = Vec::new();
         while got.len() < BUFFER_SIZE * 2 + 100 {
