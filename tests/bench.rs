@@ -727,3 +727,54 @@ fn ftps_sessions_run_clean_against_muse_and_a_spawned_server() {
         assert_no_errors(load, name);
     }
 }
+
+/// Against a loopback server the clients connect from several loopback
+/// addresses (a connection per request would otherwise be capped by the
+/// kernel's reuse of one address's ports), and each client's connections
+/// all come from one address.
+#[test]
+fn clients_of_a_loopback_server_come_from_several_addresses() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers: Arc<Mutex<Vec<std::net::IpAddr>>> = Arc::default();
+    let seen = Arc::clone(&peers);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            seen.lock().unwrap().push(stream.peer_addr().unwrap().ip());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let against = format!("tiny={addr}");
+    let mut args = vec![
+        "echo",
+        "--arch",
+        "none",
+        "--scenario",
+        "connect",
+        "--against",
+        &against,
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--clients", "4"]);
+    bench(&args);
+    let peers = peers.lock().unwrap();
+    let addresses: BTreeSet<_> = peers.iter().collect();
+    assert!(
+        peers.len() > 8,
+        "a connection per request: {} seen",
+        peers.len()
+    );
+    // Four clients, four addresses, every one a loopback address.
+    assert_eq!(addresses.len(), 4, "sources: {addresses:?}");
+    assert!(addresses.iter().all(|ip| ip.is_loopback()), "{addresses:?}");
+}
