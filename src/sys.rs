@@ -305,6 +305,24 @@ pub fn set_write_timeout(fd: &impl AsRawFd, timeout: Duration) -> io::Result<()>
     set_socket_timeout(fd, libc::SO_SNDTIMEO, Some(timeout))
 }
 
+/// Sets `IP_BIND_ADDRESS_NO_PORT`: a `bind` to port 0 leaves the port to
+/// `connect`, which chooses it for the whole address pair rather than from
+/// the ports free for any destination.
+pub fn set_bind_address_no_port(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid descriptor and a c_int option of the size given.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::addr_of!(on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// Sets `SO_RCVTIMEO` or `SO_SNDTIMEO` (`None`: forever).
 fn set_socket_timeout(
     fd: &impl AsRawFd,

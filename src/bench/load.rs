@@ -722,22 +722,7 @@ fn connect_from(addr: SocketAddr, client: usize) -> io::Result<TcpStream> {
         socket2::Type::STREAM.nonblocking(),
         Some(socket2::Protocol::TCP),
     )?;
-    // The port is chosen at `connect`, for the whole address pair, rather
-    // than at `bind` from the ports free for any destination.
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option of its size.
-    let set = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            std::ptr::addr_of!(on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::sys::set_bind_address_no_port(&socket)?;
     socket.bind(&SocketAddr::from((source, 0)).into())?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
