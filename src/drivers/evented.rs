@@ -75,8 +75,6 @@ struct Entry {
     regs: [u64; MAX_CHANNELS],
     /// The service stream's socket, once registered.
     service_reg: Option<std::os::fd::RawFd>,
-    /// The deadline this entry has in the timer heap, if any.
-    timer_at: Option<Instant>,
     /// Readiness not yet given to the connection.
     pending: u32,
     queued: bool,
@@ -478,7 +476,6 @@ impl<'a> Reactor<'a> {
             gen: self.next_gen,
             regs: [0; MAX_CHANNELS],
             service_reg: None,
-            timer_at: None,
             pending: WAKE,
             queued: false,
         });
@@ -596,7 +593,7 @@ impl<'a> Reactor<'a> {
             self.again.push_back(slot);
         }
         if let Some(d) = conn.deadline() {
-            self.timers.file(&mut entry.timer_at, d, slot, entry.gen);
+            self.timers.file(slot, d);
         }
     }
 
@@ -644,6 +641,7 @@ impl<'a> Reactor<'a> {
 
     fn remove(&mut self, slot: usize) {
         if self.entries[slot].take().is_some() {
+            self.timers.cancel(slot);
             self.free.push(slot);
             self.live -= 1;
         }
@@ -667,23 +665,14 @@ impl<'a> Reactor<'a> {
         // deadline stays in the past is served once per turn of the loop,
         // not forever within this one.
         let mut due = std::mem::take(&mut self.due);
-        let entries = &mut self.entries;
-        self.timers.take_due(
-            now,
-            |slot, gen, at| match entries.get_mut(slot) {
-                Some(Some(entry)) if entry.gen == gen && entry.timer_at == Some(at) => {
-                    entry.timer_at = None;
-                    entry.pending |= WAKE;
-                    true
-                }
-                _ => false,
-            },
-            &mut due,
-        );
+        self.timers.take_due(now, &mut due);
         for &slot in &due {
             // The connection checks its own deadline; if it moved later
             // (new input), `after` files the new one.
-            self.serve(slot, now);
+            if let Some(Some(entry)) = self.entries.get_mut(slot) {
+                entry.pending |= WAKE;
+                self.serve(slot, now);
+            }
         }
         due.clear();
         self.due = due;

@@ -8,7 +8,7 @@
 //! - [`proactor`]: many sessions on one io_uring ring, told of completions
 //!   instead of readiness.
 //!
-//! All three share [`conn::Connection`], which does the actual moving, and
+//! All of them share [`conn::Connection`], which does the actual moving, and
 //! [`channel::Channel`], which runs side-channel transfers; a driver only
 //! decides how to wait. Driver code knows nothing of any protocol.
 
@@ -19,13 +19,12 @@ pub mod evented;
 pub mod proactor;
 pub mod secure;
 pub mod task;
+mod timers;
 
 #[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +33,8 @@ use crate::net::Accepted;
 use crate::scoreboard::{Scoreboard, Ticket};
 use crate::session::Protocol;
 use crate::shutdown::Shutdown;
+
+pub use timers::Timers;
 
 /// The size of a driver's read buffer: large enough that bulk transfers
 /// take few system calls, small enough to keep per-thread.
@@ -192,51 +193,4 @@ pub fn earliest(instants: impl IntoIterator<Item = Option<Instant>>) -> Option<I
 /// How long to wait from `now` until `at` (`None`: `cap`), never more than `cap`.
 pub fn wait_for(at: Option<Instant>, now: Instant, cap: Duration) -> Duration {
     at.map_or(cap, |at| at.saturating_duration_since(now).min(cap))
-}
-
-/// The deadlines of an event loop's connections: a min-heap of (instant,
-/// slot, generation). Each connection keeps the instant it last filed
-/// (`filed`), so a deadline moved later leaves a stale heap entry that is
-/// skipped when it comes up, and one moved earlier is filed again.
-#[derive(Default)]
-pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-}
-
-impl Timers {
-    /// Files deadline `at` for the connection in `slot` (generation `gen`),
-    /// unless it already has one as early.
-    pub fn file(&mut self, filed: &mut Option<Instant>, at: Instant, slot: usize, gen: u64) {
-        if filed.is_none_or(|t| at < t) {
-            *filed = Some(at);
-            self.heap.push(Reverse((at, slot, gen)));
-        }
-    }
-
-    /// The earliest deadline filed.
-    pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
-    }
-
-    /// Takes every deadline due at `now` into `due`, for the slots for
-    /// which `current(slot, gen, at)` says the entry is still that
-    /// connection's filed deadline (and clears it). The caller serves them
-    /// after, so a deadline that stays in the past is served once per turn
-    /// of the loop, not forever within one.
-    pub fn take_due(
-        &mut self,
-        now: Instant,
-        mut current: impl FnMut(usize, u64, Instant) -> bool,
-        due: &mut Vec<usize>,
-    ) {
-        while let Some(Reverse((at, slot, gen))) = self.heap.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.heap.pop();
-            if current(slot, gen, at) {
-                due.push(slot);
-            }
-        }
-    }
 }

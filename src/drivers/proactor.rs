@@ -314,7 +314,6 @@ struct Entry {
     chan_polls: [(u64, u64); MAX_CHANNELS],
     /// The service stream's socket and the `user_data` of its poll.
     service_poll: Option<(RawFd, u64)>,
-    timer_at: Option<Instant>,
     queued: bool,
     /// Waiting for a computation's result.
     computing: bool,
@@ -953,7 +952,6 @@ impl<'a> Proactor<'a> {
             urgent_armed: false,
             chan_polls: [(0, 0); MAX_CHANNELS],
             service_poll: None,
-            timer_at: None,
             queued: false,
             computing: false,
             closing: false,
@@ -1119,7 +1117,7 @@ impl<'a> Proactor<'a> {
                 self.again.push_back(slot);
             }
             if let Some(d) = conn.deadline() {
-                self.timers.file(&mut entry.timer_at, d, slot, entry.gen);
+                self.timers.file(slot, d);
             }
             // The polls of retired sockets are cancelled below, in this
             // turn's submission; the kernel keeps its own reference to a
@@ -1167,26 +1165,37 @@ impl<'a> Proactor<'a> {
             return;
         };
         let tag = entry.gen;
-        let mut cancels = Vec::with_capacity(4);
+        // At most: the receive, the urgent poll, the write poll, the
+        // service's poll, the send, and one poll per channel.
+        let mut cancels = [0u64; 5 + MAX_CHANNELS];
+        let mut n = 0;
+        let mut add = |data: u64| {
+            cancels[n] = data;
+            n += 1;
+        };
         if entry.recv != 0 {
-            cancels.push(entry.recv);
+            add(entry.recv);
         }
         if entry.urgent_armed {
-            cancels.push(ud(K_URGENT, tag, slot));
+            add(ud(K_URGENT, tag, slot));
         }
         if entry.pollout_armed {
-            cancels.push(ud(K_POLLOUT, tag, slot));
+            add(ud(K_POLLOUT, tag, slot));
         }
-        cancels.extend(entry.chan_polls.iter().map(|p| p.0).filter(|&d| d != 0));
+        for &(data, _) in &entry.chan_polls {
+            if data != 0 {
+                add(data);
+            }
+        }
         if let Some((_, data)) = entry.service_poll {
-            cancels.push(data);
+            add(data);
         }
         let sending = entry.conn.sending();
         if sending {
-            cancels.push(ud(K_SEND, tag, slot));
+            add(ud(K_SEND, tag, slot));
             entry.closing = true;
         }
-        for data in cancels {
+        for &data in &cancels[..n] {
             self.cancel(data);
         }
         if !sending {
@@ -1196,6 +1205,7 @@ impl<'a> Proactor<'a> {
 
     fn remove(&mut self, slot: usize) {
         if self.entries[slot].take().is_some() {
+            self.timers.cancel(slot);
             self.free.push(slot);
             self.live -= 1;
         }
@@ -1215,18 +1225,7 @@ impl<'a> Proactor<'a> {
 
     fn fire_timers(&mut self, now: Instant) {
         let mut due = std::mem::take(&mut self.due);
-        let entries = &mut self.entries;
-        self.timers.take_due(
-            now,
-            |slot, gen, at| match entries.get_mut(slot) {
-                Some(Some(entry)) if entry.gen == gen && entry.timer_at == Some(at) => {
-                    entry.timer_at = None;
-                    true
-                }
-                _ => false,
-            },
-            &mut due,
-        );
+        self.timers.take_due(now, &mut due);
         for &slot in &due {
             self.serve(slot, now);
         }
