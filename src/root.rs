@@ -353,6 +353,8 @@ fn resolve_strict_in_place(input: &[u8], out: &mut String) -> Result<(), PathErr
     }
     let s = std::str::from_utf8(input).map_err(|_| PathError::NotUtf8)?;
     check_chars(s)?;
+    // The result is never longer than the input with a leading `/`.
+    out.reserve(input.len() + 1);
     for c in s.split('/') {
         match c {
             "" | "." => {}

@@ -67,6 +67,11 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// reads its error closes long before).
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// Room made in the output buffer for a file response's head (about 250
+/// bytes with every field), so that it is written without growing the
+/// buffer field by field.
+const HEAD_ROOM: usize = 512;
+
 /// The most input buffer capacity a connection keeps between requests.
 const RETAIN_INPUT: usize = 4 * 1024;
 
@@ -491,7 +496,20 @@ impl HttpSession {
             let body = response::error(self.out.buf(), 416, &date, reply.framing, None, &extra);
             return self.finish(416, body, reply, now);
         }
+        let body = if code == 304 || reply.framing.head_only {
+            0
+        } else {
+            len
+        };
         let out = self.out.buf();
+        // Room for the head and a body copied in, at once: a connection's
+        // first response would otherwise grow the buffer field by field.
+        let inline = if body > 0 && file.bytes().is_some() {
+            body
+        } else {
+            0
+        };
+        out.reserve(HEAD_ROOM + usize::try_from(inline).unwrap_or(0));
         response::start(out, code, &date);
         if code != 304 {
             response::field(out, "Content-Type", ctype.as_bytes());
@@ -512,11 +530,6 @@ impl HttpSession {
             response::field(out, "Vary", b"Accept-Encoding");
         }
         response::end(out, reply.framing);
-        let body = if code == 304 || reply.framing.head_only {
-            0
-        } else {
-            len
-        };
         if body > 0 {
             match file.bytes() {
                 // A small file, read once this turn: copied from there.

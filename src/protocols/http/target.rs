@@ -177,6 +177,9 @@ fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
 /// Decodes `%XX` once (step 3 of [`decode`]).
 fn percent_decode(raw: &[u8], out: &mut Vec<u8>) -> Result<(), TargetError> {
     out.clear();
+    // Decoding never lengthens: one allocation at most, on a connection's
+    // first request.
+    out.reserve(raw.len());
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
