@@ -398,6 +398,26 @@ pub trait Session: Send {
         false
     }
 
+    /// Whether the session, from here on, answers input with the same
+    /// bytes, in order, and with nothing else (echo). While this holds and
+    /// its own output is empty, a driver may move what arrives back to the
+    /// client inside the kernel (`splice` through a pipe, as a TCP proxy
+    /// does) instead of through [`Session::handle_input`] and
+    /// [`Session::poll_output`], and says what it moved with
+    /// [`Session::relayed`]. The session keeps its deadlines, its
+    /// end-of-stream handling and its count of requests; the driver bounds
+    /// what is in the pipe. The default never mirrors.
+    #[must_use]
+    fn mirrors_input(&self) -> bool {
+        false
+    }
+
+    /// The driver, mirroring ([`Session::mirrors_input`]), received
+    /// `received` bytes and sent `sent` back on the session's behalf.
+    fn relayed(&mut self, received: usize, sent: usize, now: Instant) {
+        let _ = (received, sent, now);
+    }
+
     /// How many requests the session finished since the last call (and
     /// forgets them): what `--max-requests` counts. A request is what the
     /// protocol answers once: an HTTP response, a kv reply, a calc answer,

@@ -1,6 +1,6 @@
 //! Thin, checked wrappers over the few POSIX calls muse makes directly:
 //! `poll`, pipes, `fork`, `waitpid`, `kill`, the parent-death signal,
-//! `sendfile`, shared anonymous memory and resource limits. Everything else
+//! `sendfile`, `splice`, shared anonymous memory and resource limits. Everything else
 //! goes through std, mio, socket2 or tokio. Each wrapper turns `-1` into an
 //! `io::Error` and retries `EINTR` where retrying is always right.
 
@@ -258,6 +258,31 @@ pub fn sendfile(sock: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io:
         return Err(io::Error::last_os_error());
     }
     *offset = off as u64;
+    Ok(n as usize)
+}
+
+/// Moves up to `count` bytes from `from` to `to` inside the kernel, one of
+/// them a pipe: from a socket, the pages the bytes arrived in are handed
+/// to the pipe, and from the pipe to a socket they are handed on, without
+/// a copy. Never waits for the pipe (`SPLICE_F_NONBLOCK`); whether it
+/// waits for the socket is the socket's own mode. `Ok(0)` from a socket is
+/// its end of stream.
+pub fn splice(from: RawFd, to: RawFd, count: usize) -> io::Result<usize> {
+    // SAFETY: no offsets (both descriptors are a pipe or a socket); the
+    // descriptors are the caller's.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            count,
+            libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+        )
+    };
+    if n == -1 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(n as usize)
 }
 

@@ -88,6 +88,88 @@ arch_tests!(four_mib_streamed_while_reading, |arch| {
     server.echo(&mut reader, b"after the big one");
 });
 
+/// The pipes open in process `pid`.
+fn pipes_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("pipe:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+// The architectures whose connections are non-blocking relay a stream
+// through a pipe (`splice`); the blocking ones copy it.
+arch_tests!(
+    a_stream_is_relayed_through_a_pipe_that_goes_with_its_connection,
+    [
+        reactor,
+        prefork_reactor,
+        multi_reactor,
+        reactor_pool,
+        async_,
+        uring,
+        multi_uring,
+        prefork_uring,
+    ],
+    |arch| {
+        let server = Server::serve_echo(arch, &[]);
+        let mut client = server.connect();
+        server.echo(&mut client, b"small messages are copied\n");
+        let pid = server.serving_process(&client);
+        let before = pipes_of(pid);
+        // 1 MiB in 64 KiB writes, each read back before the next: the first
+        // is copied, the rest relayed.
+        let payload = pseudo_random_bytes(0x5EA1, 1 << 20);
+        for (i, chunk) in payload.chunks(64 * 1024).enumerate() {
+            client.write_all(chunk).expect("write a chunk");
+            let back = try_read_exact(&mut client, chunk.len())
+                .unwrap_or_else(|e| server.fail(&format!("chunk {i}: {e}")));
+            if let Some(at) = first_difference(chunk, &back) {
+                server.fail(&format!("chunk {i} came back different at byte {at}"));
+            }
+        }
+        if wait_for(PROCESS_TIMEOUT, || {
+            (pipes_of(pid) >= before + 2).then_some(())
+        })
+        .is_none()
+        {
+            server.fail(&format!(
+                "no pipe opened for a streaming connection: {before} pipes before, {} after",
+                pipes_of(pid)
+            ));
+        }
+        // Small messages go through the pipe as well, in order.
+        for round in 0..20 {
+            server.echo(&mut client, format!("relayed {round}\n").as_bytes());
+        }
+        // A half-close: everything, then the end.
+        client
+            .write_all(&payload[..100_000])
+            .expect("write the last bytes");
+        half_close(&client);
+        let back = try_read_to_eof(&mut client).unwrap_or_else(|e| server.fail(&e));
+        if back != payload[..100_000] {
+            server.fail(&format!(
+                "the last bytes before a half-close came back as {} bytes, differing at {:?}",
+                back.len(),
+                first_difference(&payload[..100_000], &back)
+            ));
+        }
+        drop(client);
+        if wait_for(PROCESS_TIMEOUT, || (pipes_of(pid) == before).then_some(())).is_none() {
+            server.fail(&format!(
+                "the relay's pipe outlived its connection: {before} pipes before, {} after",
+                pipes_of(pid)
+            ));
+        }
+    }
+);
+
 arch_tests!(every_byte_value, |arch| {
     let server = Server::serve_echo(arch, &[]);
     let mut stream = server.connect();

@@ -16,6 +16,12 @@
 //! block until done. In non-blocking mode, reads and writes go on until the
 //! socket would block.
 //!
+//! A session that mirrors its input ([`Session::mirrors_input`], echo) and
+//! streams bulk through a non-blocking connection is *relayed*: from its
+//! first read of [`RELAY_MIN`] bytes, what arrives moves back out through a
+//! pipe with `splice`, the pages handed on without being copied, as a TCP
+//! proxy does; the session is told what moved ([`Session::relayed`]).
+//!
 //! In *completion* mode (the proactor, [`Connection::use_ring`]) the control
 //! stream's bytes come and go through the driver's io_uring ring: the
 //! driver hands in what a receive brought ([`Connection::receive`]) and
@@ -25,7 +31,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -116,6 +123,8 @@ pub struct Connection {
     /// Completion mode (the proactor): the control stream's bytes come and
     /// go through the driver's ring instead of system calls made here.
     ring: Option<Box<RingIo>>,
+    /// The pipe a mirroring session's stream is relayed through.
+    relay: Option<Relay>,
     /// Leave the session's output queued in `process` (unless a
     /// computation is about to take the connection away): an event loop
     /// lets every ready connection read and answer first, then sends
@@ -141,6 +150,64 @@ pub const HOLD_MAX: usize = 16 * 1024;
 /// A send buffer this large is given back once empty, so that an idle
 /// connection does not keep the memory of its largest answer.
 const OUTBOX_KEEP: usize = 16 * 1024;
+
+/// A read at least this long on a mirroring connection starts relaying it
+/// through a pipe: a stream. For shorter messages a copy costs less than
+/// the pipe's page handling, and a connection that never streams never
+/// holds a pipe.
+pub const RELAY_MIN: usize = 16 * 1024;
+
+/// What one `splice` into a relay's pipe asks for: the pipe's default
+/// capacity, so a client that does not read finds at most this much held
+/// for it, as in a copied echo's buffer.
+const RELAY_CHUNK: usize = 64 * 1024;
+
+/// The most relay pipes open at once in a process (two descriptors each,
+/// as HAProxy's `maxpipes` bounds its splicing); past it, mirroring
+/// connections copy.
+pub const MAX_PIPES: usize = 1024;
+
+/// Relay pipes open in this process.
+static PIPES: AtomicUsize = AtomicUsize::new(0);
+
+/// The pipe a relayed connection's bytes cross: received into `input`,
+/// sent from `output`. Bytes are spliced in only while it is empty, so a
+/// `splice` that would block on the socket means the socket has nothing,
+/// never that the pipe is full.
+struct Relay {
+    output: OwnedFd,
+    input: OwnedFd,
+    /// Bytes in the pipe: received, not yet sent back.
+    held: usize,
+}
+
+impl Relay {
+    /// A new pipe, unless [`MAX_PIPES`] are open or the process is out of
+    /// descriptors (the connection then goes on copying).
+    fn open() -> Option<Relay> {
+        if PIPES.fetch_add(1, Ordering::Relaxed) >= MAX_PIPES {
+            PIPES.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        match sys::pipe() {
+            Ok((output, input)) => Some(Relay {
+                output,
+                input,
+                held: 0,
+            }),
+            Err(_) => {
+                PIPES.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        PIPES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The control stream in completion mode (the proactor): bytes the ring
 /// received wait here for the session, and bytes for the client wait here
@@ -325,6 +392,7 @@ impl Connection {
             secure: None,
             eof_told: false,
             ring: None,
+            relay: None,
             hold_output: false,
             _ticket: ticket,
         }
@@ -437,6 +505,7 @@ impl Connection {
             && self.session.wants_read();
         if direct {
             self.session.handle_input(data, now);
+            self.consider_relay(data.len());
             return;
         }
         if ring.taken > 0 {
@@ -458,13 +527,61 @@ impl Connection {
         }
     }
 
-    /// Completion mode: whether the driver should keep a receive armed.
+    /// Completion mode: whether the driver should keep a receive armed
+    /// (not once the connection is to be relayed).
     pub fn wants_receive(&self) -> bool {
         self.ring
             .as_ref()
             .is_some_and(|r| !r.end && !r.broken && r.inbox.len() - r.taken < INBOX_MAX)
+            && self.relay.is_none()
             && !self.read_closed
             && !self.failed
+    }
+
+    /// After a read of `n` bytes: a mirroring session's stream on a
+    /// non-blocking plain connection is relayed from here on, if a pipe can
+    /// be had.
+    fn consider_relay(&mut self, n: usize) {
+        if n >= RELAY_MIN
+            && self.relay.is_none()
+            && !self.blocking
+            && self.secure.is_none()
+            && !self.has_channels()
+            && self.session.mirrors_input()
+        {
+            self.relay = Relay::open();
+        }
+    }
+
+    /// Completion mode: the connection is to be relayed. The driver stops
+    /// receiving into its ring, waits for the receive's last completion,
+    /// then calls [`Connection::leave_ring`] and from there on reports
+    /// readiness (`readable`, `writable`) as a reactor does.
+    pub fn wants_relay(&self) -> bool {
+        self.ring.is_some() && self.relay.is_some()
+    }
+
+    /// Completion mode ends for the control stream, if nothing of it is
+    /// left in the ring's hands: no received bytes the session has not
+    /// taken, nothing unsent, no send in flight. Returns whether it ended;
+    /// if so the socket is then read and written here, and is taken to be
+    /// ready both ways until a call says otherwise.
+    pub fn leave_ring(&mut self) -> bool {
+        if self.read_closed || self.failed {
+            // Nothing more will arrive to relay.
+            self.relay = None;
+            return false;
+        }
+        let idle = self
+            .ring
+            .as_ref()
+            .is_some_and(|r| !r.sending && !r.unsent() && !r.has_input() && !r.end);
+        if idle {
+            self.ring = None;
+            self.readable = true;
+            self.writable = true;
+        }
+        idle
     }
 
     /// Completion mode: the bytes to send next, if any and no send is in
@@ -485,6 +602,12 @@ impl Connection {
         // Room in the outbox again: the session may go on.
         self.writable = true;
         Some(&ring.flight[ring.sent..])
+    }
+
+    /// Whether the control stream's bytes go through the driver's ring
+    /// (completion mode) rather than system calls made here.
+    pub fn uses_ring(&self) -> bool {
+        self.ring.is_some()
     }
 
     /// Completion mode: whether a send is in flight (its bytes must outlive
@@ -575,7 +698,13 @@ impl Connection {
         !self.writable
             && !self.failed
             && (!self.session.poll_output().is_nothing()
+                || self.relay_held()
                 || self.secure.as_ref().is_some_and(Secure::wants_write))
+    }
+
+    /// Whether relayed bytes wait in the pipe for the socket.
+    fn relay_held(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| r.held > 0)
     }
 
     /// Whether the session would read now if bytes were there (used by the
@@ -584,6 +713,7 @@ impl Connection {
     pub fn would_read(&self) -> bool {
         !self.read_closed
             && !self.failed
+            && !self.relay_held()
             && (self.session.wants_read() || self.secure.as_ref().is_some_and(Secure::handshaking))
     }
 
@@ -728,6 +858,8 @@ impl Connection {
             }
             if self.secure.is_some() {
                 progressed |= self.read_secure(env.now, scratch);
+            } else if self.relay.is_some() && self.ring.is_none() {
+                progressed |= self.pump_relay(env.now);
             } else if self.readable
                 && !self.read_closed
                 && self.session.wants_read()
@@ -749,7 +881,10 @@ impl Connection {
         if self.failed || self.session.wants_close_now() {
             return Status::Closed;
         }
-        if self.session.wants_close() && self.session.poll_output().is_nothing() {
+        if self.session.wants_close()
+            && self.session.poll_output().is_nothing()
+            && !self.relay_held()
+        {
             if let Some(tls) = &mut self.secure {
                 match self.ring.as_mut() {
                     // Behind the last answer, through the ring.
@@ -870,6 +1005,7 @@ impl Connection {
                     self.readable = false;
                 }
                 self.session.handle_input(&scratch[..n], now);
+                self.consider_relay(n);
             }
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock => self.readable = false,
@@ -883,6 +1019,89 @@ impl Connection {
                 }
             },
         }
+    }
+
+    /// A relayed connection: sends what the pipe holds, and while it is
+    /// empty, the session's own output is out and the session still
+    /// mirrors, splices more in, until the socket would block either way
+    /// or [`FILE_BUDGET`] bytes went through (then the driver comes back
+    /// soon, as for a file). Returns whether anything moved.
+    fn pump_relay(&mut self, now: Instant) -> bool {
+        let Some(relay) = self.relay.as_mut() else {
+            return false;
+        };
+        let sock = self.stream.as_raw_fd();
+        let mut moved = false;
+        let mut budget = FILE_BUDGET;
+        loop {
+            if relay.held > 0 {
+                if !self.writable {
+                    break;
+                }
+                match sys::splice(relay.output.as_raw_fd(), sock, relay.held) {
+                    Ok(n) if n > 0 => {
+                        relay.held -= n;
+                        moved = true;
+                        self.session.relayed(0, n, now);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.writable = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(_) | Err(_) => {
+                        // The connection broke (or the pipe, which cannot
+                        // be empty here, said so): nothing more moves.
+                        self.failed = true;
+                        break;
+                    }
+                }
+                continue;
+            }
+            if budget == 0 {
+                self.output_more = true;
+                break;
+            }
+            if !self.readable
+                || self.read_closed
+                || !self.session.mirrors_input()
+                || !self.session.poll_output().is_nothing()
+            {
+                break;
+            }
+            match sys::splice(sock, relay.input.as_raw_fd(), RELAY_CHUNK) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    self.readable = false;
+                    self.session.handle_eof(now);
+                    moved = true;
+                    break;
+                }
+                Ok(n) => {
+                    // A short splice does not prove the socket drained (the
+                    // pipe may have run out of slots for small segments):
+                    // the next one, which would block, says so.
+                    relay.held = n;
+                    budget = budget.saturating_sub(n);
+                    moved = true;
+                    self.session.relayed(n, 0, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.read_closed = true;
+                    self.readable = false;
+                    self.failed = true;
+                    self.session.handle_eof(now);
+                    moved = true;
+                    break;
+                }
+            }
+        }
+        moved
     }
 
     /// Writes the session's output, in order, until done, the socket would

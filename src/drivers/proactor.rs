@@ -97,6 +97,7 @@ const K_WAKE: u64 = 7;
 const K_SHUTDOWN: u64 = 8;
 const K_CANCEL: u64 = 9;
 const K_SERVICE: u64 = 10;
+const K_CTRL: u64 = 11;
 const K_CHANNEL0: u64 = 16;
 
 fn ud(kind: u64, tag: u64, index: usize) -> u64 {
@@ -307,6 +308,12 @@ struct Entry {
     /// was cancelled is not taken for the end of the next.
     recv: u64,
     recv_arms: u64,
+    /// A receive cancelled whose last completion has not come yet (0:
+    /// none): until it does, the kernel may still hand its bytes over.
+    recv_ending: u64,
+    /// A relayed connection (out of completion mode): the `user_data` of
+    /// the multishot poll that reports its socket's readiness (0: none).
+    ctrl_poll: u64,
     pollout_armed: bool,
     urgent_armed: bool,
     /// The `user_data` of each channel slot's poll (0: none), and the
@@ -738,6 +745,9 @@ impl<'a> Proactor<'a> {
                 if data == entry.recv && !more {
                     entry.recv = 0;
                 }
+                if data == entry.recv_ending && !more {
+                    entry.recv_ending = 0;
+                }
                 if let Some(bid) = bid {
                     if current && !entry.closing && res > 0 {
                         let bytes = self.bufs.take(bid, res as usize);
@@ -829,6 +839,35 @@ impl<'a> Proactor<'a> {
                             link.writable = true;
                         }
                     }
+                }
+            }
+            K_CTRL => {
+                if data != entry.ctrl_poll {
+                    return;
+                }
+                if !more {
+                    entry.ctrl_poll = 0;
+                }
+                let conn = &mut entry.conn;
+                if res > 0 {
+                    let mask = res as u32;
+                    let err = (libc::POLLERR | libc::POLLHUP) as u32;
+                    if mask & ((libc::POLLIN | libc::POLLRDHUP) as u32 | err) != 0 {
+                        conn.readable = true;
+                    }
+                    if mask & (libc::POLLRDHUP as u32 | err) != 0 {
+                        conn.peer_closed = true;
+                    }
+                    if mask & (libc::POLLOUT as u32 | err) != 0 {
+                        conn.writable = true;
+                    }
+                    if mask & libc::POLLPRI as u32 != 0 {
+                        conn.urgent = true;
+                    }
+                } else if res != -libc::ECANCELED {
+                    // The poll failed: the socket's own calls say why.
+                    conn.readable = true;
+                    conn.writable = true;
                 }
             }
             k if k >= K_CHANNEL0 && k < K_CHANNEL0 + MAX_CHANNELS as u64 => {
@@ -948,6 +987,8 @@ impl<'a> Proactor<'a> {
             gen,
             recv: 0,
             recv_arms: 0,
+            recv_ending: 0,
+            ctrl_poll: 0,
             pollout_armed: false,
             urgent_armed: false,
             chan_polls: [(0, 0); MAX_CHANNELS],
@@ -1083,11 +1124,36 @@ impl<'a> Proactor<'a> {
                 );
             } else if entry.recv != 0 && !want_receive {
                 // The inbox is full (a client that sends without reading
-                // the answers): stop receiving, so that its bytes wait in
-                // the kernel and its sends block. What the receive still
-                // delivers before the cancel lands goes to the inbox.
+                // the answers), or the connection is to be relayed: stop
+                // receiving, so that its bytes wait in the kernel. What
+                // the receive still delivers before the cancel lands goes
+                // to the inbox.
                 cancels[MAX_CHANNELS + 1] = entry.recv;
+                entry.recv_ending = entry.recv;
                 entry.recv = 0;
+            }
+            if conn.wants_relay()
+                && entry.recv == 0
+                && entry.recv_ending == 0
+                && conn.leave_ring()
+                && !entry.queued
+            {
+                // Out of completion mode, ready both ways until a call
+                // says otherwise: run it again this turn.
+                entry.queued = true;
+                self.again.push_back(slot);
+            }
+            if !conn.uses_ring() && entry.ctrl_poll == 0 {
+                entry.ctrl_poll = ud(K_CTRL, tag, slot);
+                extra.push(
+                    opcode::PollAdd::new(
+                        fd,
+                        (libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLPRI) as u32,
+                    )
+                    .multi(true)
+                    .build()
+                    .user_data(entry.ctrl_poll),
+                );
             }
             if let Some(out) = conn.take_outgoing() {
                 // The bytes stay in the connection's send buffer, untouched
@@ -1166,8 +1232,9 @@ impl<'a> Proactor<'a> {
         };
         let tag = entry.gen;
         // At most: the receive, the urgent poll, the write poll, the
-        // service's poll, the send, and one poll per channel.
-        let mut cancels = [0u64; 5 + MAX_CHANNELS];
+        // readiness poll, the service's poll, the send, and one poll per
+        // channel.
+        let mut cancels = [0u64; 6 + MAX_CHANNELS];
         let mut n = 0;
         let mut add = |data: u64| {
             cancels[n] = data;
@@ -1181,6 +1248,9 @@ impl<'a> Proactor<'a> {
         }
         if entry.pollout_armed {
             add(ud(K_POLLOUT, tag, slot));
+        }
+        if entry.ctrl_poll != 0 {
+            add(entry.ctrl_poll);
         }
         for &(data, _) in &entry.chan_polls {
             if data != 0 {

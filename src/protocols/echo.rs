@@ -101,6 +101,17 @@ impl Session for EchoSession {
         self.timed_out
     }
 
+    fn mirrors_input(&self) -> bool {
+        !self.eof && !self.timed_out
+    }
+
+    fn relayed(&mut self, received: usize, sent: usize, now: Instant) {
+        if received + sent > 0 {
+            self.last_activity = now;
+        }
+        self.finished += u32::from(received > 0);
+    }
+
     fn take_finished_requests(&mut self) -> u32 {
         std::mem::take(&mut self.finished)
     }
@@ -129,6 +140,23 @@ mod tests {
         s.handle_input(b"two\n", now);
         assert_eq!(s.take_finished_requests(), 2);
         assert_eq!(s.take_finished_requests(), 0);
+    }
+
+    #[test]
+    fn mirrors_until_its_input_ends_and_counts_relayed_chunks() {
+        let (mut s, now) = session(Some(Duration::from_secs(10)));
+        assert!(s.mirrors_input());
+        let later = now + Duration::from_secs(5);
+        s.relayed(65536, 0, later);
+        s.relayed(0, 65536, later);
+        s.relayed(100, 40, later);
+        // Two reads relayed: two chunks; activity moved the idle deadline.
+        assert_eq!(s.take_finished_requests(), 2);
+        assert_eq!(s.poll_timeout(), Some(later + Duration::from_secs(10)));
+        assert!(s.poll_output().is_nothing());
+        s.handle_eof(later);
+        assert!(!s.mirrors_input());
+        assert!(s.wants_close());
     }
 
     #[test]
