@@ -170,6 +170,38 @@ arch_tests!(
     }
 );
 
+arch_tests!(
+    a_stream_whose_client_stops_reading_ends_at_the_idle_timeout,
+    |arch| {
+        // A client streams and never reads: the server stops reading once what
+        // it holds for the client is full (a pipe, or the session's buffer),
+        // nothing moves, and the idle timeout closes the connection; the
+        // client's writes then fail.
+        let server = Server::serve_echo(arch, &["--idle-timeout", "1"]);
+        let conn = server.connect();
+        conn.set_write_timeout(Some(std::time::Duration::from_millis(200)))
+            .expect("write timeout");
+        let chunk = vec![b'x'; 64 * 1024];
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        let mut written = 0usize;
+        let ended = loop {
+            match (&conn).write(&chunk) {
+                Ok(n) => written += n,
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => break true,
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+        };
+        if !ended {
+            server.fail(&format!(
+            "a client that never reads still had its connection {IO_TIMEOUT:?} later (--idle-timeout 1; {written} bytes written)"
+        ));
+        }
+    }
+);
+
 arch_tests!(every_byte_value, |arch| {
     let server = Server::serve_echo(arch, &[]);
     let mut stream = server.connect();
