@@ -170,6 +170,37 @@ arch_tests!(
     }
 );
 
+arch_tests!(urgent_data_in_a_relayed_stream_is_echoed_in_line, |arch| {
+    // The kernel's splice stops at the urgent mark; the server must still
+    // echo the urgent byte, in line (SO_OOBINLINE), and what follows.
+    let server = Server::serve_echo(arch, &[]);
+    let mut client = server.connect();
+    let payload = pseudo_random_bytes(0x0B5, 256 * 1024);
+    for (i, chunk) in payload.chunks(64 * 1024).enumerate() {
+        client.write_all(chunk).expect("write a chunk");
+        let back = try_read_exact(&mut client, chunk.len())
+            .unwrap_or_else(|e| server.fail(&format!("chunk {i}: {e}")));
+        if back != chunk {
+            server.fail(&format!("chunk {i} came back different"));
+        }
+    }
+    client.write_all(b"abc").expect("write");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&client);
+    // SAFETY: sends one byte from a valid buffer on our own socket.
+    let sent = unsafe { libc::send(fd, b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+    assert_eq!(sent, 1, "send MSG_OOB");
+    client.write_all(b"def").expect("write");
+    let back = try_read_exact(&mut client, 7)
+        .unwrap_or_else(|e| server.fail(&format!("after urgent data in a stream: {e}")));
+    if back != b"abc!def" {
+        server.fail(&format!(
+            "urgent data in a stream came back as {:?}",
+            String::from_utf8_lossy(&back)
+        ));
+    }
+    server.echo(&mut client, b"and the connection goes on\n");
+});
+
 arch_tests!(
     a_stream_whose_client_stops_reading_ends_at_the_idle_timeout,
     |arch| {

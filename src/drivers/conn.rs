@@ -547,6 +547,7 @@ impl Connection {
             && !self.blocking
             && self.secure.is_none()
             && !self.has_channels()
+            && !self.urgent_seen
             && self.session.mirrors_input()
         {
             self.relay = Relay::open();
@@ -728,6 +729,14 @@ impl Connection {
     /// Whether any side channel is open.
     pub fn has_channels(&self) -> bool {
         self.channels.iter().any(Option::is_some)
+    }
+
+    /// Whether the driver should watch for urgent data: while a transfer
+    /// runs (FTP's ABOR), and while a stream is relayed (the kernel's
+    /// splice stops at the urgent mark, so the connection goes back to
+    /// copying to read past it). Elsewhere the urgent byte arrives in line.
+    pub fn watches_urgent(&self) -> bool {
+        self.has_channels() || self.relay.is_some()
     }
 
     /// Marks channel slot `i` as ready (its socket reported readiness).
@@ -1032,6 +1041,7 @@ impl Connection {
         };
         let sock = self.stream.as_raw_fd();
         let mut moved = false;
+        let mut leave = false;
         let mut budget = FILE_BUDGET;
         loop {
             if relay.held > 0 {
@@ -1069,6 +1079,13 @@ impl Connection {
             {
                 break;
             }
+            if self.urgent_seen {
+                // splice stops short of the urgent mark and would block
+                // there for good: the pipe is empty, so the stream goes
+                // back to being copied, which reads past the mark.
+                leave = true;
+                break;
+            }
             match sys::splice(sock, relay.input.as_raw_fd(), RELAY_CHUNK) {
                 Ok(0) => {
                     self.read_closed = true;
@@ -1100,6 +1117,12 @@ impl Connection {
                     break;
                 }
             }
+        }
+        if leave {
+            self.relay = None;
+            // Whether the socket reads is the next read's to say.
+            self.readable = true;
+            moved = true;
         }
         moved
     }

@@ -1097,7 +1097,8 @@ impl<'a> Proactor<'a> {
                 }
                 (None, None) => {}
             }
-            // Urgent data matters only while a transfer runs (FTP's ABOR).
+            // Urgent data matters only while a transfer runs (FTP's ABOR);
+            // a relayed stream's control poll watches POLLPRI itself.
             let want_urgent = conn.has_channels();
             if want_urgent && !entry.urgent_armed {
                 entry.urgent_armed = true;

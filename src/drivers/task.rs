@@ -155,9 +155,9 @@ pub async fn serve(
             waits[i] = c.wait();
         }
         let (want_read, want_write) = (conn.wants_read(), conn.wants_write());
-        // Urgent data matters only while a transfer runs (FTP's ABOR); the
-        // urgent byte itself arrives in line either way.
-        let want_urgent = want_read && conn.has_channels();
+        // Urgent data matters only while a transfer runs (FTP's ABOR) or a
+        // stream is relayed; the urgent byte arrives in line either way.
+        let want_urgent = want_read && conn.watches_urgent();
         let is_draining = ctx.shutdown.is_draining();
         let wake_at = earliest([
             conn.deadline(),
