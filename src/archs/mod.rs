@@ -174,38 +174,86 @@ impl Arch {
     }
 }
 
-/// Runs `run` on one thread per listener group, `listeners` then each of
-/// `siblings` (threads named `NAME-i`), until all have returned; the first
-/// error or panic is the result. The thread-per-core architectures
+/// Runs one event loop per listener group, `listeners` then each of
+/// `siblings`, on threads named `NAME-i`, until all have returned; the
+/// first error or panic is the result. The thread-per-core architectures
 /// (`multi-reactor`, `multi-uring`).
-pub fn loop_per_thread<F>(
+///
+/// Each thread `make`s its loop, and none `run`s one until all are made:
+/// a loop that serves before its siblings exist could take every
+/// descriptor under a small `RLIMIT_NOFILE` and leave a sibling unable to
+/// make its own, its listener then taking connections nobody accepts. If
+/// any cannot be made, none runs and the server fails with the reason.
+/// If one fails or panics later, the others are stopped at once, so the
+/// server exits with the error instead of running on with a listener
+/// nobody serves.
+pub fn loop_per_thread<'g, L, M, R>(
     name: &str,
-    listeners: &Listeners,
-    siblings: &[Listeners],
+    listeners: &'g Listeners,
+    siblings: &'g [Listeners],
     ctx: &Ctx,
-    run: F,
+    make: M,
+    run: R,
 ) -> std::io::Result<()>
 where
-    F: Fn(&Listeners, Ctx) -> std::io::Result<()> + Sync,
+    M: Fn(&'g Listeners, Ctx) -> std::io::Result<L> + Sync,
+    R: Fn(L) -> std::io::Result<()> + Sync,
 {
-    let groups: Vec<&Listeners> = std::iter::once(listeners).chain(siblings.iter()).collect();
-    let run = &run;
+    let groups: Vec<&'g Listeners> = std::iter::once(listeners).chain(siblings.iter()).collect();
+    let made = std::sync::Barrier::new(groups.len());
+    let unmade = std::sync::atomic::AtomicBool::new(false);
+    let (make, run, made, unmade) = (&make, &run, &made, &unmade);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .enumerate()
-            .map(|(i, group)| {
-                let ctx = ctx.clone();
-                std::thread::Builder::new()
-                    .name(format!("{name}-{i}"))
-                    .spawn_scoped(scope, move || run(group, ctx))
-            })
-            .collect::<std::io::Result<_>>()?;
-        for h in handles {
-            h.join()
-                .map_err(|_| std::io::Error::other(format!("a {name} thread panicked")))??;
+        let mut handles = Vec::with_capacity(groups.len());
+        for (i, group) in groups.into_iter().enumerate() {
+            let ctx = ctx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn_scoped(scope, move || {
+                    let stop = ctx.shutdown.clone();
+                    let looped = make(group, ctx);
+                    if looped.is_err() {
+                        unmade.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    made.wait();
+                    let result = match looped {
+                        Err(e) => Err(e),
+                        // A sibling could not make its loop: nothing runs.
+                        Ok(_) if unmade.load(std::sync::atomic::Ordering::SeqCst) => Ok(()),
+                        Ok(looped) => match catch_unwind(AssertUnwindSafe(|| run(looped))) {
+                            Ok(result) => result,
+                            Err(panic) => {
+                                stop.begin(Some(Instant::now()));
+                                std::panic::resume_unwind(panic);
+                            }
+                        },
+                    };
+                    if result.is_err() {
+                        stop.begin(Some(Instant::now()));
+                    }
+                    result
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // The threads already started wait at the barrier for
+                    // ones that will never come: a thread that cannot be
+                    // started ends the process's start-up.
+                    crate::log::warn(format_args!("cannot start a {name} thread: {e}"));
+                    std::process::exit(1);
+                }
+            }
         }
-        Ok(())
+        let mut first = Ok(());
+        for h in handles {
+            let result = h.join().unwrap_or_else(|_| {
+                Err(std::io::Error::other(format!("a {name} thread panicked")))
+            });
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
     })
 }
 
@@ -285,5 +333,93 @@ pub fn wait_drained(ctx: &Ctx) {
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shutdown::Shutdown;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn ctx() -> Ctx {
+        Ctx {
+            protocol: Arc::new(crate::protocols::echo::Echo { idle_timeout: None }),
+            shutdown: Shutdown::new().unwrap(),
+            board: crate::scoreboard::Scoreboard::new().unwrap(),
+            slot: 0,
+            max_connections: 8,
+            max_per_ip: 8,
+            master: sys::getpid(),
+        }
+    }
+
+    fn groups(n: usize) -> Vec<Listeners> {
+        (0..n)
+            .map(|_| Listeners::bind(&["127.0.0.1:0".parse().unwrap()], false, 0o666).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn no_loop_runs_unless_every_thread_made_its_own() {
+        let groups = groups(3);
+        let ran = AtomicUsize::new(0);
+        let made = AtomicUsize::new(0);
+        let result = loop_per_thread(
+            "test",
+            &groups[0],
+            &groups[1..],
+            &ctx(),
+            |group, _| {
+                made.fetch_add(1, Ordering::SeqCst);
+                if std::ptr::eq(group, &groups[2]) {
+                    Err(std::io::Error::from_raw_os_error(libc::EMFILE))
+                } else {
+                    Ok(())
+                }
+            },
+            |()| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+        );
+        assert_eq!(made.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "a loop ran beside a sibling that failed"
+        );
+        assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::EMFILE));
+    }
+
+    #[test]
+    fn a_loop_that_fails_stops_its_siblings() {
+        let groups = groups(2);
+        let ctx = ctx();
+        let result = loop_per_thread(
+            "test",
+            &groups[0],
+            &groups[1..],
+            &ctx,
+            |group, ctx| Ok((std::ptr::eq(group, &groups[1]), ctx)),
+            |(fails, ctx)| {
+                if fails {
+                    return Err(std::io::Error::other("broken"));
+                }
+                // The sibling serves until told to stop (bounded, so that a
+                // regression fails instead of hanging).
+                let start = Instant::now();
+                while !ctx.shutdown.is_draining() {
+                    if start.elapsed() > Duration::from_secs(30) {
+                        return Err(std::io::Error::other("never stopped"));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            },
+        );
+        assert_eq!(result.unwrap_err().to_string(), "broken");
+        assert!(ctx.shutdown.is_draining());
     }
 }

@@ -28,7 +28,12 @@ use crate::net::Listeners;
 /// (made by `Server::bind`, one per thread after the first, so that a hot
 /// restart can pass them all on) until the server drains.
 pub fn serve(listeners: &Listeners, siblings: &[Listeners], ctx: &Ctx) -> io::Result<()> {
-    crate::archs::loop_per_thread("reactor", listeners, siblings, ctx, |group, ctx| {
-        Reactor::new(group, ctx, 0)?.run()
-    })
+    crate::archs::loop_per_thread(
+        "reactor",
+        listeners,
+        siblings,
+        ctx,
+        |group, ctx| Reactor::new(group, ctx, 0),
+        Reactor::run,
+    )
 }

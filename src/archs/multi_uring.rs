@@ -23,7 +23,12 @@ use crate::net::Listeners;
 /// (one per thread after the first, bound by `Server::bind`) until the
 /// server drains.
 pub fn serve(listeners: &Listeners, siblings: &[Listeners], ctx: &Ctx) -> io::Result<()> {
-    crate::archs::loop_per_thread("uring", listeners, siblings, ctx, |group, ctx| {
-        Proactor::new(group, ctx)?.run()
-    })
+    crate::archs::loop_per_thread(
+        "uring",
+        listeners,
+        siblings,
+        ctx,
+        Proactor::new,
+        Proactor::run,
+    )
 }
