@@ -1161,10 +1161,16 @@ mod tests {
         ) {
             let mut line = Vec::new();
             for (arg, form) in args.iter().zip(&forms) {
+                let mut quoted = quote(arg, *form);
+                if line.is_empty() && quoted.first() == Some(&b'*') {
+                    // A line that begins with `*` is a multibulk header,
+                    // not an inline command: the first word is quoted.
+                    quoted = quote(arg, 2);
+                }
                 if !line.is_empty() {
                     line.push(b' ');
                 }
-                line.extend(quote(arg, *form));
+                line.extend(quoted);
             }
             line.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
             prop_assert_eq!(events(&line), (vec![Event::Command(args)], false));

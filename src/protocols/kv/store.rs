@@ -943,17 +943,38 @@ mod tests {
 
     /// Runs a command as a session does: under the lock, logged if it
     /// changed anything.
-    fn run(store: &Store, db: usize, args: &[&[u8]], now: u64) {
+    /// Returns the sequence number of its last record (0: none).
+    fn run(store: &Store, db: usize, args: &[&[u8]], now: u64) -> u64 {
         let mut inner = store.lock();
         let done = apply(&mut inner.engine, db, args, now);
         if done.changed > 0 {
-            inner.log_change(db, args, done.propagate.as_deref());
+            inner.log_change(db, args, done.propagate.as_deref())
+        } else {
+            0
         }
     }
 
-    fn run_line(store: &Store, db: usize, line: &str) {
+    fn run_line(store: &Store, db: usize, line: &str) -> u64 {
         let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        run(store, db, &args, NOW);
+        run(store, db, &args, NOW)
+    }
+
+    /// The log file's size once the writer thread has written record
+    /// `seq` and all before it (it writes behind the commands).
+    fn written_size(store: &Store, seq: u64) -> u64 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = store.lock();
+        let log = inner.log.as_ref().expect("a log");
+        log.when_durable(
+            seq,
+            Box::new(move || {
+                let _ = tx.send(());
+            }),
+        );
+        drop(inner);
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the writer wrote the records");
+        store.lock().log.as_ref().expect("a log").file_size()
     }
 
     /// Closes the store's log and replays the file into a fresh engine at
@@ -1170,25 +1191,27 @@ mod tests {
         let store = open(&dir);
         // The same keys overwritten many times: a log much longer than
         // its snapshot.
+        let mut seq = 0;
         for round in 0..20 {
             for i in 0..500 {
-                run_line(&store, i % 3, &format!("SET k{i} r{round}"));
+                seq = run_line(&store, i % 3, &format!("SET k{i} r{round}"));
             }
         }
-        let before = store.lock().log.as_ref().unwrap().file_size();
+        let before = written_size(&store, seq);
         start_rewrite(&store).unwrap();
         assert!(matches!(
             start_rewrite(&store),
             Err(RewriteError::Running) | Ok(())
         ));
-        // A client writing meanwhile (a bounded amount, so that the sizes
-        // below do not depend on how long the rewrite takes).
+        // A client writing meanwhile: a fixed amount, 400 records however
+        // long the rewrite takes, so that the sizes below do not depend on
+        // the machine's speed.
         let mut n = 0;
         let mut waited = 0;
         while store.lock().rewrite.running || n < 200 {
-            if n < 500 {
-                run_line(&store, 1, &format!("RPUSH during {n}"));
-                run_line(&store, 0, &format!("INCR k{}", n % 500));
+            if n < 200 {
+                seq = seq.max(run_line(&store, 1, &format!("RPUSH during {n}")));
+                seq = seq.max(run_line(&store, 0, &format!("INCR k{}", n % 500)));
                 n += 1;
             } else {
                 std::thread::sleep(Duration::from_millis(1));
@@ -1200,7 +1223,7 @@ mod tests {
         assert!(state.last_ok && state.completed == 1, "{state:?}");
         let report = state.last.unwrap();
         assert_eq!(report.keys, 500);
-        let after = store.lock().log.as_ref().unwrap().file_size();
+        let after = written_size(&store, seq);
         assert!(after < before / 4, "{after} bytes after, {before} before");
         // The writer may still have been writing the last records.
         assert!(state.base_size <= after && state.base_size < before / 4);
