@@ -247,7 +247,6 @@ fn set(e: &mut Engine, c: &mut Call<'_>) {
         reply(c, old, false);
         return;
     }
-    let mut log = owned(&[b"SET", key, value]);
     // The lookup above expired the key if it was due; only KEEPTTL needs
     // the entry again (to keep its expiry).
     let kept = found
@@ -260,13 +259,19 @@ fn set(e: &mut Engine, c: &mut Call<'_>) {
     }
     if let Some(t) = at {
         e.set_expire(c.db, key, Some(t));
-        log.push(b("PXAT"));
-        log.push(t.to_string().into_bytes());
-    } else if flags & KEEPTTL != 0 {
-        log.push(b("KEEPTTL"));
     }
     c.changed += 1;
-    c.propagate_as(vec![log]);
+    // A plain `SET k v` is logged as sent; with options, as what it did.
+    if c.args.len() > 3 {
+        let mut log = owned(&[b"SET", key, value]);
+        if let Some(t) = at {
+            log.push(b("PXAT"));
+            log.push(t.to_string().into_bytes());
+        } else if flags & KEEPTTL != 0 {
+            log.push(b("KEEPTTL"));
+        }
+        c.propagate_as(vec![log]);
+    }
     reply(c, old, true);
 }
 
@@ -1599,10 +1604,8 @@ mod tests {
             ("$1\r\nv\r\n".into(), Some(vec!["SET k w KEEPTTL".into()]))
         );
         assert_eq!(e.get(0, b"k", NOW).unwrap().expires(), Some(NOW + 10_000));
-        assert_eq!(
-            logged(&mut e, NOW, "SET k x"),
-            ("+OK\r\n".into(), Some(vec!["SET k x".into()]))
-        );
+        // Without options: logged as sent.
+        assert_eq!(logged(&mut e, NOW, "SET k x"), ("+OK\r\n".into(), None));
         assert_eq!(e.get(0, b"k", NOW).unwrap().expires(), None);
         assert_eq!(
             logged(&mut e, NOW, "SET k v PXAT 5000000"),
