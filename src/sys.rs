@@ -286,6 +286,20 @@ pub fn splice(from: RawFd, to: RawFd, count: usize) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// `SIOCATMARK` (Linux's `asm-generic/sockios.h`; the libc crate does not
+/// name it).
+const SIOCATMARK: libc::c_ulong = 0x8905;
+
+/// Whether the next byte a TCP socket would read is its urgent byte (the
+/// read position is at the urgent mark, where `splice` stops for good).
+/// False if the kernel cannot say.
+pub fn at_urgent_mark(sock: RawFd) -> bool {
+    let mut at: libc::c_int = 0;
+    // SAFETY: SIOCATMARK writes one int through the pointer given.
+    let r = unsafe { libc::ioctl(sock, SIOCATMARK as _, &mut at) };
+    r == 0 && at != 0
+}
+
 /// Memory shared by this process and every process it forks afterwards,
 /// zero-filled, never unmapped (it lives as long as the server).
 pub fn shared_memory(len: usize) -> io::Result<&'static mut [u8]> {

@@ -170,6 +170,69 @@ arch_tests!(
     }
 );
 
+arch_tests!(
+    concurrent_streams_stay_relayed_to_their_end,
+    [
+        reactor,
+        multi_reactor,
+        reactor_pool,
+        async_,
+        uring,
+        multi_uring
+    ],
+    |arch| {
+        // Several streams at once, as a load generator sends them: each
+        // stays relayed (its pipe open) to the end, whatever readiness
+        // reports come with the wake-ups (io_uring's poll reports every
+        // arrival of data with POLLPRI), and every byte comes back.
+        const STREAMS: usize = 8;
+        let server = Server::serve_echo(arch, &[]);
+        let mut clients: Vec<_> = (0..STREAMS).map(|_| server.connect()).collect();
+        for client in &mut clients {
+            server.echo(client, b"hello\n");
+        }
+        let pid = server.serving_process(&clients[0]);
+        let before = pipes_of(pid);
+        let failures: Vec<String> = std::thread::scope(|scope| {
+            let streams: Vec<_> = clients
+                .iter_mut()
+                .enumerate()
+                .map(|(n, client)| {
+                    scope.spawn(move || {
+                        let payload = pseudo_random_bytes(0x57 + n as u64, 2 << 20);
+                        for (i, chunk) in payload.chunks(64 * 1024).enumerate() {
+                            client.write_all(chunk).map_err(|e| format!("write: {e}"))?;
+                            let back = try_read_exact(client, chunk.len())
+                                .map_err(|e| format!("stream {n} chunk {i}: {e}"))?;
+                            if let Some(at) = first_difference(chunk, &back) {
+                                return Err(format!("stream {n} chunk {i} differs at {at}"));
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            streams
+                .into_iter()
+                .filter_map(|s| s.join().expect("a stream thread").err())
+                .collect()
+        });
+        if !failures.is_empty() {
+            server.fail(&failures.join("; "));
+        }
+        let after = pipes_of(pid);
+        if after < before + 2 * STREAMS {
+            server.fail(&format!(
+                "{STREAMS} streams ended with {after} pipes open, {before} before: \
+                 some stopped being relayed"
+            ));
+        }
+        for client in &mut clients {
+            server.echo(client, b"still here\n");
+        }
+    }
+);
+
 arch_tests!(urgent_data_in_a_relayed_stream_is_echoed_in_line, |arch| {
     // The kernel's splice stops at the urgent mark; the server must still
     // echo the urgent byte, in line (SO_OOBINLINE), and what follows.

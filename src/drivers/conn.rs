@@ -547,7 +547,6 @@ impl Connection {
             && !self.blocking
             && self.secure.is_none()
             && !self.has_channels()
-            && !self.urgent_seen
             && self.session.mirrors_input()
         {
             self.relay = Relay::open();
@@ -1079,13 +1078,6 @@ impl Connection {
             {
                 break;
             }
-            if self.urgent_seen {
-                // splice stops short of the urgent mark and would block
-                // there for good: the pipe is empty, so the stream goes
-                // back to being copied, which reads past the mark.
-                leave = true;
-                break;
-            }
             match sys::splice(sock, relay.input.as_raw_fd(), RELAY_CHUNK) {
                 Ok(0) => {
                     self.read_closed = true;
@@ -1104,6 +1096,15 @@ impl Connection {
                     self.session.relayed(n, 0, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // splice stops at the urgent mark and would block there
+                    // for good, with bytes waiting: the stream goes back to
+                    // being copied (the pipe is empty), which reads past
+                    // the mark. Asked only once urgent data was signalled
+                    // (the proactor's poll says so on every wake-up, so
+                    // there it is a question per drained socket).
+                    if self.urgent_seen && sys::at_urgent_mark(sock) {
+                        leave = true;
+                    }
                     self.readable = false;
                     break;
                 }
