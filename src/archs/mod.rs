@@ -200,9 +200,8 @@ where
     R: Fn(L) -> std::io::Result<()> + Sync,
 {
     let groups: Vec<&'g Listeners> = std::iter::once(listeners).chain(siblings.iter()).collect();
-    let made = std::sync::Barrier::new(groups.len());
-    let unmade = std::sync::atomic::AtomicBool::new(false);
-    let (make, run, made, unmade) = (&make, &run, &made, &unmade);
+    let gate = Gate::new(groups.len());
+    let (make, run, gate) = (&make, &run, &gate);
     std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(groups.len());
         for (i, group) in groups.into_iter().enumerate() {
@@ -212,14 +211,11 @@ where
                 .spawn_scoped(scope, move || {
                     let stop = ctx.shutdown.clone();
                     let looped = make(group, ctx);
-                    if looped.is_err() {
-                        unmade.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    made.wait();
+                    let all_made = gate.pass(looped.is_ok());
                     let result = match looped {
                         Err(e) => Err(e),
                         // A sibling could not make its loop: nothing runs.
-                        Ok(_) if unmade.load(std::sync::atomic::Ordering::SeqCst) => Ok(()),
+                        Ok(_) if !all_made => Ok(()),
                         Ok(looped) => match catch_unwind(AssertUnwindSafe(|| run(looped))) {
                             Ok(result) => result,
                             Err(panic) => {
@@ -236,11 +232,13 @@ where
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
-                    // The threads already started wait at the barrier for
-                    // ones that will never come: a thread that cannot be
-                    // started ends the process's start-up.
-                    crate::log::warn(format_args!("cannot start a {name} thread: {e}"));
-                    std::process::exit(1);
+                    // The threads started wait for this one: they are told
+                    // it will not come, and make nothing run.
+                    gate.pass(false);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -255,6 +253,37 @@ where
         }
         first
     })
+}
+
+/// Where the threads of [`loop_per_thread`] wait for each other before
+/// serving: each passes once, saying whether it made its loop, and learns
+/// whether all of them did. One failure opens it for everyone at once.
+struct Gate {
+    /// Threads still to pass, and whether one failed.
+    state: std::sync::Mutex<(usize, bool)>,
+    passed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn new(threads: usize) -> Gate {
+        Gate {
+            state: std::sync::Mutex::new((threads, false)),
+            passed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Passes, having made a loop or not (`made`); waits until every
+    /// thread has passed or one failed, and returns whether all made theirs.
+    fn pass(&self, made: bool) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = state.0.saturating_sub(1);
+        state.1 |= !made;
+        self.passed.notify_all();
+        while state.0 > 0 && !state.1 {
+            state = self.passed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        !state.1
+    }
 }
 
 /// How often a blocking accept loop looks at the shutdown switch and updates
