@@ -540,6 +540,81 @@ arch_tests!(a_slow_head_gets_408_and_frees_its_worker, |arch| {
     expect_body(s, "after the slow client", &r, SMALL);
 });
 
+arch_tests!(a_slow_body_gets_408_and_frees_its_worker, |arch| {
+    // A body trickling in a byte at a time after a whole head: it shares
+    // the head's --header-timeout, so a blocking server's only thread is
+    // free again for the next client.
+    let fx = Fixture::new("slowbody");
+    let sizing: &[&str] = match arch {
+        "thread-pool" => &["--threads", "1"],
+        "prefork" => &["--workers", "1"],
+        "prefork-threads" => &["--workers", "1", "--threads", "1"],
+        _ => &[],
+    };
+    let mut args = vec!["--header-timeout", "1"];
+    args.extend_from_slice(sizing);
+    let server = serve(arch, &fx, &args);
+    let s = &server;
+    let mut slow = Conn::connect(s.addr()).or_fail(s);
+    slow.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        .or_fail(s);
+    let r = slow.response(false).or_fail(s);
+    expect_body(s, "the answer before the body", &r, SMALL);
+    let started = std::time::Instant::now();
+    let r = loop {
+        let _ = std::io::Write::write_all(&mut slow.stream, b"x");
+        slow.stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match slow.response(false) {
+            Ok(r) => break r,
+            Err(e) if e.contains("timed out") || e.contains("Resource temporarily") => {}
+            Err(e) => s.fail(&format!("slow body: {e}")),
+        }
+        if started.elapsed() > IO_TIMEOUT {
+            s.fail("a body trickling in for 20 s was never cut off (--header-timeout 1)");
+        }
+    };
+    expect_status(s, "slow body", &r, 408);
+    slow.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let _ = slow.stream.shutdown(std::net::Shutdown::Write);
+    slow.expect_closed().or_fail(s);
+    let r = get(s.addr(), "/small.txt").or_fail(s);
+    expect_body(s, "after the slow body", &r, SMALL);
+});
+
+arch_tests!(a_closing_answer_is_not_reset_by_the_body_behind_it, |arch| {
+    // `Connection: close` (or HTTP/1.0) with a body that comes after the
+    // answer began: the server reads and drops it before it closes, so the
+    // close is a FIN behind the whole answer, not a reset that destroys
+    // what the client has not read yet.
+    let fx = Fixture::new("closebody");
+    let server = serve(arch, &fx, &[]);
+    let s = &server;
+    let expected = big();
+    for head in [
+        "GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 10\r\n\r\n",
+        "GET /big.bin HTTP/1.0\r\nContent-Length: 10\r\n\r\n",
+        "GET /big.bin HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+    ] {
+        let what = &head[..head.find("\r\nContent-Length").unwrap()];
+        let mut c = Conn::connect(s.addr()).or_fail(s);
+        c.send(head.as_bytes()).or_fail(s);
+        // The body comes while the answer is on its way; the client reads
+        // only later.
+        std::thread::sleep(Duration::from_millis(200));
+        c.send(b"0123456789").or_fail(s);
+        std::thread::sleep(Duration::from_millis(300));
+        let r = c.response(false).or_fail(s);
+        expect_status(s, what, &r, 200);
+        if r.body != expected {
+            s.fail(&format!("{what}: {} bytes of {} arrived", r.body.len(), expected.len()));
+        }
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        c.expect_closed().or_fail(s);
+    }
+});
+
 arch_tests!(idle_keep_alive_connections_close_quietly, |arch| {
     let fx = Fixture::new("idle");
     let server = serve(arch, &fx, &["--idle-timeout", "1"]);

@@ -62,9 +62,10 @@ pub const MAX_DISCARD: u64 = 1 << 20;
 /// the client does not read (nginx's `send_timeout` is 60 s too).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long a connection closing after an error keeps reading and dropping
-/// what the client sends (nginx's `lingering_timeout` is 5 s; a client that
-/// reads its error closes long before).
+/// How long a connection closing with the client's bytes still coming (an
+/// error, or a body left unread) keeps reading and dropping them once its
+/// answer is out (nginx's `lingering_timeout` is 5 s; a client that reads
+/// its answer closes long before).
 pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Room made in the output buffer for a file response's head (about 250
@@ -90,9 +91,10 @@ const ALLOW: &str = "GET, HEAD";
 enum Phase {
     /// Reading and answering requests.
     Open,
-    /// No more requests, after an error: what the client still sends is
-    /// read and dropped until it closes or the instant passes, then the
-    /// connection closes once the output is flushed.
+    /// No more requests, after an error or with a body unread: what the
+    /// client still sends is read and dropped until it closes or the
+    /// instant passes ([`LINGER`] after the output was flushed, and while
+    /// it is being sent), then the connection closes.
     Lingering(Instant),
     /// No more requests: close once the output is flushed.
     Closing,
@@ -139,6 +141,9 @@ pub struct HttpSession {
     scanned: usize,
     /// Body bytes of the last request still to read and throw away.
     discard: u64,
+    /// Since when that body has counted against the header timeout: from
+    /// its head's first byte, or from when the answer before it was out.
+    discard_since: Instant,
     out: OutQueue,
     requests: Option<Request>,
     phase: Phase,
@@ -178,6 +183,7 @@ impl HttpSession {
             input: Vec::new(),
             scanned: 0,
             discard: 0,
+            discard_since: now,
             out: OutQueue::default(),
             requests: None,
             phase: Phase::Open,
@@ -271,6 +277,13 @@ impl HttpSession {
             self.served += 1;
             self.head_since = (!self.input.is_empty()).then_some(now);
         }
+        if self.phase == Phase::Closing && !self.input.is_empty() && !self.eof {
+            // Bytes behind the last answer (a pipelined request after
+            // `Connection: close`): the client is pipelining, and what it
+            // sends after the close would reset the connection under the
+            // answer.
+            self.linger(now);
+        }
         if self.phase != Phase::Open {
             // Whatever follows a refused or final request is never read.
             self.input.clear();
@@ -289,9 +302,9 @@ impl HttpSession {
         if self.phase != Phase::Open || self.listing.is_some() {
             return;
         }
-        let pending = self.discard > 0 || self.has_whole_head();
-        if self.eof && !pending {
-            // A partial head the client can no longer finish is dropped.
+        if self.eof && !self.has_whole_head() {
+            // A partial head (or body) the client can no longer finish is
+            // dropped; the answers before it still go out.
             self.phase = Phase::Closing;
         } else if self.shutting_down
             && self.served > self.served_at_drain
@@ -351,11 +364,15 @@ impl HttpSession {
             if head.expect_continue {
                 // The client waits for 100 before sending the body; the
                 // answer comes now instead, and the connection closes so
-                // the body that may follow is never mistaken for a request.
+                // the body that may follow is never mistaken for a request
+                // (it lingers: the body may still come, and is dropped).
                 reply = reply.closing();
-            } else {
-                self.discard = n;
             }
+            self.discard = n;
+            // Head and body together get the header timeout (a body sent
+            // a byte at a time holds a blocking worker no longer than a
+            // head sent so).
+            self.discard_since = self.head_since.unwrap_or(now);
         }
 
         match head.method {
@@ -578,20 +595,21 @@ impl HttpSession {
         self.finished += 1;
         self.log_raw(Some(reply.log), code, body, now);
         if reply.framing.close {
-            self.discard = 0;
-            if code >= 400 {
-                // The client may still be sending what we refused.
+            if code >= 400 || self.discard > 0 {
+                // The client may still be sending what we refused, or the
+                // body we do not read.
                 self.linger(now);
             } else {
                 self.phase = Phase::Closing;
             }
+            self.discard = 0;
         }
     }
 
-    /// Closes after an error, but reads and drops what the client still
-    /// sends for a while first (RFC 9112 §9.6): closing with its bytes
-    /// unread would reset the connection, and a reset can destroy the
-    /// error response before the client reads it.
+    /// Closes after the answer, but reads and drops what the client still
+    /// sends for a while first (RFC 9112 §9.6, nginx's lingering close):
+    /// closing with its bytes unread would reset the connection, and a
+    /// reset can destroy the answer before the client reads it.
     fn linger(&mut self, now: Instant) {
         self.input.clear();
         self.phase = Phase::Lingering(now + LINGER);
@@ -633,8 +651,8 @@ impl HttpSession {
         }
         let header = self.shared.config.header_timeout;
         if self.discard > 0 {
-            // A body trickling in counts like a head.
-            return header.map(|t| self.last_progress + t);
+            // A body trickling in counts like a head, on the same clock.
+            return header.map(|t| self.discard_since + t);
         }
         match self.head_since {
             Some(since) if !self.input.is_empty() || self.served == 0 => header.map(|t| since + t),
@@ -693,7 +711,8 @@ impl Session for HttpSession {
             return;
         }
         if let Phase::Lingering(until) = self.phase {
-            if now >= until {
+            // While the answer is still going out, the send deadline rules.
+            if now >= until && self.out.is_empty() {
                 self.phase = Phase::Closing;
             }
             return;
@@ -775,10 +794,20 @@ impl Session for HttpSession {
         if n > 0 {
             self.last_progress = now;
         }
-        if self.out.is_empty() && self.head_since.is_some() {
-            // A head that arrived while a response was being sent is timed
-            // from now: the client was reading, not stalling.
-            self.head_since = Some(now);
+        if self.out.is_empty() {
+            if self.head_since.is_some() {
+                // A head that arrived while a response was being sent is
+                // timed from now: the client was reading, not stalling.
+                self.head_since = Some(now);
+            }
+            if self.discard > 0 {
+                // So is a body.
+                self.discard_since = now;
+            }
+            if let Phase::Lingering(_) = self.phase {
+                // The linger counts from the answer's end.
+                self.phase = Phase::Lingering(now + LINGER);
+            }
         }
         if !self.output_full() {
             self.process(now);
@@ -787,7 +816,7 @@ impl Session for HttpSession {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let linger = match self.phase {
-            Phase::Lingering(until) => Some(until),
+            Phase::Lingering(until) if self.out.is_empty() => Some(until),
             _ => None,
         };
         let grace = self.drain_until.filter(|_| self.phase == Phase::Open);

@@ -391,6 +391,91 @@ fn a_request_body_is_thrown_away_before_the_next_request() {
 }
 
 #[test]
+fn a_body_sent_a_byte_at_a_time_gets_the_header_timeout_from_its_head() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
+    assert_eq!(statuses(&h.output()), [200]);
+    // A byte a second: each one is progress, but the body keeps the clock
+    // its head started (a blocking worker is held no longer than that).
+    let step = Duration::from_secs(1);
+    let mut waited = Duration::ZERO;
+    while waited < HEADER_TIMEOUT - step {
+        h.advance(step);
+        waited += step;
+        h.send("x");
+        assert_eq!(h.output(), "", "still within the timeout at {waited:?}");
+    }
+    h.advance(step);
+    let out = h.output();
+    assert_eq!(statuses(&out), [408], "{out}");
+    assert!(out.contains("\r\nConnection: close\r\n"), "{out}");
+}
+
+#[test]
+fn a_closing_answer_with_its_body_still_coming_lingers_for_it() {
+    for extra in ["Connection: close\r\n", "Expect: 100-continue\r\n"] {
+        let mut h = Harness::new();
+        h.send(&format!(
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\n{extra}Content-Length: 10\r\n\r\n"
+        ));
+        let out = h.output();
+        assert_eq!(statuses(&out), [200], "{extra}: {out}");
+        assert!(out.ends_with("hello\n"), "{extra}: {out}");
+        // Closing now, with the body unread, would reset the connection
+        // under the answer: the body is read and dropped first.
+        assert!(h.s.wants_read() && !h.s.wants_close(), "{extra}");
+        h.send("0123456789GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(h.output(), "", "{extra}: nothing after the close is answered");
+        h.advance(LINGER);
+        assert!(h.s.wants_close() && !h.s.wants_read(), "{extra}");
+    }
+}
+
+#[test]
+fn bytes_pipelined_behind_a_closing_answer_are_lingered_over() {
+    let mut h = Harness::new();
+    h.send(
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n\
+         GET /d/x.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(statuses(&h.output()), [200]);
+    assert!(h.s.wants_read() && !h.s.wants_close());
+    h.s.handle_eof(h.now);
+    assert!(h.s.wants_close());
+}
+
+#[test]
+fn a_closing_answer_with_nothing_behind_it_closes_at_once() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(statuses(&h.output()), [200]);
+    assert!(h.s.wants_close() && !h.s.wants_read());
+}
+
+#[test]
+fn the_linger_counts_from_the_end_of_the_answer() {
+    let mut h = Harness::new();
+    h.send("GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 4\r\n\r\n");
+    // The answer is slow to leave: the linger waits for it.
+    h.advance(LINGER * 2);
+    assert!(!h.s.wants_close());
+    assert_eq!(statuses(&h.output()), [200]);
+    assert!(!h.s.wants_close());
+    h.advance(LINGER);
+    assert!(h.s.wants_close());
+}
+
+#[test]
+fn a_client_that_ends_in_the_middle_of_a_body_is_closed_at_once() {
+    let mut h = Harness::new();
+    h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc");
+    assert_eq!(statuses(&h.output()), [200]);
+    h.s.handle_eof(h.now);
+    assert_eq!(h.output(), "");
+    assert!(h.s.wants_close());
+}
+
+#[test]
 fn a_file_that_changes_gets_a_new_etag_and_loses_its_304() {
     let mut h = Harness::new();
     h.send("GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
