@@ -313,10 +313,15 @@ impl Server {
             let watcher = std::thread::Builder::new()
                 .name("signals".into())
                 .spawn_scoped(scope, || self.watch_top(&shutdown, done_read.as_raw_fd()))?;
-            let served = self.serve_in_process(&ctx);
+            // A panic that escapes the architecture still ends the watcher,
+            // so that the process exits with it instead of lingering with
+            // nothing served.
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.serve_in_process(&ctx)
+            }));
             sys::poke(done_write.as_raw_fd());
             let _ = watcher.join();
-            served
+            served.unwrap_or_else(|_| Err(std::io::Error::other("the server's loop panicked")))
         })
     }
 

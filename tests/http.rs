@@ -583,16 +583,18 @@ arch_tests!(a_slow_body_gets_408_and_frees_its_worker, |arch| {
     expect_body(s, "after the slow body", &r, SMALL);
 });
 
-arch_tests!(a_closing_answer_is_not_reset_by_the_body_behind_it, |arch| {
-    // `Connection: close` (or HTTP/1.0) with a body that comes after the
-    // answer began: the server reads and drops it before it closes, so the
-    // close is a FIN behind the whole answer, not a reset that destroys
-    // what the client has not read yet.
-    let fx = Fixture::new("closebody");
-    let server = serve(arch, &fx, &[]);
-    let s = &server;
-    let expected = big();
-    for head in [
+arch_tests!(
+    a_closing_answer_is_not_reset_by_the_body_behind_it,
+    |arch| {
+        // `Connection: close` (or HTTP/1.0) with a body that comes after the
+        // answer began: the server reads and drops it before it closes, so the
+        // close is a FIN behind the whole answer, not a reset that destroys
+        // what the client has not read yet.
+        let fx = Fixture::new("closebody");
+        let server = serve(arch, &fx, &[]);
+        let s = &server;
+        let expected = big();
+        for head in [
         "GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 10\r\n\r\n",
         "GET /big.bin HTTP/1.0\r\nContent-Length: 10\r\n\r\n",
         "GET /big.bin HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
@@ -613,7 +615,8 @@ arch_tests!(a_closing_answer_is_not_reset_by_the_body_behind_it, |arch| {
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
         c.expect_closed().or_fail(s);
     }
-});
+    }
+);
 
 arch_tests!(idle_keep_alive_connections_close_quietly, |arch| {
     let fx = Fixture::new("idle");

@@ -93,6 +93,13 @@ kv_tests!(replies_are_redis_bytes, |arch| {
     let server = serve(arch, &[]);
     let mut c = server.connect();
     expect(&server, &mut c, "PING\r\n", "+PONG\r\n");
+    // A wait longer than the clock can count is refused, not waited for.
+    expect(
+        &server,
+        &mut c,
+        &resp(&["BLPOP", "q", "1e20"]),
+        "-ERR timeout is out of range\r\n",
+    );
     expect(&server, &mut c, &resp(&["SET", "prez", "obama"]), "+OK\r\n");
     expect(&server, &mut c, "GET prez\r\n", "$5\r\nobama\r\n");
     expect(&server, &mut c, &resp(&["GET", "nobody"]), "$-1\r\n");

@@ -591,7 +591,9 @@ impl<'a> Proactor<'a> {
                 if self.ctx.shutdown.is_expired(now) {
                     for entry in self.entries.iter_mut().flatten() {
                         if !entry.closing {
-                            entry.conn.last_words(now);
+                            // Closing anyway: a panic only ends its words.
+                            let conn = &mut entry.conn;
+                            let _ = catch_unwind(AssertUnwindSafe(|| conn.last_words(now)));
                         }
                     }
                     self.finish();
@@ -751,10 +753,15 @@ impl<'a> Proactor<'a> {
                 if let Some(bid) = bid {
                     if current && !entry.closing && res > 0 {
                         let bytes = self.bufs.take(bid, res as usize);
+                        let conn = &mut entry.conn;
                         // The turn's `now`, as every session call of the
                         // turn gets (http's file facts are kept per turn).
-                        entry.conn.receive(bytes, now);
+                        // The session runs here, so a panic is caught here.
+                        let fine = catch_unwind(AssertUnwindSafe(|| conn.receive(bytes, now)));
                         self.bufs.done_with(bid, flags);
+                        if fine.is_err() {
+                            return self.panicked(slot);
+                        }
                     } else {
                         self.bufs.completed(bid, res, flags);
                     }
@@ -1202,6 +1209,28 @@ impl<'a> Proactor<'a> {
         }
     }
 
+    /// Hands the session in `slot` its computation's result (it answers
+    /// in the next serve).
+    fn give_computed(&mut self, slot: usize, result: Computed) {
+        let Some(Some(entry)) = self.entries.get_mut(slot) else {
+            return;
+        };
+        entry.computing = false;
+        let conn = &mut entry.conn;
+        let now = Instant::now();
+        if catch_unwind(AssertUnwindSafe(|| conn.give_computed(result, now))).is_err() {
+            return self.panicked(slot);
+        }
+        self.touched.push(slot);
+    }
+
+    /// The session in `slot` panicked outside [`Proactor::serve`]: its
+    /// connection is closed, as there.
+    fn panicked(&mut self, slot: usize) {
+        crate::log::warn(format_args!("a session panicked; its connection is closed"));
+        self.close(slot);
+    }
+
     fn start_compute(&mut self, slot: usize, gen: u64, work: Work) {
         if self.compute.is_none() {
             match Compute::start(&self.wakes) {
@@ -1211,11 +1240,7 @@ impl<'a> Proactor<'a> {
                         "cannot start compute threads: {e}; computing on the loop"
                     ));
                     let result = work.run();
-                    if let Some(Some(entry)) = self.entries.get_mut(slot) {
-                        entry.computing = false;
-                        entry.conn.give_computed(result, Instant::now());
-                        self.touched.push(slot);
-                    }
+                    self.give_computed(slot, result);
                     return;
                 }
             }
@@ -1325,10 +1350,7 @@ impl<'a> Proactor<'a> {
             }
             entry.computing = false;
             match result {
-                Some(result) => {
-                    entry.conn.give_computed(result, Instant::now());
-                    self.touched.push(slot);
-                }
+                Some(result) => self.give_computed(slot, result),
                 None => {
                     crate::log::warn(format_args!(
                         "a session's computation panicked; its connection is closed"

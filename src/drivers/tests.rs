@@ -710,6 +710,28 @@ mod panics {
     fn async_tasks() {
         panics_are_contained(Arch::Async)
     }
+    #[test]
+    fn multi_reactor() {
+        panics_are_contained(Arch::MultiReactor)
+    }
+    // The proactor runs a session where the bytes are received, as well
+    // as where it serves it: both places contain a panic.
+    #[test]
+    #[cfg_attr(
+        uring_unavailable,
+        ignore = "io_uring is unavailable here (see build.rs)"
+    )]
+    fn uring() {
+        panics_are_contained(Arch::Uring)
+    }
+    #[test]
+    #[cfg_attr(
+        uring_unavailable,
+        ignore = "io_uring is unavailable here (see build.rs)"
+    )]
+    fn multi_uring() {
+        panics_are_contained(Arch::MultiUring)
+    }
 }
 
 #[test]

@@ -158,7 +158,10 @@ mod tests {
             "{}",
             &html[html.len() - 200..]
         );
-        assert!(!html.contains("a-link-out"), "a link out of the root is not offered");
+        assert!(
+            !html.contains("a-link-out"),
+            "a link out of the root is not offered"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

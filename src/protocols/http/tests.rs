@@ -425,7 +425,11 @@ fn a_closing_answer_with_its_body_still_coming_lingers_for_it() {
         // under the answer: the body is read and dropped first.
         assert!(h.s.wants_read() && !h.s.wants_close(), "{extra}");
         h.send("0123456789GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(h.output(), "", "{extra}: nothing after the close is answered");
+        assert_eq!(
+            h.output(),
+            "",
+            "{extra}: nothing after the close is answered"
+        );
         h.advance(LINGER);
         assert!(h.s.wants_close() && !h.s.wants_read(), "{extra}");
     }

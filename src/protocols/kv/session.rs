@@ -1323,11 +1323,21 @@ impl KvSession {
             self.reply().error("ERR timeout is negative");
             return None;
         }
+        // Redis keeps the timeout in milliseconds in a signed 64-bit
+        // integer; a longer one is refused, not waited for by a clock that
+        // cannot reach it.
+        let Some(timeout) = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|t| t.as_millis() <= i64::MAX as u128)
+        else {
+            self.reply().error("ERR timeout is out of range");
+            return None;
+        };
         Some(BlockingPop {
             left: is(name, "blpop"),
             keys,
             moves,
-            timeout: Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
+            timeout,
         })
     }
 
@@ -1431,7 +1441,10 @@ impl KvSession {
             args: cmd::owned(argv),
             keys: wait_keys.to_vec(),
             db: self.db,
-            deadline: (!p.timeout.is_zero()).then(|| now + p.timeout),
+            // A deadline past what the clock can say is no deadline.
+            deadline: (!p.timeout.is_zero())
+                .then(|| now.checked_add(p.timeout))
+                .flatten(),
         });
     }
 
@@ -2259,6 +2272,29 @@ mod tests {
         let t0 = Instant::now();
         let mut s = session(t0);
         assert_eq!(ask(&mut s, "BLPOP q 0\r\n", t0), "*-1\r\n");
+        assert_eq!(ask(&mut s, "PING\r\n", t0), "+PONG\r\n");
+    }
+
+    #[test]
+    fn a_pop_timeout_past_what_the_clock_holds_is_refused() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        for timeout in ["1e20", "9223372036854775807", "inf"] {
+            for cmd in [
+                "BLPOP q",
+                "BRPOP q",
+                "BRPOPLPUSH q r",
+                "BLMOVE q r LEFT RIGHT",
+            ] {
+                let reply = ask(&mut s, &format!("{cmd} {timeout}\r\n"), t0);
+                assert!(
+                    reply.starts_with("-ERR timeout is "),
+                    "{cmd} {timeout}: {reply}"
+                );
+            }
+        }
+        // Thirty million years is waited for.
+        assert_eq!(ask(&mut s, "BLPOP q 1e15\r\n", t0), "*-1\r\n");
         assert_eq!(ask(&mut s, "PING\r\n", t0), "+PONG\r\n");
     }
 }
