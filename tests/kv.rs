@@ -424,6 +424,34 @@ kv_tests!(requirepass_guards_every_command, |arch| {
     );
     expect(&server, &mut c, &resp(&["AUTH", "s3cret"]), "+OK\r\n");
     expect(&server, &mut c, &resp(&["GET", "k"]), "$-1\r\n");
+    // Once authenticated, the usual limits.
+    let big = "v".repeat(20_000);
+    let many: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let mut del = vec!["DEL"];
+    del.extend(many.iter().map(String::as_str));
+    expect(&server, &mut c, &resp(&["SET", "k", &big]), "+OK\r\n");
+    expect(&server, &mut c, &resp(&del), ":0\r\n");
+    // (serial serves one connection at a time)
+    drop(c);
+    // Before it, a client cannot make the server hold much: more than ten
+    // arguments, or one over 16 KiB, is a protocol error and a close, as in
+    // Redis.
+    for (request, error) in [
+        ("*11\r\n", "unauthenticated multibulk length"),
+        (
+            "*2\r\n$3\r\nGET\r\n$16385\r\n",
+            "unauthenticated bulk length",
+        ),
+    ] {
+        let mut c = server.connect();
+        expect(
+            &server,
+            &mut c,
+            request,
+            &format!("-ERR Protocol error: {error}\r\n"),
+        );
+        assert_eq!(try_read_to_eof(&mut c).or_fail(&server), b"");
+    }
 });
 
 kv_tests!(

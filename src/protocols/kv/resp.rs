@@ -85,7 +85,23 @@ pub enum ProtocolError {
     /// than a blank.
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// Before `AUTH` (with a password set), a count above
+    /// [`MAX_UNAUTHENTICATED_ARGS`].
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// Before `AUTH`, a length above [`MAX_UNAUTHENTICATED_BULK`].
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
 }
+
+/// The most arguments a command may have before the client authenticated
+/// (with a password set): `AUTH`/`HELLO` need few, and a client that has not
+/// proved who it is cannot make the server buffer a million of them.
+/// Redis's limit (since CVE-2021-32675).
+pub const MAX_UNAUTHENTICATED_ARGS: usize = 10;
+
+/// The longest argument before the client authenticated, likewise.
+pub const MAX_UNAUTHENTICATED_BULK: usize = 16 * 1024;
 
 impl ProtocolError {
     /// The error's words, without the leading `-ERR ` (as `Display`). A
@@ -185,6 +201,8 @@ pub struct Parser {
     /// The inline command's arguments, unquoted, end to end.
     unquoted: Vec<u8>,
     failed: Option<ProtocolError>,
+    /// Apply the limits of a client that has not authenticated.
+    unauthenticated: bool,
 }
 
 impl Default for Parser {
@@ -216,7 +234,15 @@ impl Parser {
             source: Source::Buffer,
             unquoted: Vec::new(),
             failed: None,
+            unauthenticated: false,
         }
+    }
+
+    /// Whether the next commands come from a client that must still
+    /// authenticate: their counts and lengths are held to
+    /// [`MAX_UNAUTHENTICATED_ARGS`] and [`MAX_UNAUTHENTICATED_BULK`].
+    pub fn set_unauthenticated(&mut self, on: bool) {
+        self.unauthenticated = on;
     }
 
     /// Parses the next command at the start of `buf`.
@@ -346,6 +372,9 @@ impl Parser {
                     if n <= 0 {
                         return Ok(Parsed::Empty { consumed: cr + 2 });
                     }
+                    if self.unauthenticated && n > MAX_UNAUTHENTICATED_ARGS as i64 {
+                        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+                    }
                     let left = n as usize;
                     self.source = Source::Buffer;
                     self.spans.reserve(left.min(RESERVE_ARGS));
@@ -364,6 +393,9 @@ impl Parser {
                     let len = parse_i64(&buf[self.pos + 1..cr])
                         .filter(|&len| (0..=MAX_BULK as i64).contains(&len))
                         .ok_or(ProtocolError::InvalidBulkLength)?;
+                    if self.unauthenticated && len > MAX_UNAUTHENTICATED_BULK as i64 {
+                        return Err(ProtocolError::UnauthenticatedBulkLength);
+                    }
                     self.pos = cr + 2;
                     self.step = Step::BulkData {
                         left,

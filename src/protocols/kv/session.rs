@@ -307,6 +307,8 @@ impl KvSession {
         let mut pos = 0;
         while self.closing == Closing::No && self.blocked.is_none() && self.out.len() < MAX_OUTPUT {
             let buf = &input[pos..];
+            // Per command: an AUTH earlier in the same batch lifts them.
+            parser.set_unauthenticated(!self.authed);
             match parser.parse(buf) {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Empty { consumed }) => pos += consumed,
