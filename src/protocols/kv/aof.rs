@@ -26,9 +26,10 @@
 //! At open, a damaged or short *last* record is what a crash leaves: it is
 //! dropped with a warning and the file truncated, so that appends go on
 //! cleanly. Damage anywhere else is refused with the file and the byte
-//! offset, for the operator to look at; nothing is skipped silently. (A
+//! offset, for the operator to look at; nothing is skipped silently. A
 //! flipped length that points past the end of the file looks like a torn
-//! record too; the warning says how many bytes were dropped.)
+//! record at first; it is told apart by the whole records that follow it
+//! (`whole_record_in`), and refused too.
 //!
 //! # Writing
 //!
@@ -389,6 +390,20 @@ fn replay(
             }
             let end = offset + (RECORD_HEADER + len) as u64;
             if end > file_len {
+                // A crash tears the last record; a damaged length looks the
+                // same, but whole records follow it.
+                let file = reader.get_ref();
+                let next = offset + RECORD_HEADER as u64;
+                if let Some(at) = whole_record_in(file, next, file_len).with_context(io_context)? {
+                    return Err(corrupt(
+                        path,
+                        offset,
+                        format_args!(
+                            "length {len} runs past the end of the file, \
+                             but a whole record follows at byte {at}"
+                        ),
+                    ));
+                }
                 stats.truncated = Some((offset, left));
                 break;
             }
@@ -428,6 +443,53 @@ fn replay(
     }
     stats.bytes = offset;
     Ok(stats)
+}
+
+/// How many places after a short record [`whole_record_in`] looks at, and
+/// how many bytes it checksums at most while it does.
+const TAIL_SCAN: u64 = 1 << 20;
+const TAIL_SCAN_BYTES: u64 = 256 << 20;
+
+/// Where a whole record (a header whose length fits in the file and whose
+/// checksum matches its payload) begins in `file` between `from` and
+/// `file_len`, if one does within [`TAIL_SCAN`] places. A torn last record
+/// leaves only its own bytes behind; a length damaged in the middle of the
+/// log leaves the records after it, the first of them within the damaged
+/// record's true length. A false match needs a 32-bit checksum to agree
+/// by chance.
+fn whole_record_in(file: &File, from: u64, file_len: u64) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let window_len = (file_len - from).min(TAIL_SCAN + RECORD_HEADER as u64) as usize;
+    let mut window = vec![0; window_len];
+    file.read_exact_at(&mut window, from)?;
+    let mut budget = TAIL_SCAN_BYTES;
+    let mut chunk = vec![0; 64 * 1024];
+    for i in 0..window_len.saturating_sub(RECORD_HEADER - 1) {
+        let h = &window[i..i + RECORD_HEADER];
+        let len = u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]]));
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let at = from + i as u64;
+        // The smallest payload is a database byte and an argument count.
+        if len < 5 || at + RECORD_HEADER as u64 + len > file_len {
+            continue;
+        }
+        if len > budget {
+            break;
+        }
+        budget -= len;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len() as u64) as usize;
+            file.read_exact_at(&mut chunk[..n], at + RECORD_HEADER as u64 + done)?;
+            hasher.update(&chunk[..n]);
+            done += n as u64;
+        }
+        if hasher.finalize() == crc {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
 }
 
 /// Syncs a directory, so that a file created or renamed in it survives a
@@ -1442,6 +1504,29 @@ mod tests {
         let (stats, records) = reopen(&dir);
         assert_eq!((stats.records, stats.truncated), (2, None));
         assert_eq!(records.len(), 2);
+    }
+
+    #[test]
+    fn a_length_damaged_past_the_end_with_records_after_it_is_refused() {
+        let dir = TempDir::new("midlen");
+        let (aof, _, _) = open(&dir, Fsync::No).unwrap();
+        for n in 0..100 {
+            aof.append(0, &refs(&set(n)));
+        }
+        aof.close();
+        drop(aof);
+        let mut bytes = fs::read(dir.log()).unwrap();
+        let offsets = record_offsets(&bytes);
+        let at = offsets[3];
+        bytes[at..at + 4].copy_from_slice(&10_000_000u32.to_le_bytes());
+        fs::write(dir.log(), &bytes).unwrap();
+        let err = format!("{:#}", open(&dir, Fsync::No).err().unwrap());
+        assert!(
+            err.contains(&format!("byte {at}")) && err.contains("runs past the end"),
+            "{err}"
+        );
+        // Nothing was cut: the operator has the whole file to look at.
+        assert_eq!(fs::read(dir.log()).unwrap(), bytes);
     }
 
     #[test]
