@@ -50,6 +50,13 @@ pub const MAX_PENDING: usize = 64 * 1024;
 /// `client-query-buffer-limit` (1 GiB). A bulk may be `MAX_BULK` (512 MB).
 pub const MAX_QUERY: usize = 1 << 30;
 
+/// How long a connection closing on a protocol error keeps reading and
+/// dropping what its client still sends (the rest of an oversized request,
+/// most often) once the error is out: closing with those bytes unread
+/// would reset the connection, and the reset can destroy the error before
+/// the client reads it.
+pub const LINGER: Duration = Duration::from_secs(2);
+
 /// The Redis version muse answers to (`HELLO`, `INFO`): the command set and
 /// replies follow Redis 7.2, and clients choose features by it.
 pub const REDIS_VERSION: &str = "7.2.0";
@@ -102,8 +109,12 @@ const SESSION_QUEUED: [&str; 9] = [
 enum Closing {
     /// Serving.
     No,
-    /// Close once the output is flushed (QUIT, a protocol error, drain).
+    /// Close once the output is flushed (QUIT, drain).
     AfterFlush,
+    /// After a protocol error: read and drop what comes until the client
+    /// closes or the instant passes, then close once the output is
+    /// flushed.
+    Lingering(Instant),
     /// Close now (the client never proved itself to the store).
     Now,
 }
@@ -332,7 +343,11 @@ impl KvSession {
                 Err(e) => {
                     let msg = format!("ERR {}", e.message());
                     self.reply().error(&msg);
-                    self.closing = Closing::AfterFlush;
+                    self.closing = if self.eof {
+                        Closing::AfterFlush
+                    } else {
+                        Closing::Lingering(now + LINGER)
+                    };
                     break;
                 }
             }
@@ -340,6 +355,10 @@ impl KvSession {
         self.parser = parser;
         self.input = input;
         self.input.drain(..pos);
+        if let Closing::Lingering(_) = self.closing {
+            // What follows a protocol error is never read.
+            self.input = Vec::new();
+        }
         if self.awaiting != u64::MAX {
             self.hold_for_log();
         }
@@ -1670,6 +1689,10 @@ impl Drop for KvSession {
 impl Session for KvSession {
     fn handle_input(&mut self, data: &[u8], now: Instant) {
         self.last_active = now;
+        if let Closing::Lingering(_) = self.closing {
+            // After a protocol error: dropped.
+            return;
+        }
         if !self.heard && self.input.is_empty() && data.first() == Some(&TLS_HANDSHAKE) {
             // A TLS client on this plain port: say so and close, rather
             // than wait for a line end that may never come.
@@ -1694,12 +1717,18 @@ impl Session for KvSession {
             self.unblock_all();
         }
         self.run(now);
-        if self.closing == Closing::No {
+        if matches!(self.closing, Closing::No | Closing::Lingering(_)) {
             self.closing = Closing::AfterFlush;
         }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if let Closing::Lingering(until) = self.closing {
+            if now >= until {
+                self.closing = Closing::AfterFlush;
+            }
+            return;
+        }
         if let Some(d) = self.blocked.as_ref().and_then(|b| b.deadline) {
             if now >= d {
                 self.retry_blocked(now);
@@ -1765,6 +1794,9 @@ impl Session for KvSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        if let Closing::Lingering(until) = self.closing {
+            return Some(until);
+        }
         if let Some(b) = &self.blocked {
             return b.deadline;
         }
@@ -1772,6 +1804,9 @@ impl Session for KvSession {
     }
 
     fn wants_read(&self) -> bool {
+        if let Closing::Lingering(_) = self.closing {
+            return !self.eof;
+        }
         if self.closing != Closing::No || self.eof {
             return false;
         }
@@ -1783,7 +1818,7 @@ impl Session for KvSession {
 
     fn wants_close(&self) -> bool {
         // Replies held for the log are owed before the close.
-        self.closing != Closing::No && !self.held()
+        !matches!(self.closing, Closing::No | Closing::Lingering(_)) && !self.held()
     }
 
     fn wants_close_now(&self) -> bool {
@@ -1810,6 +1845,30 @@ mod tests {
         };
         let store = Arc::new(Store::new(Default::default()));
         KvSession::new(store, &info, None, None, t0)
+    }
+
+    #[test]
+    fn a_protocol_error_lingers_over_what_the_client_still_sends() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let reply = ask(&mut s, &format!("SET k {}", "a".repeat(100_000)), t0);
+        assert_eq!(reply, "-ERR Protocol error: too big inline request\r\n");
+        // The rest of the request is still coming: read and dropped, so
+        // that the close does not reset the connection under the error.
+        assert!(s.wants_read() && !s.wants_close());
+        assert_eq!(ask(&mut s, &"a".repeat(100_000), t0), "");
+        assert_eq!(ask(&mut s, "PING\r\n", t0), "", "nothing more is answered");
+        assert!(s.input.is_empty(), "what comes is not kept");
+        let until = s.poll_timeout().expect("the linger ends");
+        assert!(until <= t0 + LINGER);
+        s.handle_timeout(until);
+        assert!(s.wants_close() && !s.wants_read());
+        // A client that closes ends it at once.
+        let mut s = session(t0);
+        ask(&mut s, "*1\r\n$x\r\n", t0);
+        assert!(!s.wants_close());
+        s.handle_eof(t0);
+        assert!(s.wants_close());
     }
 
     #[test]
