@@ -88,6 +88,33 @@ arch_tests!(four_mib_streamed_while_reading, |arch| {
     server.echo(&mut reader, b"after the big one");
 });
 
+arch_tests!(a_client_that_pauses_reading_gets_every_byte, |arch| {
+    // The client stops reading long enough for the server's sends to block
+    // (a blocking worker's send gives up every second to look at its
+    // timers, then waits for the socket to take more: several seconds
+    // here, as the buffers fill), then reads it all.
+    // More than the sockets' buffers on both sides hold (loopback's grow
+    // to several MiB each), so that the server's sends do block.
+    const SIZE: usize = 48 << 20;
+    let server = Server::serve_echo(arch, &[]);
+    let mut reader = server.connect();
+    let mut writer = reader.try_clone().expect("clone client socket");
+    let payload = std::sync::Arc::new(pseudo_random_bytes(0x5041_5553, SIZE));
+    let sent = std::sync::Arc::clone(&payload);
+    let writing = thread::spawn(move || writer.write_all(&sent).map_err(|e| e.to_string()));
+    thread::sleep(std::time::Duration::from_millis(4000));
+    let back = try_read_exact(&mut reader, SIZE).unwrap_or_else(|e| server.fail(&e));
+    match writing.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => server.fail(&format!("writing: {e}")),
+        Err(_) => server.fail("writer thread panicked"),
+    }
+    if let Some(at) = first_difference(&payload, &back) {
+        server.fail(&format!("the echo differs from what was sent at byte {at}"));
+    }
+    server.echo(&mut reader, b"after the pause");
+});
+
 /// The pipes open in process `pid`.
 fn pipes_of(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

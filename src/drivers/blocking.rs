@@ -147,12 +147,12 @@ fn wait_poll(
     }
     // The service stream and the waker, at fixed places after the channels
     // (fd -1 when absent: poll skips it).
-    let (read, write) = conn.service_wants();
+    let (service_read, service_write) = conn.service_wants();
     let mut events = 0;
-    if read {
+    if service_read {
         events |= sys::POLLIN;
     }
-    if write {
+    if service_write {
         events |= sys::POLLOUT;
     }
     let service = match conn.service_fd() {
