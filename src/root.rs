@@ -592,23 +592,43 @@ impl Root {
         self.open_write(p, OFlags::APPEND)
     }
 
-    /// Opens `p` for writing at `offset` (`REST` + `STOR`): created (mode
-    /// 0644) if missing, never truncated. A symlink as the final component is
-    /// refused. An offset past the end leaves a hole; the caller may check
-    /// the size first.
+    /// Opens `p` for writing at `offset` (`REST` + `STOR`): the rest of a
+    /// file already there, never truncated (at 0, created if missing). A
+    /// restart resumes what exists: at a later offset a missing file is
+    /// `NotFound` (nothing is created), and an offset past
+    /// the file's end is `InvalidInput` (no hole). A symlink as the final
+    /// component is refused.
     pub fn open_write_at(&self, p: &VPath, offset: u64) -> io::Result<File> {
-        let mut f = self.open_write(p, OFlags::empty())?;
+        let create = if offset == 0 {
+            OFlags::CREATE
+        } else {
+            OFlags::empty()
+        };
+        let fd = self.open_write_fd(p, OFlags::empty(), create)?;
+        let mut f = File::from(fd);
+        if offset > f.metadata()?.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "restart position past the end of the file",
+            ));
+        }
         f.seek(SeekFrom::Start(offset))?;
         Ok(f)
     }
 
     fn open_write(&self, p: &VPath, extra: OFlags) -> io::Result<File> {
+        self.open_write_fd(p, extra, OFlags::CREATE).map(File::from)
+    }
+
+    /// `open_write`, creating the file only with `create` set to
+    /// `OFlags::CREATE`.
+    fn open_write_fd(&self, p: &VPath, extra: OFlags, create: OFlags) -> io::Result<OwnedFd> {
         let (dir, name) = self.parent_of(p).ok_or_else(is_a_dir)??;
         let fd = openat(
             &dir,
             name,
             OFlags::WRONLY
-                | OFlags::CREATE
+                | create
                 | OFlags::NOFOLLOW
                 | OFlags::NONBLOCK
                 | OFlags::NOCTTY
@@ -618,7 +638,7 @@ impl Root {
         )
         .map_err(write_open_err)?;
         plain_file(&fd, Some(extra & OFlags::APPEND))?;
-        Ok(File::from(fd))
+        Ok(fd)
     }
 
     /// Starts a new upload into `p`: a file without a name (`O_TMPFILE`,
@@ -2424,6 +2444,26 @@ mod tests {
         assert_eq!(
             std::fs::read(t.real("root/resumed")).unwrap(),
             b"start+rest"
+        );
+        // A restart past the end would leave a hole, and one into a file
+        // that is not there would make it: both refused, nothing changed.
+        let e = r.open_write_at(&v("/resumed"), 11).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert_eq!(
+            std::fs::read(t.real("root/resumed")).unwrap(),
+            b"start+rest"
+        );
+        let e = r.open_write_at(&v("/absent"), u64::MAX).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(!t.real("root/absent").exists());
+        // At the end exactly: an append.
+        r.open_write_at(&v("/resumed"), 10)
+            .unwrap()
+            .write_all(b"!")
+            .unwrap();
+        assert_eq!(
+            std::fs::read(t.real("root/resumed")).unwrap(),
+            b"start+rest!"
         );
     }
 

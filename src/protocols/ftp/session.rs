@@ -831,6 +831,10 @@ impl FtpSession {
             StorageFull => return self.reply(452, "Insufficient storage space."),
             QuotaExceeded => return self.reply(552, "Disk quota exceeded."),
             FileTooLarge => return self.reply(552, "File too large."),
+            InvalidInput if e.to_string().starts_with("restart position") => {
+                // RFC 3659 §5.4: the restart marker does not fit the file.
+                return self.reply(554, "Restart position past the end of the file.");
+            }
             _ if crate::root::is_not_plain_file(e) => "Not a plain file.",
             _ => {
                 crate::log::warn(format_args!("ftp: {}: {e}", self.info.peer));
