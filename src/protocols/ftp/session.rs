@@ -67,6 +67,13 @@ pub const MAX_OUTPUT: usize = 64 * 1024;
 /// How long a transfer waits for its data connection (the client's connect
 /// in passive mode, ours in active mode) before giving up with `425`.
 pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a transfer's progress is looked at, for a data timeout of
+/// `timeout`: a quarter of it, so that a stall ends between the timeout and
+/// a quarter more (looking once per timeout let it run to twice as long).
+fn check_step(timeout: Duration) -> Duration {
+    timeout / 4
+}
 /// How long last words (`221`, `421`) wait to be read before the connection
 /// is closed with them unsent: a client that never reads cannot keep it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -164,10 +171,11 @@ struct Transfer {
     upload: Option<Upload>,
     started: Instant,
     aborting: Option<Abort>,
-    /// The next look at the channel's progress, and the byte count seen at
-    /// the last one (the data timeout).
+    /// The next look at the channel's progress, the byte count seen at the
+    /// last one, and when that count last moved (the data timeout).
     check_at: Option<Instant>,
     seen: u64,
+    moved_at: Instant,
     /// A listing's next batch, once the last chunk is sent.
     listing: Option<Box<Listing>>,
 }
@@ -971,6 +979,7 @@ impl FtpSession {
             started: now,
             aborting: None,
             check_at: None,
+            moved_at: now,
             seen: 0,
             listing: None,
         });
@@ -1397,18 +1406,23 @@ impl FtpSession {
         match event {
             ChannelEvent::Connected { .. } => {
                 t.connected = true;
-                t.check_at = self.config.data_timeout.map(|d| now + d);
+                t.moved_at = now;
+                t.check_at = self.config.data_timeout.map(|d| now + check_step(d));
             }
             ChannelEvent::Listening { .. } => {}
             ChannelEvent::Progress { bytes, .. } => {
                 // A listing whose next batch is being made is not stalled.
                 let making = matches!(self.awaiting, Some(Awaiting::ListMore));
-                if bytes == t.seen && t.aborting.is_none() && !making {
+                if bytes != t.seen || making {
+                    t.seen = bytes;
+                    t.moved_at = now;
+                }
+                let timeout = self.config.data_timeout;
+                if timeout.is_some_and(|d| now >= t.moved_at + d) && t.aborting.is_none() {
                     // Nothing moved for a whole data timeout.
                     self.abort_transfer(Abort::Stalled);
                 } else {
-                    t.seen = bytes;
-                    t.check_at = self.config.data_timeout.map(|d| now + d);
+                    t.check_at = timeout.map(|d| now + check_step(d));
                 }
             }
             ChannelEvent::Sent { .. } => {

@@ -479,11 +479,23 @@ fn a_client_that_never_reads_is_closed_at_a_deadline_whatever_it_owes() {
 fn a_stalled_data_connection_is_aborted_with_426() {
     let mut h = Harness::new(true);
     let id = start_retr(&mut h);
-    // Progress at the first look, none at the second.
-    h.advance(DATA_TIMEOUT);
+    // Progress is looked at four times per timeout: bytes moved at the
+    // first look, then none; the abort comes at the first look a whole
+    // timeout after they last moved, not up to a timeout later.
+    let step = DATA_TIMEOUT / 4;
+    h.advance(step);
     assert!(matches!(h.take().as_slice(), [Request::Progress { id: i }] if *i == id));
     h.event(ChannelEvent::Progress { id, bytes: 500 });
-    h.advance(DATA_TIMEOUT);
+    for look in 2..=4 {
+        h.advance(step);
+        assert!(
+            matches!(h.take().as_slice(), [Request::Progress { .. }]),
+            "look {look}"
+        );
+        h.event(ChannelEvent::Progress { id, bytes: 500 });
+        assert!(h.take().is_empty(), "look {look}: not a whole timeout yet");
+    }
+    h.advance(step);
     assert!(matches!(h.take().as_slice(), [Request::Progress { .. }]));
     h.event(ChannelEvent::Progress { id, bytes: 500 });
     assert!(matches!(h.take().as_slice(), [Request::Abort { id: i }] if *i == id));
