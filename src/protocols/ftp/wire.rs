@@ -832,13 +832,19 @@ fn mode_string(kind: u8, mode: u32) -> [u8; 10] {
 /// path for MLST (whose reply line the session starts with one more space,
 /// RFC 3659 §7.2). `perm` is the session's RFC 3659 §7.5.5 letters for this
 /// user. Directories get `type=dir` and no size; symlinks are described by
-/// `is_dir` as the session resolved them. CR and LF are dropped from the
-/// pathname, as in [`list_line`].
+/// `is_dir` as the session resolved them. A symlink the root layer could
+/// not follow (out of the root, or dangling) is `type=OS.unix=slink` with
+/// no size and no permission: nothing can be done with it. CR and LF are
+/// dropped from the pathname, as in [`list_line`].
 pub fn mlsx_facts(out: &mut Vec<u8>, e: &ListEntry, perm: &str, pathname: &str) {
     let mut text = String::with_capacity(96);
+    let mut perm = perm;
     // Writing to a String cannot fail.
     let _ = if e.is_dir {
         write!(text, "type=dir;")
+    } else if e.is_symlink {
+        perm = "";
+        write!(text, "type=OS.unix=slink;")
     } else {
         write!(text, "type=file;size={};", e.size)
     };
@@ -1450,6 +1456,18 @@ mod tests {
         assert_eq!(
             out,
             b"type=dir;modify=20231114221320;perm=el;unix.mode=0755; /pub dir\r\n"
+        );
+        // A link that leads nowhere the client may go offers nothing.
+        let link = ListEntry {
+            is_symlink: true,
+            mode: 0o120777,
+            ..entry("out")
+        };
+        let mut out = Vec::new();
+        mlsx_facts(&mut out, &link, "adfrw", "out");
+        assert_eq!(
+            out,
+            b"type=OS.unix=slink;modify=20231114221320;perm=;unix.mode=0777; out\r\n"
         );
     }
 }
