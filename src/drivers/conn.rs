@@ -930,20 +930,19 @@ impl Connection {
                 None => tls.read_socket(fd),
             };
             match took {
-                Ok(Took::Some(n)) => {
+                Ok(Took::Some(_)) => {
                     progressed = true;
-                    // As on a plain socket: a short read drained it (a new
-                    // arrival raises a new edge), which saves the read
-                    // that would only say so.
-                    let drained = match &self.ring {
-                        Some(ring) => !ring.has_input(),
-                        None => {
-                            n < crate::drivers::secure::MIN_READ
-                                && !self.urgent_seen
-                                && !self.peer_closed
-                        }
-                    };
+                    let drained = self.ring.as_ref().is_some_and(|ring| !ring.has_input());
                     if self.blocking || drained {
+                        self.readable = false;
+                    }
+                }
+                Ok(Took::Short(_)) => {
+                    progressed = true;
+                    // As on a plain socket: a read that got less than it
+                    // asked for drained it (a new arrival raises a new
+                    // edge), which saves the read that would only say so.
+                    if self.blocking || (!self.urgent_seen && !self.peer_closed) {
                         self.readable = false;
                     }
                 }

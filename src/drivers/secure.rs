@@ -46,15 +46,16 @@ pub struct Secure {
     closed: bool,
 }
 
-/// The least rustls asks the socket for in one read (its deframer reads
-/// into at least 4 KiB of free buffer): a read that returns less found
-/// the socket drained.
-pub const MIN_READ: usize = 4096;
-
 /// What reading the socket did.
 pub enum Took {
     /// This many bytes of ciphertext came in (and were decrypted).
     Some(usize),
+    /// This many came in, fewer than the read asked for: the socket had no
+    /// more (a new arrival raises a new edge). How much rustls asks for
+    /// varies (its deframer offers what is left of its buffer, as little as
+    /// a few bytes when a record is almost whole), so only the read itself
+    /// can say.
+    Short(usize),
     /// The socket would block: wait for readiness.
     Drained,
     /// The socket's end.
@@ -78,6 +79,8 @@ struct Sock {
     fd: RawFd,
     /// Never block, whatever the socket's mode (last words).
     now: bool,
+    /// The last read returned less than it asked for.
+    short: bool,
 }
 
 impl Read for Sock {
@@ -88,6 +91,7 @@ impl Read for Sock {
         if n == -1 {
             return Err(io::Error::last_os_error());
         }
+        self.short = (n as usize) < buf.len();
         Ok(n as usize)
     }
 }
@@ -130,7 +134,15 @@ impl Secure {
     /// decrypts it. An error is the connection's end (a bad record or
     /// handshake; rustls's alert has been sent) and says why.
     pub fn read_socket(&mut self, fd: RawFd) -> Result<Took, String> {
-        self.read_from(&mut Sock { fd, now: false }, fd)
+        let mut sock = Sock {
+            fd,
+            now: false,
+            short: false,
+        };
+        match self.read_from(&mut sock, fd)? {
+            Took::Some(n) if sock.short => Ok(Took::Short(n)),
+            took => Ok(took),
+        }
     }
 
     /// [`Secure::read_socket`] from any source of ciphertext: the proactor
@@ -145,12 +157,16 @@ impl Secure {
             Ok(n) => Took::Some(n),
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock => Took::Drained,
-                io::ErrorKind::Interrupted => Took::Some(MIN_READ),
+                io::ErrorKind::Interrupted => Took::Some(0),
                 _ => return Err(e.to_string()),
             },
         };
         if let Err(e) = self.conn.process_new_packets() {
-            let _ = self.conn.write_tls(&mut Sock { fd, now: true });
+            let _ = self.conn.write_tls(&mut Sock {
+                fd,
+                now: true,
+                short: false,
+            });
             return Err(format!("TLS: {e}"));
         }
         Ok(took)
@@ -171,7 +187,11 @@ impl Secure {
     /// Sends queued records to `fd` until none is left (`Ok(false)`) or the
     /// socket would block (`Ok(true)`).
     pub fn send_records(&mut self, fd: RawFd) -> io::Result<bool> {
-        self.send_records_to(&mut Sock { fd, now: false })
+        self.send_records_to(&mut Sock {
+            fd,
+            now: false,
+            short: false,
+        })
     }
 
     /// [`Secure::send_records`] into any sink: the proactor's send buffer.
@@ -255,7 +275,11 @@ impl Secure {
 
     fn send_now(&mut self, fd: RawFd) {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Sock { fd, now: true }) {
+            match self.conn.write_tls(&mut Sock {
+                fd,
+                now: true,
+                short: false,
+            }) {
                 Ok(n) if n > 0 => {}
                 _ => break,
             }
