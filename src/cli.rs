@@ -340,7 +340,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map(|&fd| ListenAddr::Fd(fd))
             .collect()
     } else if args.listen.is_empty() {
-        let inherited = crate::net::systemd_listeners();
+        let inherited = crate::net::systemd_listeners().map_err(anyhow::Error::msg)?;
         if !inherited.is_empty() {
             inherited
         } else if !args.tls_listen.is_empty() {

@@ -270,30 +270,44 @@ impl ListenAddr {
     }
 }
 
+/// The most descriptors socket activation may pass: far more listeners
+/// than a server has, and a bound on what a wrong `LISTEN_FDS` can make it
+/// try.
+pub const MAX_LISTEN_FDS: i32 = 1024;
+
 /// The listening sockets systemd passed to this process (socket
 /// activation: `LISTEN_PID` is this process, `LISTEN_FDS` says how many,
 /// from descriptor 3), as `fd://N` addresses; empty if none were passed.
 /// Each is logged with its name from `LISTEN_FDNAMES` (the unit's
 /// `FileDescriptorName=`), so the operator sees which socket is which.
 /// The variables are removed, so that no child takes them for its own.
-pub fn systemd_listeners() -> Vec<ListenAddr> {
+/// A `LISTEN_FDS` meant for this process that is not a count (from 0 to
+/// [`MAX_LISTEN_FDS`]) is an error, not a reason to listen elsewhere.
+pub fn systemd_listeners() -> Result<Vec<ListenAddr>, String> {
     let ours = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
-    let count = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse::<RawFd>().ok())
-        .unwrap_or(0);
+    let fds = std::env::var("LISTEN_FDS").ok();
     let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(v);
     }
-    if !ours || count <= 0 {
-        return Vec::new();
+    if !ours {
+        return Ok(Vec::new());
     }
+    let Some(fds) = fds else {
+        return Ok(Vec::new());
+    };
+    let count = fds
+        .parse::<i32>()
+        .ok()
+        .filter(|n| (0..=MAX_LISTEN_FDS).contains(n))
+        .ok_or_else(|| {
+            format!("LISTEN_FDS is {fds:?}: not a count of descriptors from 0 to {MAX_LISTEN_FDS}")
+        })?;
     let mut names = names.split(':');
-    (3..3 + count)
+    Ok((3..3 + count)
         .map(|fd| {
             match names.next().filter(|n| !n.is_empty()) {
                 Some(name) => {
@@ -303,7 +317,7 @@ pub fn systemd_listeners() -> Vec<ListenAddr> {
             }
             ListenAddr::Fd(fd)
         })
-        .collect()
+        .collect())
 }
 
 /// An accepted connection.

@@ -247,3 +247,30 @@ fn an_inherited_socket_named_by_fd() {
     socket_activated("multi-reactor", &["--threads", "2", "--listen", "fd://3"]);
     socket_activated("thread-pool", &["--threads", "4", "--listen", "fd://3"]);
 }
+
+#[test]
+fn a_listen_fds_that_is_not_a_count_is_an_error_not_a_default_port() {
+    // `exec` keeps the shell's pid, so LISTEN_PID names the server.
+    for value in ["abc", "-1", "99999999999", "2147483647", "1025"] {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                r#"LISTEN_PID=$$ LISTEN_FDS="$1" exec "$0" serve echo --arch reactor"#,
+                muse_bin(),
+                value,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "LISTEN_FDS={value}: {stderr}");
+        assert!(
+            stderr.contains("LISTEN_FDS"),
+            "LISTEN_FDS={value}: {stderr}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening on"),
+            "LISTEN_FDS={value}"
+        );
+    }
+}
