@@ -364,3 +364,57 @@ arch_tests!(
         drop(conn);
     }
 );
+
+arch_tests!(
+    sigterm_exits_at_shutdown_timeout_with_a_slow_reader_of_a_file,
+    |arch| {
+        // A client that takes a large file a little at a time, never
+        // stalling a whole second: the server must still stop sending at
+        // --shutdown-timeout (a blocking worker's send used to go on for as
+        // long as the reader kept taking bytes).
+        let dir = TempRoot::new("slowreader", arch);
+        dir.write("big.bin", &vec![b'z'; 8 << 20]);
+        let mut server = Server::start(
+            "http",
+            arch,
+            &with_sizing(arch, &["--root", dir.root_str(), "--shutdown-timeout", "1"]),
+        );
+        let conn = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        conn.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        conn.connect(&server.addr().into()).expect("connect");
+        let mut conn = std::net::TcpStream::from(conn);
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        conn.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reading = {
+            let stop = std::sync::Arc::clone(&stop);
+            let mut conn = conn.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                // Bounded: 30 s at most, whatever the server does.
+                for _ in 0..600 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    match std::io::Read::read(&mut conn, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        server.signal(libc::SIGTERM);
+        let exited = server.wait_exit(EXIT_TIMEOUT);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = reading.join();
+        if exited.is_none() {
+            server.fail(&format!(
+                "still running {EXIT_TIMEOUT:?} after SIGTERM with --shutdown-timeout 1 and a slow reader"
+            ));
+        }
+        server.assert_group_gone(GROUP_GONE_TIMEOUT);
+    }
+);

@@ -51,6 +51,18 @@ use crate::sys;
 /// own thread and sends on until the socket is full.)
 pub const FILE_BUDGET: usize = 1 << 20;
 
+/// A blocking socket's `sendfile` moves at most this much per call. The
+/// kernel splices a file a pipe's worth (64 KiB) at a time, each piece with
+/// its own send timeout, so one large call lasts as long as a slow reader
+/// keeps taking a little every second; a piece per call keeps each call
+/// within one send timeout.
+const BLOCKING_FILE_STEP: usize = 64 * 1024;
+
+/// How long a blocking connection sends before it goes back to its driver,
+/// which looks at its deadlines and the shutdown's (a slow reader would
+/// otherwise keep it sending past `--shutdown-timeout`).
+const BLOCKING_SEND_SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the driver knows of the world when it calls `process`.
 #[derive(Clone, Copy)]
 pub struct Env {
@@ -1142,7 +1154,10 @@ impl Connection {
         if self.secure.is_some() {
             return self.flush_secure(now, budget);
         }
+        let started = self.blocking.then(Instant::now);
         while self.writable {
+            // What this send asks the socket to take.
+            let asked: usize;
             let sent = match self.session.poll_output() {
                 Output::Nothing => break,
                 Output::StartTls => {
@@ -1151,6 +1166,7 @@ impl Connection {
                     return wrote | self.flush_secure(now, budget);
                 }
                 Output::Bytes { data, more } => {
+                    asked = data.len();
                     // The session's last words: the connection closes as
                     // soon as they are out, and the FIN can go in the same
                     // segment.
@@ -1175,7 +1191,11 @@ impl Connection {
                         self.output_more = true;
                         break;
                     }
-                    let count = usize::try_from(len).unwrap_or(usize::MAX).min(budget);
+                    let mut count = usize::try_from(len).unwrap_or(usize::MAX).min(budget);
+                    if self.blocking {
+                        count = count.min(BLOCKING_FILE_STEP);
+                    }
+                    asked = count;
                     let mut at = offset;
                     if self.ring.as_ref().is_some_and(|r| r.sending || r.unsent()) {
                         // The bytes before the file go first.
@@ -1221,6 +1241,19 @@ impl Connection {
             };
             match sent {
                 Ok(0) => self.failed = true,
+                Ok(n)
+                    if started.is_some_and(|t| n < asked || t.elapsed() >= BLOCKING_SEND_SLICE) =>
+                {
+                    // A blocking send that took less than it was given
+                    // waited a tick (`SO_SNDTIMEO`) for a slow reader, or
+                    // this connection has sent for a slice: back to the
+                    // driver, which looks at its deadlines and the
+                    // shutdown's before it sends on (`has_more`), rather
+                    // than sending for as long as the reader trickles.
+                    self.session.consume_output(n, now);
+                    self.output_more = true;
+                    return false;
+                }
                 Ok(n) => {
                     wrote = true;
                     self.session.consume_output(n, now);
