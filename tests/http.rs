@@ -80,6 +80,17 @@ fn serve(arch: &str, fx: &Fixture, extra: &[&str]) -> Server {
     Server::start("http", arch, &with_sizing(arch, &args))
 }
 
+/// The flags that leave a pooled architecture one worker: a client that
+/// holds it blocks every other.
+fn one_worker(arch: &str) -> &'static [&'static str] {
+    match arch {
+        "thread-pool" => &["--threads", "1"],
+        "prefork" => &["--workers", "1"],
+        "prefork-threads" => &["--workers", "1", "--threads", "1"],
+        _ => &[],
+    }
+}
+
 fn expect_status(s: &Server, what: &str, r: &Response, status: u16) {
     if r.status != status {
         s.fail(&format!("{what}: expected {status}, got {r}"));
@@ -499,12 +510,7 @@ arch_tests!(a_slow_head_gets_408_and_frees_its_worker, |arch| {
     // ends it with 408, whatever the architecture, and a blocking server's
     // thread is free again for the next client.
     let fx = Fixture::new("slowloris");
-    let sizing: &[&str] = match arch {
-        "thread-pool" => &["--threads", "1"],
-        "prefork" => &["--workers", "1"],
-        "prefork-threads" => &["--workers", "1", "--threads", "1"],
-        _ => &[],
-    };
+    let sizing = one_worker(arch);
     let mut args = vec!["--header-timeout", "1"];
     args.extend_from_slice(sizing);
     let server = serve(arch, &fx, &args);
@@ -545,12 +551,7 @@ arch_tests!(a_slow_body_gets_408_and_frees_its_worker, |arch| {
     // the head's --header-timeout, so a blocking server's only thread is
     // free again for the next client.
     let fx = Fixture::new("slowbody");
-    let sizing: &[&str] = match arch {
-        "thread-pool" => &["--threads", "1"],
-        "prefork" => &["--workers", "1"],
-        "prefork-threads" => &["--workers", "1", "--threads", "1"],
-        _ => &[],
-    };
+    let sizing = one_worker(arch);
     let mut args = vec!["--header-timeout", "1"];
     args.extend_from_slice(sizing);
     let server = serve(arch, &fx, &args);
