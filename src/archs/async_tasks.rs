@@ -49,12 +49,14 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
         .build()?;
     let result = runtime.block_on(async {
         let (tx, rx) = watch::channel(false);
+        let mut acceptors = Vec::with_capacity(listeners.len());
         for (i, l) in listeners.iter().enumerate() {
             // SAFETY: the AsyncFd owns this duplicate of the listener.
             let listener = unsafe { AsyncFd::register(l.try_clone()?) }.map_err(io::Error::from)?;
             let fixed = listeners.fixed_local(i);
             let tls = listeners.is_tls(i);
-            tokio::spawn(accept_loop(listener, fixed, tls, ctx.clone(), rx.clone()));
+            let acceptor = accept_loop(listener, fixed, tls, ctx.clone(), rx.clone());
+            acceptors.push(tokio::spawn(acceptor));
         }
         // SAFETY: the switch's pipe lives as long as `ctx`, which outlives
         // this registration (dropped below).
@@ -67,6 +69,14 @@ pub fn serve(listeners: &Listeners, ctx: &Ctx, threads: usize) -> io::Result<()>
         .map_err(io::Error::from)?;
         drop(switch.readable().await?);
         let _ = tx.send(true);
+        // An accept task may be admitting a connection on another worker
+        // thread at this moment: only once every accept task has ended is
+        // the count of open connections final, so that a connection
+        // accepted just after the drain began is served rather than
+        // dropped (reset) with the runtime.
+        for acceptor in acceptors {
+            let _ = acceptor.await;
+        }
         // Past the deadline each task says its last words and ends (its
         // own timer fires at the deadline); give them a moment to, rather
         // than racing their timers and dropping them mid-sentence.
@@ -104,7 +114,10 @@ async fn accept_loop(
             },
             _ = draining.changed() => return,
         };
-        loop {
+        // Accept what is queued, but not past the start of a drain: under a
+        // steady stream of connections the queue is never empty, and the
+        // successor of a hot restart is there to take the rest.
+        while !*draining.borrow() {
             match crate::net::accept_from(listener.get_ref(), fixed, true) {
                 Ok(mut accepted) => {
                     accepted.tls = tls;
