@@ -110,12 +110,22 @@ fn a_header_that_never_comes_is_timed_out() {
 
 arch_tests!(
     max_per_ip_counts_the_client_the_header_names,
+    // Every architecture that serves two clients at once (`serial` serves
+    // one: the first client would hold it).
     [
-        thread_pool,
-        reactor,
         process_per_connection,
+        thread_per_connection,
+        prefork,
+        thread_pool,
+        prefork_threads,
+        reactor,
         prefork_reactor,
-        async_
+        multi_reactor,
+        reactor_pool,
+        async_,
+        uring,
+        multi_uring,
+        prefork_uring,
     ],
     |arch| {
         // Every connection comes from 127.0.0.1 (the balancer); the limit
@@ -168,8 +178,70 @@ arch_tests!(
             server.fail("192.0.2.1 is still refused after its connection closed");
         }
         assert_eq!(try_echo(&mut other, b"still").or_fail(&server), ());
+        drop(server);
+
+        // A protocol with a refusal says it before the close.
+        refused_with(
+            arch,
+            "kv",
+            &[],
+            b"PING\r\n",
+            b"+PONG\r\n",
+            b"-ERR max number of clients reached\r\n",
+        );
+        let dir = TempRoot::new("proxy-per-ip", arch);
+        refused_with(
+            arch,
+            "http",
+            &["--root", dir.root_str()],
+            b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"\r\n\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\nServer: muse\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\nRetry-After: 1\r\n\
+Connection: close\r\n\r\n503 Service Unavailable\n",
+        );
     }
 );
+
+/// Under `--proxy-protocol --max-per-ip 1`, a `protocol` server admits a
+/// first connection from 192.0.2.1 (its `request` answered up to `ends`,
+/// and kept open) and gives a second from the same client exactly
+/// `refusal`, then the close.
+fn refused_with(
+    arch: &str,
+    protocol: &str,
+    extra: &[&str],
+    request: &[u8],
+    ends: &[u8],
+    refusal: &[u8],
+) {
+    let mut args = vec!["--proxy-protocol", "--max-per-ip", "1"];
+    args.extend_from_slice(extra);
+    let server = Server::start(protocol, arch, &with_sizing(arch, &args));
+    let header = |port: u16| {
+        let mut h = format!("PROXY TCP4 192.0.2.1 127.0.0.1 {port} 80\r\n").into_bytes();
+        h.extend_from_slice(request);
+        h
+    };
+    // The first is counted under 192.0.2.1 once it is answered.
+    let mut first = server.connect();
+    first.write_all(&header(4000)).unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(ends) {
+        got.extend(try_read_exact(&mut first, 1).or_fail(&server));
+    }
+    let mut second = server.connect();
+    second.write_all(&header(4001)).unwrap();
+    let said = try_read_to_eof(&mut second).or_fail(&server);
+    if said != refusal {
+        server.fail(&format!(
+            "{protocol} under {arch}: a second connection from 192.0.2.1 got {:?}, not the refusal {:?}",
+            String::from_utf8_lossy(&said),
+            String::from_utf8_lossy(refusal)
+        ));
+    }
+    drop(first);
+}
 
 /// A connection to `addr` from the local address 127.0.0.`host`.
 fn connect_from_host(host: u8, addr: SocketAddr) -> Result<std::net::TcpStream, String> {

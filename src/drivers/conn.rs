@@ -226,8 +226,10 @@ impl Drop for Relay {
 
 /// The control stream in completion mode (the proactor): bytes the ring
 /// received wait here for the session, and bytes for the client wait here
-/// while the ring sends them. Only a file body (`sendfile`) and the TLS
-/// alert on a bad record are sent by a system call made here.
+/// while the ring sends them. Only a file body (`sendfile`), the TLS
+/// alert on a bad record and the last bytes of a connection closed at once
+/// ([`Connection::last_words`], `close_now`) are sent by a system call
+/// made here.
 #[derive(Default)]
 pub struct RingIo {
     /// Received bytes the session has not taken yet.
@@ -798,17 +800,14 @@ impl Connection {
             return;
         }
         self.session.handle_shutdown_expired(now);
+        // What the ring has not sent goes first; if it cannot all go (or
+        // is in flight), nothing more can be said in order.
+        if !self.send_ring_now() {
+            return;
+        }
+        let fd = self.stream.as_raw_fd();
         // Only bytes: a file range in front means the client is cut off in
         // the middle of a body, and nothing more can be said in order.
-        let fd = self.stream.as_raw_fd();
-        if let Some(ring) = &self.ring {
-            // What the ring has not sent goes first, if it is not in
-            // flight; if it is, nothing more can be said in order.
-            let whole = |bytes: &[u8]| sys::send_now(fd, bytes).is_ok_and(|n| n == bytes.len());
-            if ring.sending || !whole(&ring.flight[ring.sent..]) || !whole(&ring.outbox) {
-                return;
-            }
-        }
         if let Output::Bytes { data, .. } = self.session.poll_output() {
             match &mut self.secure {
                 Some(tls) => tls.last_words(fd, data),
@@ -820,6 +819,45 @@ impl Connection {
         if let Some(tls) = &mut self.secure {
             tls.close(fd);
         }
+    }
+
+    /// Completion mode, closing: what the ring holds unsent goes in one
+    /// non-blocking send, as much of it as the socket takes now. Returns
+    /// whether all of it went (true without a ring or with nothing unsent).
+    /// Nothing goes while a send is in flight: its bytes come first, and
+    /// the driver does not wait for them.
+    fn send_ring_now(&mut self) -> bool {
+        let fd = self.stream.as_raw_fd();
+        let Some(ring) = self.ring.as_mut() else {
+            return true;
+        };
+        if ring.sending {
+            return false;
+        }
+        let whole = |bytes: &[u8]| {
+            bytes.is_empty() || sys::send_now(fd, bytes).is_ok_and(|n| n == bytes.len())
+        };
+        if whole(&ring.flight[ring.sent..]) && whole(&ring.outbox) {
+            ring.sent = ring.flight.len();
+            ring.outbox.clear();
+            return true;
+        }
+        false
+    }
+
+    /// The session wants the connection closed now (or it failed). Output
+    /// the session has already handed over still goes, as far as the socket
+    /// takes it without waiting: a reactor's writes put it in the socket
+    /// before the session heard it was written, but in completion mode it
+    /// may still wait in the ring's outbox, no send taking it yet (a PROXY
+    /// client over `--max-per-ip`: the session hands over the protocol's
+    /// refusal, and once it is taken asks to close now). A client that
+    /// does not read holds nothing up.
+    fn close_now(&mut self) -> Status {
+        if !self.failed {
+            let _ = self.send_ring_now();
+        }
+        Status::Closed
     }
 
     /// Sockets the channels stopped using since the last call. Drivers that
@@ -869,7 +907,7 @@ impl Connection {
             }
             progressed |= self.pump_channels(env.now, scratch);
             if self.failed || self.session.wants_close_now() {
-                return Status::Closed;
+                return self.close_now();
             }
             // Output written can free the session to go on with input it
             // held back: drain again.
@@ -877,7 +915,7 @@ impl Connection {
                 progressed |= self.flush(env.now);
             }
             if self.failed || self.session.wants_close_now() {
-                return Status::Closed;
+                return self.close_now();
             }
             if self.secure.is_some() {
                 progressed |= self.read_secure(env.now, scratch);
@@ -902,7 +940,7 @@ impl Connection {
             }
         }
         if self.failed || self.session.wants_close_now() {
-            return Status::Closed;
+            return self.close_now();
         }
         if self.session.wants_close()
             && self.session.poll_output().is_nothing()
