@@ -183,8 +183,10 @@ pub struct ServeArgs {
     max_worker_memory: Option<u64>,
     /// Recycle a prefork worker after it has served this many requests
     /// (an HTTP response, a kv reply, a calc answer, an ftp reply, an echo
-    /// chunk): it stops accepting, finishes its connections and is
-    /// replaced [default: never].
+    /// chunk): it stops accepting, finishes its connections (answering
+    /// what their clients had already sent: an HTTP keep-alive client gets
+    /// one more answer, with `Connection: close`) and is replaced
+    /// [default: never].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_requests: Option<u64>,
     /// With --max-requests N: each worker's limit is drawn at its start

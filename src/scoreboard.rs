@@ -8,6 +8,22 @@
 //! before the first fork. The master reads heartbeats to find stuck
 //! workers, and when a worker dies it subtracts that worker's open
 //! connections from the total, so a crash cannot leak admission tickets.
+//!
+//! # The request limit
+//!
+//! A prefork worker's slot holds its `--max-requests` limit (drawn by the
+//! master before the fork) and its count of answers, which its driver adds
+//! after each turn (`Ctx::count_requests`: one atomic per turn, none on
+//! the hot path of a worker without a limit). The turn that reaches the
+//! limit retires the worker: it marks its slot `retiring`, accepts no more
+//! connections and drains as on `QUIT`. The answers that reached the limit
+//! were sent before the count (a session does not know the worker's
+//! limit), so the drain still answers what each connection's client had
+//! sent, or sends within the drain's grace, before it learnt: on each
+//! kept-alive HTTP connection one more request, with `Connection: close`;
+//! the kv commands and calc lines already received; the ftp command under
+//! way; an echo connection until its client closes. A worker with one
+//! kept-alive HTTP client thus answers its limit plus one.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -50,10 +66,12 @@ pub struct Slot {
     /// Connections this worker has accepted since it started.
     pub accepted: AtomicU64,
     /// Requests this worker's sessions have finished since it started
-    /// (see `Session::take_finished_requests`).
+    /// (see `Session::take_finished_requests`), added after each turn of
+    /// a driver (`Ctx::count_requests`).
     pub requests: AtomicU64,
     /// The requests after which this worker retires (`--max-requests`,
-    /// drawn by the master before the fork; 0: never).
+    /// drawn by the master before the fork; 0: never): see the module's
+    /// doc for the bound it keeps.
     pub request_limit: AtomicU64,
     /// Set by the worker once it has booted, just before it serves: a
     /// rolling restart waits for it before it retires an old worker, and

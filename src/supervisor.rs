@@ -42,10 +42,12 @@
 //! `TERM` when the master dies, so none outlives it.
 //!
 //! Recycling: a worker over `--max-worker-memory` is told to quit (`QUIT`);
-//! a worker past its `--max-requests` (drawn at its spawn) drains by itself
-//! and marks its slot retiring. Either way the position is filled again at
-//! once, while the old worker finishes its connections, and its exit is
-//! expected (logged at info, never counted as a crash).
+//! a worker at its `--max-requests` limit (drawn at its spawn) drains by
+//! itself and marks its slot retiring (the bound it keeps is in
+//! `scoreboard.rs`). Either way the position is filled
+//! again at once, while the old worker finishes its connections, and its
+//! exit is expected (logged at info, never counted as a crash; a worker
+//! that retired itself says how many requests it answered in all).
 //!
 //! Fault injection, for tests: when the environment variable
 //! [`FAULT_WORKER_BOOT`] names a file that exists as a worker boots, the
@@ -264,13 +266,22 @@ impl<'a> Master<'a> {
                 // It reached its limit and drained before the master looked.
                 self.log_recycle(&w);
             }
-            self.server.board.release_slot(w.slot);
-            let lived = now - w.started;
-            let nr = w.nr;
             let how = match how {
                 ChildExit::Code(c) => format!("exited with code {c}"),
                 ChildExit::Signal(s) => format!("was killed by signal {s}"),
             };
+            if retired_itself {
+                // Its count is final now: what --max-requests bounded.
+                log::info(format_args!(
+                    "worker {} (pid {pid}) answered {} requests in all (limit {}) and {how}",
+                    w.nr,
+                    slot.requests.load(Ordering::Relaxed),
+                    slot.request_limit.load(Ordering::Relaxed)
+                ));
+            }
+            self.server.board.release_slot(w.slot);
+            let lived = now - w.started;
+            let nr = w.nr;
             if self.stop != Stop::Running || w.role == Role::Retiring || retired_itself {
                 continue;
             }
@@ -521,13 +532,15 @@ impl<'a> Master<'a> {
         }
     }
 
+    /// Says that worker `w` reached its request limit. Its count is not
+    /// logged here: its drain may still answer what its clients had sent;
+    /// its exit says the final count.
     fn log_recycle(&self, w: &Worker) {
         let slot = self.server.board.slot(w.slot);
         log::info(format_args!(
-            "worker {} (pid {}) served {} requests (limit {}); recycling it",
+            "worker {} (pid {}) reached its limit of {} requests; recycling it",
             w.nr,
             w.pid,
-            slot.requests.load(Ordering::Relaxed),
             slot.request_limit.load(Ordering::Relaxed)
         ));
     }

@@ -700,6 +700,43 @@ impl Connection {
                 || self.secure.as_ref().is_some_and(Secure::wants_write))
     }
 
+    /// Sends the output [`Connection::hold_output`] held back, at the end
+    /// of the turn, without a whole pass of [`Connection::process`] (half
+    /// an event loop's user-space work per request on small answers).
+    /// Returns `true` when sending was not all there was to do (a full
+    /// pass must follow: the driver calls `process`, then brings its
+    /// registrations and timers up to date), `false` when the connection
+    /// can wait for its next event as it is.
+    ///
+    /// The check after the send is the rest of `process`'s loop: a pass
+    /// would find nothing to do when no request came of the send, the
+    /// session does not want to close, all output went, and there is
+    /// nothing to read (the held pass's read drained the socket, or the
+    /// session reads no more). Anything but a plain socket (TLS, the ring,
+    /// a relay, side channels, a service, a computation) takes a full pass.
+    pub fn send_held(&mut self, env: Env) -> bool {
+        let plain = self.secure.is_none()
+            && self.ring.is_none()
+            && self.relay.is_none()
+            && self.work.is_none()
+            && matches!(self.service, ServiceLink::None)
+            && self.channels.iter().all(Option::is_none);
+        if !plain || self.woken || self.urgent || self.failed {
+            return true;
+        }
+        self.flush(env.now);
+        if let Some(request) = self.session.poll_request() {
+            self.carry_out(request, env);
+            return true;
+        }
+        self.failed
+            || self.output_more
+            || (self.writable && !self.session.poll_output().is_nothing())
+            || self.session.wants_close_now()
+            || self.session.wants_close()
+            || (self.readable && !self.read_closed && self.session.wants_read())
+    }
+
     /// Whether the output waiting is more than an answer to hold back
     /// ([`HOLD_MAX`]): bulk goes out at once, as it is made.
     pub fn holds_bulk(&self) -> bool {

@@ -414,6 +414,13 @@ impl<'a> Reactor<'a> {
 
     fn accept(&mut self, i: usize, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
+            // The drain may have begun in this very turn (the connection
+            // just accepted and served was this worker's last answer under
+            // --max-requests): what waits in the queue is a successor's.
+            // The loop stops listening at its next look.
+            if self.ctx.shutdown.is_draining() {
+                return;
+            }
             match self.listeners.accept(i, true) {
                 Ok(accepted) => {
                     AcceptPause::resumed();
