@@ -403,9 +403,41 @@ impl<'a> Reactor<'a> {
     }
 
     /// Sends what the connections served while `holding` held back.
+    /// Most connections only send here ([`Connection::send_held`]); the
+    /// others get a full pass.
     fn flush_held(&mut self, now: Instant) {
         let mut held = std::mem::take(&mut self.held);
         for &slot in &held {
+            let Some(Some(entry)) = self.entries.get_mut(slot) else {
+                continue;
+            };
+            let Some(conn) = entry.conn.as_mut() else {
+                continue;
+            };
+            if entry.pending == 0 && !self.offload_all {
+                let env = self.ctx.env(now);
+                let full = catch_unwind(AssertUnwindSafe(|| conn.send_held(env)));
+                self.ctx.count_requests(conn.take_finished_requests());
+                match full {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Sending may have moved its deadline (an idle
+                        // one, earlier than a request's): the heap keeps
+                        // the earliest.
+                        if let Some(d) = conn.deadline() {
+                            self.timers.file(slot, d);
+                        }
+                        continue;
+                    }
+                    Err(_) => {
+                        crate::log::warn(format_args!(
+                            "a session panicked; its connection is closed"
+                        ));
+                        self.remove(slot);
+                        continue;
+                    }
+                }
+            }
             self.serve(slot, now);
         }
         held.clear();
