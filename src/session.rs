@@ -845,6 +845,14 @@ impl OutQueue {
 
     /// The item at the front.
     pub fn front(&self) -> Output<'_> {
+        if self.files.is_empty() {
+            // Bytes alone, the common case: asked several times per
+            // request, so it is kept to a comparison.
+            return match self.bytes.get(self.sent..) {
+                Some(data) if !data.is_empty() => Output::Bytes { data, more: false },
+                _ => Output::Nothing,
+            };
+        }
         let unsent = &self.bytes[self.sent..];
         match self.files.front() {
             // Before a switch to TLS nothing follows at once (the

@@ -1738,6 +1738,13 @@ impl Connection {
     }
 
     fn pump_channels(&mut self, now: Instant, scratch: &mut [u8]) -> bool {
+        if self
+            .channels
+            .iter()
+            .all(|c| c.as_ref().is_none_or(|c| !c.ready))
+        {
+            return false;
+        }
         let mut progressed = false;
         for i in 0..MAX_CHANNELS {
             let Some(c) = self.channels[i].as_mut() else {
