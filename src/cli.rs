@@ -40,6 +40,10 @@ enum Command {
     Passwd,
 }
 
+/// The largest `--max-worker-memory`, in MiB (16 TiB): more than any
+/// machine has, and far from where its byte count would overflow.
+const MAX_WORKER_MEMORY_MIB: u64 = 1 << 24;
+
 /// `muse serve` flags, as typed.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -178,8 +182,9 @@ pub struct ServeArgs {
     #[arg(long)]
     tls_require_reuse: bool,
     /// Recycle a prefork worker whose resident memory passes this many MiB:
-    /// it stops accepting, finishes its connections and is replaced.
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    /// it stops accepting, finishes its connections and is replaced (at
+    /// most 16 TiB, 16777216).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=MAX_WORKER_MEMORY_MIB))]
     max_worker_memory: Option<u64>,
     /// Recycle a prefork worker after it has served this many requests
     /// (an HTTP response, a kv reply, a calc answer, an ftp reply, an echo
@@ -358,7 +363,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.listen
     };
     if args.protocol == "ftp" {
-        if let Some(a) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
+        let unix = listen.iter().chain(&args.tls_listen);
+        if let Some(a) = unix.clone().find(|a| matches!(a, ListenAddr::Unix(_))) {
             anyhow::bail!("ftp cannot listen on {a}: its data connections need IP addresses");
         }
         if args.require_tls && args.tls_cert.is_none() {

@@ -386,11 +386,13 @@ impl Listeners {
         let mut ls = Listeners::empty();
         for a in addrs {
             let bound = match a {
-                ListenAddr::Ip(ip) => bind_one(*ip, reuse_port).and_then(|l| {
-                    let name = l.local_addr()?.to_string();
-                    let fixed = fixed_local(&l)?;
-                    Ok((Listener::Tcp(l), fixed, name))
-                }),
+                ListenAddr::Ip(ip) => refuse_taken(*ip, reuse_port)
+                    .and_then(|()| bind_one(*ip, reuse_port))
+                    .and_then(|l| {
+                        let name = l.local_addr()?.to_string();
+                        let fixed = fixed_local(&l)?;
+                        Ok((Listener::Tcp(l), fixed, name))
+                    }),
                 ListenAddr::Unix(path) => bind_unix(path, unix_mode).map(|l| {
                     ls.files.push(path.clone());
                     (Listener::Unix(l), Some(UNIX_ADDR), a.to_string())
@@ -713,6 +715,24 @@ fn adopt(fd: RawFd) -> io::Result<(Listener, Option<SocketAddr>, String)> {
             ))
         }
     }
+}
+
+/// With `SO_REUSEPORT` a bind does not fail on an address another
+/// listener of the same user holds with it: it joins that listener's
+/// group, and the kernel then splits the connections between the two
+/// servers (another muse, or the same address given twice). So the first
+/// bind of a fixed port is tried without it first, on a socket dropped at
+/// once, and an address in use fails as it does for a single listener.
+fn refuse_taken(addr: SocketAddr, reuse_port: bool) -> io::Result<()> {
+    if !reuse_port || addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&addr.into())
 }
 
 fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {

@@ -163,6 +163,21 @@ fn zero_workers_is_a_usage_error() {
 }
 
 #[test]
+fn a_worker_memory_limit_whose_bytes_would_overflow_is_a_usage_error() {
+    // 2^44 MiB is 2^64 bytes: once taken as 0, every worker recycled.
+    assert_usage_error(&[
+        "serve",
+        "echo",
+        "--arch",
+        "prefork",
+        "--max-worker-memory",
+        "17592186044416",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+}
+
+#[test]
 fn non_numeric_workers_is_a_usage_error() {
     assert_usage_error(&[
         "serve",

@@ -130,12 +130,70 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
 }
 
 #[test]
+fn a_port_in_use_is_refused_by_the_architectures_that_share_it() {
+    // They bind with SO_REUSEPORT, which would join another server's
+    // listener on the port (the kernel splitting clients between them)
+    // and take one address given twice.
+    let server = Server::start("echo", "reactor", &[]);
+    let taken = server.addr().to_string();
+    for arch in ["multi-reactor", "multi-uring", "prefork-reactor"] {
+        if arch == "multi-uring" && cfg!(uring_unavailable) {
+            continue;
+        }
+        let mut args = vec!["serve", "echo", "--arch", arch, "--listen", &taken];
+        if arch == "prefork-reactor" {
+            args.extend(["--accept", "reuseport"]);
+        }
+        let out = run_cli(&args);
+        assert_eq!(out.status.code(), Some(1), "{arch}: {out:?}");
+        assert!(out.stderr.contains("cannot listen on"), "{arch}: {out:?}");
+        assert!(!out.stdout.contains("listening on"), "{arch}: {out:?}");
+    }
+    let mut conn = server.connect();
+    assert_eq!(try_echo(&mut conn, b"still mine").or_fail(&server), ());
+    // One free port given twice.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().to_string();
+    drop(free);
+    let out = run_cli(&[
+        "serve",
+        "echo",
+        "--arch",
+        "multi-reactor",
+        "--listen",
+        &port,
+        "--listen",
+        &port,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("cannot listen on"), "{out:?}");
+}
+
+#[test]
 fn ftp_refuses_a_unix_listener() {
     let out = run_cli(&["serve", "ftp", "--listen", "unix:/tmp/muse-never.sock"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stderr.contains("need IP addresses"), "{out:?}");
     assert!(!out.stdout.contains("listening on"));
     assert!(!Path::new("/tmp/muse-never.sock").exists());
+    // Nor a TLS one (FTPS).
+    let dir = TempRoot::new("ftps-unix", "ftp");
+    let out = run_cli(&[
+        "serve",
+        "ftp",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "unix:/tmp/muse-never-tls.sock",
+        "--tls-cert",
+        dir.root_str(),
+        "--tls-key",
+        dir.root_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("need IP addresses"), "{out:?}");
+    assert!(!out.stdout.contains("listening on"));
+    assert!(!Path::new("/tmp/muse-never-tls.sock").exists());
 }
 
 /// Runs `muse serve echo ARGS` under `systemd-socket-activate` on a free

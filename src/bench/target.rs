@@ -382,16 +382,18 @@ impl Started {
         self.child.as_ref().map(|c| c.id() as i32)
     }
 
-    /// The last few lines it wrote to stderr.
+    /// The last few lines it wrote to stderr, blank ones left out.
     pub fn stderr_tail(&self) -> String {
         let tail = self.stderr.as_ref().map(ErrLog::tail).unwrap_or_default();
-        String::from_utf8_lossy(&tail)
+        let text = String::from_utf8_lossy(&tail);
+        let lines: Vec<&str> = text
             .trim()
             .lines()
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" | ")
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        // The last four, in the order written: an argument error's first
+        // line, its tip, usage and hint.
+        lines[lines.len().saturating_sub(4)..].join(" | ")
     }
 
     /// Whether it has exited already (it crashed under load).
@@ -658,7 +660,7 @@ mod tests {
             .err()
             .expect("it never listens");
         let msg = format!("{err:#}");
-        assert!(msg.contains("it said: last words | first"), "{msg}");
+        assert!(msg.contains("it said: first | last words"), "{msg}");
         // The stderr file was unlinked as soon as it was made.
         let prefix = format!("muse-bench-stderr-{}-", std::process::id());
         let left = std::fs::read_dir(std::env::temp_dir())
