@@ -56,6 +56,14 @@ pub const MAX_PASSWORD_LEN: usize = 4096;
 /// otherwise exhaust the server's memory at the first login.
 pub const MAX_M_COST_KIB: u32 = 1024 * 1024;
 
+/// Largest argon2 work accepted in a hash: memory cost times passes
+/// (`m` × `t`), in KiB (4 GiB of memory filled, a few seconds of one CPU).
+/// A login with an unknown name is checked against a hash with the first
+/// entry's costs, so without this bound one entry with a huge `t=` would
+/// let anyone keep a CPU busy for hours per attempt. `muse passwd` makes
+/// 19,456 KiB × 2.
+pub const MAX_WORK_KIB: u64 = 4 * 1024 * 1024;
+
 /// Checked for unknown user names so that a failed login takes as long
 /// whether or not the name exists. Its password is irrelevant (the result is
 /// thrown away); made by [`hash_password`], so with the default costs. When
@@ -541,6 +549,15 @@ fn check_hash(hash: &str) -> Result<PasswordHash, String> {
             params.m_cost()
         ));
     }
+    let work = u64::from(params.m_cost()) * u64::from(params.t_cost());
+    if work > MAX_WORK_KIB {
+        return Err(format!(
+            "the password hash's work m={} KiB × t={} passes is over the {MAX_WORK_KIB} KiB \
+             (4 GiB) this server accepts; {REMEDY}",
+            params.m_cost(),
+            params.t_cost()
+        ));
+    }
     Ok(parsed)
 }
 
@@ -776,6 +793,14 @@ mod tests {
             (
                 format!("alice:{}:/:read", h.replace("m=64", "m=4194304")),
                 "memory cost",
+            ),
+            (
+                format!("alice:{}:/:read", h.replace("t=1", "t=4294967295")),
+                "work",
+            ),
+            (
+                format!("alice:{}:/:read", h.replace("m=64,t=1", "m=1048576,t=5")),
+                "work",
             ),
             (format!("alice:{h}:alice:read"), "starting with `/`"),
             (format!("alice:{h}::read"), "starting with `/`"),
