@@ -148,8 +148,9 @@ pub struct ServeArgs {
     /// expiry).
     #[arg(long, value_name = "POLICY", default_value = "noeviction", value_parser = policy_names())]
     maxmemory_policy: String,
-    /// Kill a prefork worker that shows no sign of life for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    /// Kill a prefork worker that shows no sign of life for this many
+    /// seconds (at least 2: an idle worker shows one once a second).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_worker_timeout)]
     worker_timeout: Duration,
     /// Every connection opens with a PROXY protocol header (v1 or v2) naming
     /// the real client, as HAProxy's `send-proxy` and nginx's `stream`
@@ -240,6 +241,22 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs_f64(secs))
 }
+
+/// Parses `--worker-timeout`: seconds, at least [`MIN_WORKER_TIMEOUT`].
+fn parse_worker_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_secs(s)?;
+    if d < MIN_WORKER_TIMEOUT {
+        return Err(format!(
+            "{s:?} is under {} seconds: an idle worker shows a sign of life once a \
+             second, so a shorter timeout kills healthy workers",
+            MIN_WORKER_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+/// The shortest `--worker-timeout`: two of the loops' one-second ticks.
+const MIN_WORKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Parses file permissions in octal (`660`, `0600`).
 fn parse_mode(s: &str) -> Result<u32, String> {

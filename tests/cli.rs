@@ -178,6 +178,23 @@ fn a_worker_memory_limit_whose_bytes_would_overflow_is_a_usage_error() {
 }
 
 #[test]
+fn a_worker_timeout_shorter_than_a_heartbeat_is_a_usage_error() {
+    // An idle worker beats once a second: 0 killed healthy workers forever.
+    for t in ["0", "0.5", "1.9"] {
+        assert_usage_error(&[
+            "serve",
+            "echo",
+            "--arch",
+            "prefork",
+            "--worker-timeout",
+            t,
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+    }
+}
+
+#[test]
 fn non_numeric_workers_is_a_usage_error() {
     assert_usage_error(&[
         "serve",
