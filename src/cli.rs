@@ -380,8 +380,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.listen
     };
     if args.protocol == "ftp" {
-        let unix = listen.iter().chain(&args.tls_listen);
-        if let Some(a) = unix.clone().find(|a| matches!(a, ListenAddr::Unix(_))) {
+        let mut every = listen.iter().chain(&args.tls_listen);
+        if let Some(a) = every.find(|a| matches!(a, ListenAddr::Unix(_))) {
             anyhow::bail!("ftp cannot listen on {a}: its data connections need IP addresses");
         }
         if args.require_tls && args.tls_cert.is_none() {

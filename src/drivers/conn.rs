@@ -720,7 +720,7 @@ impl Connection {
             && self.relay.is_none()
             && self.work.is_none()
             && matches!(self.service, ServiceLink::None)
-            && self.channels.iter().all(Option::is_none);
+            && !self.has_channels();
         if !plain || self.woken || self.urgent || self.failed {
             return true;
         }
