@@ -278,6 +278,38 @@ fn bad_arguments_exit_2() {
             "none",
         ],
         &["bench", "echo", "--repeat", "0"],
+        // Each of these has something to measure (a server that would
+        // refuse the connection), so only the flag under test is wrong.
+        &[
+            "bench",
+            "echo",
+            "--against",
+            "x=127.0.0.1:9",
+            "--arch",
+            "none",
+            "--duration",
+            "0",
+        ],
+        &[
+            "bench",
+            "echo",
+            "--against",
+            "x=127.0.0.1:9",
+            "--arch",
+            "none",
+            "--json",
+            "/nonexistent-muse-dir/r.json",
+        ],
+        &[
+            "bench",
+            "echo",
+            "--against",
+            "x=127.0.0.1:9",
+            "--arch",
+            "none",
+            "--svg",
+            "/",
+        ],
     ] {
         let out = Command::new(muse()).args(args).output().unwrap();
         assert!(
@@ -288,6 +320,54 @@ fn bad_arguments_exit_2() {
         );
         assert!(!out.stderr.is_empty(), "{args:?} explains itself");
     }
+}
+
+#[test]
+fn a_run_that_fails_makes_the_exit_status_1_and_the_others_are_still_reported() {
+    let spawn = format!(
+        "peer={} serve echo --arch serial --listen 127.0.0.1:0",
+        muse()
+    );
+    let mut args = vec![
+        "bench",
+        "echo",
+        "--arch",
+        "none",
+        "--spawn",
+        "broken=false",
+        "--spawn",
+        &spawn,
+    ];
+    args.extend_from_slice(SHORT);
+    args.extend_from_slice(&["--clients", "1"]);
+    let out = Command::new(muse()).args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("broken:"), "the failure is named: {stderr}");
+    assert!(stderr.contains("1 of 2 runs failed"), "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("peer ")),
+        "the server that ran is in the table: {stdout}"
+    );
+    // Nothing at an --against address is a failed run too, not a row of
+    // connection errors.
+    let mut args = vec![
+        "bench",
+        "echo",
+        "--arch",
+        "none",
+        "--against",
+        "nobody=127.0.0.1:9",
+    ];
+    args.extend_from_slice(SHORT);
+    let out = Command::new(muse()).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no connection to 127.0.0.1:9 succeeded"),
+        "{stderr}"
+    );
 }
 
 /// The state letter of `pid` in /proc (`None`: gone).

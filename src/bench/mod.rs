@@ -180,11 +180,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    for (flag, path) in [("--json", &args.json), ("--svg", &args.svg)] {
+        if let Some(path) = path {
+            writable_dir(flag, path)?;
+        }
+    }
     let targets = targets(&args)?;
     let exe = std::env::current_exe().context("cannot find the muse executable")?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let clients = args.clients.map_or(scenario.clients, |n| n as usize);
     let duration = args.duration.unwrap_or(scenario.duration);
+    if duration.is_zero() {
+        return Err(Usage(
+            "--duration wants more than 0 seconds: a run measures for that long".into(),
+        )
+        .into());
+    }
     let repeat = args.repeat as usize;
     // Before any server starts, so that they inherit it too: the idle
     // scenario holds thousands of connections on both sides.
@@ -200,6 +211,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     let mut notes = Vec::new();
+    let mut failed = 0;
     if scenario.durable() {
         for t in targets
             .iter()
@@ -242,6 +254,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     let note = format!("{}: {e:#}", target.name);
                     eprintln!("muse bench: {note}");
                     notes.push(note);
+                    failed += 1;
                 }
             }
         }
@@ -281,6 +294,36 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.svg {
         report::write_svg(&report, path)
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    // The table (and the files) keep what the other runs measured; the
+    // exit status says that something did not run, so that a script
+    // does not take a partial comparison for a whole one.
+    if failed > 0 {
+        bail!(
+            "{failed} of {} runs failed (the reasons are above); the report leaves them out",
+            targets.len() * repeat
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a report path whose directory does not exist (or is not a
+/// directory) before any run, rather than after all of them.
+fn writable_dir(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(Usage(format!("{flag} {}: is a directory", path.display())).into());
+    }
+    if !dir.is_dir() {
+        return Err(Usage(format!(
+            "{flag} {}: no directory {}",
+            path.display(),
+            dir.display()
+        ))
+        .into());
     }
     Ok(())
 }
@@ -342,6 +385,13 @@ fn measure(
     let tail = server.stderr_tail();
     server.stop();
     let load = result.with_context(|| format!("load on {}", target.name))?;
+    if load.requests == 0 && load.errors.connect > 0 && load.errors.total() == load.errors.connect {
+        bail!(
+            "no connection to {} succeeded ({} attempts): is it serving there?",
+            server.addr,
+            load.errors.connect
+        );
+    }
     if crashed {
         bail!(
             "{} exited during the run{}",
