@@ -603,13 +603,6 @@ pub fn recv_fd(sock: RawFd, buf: &mut [u8]) -> io::Result<FdMessage> {
     })
 }
 
-/// `shutdown(fd, SHUT_WR)`: sends the end of stream (FIN) now, even while
-/// something else (an io_uring operation) still holds the socket open.
-pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
-    // SAFETY: shutdown has no memory-safety preconditions.
-    check(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).map(|_| ())
-}
-
 /// `shutdown(fd, SHUT_RD)`: on a listening TCP socket, stops it listening
 /// for every process that holds it (it leaves its `SO_REUSEPORT` group, and
 /// the connections queued in its backlog are reset, or moved to another
