@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::accept::Strategy;
 use crate::archs::Arch;
@@ -297,13 +298,25 @@ pub struct Usage(pub String);
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The flags given (not defaulted), to tell a protocol's flag given to
+    // another protocol.
+    let given: Vec<String> = matches
+        .subcommand_matches("serve")
+        .map(|m| {
+            m.ids()
+                .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.as_str().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     let result = match cli.command {
         Command::Archs => {
             print_archs();
             Ok(())
         }
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, &given),
         Command::Bench(args) => crate::bench::run(args),
         Command::Passwd => passwd(),
     };
@@ -344,8 +357,64 @@ fn print_archs() {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Flags that only some protocols read: (argument id, flag, protocols).
+const PROTOCOL_FLAGS: &[(&str, &str, &[&str])] = &[
+    ("root", "--root", &["ftp", "http"]),
+    ("users", "--users", &["ftp"]),
+    ("passive_ports", "--passive-ports", &["ftp"]),
+    ("masquerade", "--masquerade", &["ftp"]),
+    ("data_timeout", "--data-timeout", &["ftp"]),
+    ("tls_require_reuse", "--tls-require-reuse", &["ftp"]),
+    ("header_timeout", "--header-timeout", &["http"]),
+    ("autoindex", "--autoindex", &["http"]),
+    ("gzip_static", "--gzip-static", &["http"]),
+    ("dotfiles", "--dotfiles", &["http"]),
+    ("access_log", "--access-log", &["http"]),
+    ("max_digits", "--max-digits", &["calc"]),
+    ("requirepass", "--requirepass", &["kv"]),
+    ("data_dir", "--data-dir", &["kv"]),
+    ("fsync", "--fsync", &["kv"]),
+    ("maxmemory", "--maxmemory", &["kv"]),
+    ("maxmemory_policy", "--maxmemory-policy", &["kv"]),
+];
+
+/// Flags that only some architectures read: (argument id, flag, whether
+/// `arch` reads it).
+const ARCH_FLAGS: &[(&str, &str, fn(Arch) -> bool)] = &[
+    ("workers", "--workers", Arch::is_prefork),
+    ("threads", "--threads", Arch::has_threads),
+    ("max_requests", "--max-requests", Arch::is_prefork),
+    ("max_worker_memory", "--max-worker-memory", Arch::is_prefork),
+    ("worker_timeout", "--worker-timeout", Arch::is_prefork),
+];
+
+/// A flag of another protocol is a mistake (exit 2). A flag the
+/// architecture does not read is only warned about: `muse bench
+/// --serve-arg` gives one set of flags to every architecture it starts.
+fn check_flags(protocol: &str, arch: Arch, given: &[String]) -> anyhow::Result<()> {
+    for (id, flag, protocols) in PROTOCOL_FLAGS {
+        if given.iter().any(|g| g == id) && !protocols.contains(&protocol) {
+            return Err(Usage(format!(
+                "{flag} is for {}; {protocol} does not read it",
+                protocols.join(" and ")
+            ))
+            .into());
+        }
+    }
+    for (id, flag, reads) in ARCH_FLAGS {
+        if given.iter().any(|g| g == id) && !reads(arch) {
+            crate::log::warn(format_args!(
+                "{flag} does nothing under {} (see `muse archs`)",
+                arch.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn serve(args: ServeArgs, given: &[String]) -> anyhow::Result<()> {
     let arch = Arch::from_name(&args.arch).expect("clap checked the name");
+    check_flags(&args.protocol, arch, given)?;
     if arch.is_proactor() {
         // Before anything is bound or forked: a clear reason, exit 1.
         if let Err(why) = crate::drivers::proactor::available() {

@@ -7,6 +7,8 @@
 mod common;
 
 use common::*;
+use std::io::{Read, Write};
+use std::time::Duration;
 
 #[test]
 fn archs_lists_every_architecture() {
@@ -225,4 +227,53 @@ fn zero_threads_is_a_usage_error() {
 #[test]
 fn bad_listen_address_is_a_usage_error() {
     assert_usage_error(&["serve", "echo", "--arch", "serial", "--listen", "nonsense"]);
+}
+
+#[test]
+fn a_flag_of_another_protocol_is_a_usage_error_naming_whose_it_is() {
+    for (protocol, flag, value, owners) in [
+        ("echo", "--root", Some("/tmp"), "ftp and http"),
+        ("kv", "--autoindex", None, "http"),
+        ("calc", "--fsync", Some("always"), "kv"),
+        ("http", "--max-digits", Some("5"), "calc"),
+        ("ftp", "--requirepass", Some("x"), "kv"),
+        ("http", "--users", Some("/nonexistent"), "ftp"),
+    ] {
+        let mut args = vec!["serve", protocol, "--listen", "127.0.0.1:0", flag];
+        args.extend(value);
+        assert_usage_error(&args);
+        let run = run_cli(&args);
+        assert!(
+            run.stderr.contains(&format!(
+                "{flag} is for {owners}; {protocol} does not read it"
+            )),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_flag_the_architecture_does_not_read_is_warned_about_and_the_server_runs() {
+    let server = Server::start(
+        "echo",
+        "reactor",
+        &["--workers", "3", "--threads", "2", "--max-requests", "5"],
+    );
+    let mut c = server.connect();
+    c.write_all(b"ping\n").unwrap();
+    let mut got = [0u8; 5];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping\n");
+    let warned = |stderr: &str| {
+        ["--workers", "--threads", "--max-requests"]
+            .iter()
+            .all(|flag| stderr.contains(&format!("{flag} does nothing under reactor")))
+    };
+    // The warnings come before `listening on`; the reader of the
+    // server's stderr may not have caught up yet.
+    let seen = wait_for(Duration::from_secs(5), || {
+        warned(&server.stderr()).then_some(())
+    });
+    assert!(seen.is_some(), "warnings missing: {}", server.stderr());
 }

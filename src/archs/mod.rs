@@ -149,6 +149,20 @@ impl Arch {
         )
     }
 
+    /// Whether `--threads` sizes something (a pool, reactors, tokio
+    /// workers).
+    pub fn has_threads(self) -> bool {
+        matches!(
+            self,
+            Arch::ThreadPool
+                | Arch::PreforkThreads
+                | Arch::MultiReactor
+                | Arch::MultiUring
+                | Arch::Async
+                | Arch::ReactorPool
+        )
+    }
+
     /// The default `--workers` on a machine with `cpus` CPUs.
     pub fn default_workers(self, cpus: usize) -> usize {
         match self {
