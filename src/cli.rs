@@ -378,9 +378,12 @@ const PROTOCOL_FLAGS: &[(&str, &str, &[&str])] = &[
     ("maxmemory_policy", "--maxmemory-policy", &["kv"]),
 ];
 
+/// Whether an architecture reads a flag.
+type Reads = fn(Arch) -> bool;
+
 /// Flags that only some architectures read: (argument id, flag, whether
 /// `arch` reads it).
-const ARCH_FLAGS: &[(&str, &str, fn(Arch) -> bool)] = &[
+const ARCH_FLAGS: &[(&str, &str, Reads)] = &[
     ("workers", "--workers", Arch::is_prefork),
     ("threads", "--threads", Arch::has_threads),
     ("max_requests", "--max-requests", Arch::is_prefork),
