@@ -365,6 +365,7 @@ const PROTOCOL_FLAGS: &[(&str, &str, &[&str])] = &[
     ("masquerade", "--masquerade", &["ftp"]),
     ("data_timeout", "--data-timeout", &["ftp"]),
     ("tls_require_reuse", "--tls-require-reuse", &["ftp"]),
+    // Also read with --proxy-protocol, by every protocol (`check_flags`).
     ("header_timeout", "--header-timeout", &["http"]),
     ("autoindex", "--autoindex", &["http"]),
     ("gzip_static", "--gzip-static", &["http"]),
@@ -394,9 +395,12 @@ const ARCH_FLAGS: &[(&str, &str, Reads)] = &[
 /// A flag of another protocol is a mistake (exit 2). A flag the
 /// architecture does not read is only warned about: `muse bench
 /// --serve-arg` gives one set of flags to every architecture it starts.
-fn check_flags(protocol: &str, arch: Arch, given: &[String]) -> anyhow::Result<()> {
+fn check_flags(protocol: &str, arch: Arch, proxied: bool, given: &[String]) -> anyhow::Result<()> {
     for (id, flag, protocols) in PROTOCOL_FLAGS {
-        if given.iter().any(|g| g == id) && !protocols.contains(&protocol) {
+        // --header-timeout also bounds the wait for a PROXY header, in
+        // every protocol.
+        let read_by_proxy = *id == "header_timeout" && proxied;
+        if given.iter().any(|g| g == id) && !protocols.contains(&protocol) && !read_by_proxy {
             return Err(Usage(format!(
                 "{flag} is for {}; {protocol} does not read it",
                 protocols.join(" and ")
@@ -417,7 +421,7 @@ fn check_flags(protocol: &str, arch: Arch, given: &[String]) -> anyhow::Result<(
 
 fn serve(args: ServeArgs, given: &[String]) -> anyhow::Result<()> {
     let arch = Arch::from_name(&args.arch).expect("clap checked the name");
-    check_flags(&args.protocol, arch, given)?;
+    check_flags(&args.protocol, arch, args.proxy_protocol, given)?;
     if arch.is_proactor() {
         // Before anything is bound or forked: a clear reason, exit 1.
         if let Err(why) = crate::drivers::proactor::available() {

@@ -238,6 +238,7 @@ fn a_flag_of_another_protocol_is_a_usage_error_naming_whose_it_is() {
         ("http", "--max-digits", Some("5"), "calc"),
         ("ftp", "--requirepass", Some("x"), "kv"),
         ("http", "--users", Some("/nonexistent"), "ftp"),
+        ("kv", "--header-timeout", Some("5"), "http"),
     ] {
         let mut args = vec!["serve", protocol, "--listen", "127.0.0.1:0", flag];
         args.extend(value);

@@ -1286,16 +1286,25 @@ impl Connection {
                 }
                 Output::Bytes { data, more } => {
                     asked = data.len();
+                    // A file's head: its body follows in this pass.
+                    let head = more;
                     // The session's last words: the connection closes as
                     // soon as they are out, and the FIN can go in the same
                     // segment.
                     let more = more || self.session.wants_close();
                     match self.ring.as_mut() {
-                        // Bulk with nothing before it in the ring's hands:
-                        // sent from the session's buffer at once, as a file
-                        // body is, rather than copied into the outbox.
+                        // Bulk, or the head of a file body, with nothing
+                        // before it in the ring's hands: sent from the
+                        // session's buffer at once, rather than copied into
+                        // the outbox. A head sent through the ring would
+                        // hold its body back until the send's completion,
+                        // a turn later (http `large` under uring: 3,855
+                        // responses a second against the reactor's 4,687,
+                        // which sends head and body in one pass).
                         Some(ring)
-                            if data.len() > OUTBOX_KEEP && !ring.sending && !ring.unsent() =>
+                            if (head || data.len() > OUTBOX_KEEP)
+                                && !ring.sending
+                                && !ring.unsent() =>
                         {
                             sys::send(sock, data, more)
                         }
