@@ -259,10 +259,11 @@ impl Drop for Relay {
 
 /// The control stream in completion mode (the proactor): bytes the ring
 /// received wait here for the session, and bytes for the client wait here
-/// while the ring sends them. Only a file body (`sendfile`), the TLS
-/// alert on a bad record and the last bytes of a connection closed at once
-/// ([`Connection::last_words`], `close_now`) are sent by a system call
-/// made here.
+/// while the ring sends them. System calls made here send only: a file
+/// body (`sendfile`) and, with nothing in the ring's hands, its head or
+/// bulk output straight from the session's buffer; the TLS alert on a bad
+/// record; and the last bytes of a connection closed at once
+/// ([`Connection::last_words`], `close_now`).
 #[derive(Default)]
 pub struct RingIo {
     /// Received bytes the session has not taken yet.
