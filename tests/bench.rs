@@ -266,10 +266,26 @@ fn corrupting_and_silent_servers_are_reported_with_errors() {
 
 #[test]
 fn bad_arguments_exit_2() {
+    // Something to measure (a server that would refuse the connection),
+    // so that only the flag added to it is wrong.
+    let measurable = |flags: &[&'static str]| {
+        [
+            &[
+                "bench",
+                "echo",
+                "--against",
+                "x=127.0.0.1:9",
+                "--arch",
+                "none",
+            ][..],
+            flags,
+        ]
+        .concat()
+    };
     for args in [
-        &["bench", "echo", "--scenario", "nonsense"][..],
-        &["bench", "echo", "--arch", "nonsense", "--duration", "0.1"],
-        &[
+        vec!["bench", "echo", "--scenario", "nonsense"],
+        vec!["bench", "echo", "--arch", "nonsense", "--duration", "0.1"],
+        vec![
             "bench",
             "echo",
             "--against",
@@ -277,41 +293,12 @@ fn bad_arguments_exit_2() {
             "--arch",
             "none",
         ],
-        &["bench", "echo", "--repeat", "0"],
-        // Each of these has something to measure (a server that would
-        // refuse the connection), so only the flag under test is wrong.
-        &[
-            "bench",
-            "echo",
-            "--against",
-            "x=127.0.0.1:9",
-            "--arch",
-            "none",
-            "--duration",
-            "0",
-        ],
-        &[
-            "bench",
-            "echo",
-            "--against",
-            "x=127.0.0.1:9",
-            "--arch",
-            "none",
-            "--json",
-            "/nonexistent-muse-dir/r.json",
-        ],
-        &[
-            "bench",
-            "echo",
-            "--against",
-            "x=127.0.0.1:9",
-            "--arch",
-            "none",
-            "--svg",
-            "/",
-        ],
+        vec!["bench", "echo", "--repeat", "0"],
+        measurable(&["--duration", "0"]),
+        measurable(&["--json", "/nonexistent-muse-dir/r.json"]),
+        measurable(&["--svg", "/"]),
     ] {
-        let out = Command::new(muse()).args(args).output().unwrap();
+        let out = Command::new(muse()).args(&args).output().unwrap();
         assert!(
             out.status.code() == Some(2),
             "{args:?}: {:?} {}",
