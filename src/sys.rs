@@ -237,9 +237,10 @@ pub fn recv(sock: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// One `send(2)` that never blocks, whatever the socket's mode
 /// (`MSG_DONTWAIT`): what the socket buffer takes now, for last words sent
-/// just before a close.
-pub fn send_now(sock: RawFd, buf: &[u8]) -> io::Result<usize> {
-    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+/// just before a close. With `more` (`MSG_MORE`) the bytes may wait for
+/// the close, and go in one segment with the FIN.
+pub fn send_now(sock: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is the
     // caller's.
     let n = unsafe { libc::send(sock, buf.as_ptr().cast(), buf.len(), flags) };

@@ -14,7 +14,9 @@
 //!   no buffer at all; what arrives is handed to the [`Connection`]
 //!   ([`Connection::receive`]), which runs the session as every driver does;
 //! - what the session answers is gathered by the connection into its send
-//!   buffer (pipelined answers together) and sent by one *send* operation;
+//!   buffer (pipelined answers together) and sent by one *send* operation
+//!   (a file's head and a closing connection's last words, with nothing
+//!   before them, go by a `send` made at once instead);
 //!   a file body goes by `sendfile` from the loop, within the same budget
 //!   per turn as the reactor's, and when the socket is full a one-shot poll
 //!   says when it takes more;

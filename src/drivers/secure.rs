@@ -99,7 +99,7 @@ impl Read for Sock {
 impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.now {
-            sys::send_now(self.fd, buf)
+            sys::send_now(self.fd, buf, false)
         } else {
             sys::send(self.fd, buf, false)
         }
