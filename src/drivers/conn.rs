@@ -105,8 +105,14 @@ impl Slots {
         }
     }
 
-    fn get_mut(&mut self, i: usize) -> Option<&mut Option<Channel>> {
-        self.0.as_mut()?.get_mut(i)
+    /// The channel in slot `i`, if the slots exist and it holds one.
+    fn channel(&mut self, i: usize) -> Option<&mut Channel> {
+        self.0.as_mut()?.get_mut(i)?.as_mut()
+    }
+
+    /// Empties slot `i`, giving back its channel.
+    fn take(&mut self, i: usize) -> Option<Channel> {
+        self.0.as_mut()?.get_mut(i)?.take()
     }
 
     /// The first free slot, if any.
@@ -117,9 +123,10 @@ impl Slots {
         }
     }
 
-    /// Slot `i`, allocating the slots on first use.
-    fn slot(&mut self, i: usize) -> &mut Option<Channel> {
-        &mut self.0.get_or_insert_with(Default::default)[i]
+    /// Puts `c` in slot `i`, allocating the slots on first use (the only
+    /// call that allocates them).
+    fn put(&mut self, i: usize, c: Channel) {
+        self.0.get_or_insert_with(Default::default)[i] = Some(c);
     }
 }
 
@@ -829,7 +836,7 @@ impl Connection {
 
     /// Marks channel slot `i` as ready (its socket reported readiness).
     pub fn set_channel_ready(&mut self, i: usize) {
-        if let Some(c) = self.channels.get_mut(i).and_then(Option::as_mut) {
+        if let Some(c) = self.channels.channel(i) {
             c.ready = true;
         }
     }
@@ -1648,7 +1655,7 @@ impl Connection {
             Request::Readmit { peer, per_ip } => self.readmit(env, peer, per_ip),
             Request::Secure { id } => match self.slot_of(id) {
                 Some(i) => {
-                    if let Some(c) = self.channels.slot(i).as_mut() {
+                    if let Some(c) = self.channels.channel(i) {
                         c.secure();
                     }
                 }
@@ -1659,7 +1666,7 @@ impl Connection {
                 Ok(i) => {
                     let serial = self.serial();
                     match Channel::connect(id, serial, addr) {
-                        Ok(c) => *self.channels.slot(i) = Some(c),
+                        Ok(c) => self.channels.put(i, c),
                         Err(e) => self.events.push(failed(id, e.kind())),
                     }
                 }
@@ -1675,7 +1682,7 @@ impl Connection {
                     let serial = self.serial();
                     match Channel::listen(id, serial, ip, ports, allow_from) {
                         Ok((c, addr)) => {
-                            *self.channels.slot(i) = Some(c);
+                            self.channels.put(i, c);
                             self.events.push(ChannelEvent::Listening { id, addr });
                         }
                         Err(e) => self.events.push(failed(id, e.kind())),
@@ -1722,7 +1729,7 @@ impl Connection {
             }
             Request::Abort { id } => match self.slot_of(id) {
                 Some(i) => {
-                    let c = self.channels.slot(i).take().expect("slot_of found it");
+                    let c = self.channels.take(i).expect("slot_of found it");
                     self.events.push(c.abort_event());
                     c.retire(&mut self.retired);
                 }
@@ -1767,7 +1774,7 @@ impl Connection {
 
     fn channel_mut(&mut self, id: u32) -> Option<&mut Channel> {
         let i = self.slot_of(id)?;
-        self.channels.slot(i).as_mut()
+        self.channels.channel(i)
     }
 
     fn report_job(&mut self, id: u32, given: Option<bool>) {
@@ -1800,7 +1807,7 @@ impl Connection {
         }
         let mut progressed = false;
         for i in 0..MAX_CHANNELS {
-            let Some(c) = self.channels.slot(i).as_mut() else {
+            let Some(c) = self.channels.channel(i) else {
                 continue;
             };
             if !c.ready {
@@ -1809,7 +1816,7 @@ impl Connection {
             let before = self.events.len();
             match c.pump(scratch, &mut self.events, &mut self.retired) {
                 Pump::Finished => {
-                    let c = self.channels.slot(i).take().expect("pumped it");
+                    let c = self.channels.take(i).expect("pumped it");
                     c.retire(&mut self.retired);
                 }
                 Pump::Blocked | Pump::Again => {}
