@@ -167,6 +167,53 @@ kv_tests!(replies_are_redis_bytes, |arch| {
     assert_eq!(try_read_to_eof(&mut c).or_fail(&server), b"");
 });
 
+kv_tests!(
+    a_last_answer_larger_than_the_socket_arrives_whole_and_one_never_read_is_let_go,
+    |arch| {
+        // GET of an 8 MiB value and QUIT in one write: the answers are the
+        // connection's last words, far more than the socket takes at once, so
+        // they go out over many sends as the client reads, then the close.
+        let server = serve(arch, &[]);
+        let mut c = server.connect();
+        let value: String = (0..8 * 1024 * 1024)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        expect(&server, &mut c, &resp(&["SET", "big", &value]), "+OK\r\n");
+        let asked = format!("{}{}", resp(&["GET", "big"]), resp(&["QUIT"]));
+        c.write_all(asked.as_bytes()).expect("send");
+        let got = try_read_to_eof(&mut c).or_fail(&server);
+        let want = format!("${}\r\n{value}\r\n+OK\r\n", value.len());
+        if got != want.as_bytes() {
+            server.fail(&format!(
+                "{arch}: got {} bytes, not the value and +OK ({} bytes) before the close",
+                got.len(),
+                want.len()
+            ));
+        }
+        // The same last words to a client that never reads them: the idle
+        // timeout lets the connection go with its answer unsent.
+        let server = serve(arch, &["--idle-timeout", "1"]);
+        let mut mute = server.connect();
+        expect(
+            &server,
+            &mut mute,
+            &resp(&["SET", "big", &value]),
+            "+OK\r\n",
+        );
+        mute.write_all(asked.as_bytes()).expect("send");
+        let (port, client) = (
+            server.addr().port(),
+            mute.local_addr().expect("addr").port(),
+        );
+        let let_go = wait_for(Duration::from_secs(20), || {
+            socket_inodes(port, client).is_empty().then_some(())
+        });
+        if let_go.is_none() {
+            server.fail("a client that never reads its last answer was not let go");
+        }
+    }
+);
+
 kv_tests!(a_protocol_error_is_answered_then_closed, |arch| {
     let server = serve(arch, &[]);
     let mut c = server.connect();
