@@ -357,66 +357,74 @@ fn print_archs() {
     }
 }
 
-/// Flags that only some protocols read: (argument id, flag, protocols).
-const PROTOCOL_FLAGS: &[(&str, &str, &[&str])] = &[
-    ("root", "--root", &["ftp", "http"]),
-    ("users", "--users", &["ftp"]),
-    ("passive_ports", "--passive-ports", &["ftp"]),
-    ("masquerade", "--masquerade", &["ftp"]),
-    ("data_timeout", "--data-timeout", &["ftp"]),
-    ("tls_require_reuse", "--tls-require-reuse", &["ftp"]),
+/// Flags that only some protocols read: (argument id, protocols). A
+/// flag is its id with dashes for underscores ([`flag`]).
+const PROTOCOL_FLAGS: &[(&str, &[&str])] = &[
+    ("root", &["ftp", "http"]),
+    ("users", &["ftp"]),
+    ("passive_ports", &["ftp"]),
+    ("masquerade", &["ftp"]),
+    ("data_timeout", &["ftp"]),
+    ("tls_require_reuse", &["ftp"]),
     // Also read with --proxy-protocol, by every protocol (`check_flags`).
-    ("header_timeout", "--header-timeout", &["http"]),
-    ("autoindex", "--autoindex", &["http"]),
-    ("gzip_static", "--gzip-static", &["http"]),
-    ("dotfiles", "--dotfiles", &["http"]),
-    ("access_log", "--access-log", &["http"]),
-    ("max_digits", "--max-digits", &["calc"]),
-    ("requirepass", "--requirepass", &["kv"]),
-    ("data_dir", "--data-dir", &["kv"]),
-    ("fsync", "--fsync", &["kv"]),
-    ("maxmemory", "--maxmemory", &["kv"]),
-    ("maxmemory_policy", "--maxmemory-policy", &["kv"]),
+    ("header_timeout", &["http"]),
+    ("autoindex", &["http"]),
+    ("gzip_static", &["http"]),
+    ("dotfiles", &["http"]),
+    ("access_log", &["http"]),
+    ("max_digits", &["calc"]),
+    ("requirepass", &["kv"]),
+    ("data_dir", &["kv"]),
+    ("fsync", &["kv"]),
+    ("maxmemory", &["kv"]),
+    ("maxmemory_policy", &["kv"]),
 ];
 
 /// Whether an architecture reads a flag.
 type Reads = fn(Arch) -> bool;
 
-/// Flags that only some architectures read: (argument id, flag, whether
-/// `arch` reads it).
-const ARCH_FLAGS: &[(&str, &str, Reads)] = &[
-    ("workers", "--workers", Arch::is_prefork),
-    ("threads", "--threads", Arch::has_threads),
-    ("max_requests", "--max-requests", Arch::is_prefork),
-    ("max_worker_memory", "--max-worker-memory", Arch::is_prefork),
-    ("worker_timeout", "--worker-timeout", Arch::is_prefork),
+/// Flags that only some architectures read: (argument id, whether `arch`
+/// reads it).
+const ARCH_FLAGS: &[(&str, Reads)] = &[
+    ("workers", Arch::is_prefork),
+    ("threads", Arch::has_threads),
+    ("max_requests", Arch::is_prefork),
+    ("max_worker_memory", Arch::is_prefork),
+    ("worker_timeout", Arch::is_prefork),
 ];
 
 /// A flag of another protocol is a mistake (exit 2). A flag the
 /// architecture does not read is only warned about: `muse bench
 /// --serve-arg` gives one set of flags to every architecture it starts.
 fn check_flags(protocol: &str, arch: Arch, proxied: bool, given: &[String]) -> anyhow::Result<()> {
-    for (id, flag, protocols) in PROTOCOL_FLAGS {
+    for (id, protocols) in PROTOCOL_FLAGS {
         // --header-timeout also bounds the wait for a PROXY header, in
         // every protocol.
         let read_by_proxy = *id == "header_timeout" && proxied;
         if given.iter().any(|g| g == id) && !protocols.contains(&protocol) && !read_by_proxy {
             return Err(Usage(format!(
-                "{flag} is for {}; {protocol} does not read it",
+                "{} is for {}; {protocol} does not read it",
+                flag(id),
                 protocols.join(" and ")
             ))
             .into());
         }
     }
-    for (id, flag, reads) in ARCH_FLAGS {
+    for (id, reads) in ARCH_FLAGS {
         if given.iter().any(|g| g == id) && !reads(arch) {
             crate::log::warn(format_args!(
-                "{flag} does nothing under {} (see `muse archs`)",
+                "{} does nothing under {} (see `muse archs`)",
+                flag(id),
                 arch.name()
             ));
         }
     }
     Ok(())
+}
+
+/// The command-line flag of a `serve` argument id (clap's long name).
+fn flag(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
 }
 
 fn serve(args: ServeArgs, given: &[String]) -> anyhow::Result<()> {
