@@ -2,9 +2,16 @@
 //! a user's command), reading their `listening on` line, watching their
 //! processes in /proc while the load runs, and stopping them.
 //!
-//! Every server muse starts runs in its own process group, recorded in a
-//! registry so that an interrupted bench (Ctrl-C) can still stop and reap
-//! every one of them ([`stop_all_and_exit`]).
+//! Every server muse starts runs in a session of its own, and so in its own
+//! process group, recorded in a registry so that an interrupted bench
+//! (Ctrl-C) can still stop and reap every one of them
+//! ([`stop_all_and_exit`]). The session is for the scheduler: where the
+//! kernel groups tasks by session (autogroup, on by default in most
+//! distributions), a server in the bench's own session would share one
+//! group with the load generator's threads, which then preempt it as often
+//! as each other; in a session of its own the server gets its group's
+//! share, as a daemon on a machine of its own would, and its tail latency
+//! is its own rather than the load generator's.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -231,8 +238,18 @@ impl Target {
         let stderr = ErrLog::create().context("cannot create a file for the server's stderr")?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr.0.try_clone()?))
-            .process_group(0);
+            .stderr(Stdio::from(stderr.0.try_clone()?));
+        // A session of its own (the module's comment says why); the
+        // session's id is the child's pid, so its process group is too.
+        // SAFETY: setsid is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.name))?;
@@ -669,6 +686,25 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .count();
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_spawned_server_leads_a_session_of_its_own() {
+        let target = Target {
+            name: "leader".into(),
+            family: Family::Baseline,
+            // Listens (says so) only if field 6 of its stat, the session,
+            // is its own pid.
+            kind: Kind::Spawn(
+                "sh -c 'set -- $(cat /proc/$$/stat); [ \"$6\" = \"$$\" ] || exit 3; echo listening on 127.0.0.1:9; sleep 10'"
+                    .into(),
+            ),
+        };
+        let mut server = target
+            .start(Path::new("/bin/false"), "echo", &[], None, None, None)
+            .expect("it leads its session");
+        assert_eq!(server.addr, SocketAddr::from(([127, 0, 0, 1], 9)));
+        server.stop();
     }
 
     #[test]
