@@ -8,10 +8,10 @@
 //! ([`stop_all_and_exit`]). The session is for the scheduler: where the
 //! kernel groups tasks by session (autogroup, on by default in most
 //! distributions), a server in the bench's own session would share one
-//! group with the load generator's threads, which then preempt it as often
-//! as each other; in a session of its own the server gets its group's
-//! share, as a daemon on a machine of its own would, and its tail latency
-//! is its own rather than the load generator's.
+//! group's CPU with the load generator's threads, which would preempt it
+//! as often as they preempt each other; in a session of its own it gets a
+//! group's share, as a daemon does, and its tail latency is its own rather
+//! than the load generator's.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
