@@ -552,6 +552,22 @@ impl Server {
         }
     }
 
+    /// Fails the test, saying `what`, unless the server lets go of
+    /// `client`'s connection within `within`: no socket of the server's is
+    /// left for it (what it had queued is the kernel's to deliver or drop).
+    pub fn expect_let_go(&self, client: &TcpStream, within: Duration, what: &str) {
+        let (port, client) = (
+            self.addr().port(),
+            client.local_addr().expect("client local address").port(),
+        );
+        let let_go = wait_for(within, || {
+            socket_inodes(port, client).is_empty().then_some(())
+        });
+        if let_go.is_none() {
+            self.fail(what);
+        }
+    }
+
     /// The pid of the server process holding the server side of `client`'s
     /// connection (the server itself or one of its children). The connection
     /// must have been accepted already (e.g. after one echo).
